@@ -1,0 +1,396 @@
+"""Defaults, then a YAML file, then environment variables; then strict validation.
+
+Every rejection names the key (dotted path or environment variable) so a bad config never starts
+and its author knows where to look.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from api_gateway.config.settings import (
+    BreakerConfig,
+    ConfigError,
+    EndpointConfig,
+    GatewayConfig,
+    Instance,
+    JwtConfig,
+    LimitConfig,
+    Network,
+    RouteConfig,
+    ServerConfig,
+    ServiceConfig,
+    TimeoutsConfig,
+    UpstreamConfig,
+)
+
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
+MIN_SECRET_BYTES = 32
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
+)
+
+
+def default_document() -> dict[str, Any]:
+    text = resources.files("api_gateway.config").joinpath("defaults.yaml").read_text()
+    document: dict[str, Any] = yaml.safe_load(text)
+    return document
+
+
+def load(path: str | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    document = default_document()
+    if path:
+        merge(document, read_yaml(path), "")
+    apply_environment(document, os.environ if env is None else env)
+    return build(document)
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{path} must hold a mapping at the top level")
+    return data
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str) -> None:
+    """Deep-merge mappings; lists and scalars replace. Unknown keys are caught by ``build``."""
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value, f"{prefix}{key}.")
+        else:
+            base[key] = value
+
+
+def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
+    server, jwt = document["server"], document["jwt"]
+    simple = {
+        "HOST": (server, "host"),
+        "PORT": (server, "port"),
+        "GATEWAY_WORKERS": (server, "workers"),
+        "LOG_LEVEL": (document, "log_level"),
+        "JWT_ISSUER": (jwt, "issuer"),
+    }
+    for variable, (section, key) in simple.items():
+        if env.get(variable):
+            section[key] = env[variable]
+    if env.get("REDIS_URL"):
+        document["redis"]["url"] = env["REDIS_URL"]
+    shared_secret = env.get("JWT_SECRET")
+    jwt["access_secret"] = env.get("JWT_ACCESS_SECRET") or shared_secret or jwt["access_secret"]
+    jwt["refresh_secret"] = env.get("JWT_REFRESH_SECRET") or shared_secret or jwt["refresh_secret"]
+    if "TRUSTED_PROXIES" in env:
+        server["trusted_proxies"] = split_list(env["TRUSTED_PROXIES"])
+    if "CORS_ORIGINS" in env:
+        document["cors_origins"] = split_list(env["CORS_ORIGINS"])
+    limit = document["rate_limit"]["global"]
+    if env.get("RATE_LIMIT_MAX"):
+        limit["max"] = env["RATE_LIMIT_MAX"]
+    if env.get("RATE_LIMIT_WINDOW_MS"):
+        limit["window_ms"] = env["RATE_LIMIT_WINDOW_MS"]
+    for name, service in document["services"].items():
+        variable = f"{name.upper()}_SERVICE_URL"
+        if env.get(variable):
+            service["url"] = env[variable]
+
+
+def split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Section:
+    """Reads one mapping of the document, naming the dotted key in every complaint."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(path, "must be a mapping")
+        self.data, self.path, self.seen = data, path, set[str]()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def raw(self, name: str, default: Any = ...) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        return self.data[name]
+
+    def int(self, name: str, minimum: int = 0, default: Any = ...) -> int:
+        value = self.raw(name, default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(name), f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum}, got {value}")
+        return value
+
+    def str(self, name: str, default: Any = ...) -> str:
+        value = self.raw(name, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(self.key(name), f"must be a non-empty string, got {value!r}")
+        return value
+
+    def bool(self, name: str, default: Any = ...) -> bool:
+        value = self.raw(name, default)
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be true or false, got {value!r}")
+        return value
+
+    def strings(self, name: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.raw(name, default)
+        if isinstance(value, str):
+            value = split_list(value)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(name), "must be a list of strings")
+        return tuple(value)
+
+    def section(self, name: str) -> Section:
+        return Section(self.raw(name), self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(self.key(str(unknown[0])), "unknown setting")
+
+
+def build(document: Mapping[str, Any]) -> GatewayConfig:
+    root = Section(document, "")
+    server = build_server(root.section("server"))
+    log_level = root.str("log_level").lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    cors = root.strings("cors_origins")
+    redis = root.section("redis")
+    redis_url = redis.raw("url")
+    if redis_url is not None:
+        redis_url = redis.str("url")
+        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("redis.url", f"must be a redis:// URL, got {redis_url!r}")
+    redis.done()
+    limits = root.section("rate_limit")
+    rate_limits = {name: build_limit(limits.section(name)) for name in limits.data}
+    limits.seen.update(limits.data)
+    timeouts = root.section("timeouts")
+    timeouts_config = TimeoutsConfig(
+        *(timeouts.int(k, 1) for k in ("default_ms", "payment_ms", "nft_minting_ms")),
+        timeouts.int("ticket_purchase_ms", 1),
+    )
+    timeouts.done()
+    services = build_services(root.section("services"), timeouts_config.default_ms)
+    config = GatewayConfig(
+        server=server,
+        log_level=log_level,
+        cors_origins=cors,
+        redis_url=redis_url,
+        jwt=build_jwt(root.section("jwt")),
+        rate_limits=rate_limits,
+        circuit_breaker=build_breaker(root.section("circuit_breaker")),
+        timeouts=timeouts_config,
+        upstream=build_upstream(root.section("upstream")),
+        services=services,
+        routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
+    )
+    root.done()
+    return config
+
+
+def build_server(s: Section) -> ServerConfig:
+    host = s.str("host")
+    config = ServerConfig(
+        host=host,
+        port=s.int("port", 0),
+        workers=s.int("workers", 1),
+        keep_alive_timeout_ms=s.int("keep_alive_timeout_ms", 1),
+        header_timeout_ms=s.int("header_timeout_ms", 1),
+        body_timeout_ms=s.int("body_timeout_ms", 1),
+        max_header_bytes=s.int("max_header_bytes", 1024),
+        max_header_count=s.int("max_header_count", 8),
+        max_uri_bytes=s.int("max_uri_bytes", 64),
+        max_body_bytes=s.int("max_body_bytes", 0),
+        trusted_proxies=tuple(parse_cidr(c) for c in s.strings("trusted_proxies")),
+        shutdown_grace_ms=s.int("shutdown_grace_ms", 0),
+        access_log=s.bool("access_log"),
+    )
+    if config.port > 65535:
+        raise ConfigError("server.port", f"must be at most 65535, got {config.port}")
+    s.done()
+    return config
+
+
+def parse_cidr(text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise ConfigError("server.trusted_proxies", f"{text!r} is not a CIDR") from exc
+
+
+def build_jwt(s: Section) -> JwtConfig:
+    secrets = []
+    for name in ("access_secret", "refresh_secret"):
+        secret = s.raw(name)
+        if not secret:
+            raise ConfigError(f"jwt.{name}", "is required: set JWT_SECRET or JWT_ACCESS_SECRET")
+        if len(str(secret).encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"jwt.{name}", f"must be at least {MIN_SECRET_BYTES} bytes long")
+        secrets.append(str(secret))
+    config = JwtConfig(
+        access_secret=secrets[0],
+        refresh_secret=secrets[1],
+        issuer=s.str("issuer"),
+        access_ttl_s=s.int("access_ttl_s", 1),
+        refresh_ttl_s=s.int("refresh_ttl_s", 1),
+        leeway_s=s.int("leeway_s", 0),
+        cache_size=s.int("cache_size", 0),
+    )
+    s.done()
+    return config
+
+
+def build_limit(s: Section) -> LimitConfig:
+    config = LimitConfig(s.int("max", 1), s.int("window_ms", 1), s.int("block_ms", 0, 0))
+    s.done()
+    return config
+
+
+def build_breaker(s: Section) -> BreakerConfig:
+    config = BreakerConfig(
+        timeout_ms=s.int("timeout_ms", 1),
+        error_threshold_pct=s.int("error_threshold_pct", 1),
+        reset_timeout_ms=s.int("reset_timeout_ms", 1),
+        volume_threshold=s.int("volume_threshold", 1),
+    )
+    if config.error_threshold_pct > 100:
+        raise ConfigError("circuit_breaker.error_threshold_pct", "must be at most 100")
+    s.done()
+    return config
+
+
+def build_upstream(s: Section) -> UpstreamConfig:
+    config = UpstreamConfig(
+        connect_timeout_ms=s.int("connect_timeout_ms", 1),
+        max_idle_per_instance=s.int("max_idle_per_instance", 0),
+        idle_timeout_ms=s.int("idle_timeout_ms", 1),
+    )
+    s.done()
+    return config
+
+
+def build_services(s: Section, default_timeout_ms: int) -> dict[str, ServiceConfig]:
+    services = {}
+    for name in s.data:
+        entry = s.section(str(name))
+        variable = f"{str(name).upper()}_SERVICE_URL"
+        urls = split_list(entry.str("url"))
+        instances = tuple(parse_instance(url, f"{entry.key('url')} ({variable})") for url in urls)
+        if not instances:
+            raise ConfigError(entry.key("url"), "needs at least one URL")
+        services[str(name)] = ServiceConfig(
+            str(name), instances, entry.int("timeout_ms", 1, default_timeout_ms)
+        )
+        entry.done()
+    return services
+
+
+def parse_instance(url: str, key: str) -> Instance:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(key, f"must be an http://host:port URL, got {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        raise ConfigError(key, f"must not carry a path, query or credentials: {url!r}")
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise ConfigError(key, f"has an invalid port: {url!r}") from exc
+    return Instance(parts.hostname, port)
+
+
+def build_routes(
+    s: Section,
+    services: Mapping[str, ServiceConfig],
+    default_max_body: int,
+    rate_limits: Mapping[str, LimitConfig],
+) -> tuple[RouteConfig, ...]:
+    routes = []
+    for prefix in s.data:
+        key = s.key(str(prefix))
+        if not isinstance(prefix, str) or not is_clean_path(prefix) or prefix == "/":
+            raise ConfigError(key, "a route prefix must look like /name")
+        entry = s.section(prefix)
+        service = entry.str("service")
+        if service not in services:
+            raise ConfigError(entry.key("service"), f"unknown service {service!r}")
+        public = entry.strings("public", ())
+        for path in public:
+            if not (path == "/*" or is_clean_path(path.removesuffix("/*"))):
+                raise ConfigError(entry.key("public"), f"{path!r} is not a clean path")
+        methods = entry.raw("methods", None)
+        routes.append(
+            RouteConfig(
+                prefix=prefix,
+                service=service,
+                public=public,
+                methods=None if methods is None else parse_methods(entry, "methods"),
+                max_body_bytes=entry.int("max_body_bytes", 0, default_max_body),
+                timeout_ms=entry.raw("timeout_ms", None) and entry.int("timeout_ms", 1),
+                endpoints=tuple(
+                    build_endpoint(Section(e, f"{entry.key('endpoints')}[{i}]"), rate_limits)
+                    for i, e in enumerate(entry.raw("endpoints", []))
+                ),
+            )
+        )
+        entry.done()
+    return tuple(routes)
+
+
+def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> EndpointConfig:
+    path = s.str("path")
+    if not is_clean_path(path):
+        raise ConfigError(s.key("path"), f"{path!r} is not a clean path")
+    rate_limit = s.raw("rate_limit", None)
+    if rate_limit is not None and rate_limit not in rate_limits:
+        raise ConfigError(s.key("rate_limit"), f"unknown rate limit {rate_limit!r}")
+    timeout = s.raw("timeout_ms", None)
+    config = EndpointConfig(
+        path=path,
+        methods=parse_methods(s, "methods"),
+        timeout_ms=None if timeout is None else s.int("timeout_ms", 1),
+        rate_limit=rate_limit,
+    )
+    s.done()
+    return config
+
+
+def parse_methods(s: Section, name: str) -> frozenset[str]:
+    methods = frozenset(m.upper() for m in s.strings(name))
+    unknown = methods - HTTP_METHODS
+    if unknown:
+        raise ConfigError(s.key(name), f"unknown method {sorted(unknown)[0]!r}")
+    return methods
+
+
+def is_clean_path(path: str) -> bool:
+    segments = path.split("/")
+    return (
+        path.startswith("/")
+        and not path.endswith("/")
+        and all(seg and seg not in (".", "..") for seg in segments[1:])
+    )

@@ -1,0 +1,127 @@
+"""Typed, frozen settings: what the rest of the gateway reads. Built once by ``config.load``."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; ``key`` is its dotted path (or environment variable)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str
+    port: int
+    workers: int
+    keep_alive_timeout_ms: int
+    header_timeout_ms: int
+    body_timeout_ms: int
+    max_header_bytes: int
+    max_header_count: int
+    max_uri_bytes: int
+    max_body_bytes: int
+    trusted_proxies: tuple[Network, ...]
+    shutdown_grace_ms: int
+    access_log: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JwtConfig:
+    access_secret: str
+    refresh_secret: str
+    issuer: str
+    access_ttl_s: int
+    refresh_ttl_s: int
+    leeway_s: int
+    cache_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConfig:
+    max: int
+    window_ms: int
+    block_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    timeout_ms: int
+    error_threshold_pct: int
+    reset_timeout_ms: int
+    volume_threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutsConfig:
+    default_ms: int
+    payment_ms: int
+    nft_minting_ms: int
+    ticket_purchase_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    connect_timeout_ms: int
+    max_idle_per_instance: int
+    idle_timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    host: str
+    port: int
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    name: str
+    instances: tuple[Instance, ...]
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    path: str
+    methods: frozenset[str]
+    timeout_ms: int | None
+    rate_limit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    prefix: str
+    service: str
+    public: tuple[str, ...]
+    methods: frozenset[str] | None
+    max_body_bytes: int
+    timeout_ms: int | None
+    endpoints: tuple[EndpointConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    server: ServerConfig
+    log_level: str
+    cors_origins: tuple[str, ...]
+    redis_url: str | None
+    jwt: JwtConfig
+    rate_limits: dict[str, LimitConfig]
+    circuit_breaker: BreakerConfig
+    timeouts: TimeoutsConfig
+    upstream: UpstreamConfig
+    services: dict[str, ServiceConfig]
+    routes: tuple[RouteConfig, ...]
+
+    API_PREFIX = "/api/v1"

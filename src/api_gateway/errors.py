@@ -1,0 +1,147 @@
+"""Every error the gateway answers itself, and the one place that turns them into responses.
+
+    GatewayError (500 internal-error)
+    ├── BadRequest (400 bad-request)
+    │   ├── MalformedRequest (400 malformed-request, closes the connection)
+    │   ├── InvalidPath (400 invalid-path)
+    │   └── HeaderNotAllowed (400 header-not-allowed)
+    ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
+    ├── Forbidden (403 forbidden)
+    ├── RouteNotFound (404 not-found)
+    ├── MethodNotAllowed (405 method-not-allowed)
+    ├── RequestTimeout (408 request-timeout)
+    ├── PayloadTooLarge (413 payload-too-large)
+    ├── UriTooLong (414 uri-too-long)
+    ├── RateLimited (429 rate-limited, Retry-After)
+    ├── HeadersTooLarge (431 headers-too-large)
+    ├── BadGateway (502 bad-gateway): upstream refused, reset or answered garbage
+    ├── ServiceUnavailable (503 service-unavailable)
+    │   └── CircuitOpen (503 circuit-open)
+    └── UpstreamTimeout (504 upstream-timeout)
+
+Foreign exceptions (socket errors, parser errors, Redis errors) are translated into these where
+they arise, so nothing above the data plane ever sees them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+from api_gateway.types import Headers, Response
+
+PROBLEM_BASE = "https://docs.tickettoken.io/gateway/problems/"
+PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+    closes_connection: ClassVar[bool] = False
+
+    def __init__(self, detail: str = "", headers: Headers | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers: Headers = headers or []
+
+
+class BadRequest(GatewayError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class MalformedRequest(BadRequest):
+    slug, title = "malformed-request", "Malformed HTTP request"
+    closes_connection = True
+
+
+class InvalidPath(BadRequest):
+    slug, title = "invalid-path", "Invalid request path"
+
+
+class HeaderNotAllowed(BadRequest):
+    slug, title = "header-not-allowed", "Header not allowed"
+
+
+class Unauthorized(GatewayError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+    def __init__(self, detail: str = "", error: str = "invalid_token") -> None:
+        challenge = f'Bearer realm="api-gateway", error="{error}"'.encode()
+        if error == "":
+            challenge = b'Bearer realm="api-gateway"'
+        super().__init__(detail, [(b"www-authenticate", challenge)])
+
+
+class Forbidden(GatewayError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class RouteNotFound(GatewayError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class RequestTimeout(GatewayError):
+    status, slug, title = 408, "request-timeout", "Request timeout"
+    closes_connection = True
+
+
+class PayloadTooLarge(GatewayError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+    closes_connection = True
+
+
+class UriTooLong(GatewayError):
+    status, slug, title = 414, "uri-too-long", "URI too long"
+    closes_connection = True
+
+
+class RateLimited(GatewayError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, [(b"retry-after", str(max(retry_after_s, 1)).encode())])
+
+
+class HeadersTooLarge(GatewayError):
+    status, slug, title = 431, "headers-too-large", "Request header fields too large"
+    closes_connection = True
+
+
+class BadGateway(GatewayError):
+    status, slug, title = 502, "bad-gateway", "Bad gateway"
+
+
+class ServiceUnavailable(GatewayError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class CircuitOpen(ServiceUnavailable):
+    slug, title = "circuit-open", "Upstream circuit open"
+
+
+class UpstreamTimeout(GatewayError):
+    status, slug, title = 504, "upstream-timeout", "Upstream timeout"
+
+
+def problem_response(error: GatewayError, request_id: str, instance: str = "") -> Response:
+    """The single place an error becomes an RFC 9457 problem document."""
+    document = {
+        "type": PROBLEM_BASE + error.slug,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "request_id": request_id,
+    }
+    if instance:
+        document["instance"] = instance
+    body = orjson.dumps(document)
+    headers: Headers = [PROBLEM_CONTENT_TYPE, (b"cache-control", b"no-store"), *error.headers]
+    if error.closes_connection:
+        headers.append((b"connection", b"close"))
+    return Response(error.status, headers, body)

@@ -1,0 +1,118 @@
+"""The one request-path signature: every policy and the terminal handler speak these types.
+
+Header names are lower-case ``bytes`` and values are ``bytes`` exactly as received; the data plane
+lower-cases names once while parsing so that nothing above it has to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class BodySource(Protocol):
+    """A request or response body that arrives over time (the data plane's stream)."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def abort(self) -> None: ...
+
+
+Body = bytes | BodySource
+
+
+class Request:
+    """One client request, as the data plane parsed it and the policies enriched it."""
+
+    __slots__ = (
+        "body",
+        "claims",
+        "client_ip",
+        "content_length",
+        "headers",
+        "http_version",
+        "keep_alive",
+        "method",
+        "path",
+        "peer_ip",
+        "query",
+        "request_id",
+        "route",
+        "scheme",
+        "server_port",
+        "start",
+        "upstream_headers",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: Headers,
+        body: Body,
+        peer_ip: str,
+        http_version: str = "1.1",
+        content_length: int | None = None,
+        server_port: int = 0,
+        start: float = 0.0,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.peer_ip = peer_ip
+        self.client_ip = peer_ip
+        self.http_version = http_version
+        self.content_length = content_length
+        self.server_port = server_port
+        self.start = start
+        self.scheme = "http"
+        self.keep_alive = True
+        self.request_id = ""
+        self.route: Any = None
+        self.claims: Claims | None = None
+        # Headers the gateway itself adds for the upstream, after the client's were filtered.
+        self.upstream_headers: Headers = []
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Claims:
+    """The identity a verified access token carries, already checked to be header-safe."""
+
+    __slots__ = ("email", "expires_at", "role", "tenant_id", "user_id")
+
+    def __init__(
+        self, user_id: str, tenant_id: str, role: str, email: str, expires_at: float
+    ) -> None:
+        self.user_id = user_id
+        self.tenant_id = tenant_id
+        self.role = role
+        self.email = email
+        self.expires_at = expires_at
+
+
+class Response:
+    """What goes back to the client. ``body`` is bytes or a stream from an upstream."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers, body: Body = b"") -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Policy(Protocol):
+    async def __call__(self, request: Request, call_next: Handler) -> Response: ...
