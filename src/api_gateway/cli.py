@@ -1,2 +1,117 @@
-def main() -> None:
-    pass
+"""The ``api-gateway`` command: serve | demo | config check | token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from api_gateway import config as config_module
+from api_gateway.config.settings import ConfigError, GatewayConfig
+from api_gateway.observability.logging import configure
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.command(args)
+    except ConfigError as exc:
+        print(f"api-gateway: invalid configuration: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="api-gateway", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML file overriding the defaults")
+    serve.add_argument("--host", help="listen address (default HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default PORT or 3000)")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port")
+    serve.set_defaults(command=run_serve)
+
+    demo = commands.add_parser("demo", help="run stub services and a gateway in front of them")
+    demo.add_argument("--port", type=int, default=3000, help="gateway port (default 3000)")
+    demo.set_defaults(command=run_demo)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate and print the route table")
+    check.add_argument("file", nargs="?", help="YAML file overriding the defaults")
+    check.set_defaults(command=run_config_check)
+
+    token = commands.add_parser("token", help="mint a development access token")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--tenant", required=True, help="tenant id")
+    token.add_argument("--role", default="user")
+    token.add_argument("--email")
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 15m, 1h, 7d")
+    token.add_argument("--config", help="YAML file overriding the defaults")
+    token.set_defaults(command=run_token)
+    return parser
+
+
+def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
+    from dataclasses import replace
+
+    server = config.server
+    changes = {
+        key: getattr(args, key)
+        for key in ("host", "port", "workers")
+        if getattr(args, key, None) is not None
+    }
+    if changes.get("workers", 1) < 1:
+        raise ConfigError("--workers", "must be at least 1")
+    if not 0 <= changes.get("port", 0) <= 65535:
+        raise ConfigError("--port", "must be between 0 and 65535")
+    return replace(config, server=replace(server, **changes)) if changes else config
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    config = with_overrides(config_module.load(args.config), args)
+    configure(config.log_level)
+    if config.server.workers == 1:
+        from api_gateway.serve import listening_socket, run_worker
+
+        sock = listening_socket(config.server.host, config.server.port, reuse_port=False)
+        run_worker(config, sock)
+        return 0
+    from api_gateway.supervisor import Supervisor
+
+    return Supervisor(config).run()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from api_gateway.demo import run
+
+    return run(args.port)
+
+
+def run_config_check(args: argparse.Namespace) -> int:
+    config = config_module.load(args.file)
+    print(f"configuration OK: {len(config.routes)} routes, {len(config.services)} services")
+    print(f"{'PREFIX':<32} {'SERVICE':<14} {'INSTANCES':<40} PUBLIC")
+    for route in config.routes:
+        service = config.services[route.service]
+        instances = ",".join(i.authority for i in service.instances)
+        methods = "" if route.methods is None else f" [{','.join(sorted(route.methods))}]"
+        public = " ".join(route.public) or "-"
+        prefix = GatewayConfig.API_PREFIX + route.prefix + methods
+        print(f"{prefix:<32} {route.service:<14} {instances:<40} {public}")
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from api_gateway.tokens import mint, parse_ttl
+
+    config = config_module.load(args.config)
+    try:
+        ttl = parse_ttl(args.ttl)
+    except ValueError as exc:
+        print(f"api-gateway: {exc}", file=sys.stderr)
+        return 2
+    print(mint(config.jwt, args.sub, args.tenant, args.role, ttl, args.email))
+    return 0

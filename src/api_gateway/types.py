@@ -43,14 +43,14 @@ class Request:
         "scheme",
         "server_port",
         "start",
+        "target",
         "upstream_headers",
     )
 
     def __init__(
         self,
         method: str,
-        path: str,
-        query: bytes,
+        target: bytes,
         headers: Headers,
         body: Body,
         peer_ip: str,
@@ -60,8 +60,10 @@ class Request:
         start: float = 0.0,
     ) -> None:
         self.method = method
-        self.path = path
-        self.query = query
+        self.target = target
+        # Set by routing from ``target``: the canonical path and the raw query string.
+        self.path = ""
+        self.query = b""
         self.headers = headers
         self.body = body
         self.peer_ip = peer_ip

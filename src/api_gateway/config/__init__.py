@@ -1,4 +1,4 @@
-"""Configuration: typed frozen settings built once from defaults, a YAML file and the environment."""
+"""Configuration: typed frozen settings built once from defaults, YAML and the environment."""
 
 from api_gateway.config.loader import load
 from api_gateway.config.settings import ConfigError, GatewayConfig

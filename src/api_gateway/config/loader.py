@@ -131,7 +131,7 @@ class Section:
             return default
         return self.data[name]
 
-    def int(self, name: str, minimum: int = 0, default: Any = ...) -> int:
+    def integer(self, name: str, minimum: int = 0, default: Any = ...) -> int:
         value = self.raw(name, default)
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
@@ -141,13 +141,13 @@ class Section:
             raise ConfigError(self.key(name), f"must be at least {minimum}, got {value}")
         return value
 
-    def str(self, name: str, default: Any = ...) -> str:
+    def text(self, name: str, default: Any = ...) -> str:
         value = self.raw(name, default)
         if not isinstance(value, str) or not value:
             raise ConfigError(self.key(name), f"must be a non-empty string, got {value!r}")
         return value
 
-    def bool(self, name: str, default: Any = ...) -> bool:
+    def flag(self, name: str, default: Any = ...) -> bool:
         value = self.raw(name, default)
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
             return value.lower() in ("true", "1")
@@ -155,7 +155,7 @@ class Section:
             raise ConfigError(self.key(name), f"must be true or false, got {value!r}")
         return value
 
-    def strings(self, name: str, default: Any = ...) -> tuple[str, ...]:
+    def texts(self, name: str, default: Any = ...) -> tuple[str, ...]:
         value = self.raw(name, default)
         if isinstance(value, str):
             value = split_list(value)
@@ -175,14 +175,14 @@ class Section:
 def build(document: Mapping[str, Any]) -> GatewayConfig:
     root = Section(document, "")
     server = build_server(root.section("server"))
-    log_level = root.str("log_level").lower()
+    log_level = root.text("log_level").lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-    cors = root.strings("cors_origins")
+    cors = root.texts("cors_origins")
     redis = root.section("redis")
     redis_url = redis.raw("url")
     if redis_url is not None:
-        redis_url = redis.str("url")
+        redis_url = redis.text("url")
         if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("redis.url", f"must be a redis:// URL, got {redis_url!r}")
     redis.done()
@@ -191,8 +191,10 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     limits.seen.update(limits.data)
     timeouts = root.section("timeouts")
     timeouts_config = TimeoutsConfig(
-        *(timeouts.int(k, 1) for k in ("default_ms", "payment_ms", "nft_minting_ms")),
-        timeouts.int("ticket_purchase_ms", 1),
+        default_ms=timeouts.integer("default_ms", 1),
+        payment_ms=timeouts.integer("payment_ms", 1),
+        nft_minting_ms=timeouts.integer("nft_minting_ms", 1),
+        ticket_purchase_ms=timeouts.integer("ticket_purchase_ms", 1),
     )
     timeouts.done()
     services = build_services(root.section("services"), timeouts_config.default_ms)
@@ -214,21 +216,21 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
 
 
 def build_server(s: Section) -> ServerConfig:
-    host = s.str("host")
+    host = s.text("host")
     config = ServerConfig(
         host=host,
-        port=s.int("port", 0),
-        workers=s.int("workers", 1),
-        keep_alive_timeout_ms=s.int("keep_alive_timeout_ms", 1),
-        header_timeout_ms=s.int("header_timeout_ms", 1),
-        body_timeout_ms=s.int("body_timeout_ms", 1),
-        max_header_bytes=s.int("max_header_bytes", 1024),
-        max_header_count=s.int("max_header_count", 8),
-        max_uri_bytes=s.int("max_uri_bytes", 64),
-        max_body_bytes=s.int("max_body_bytes", 0),
-        trusted_proxies=tuple(parse_cidr(c) for c in s.strings("trusted_proxies")),
-        shutdown_grace_ms=s.int("shutdown_grace_ms", 0),
-        access_log=s.bool("access_log"),
+        port=s.integer("port", 0),
+        workers=s.integer("workers", 1),
+        keep_alive_timeout_ms=s.integer("keep_alive_timeout_ms", 1),
+        header_timeout_ms=s.integer("header_timeout_ms", 1),
+        body_timeout_ms=s.integer("body_timeout_ms", 1),
+        max_header_bytes=s.integer("max_header_bytes", 1024),
+        max_header_count=s.integer("max_header_count", 8),
+        max_uri_bytes=s.integer("max_uri_bytes", 64),
+        max_body_bytes=s.integer("max_body_bytes", 0),
+        trusted_proxies=tuple(parse_cidr(c) for c in s.texts("trusted_proxies")),
+        shutdown_grace_ms=s.integer("shutdown_grace_ms", 0),
+        access_log=s.flag("access_log"),
     )
     if config.port > 65535:
         raise ConfigError("server.port", f"must be at most 65535, got {config.port}")
@@ -255,28 +257,30 @@ def build_jwt(s: Section) -> JwtConfig:
     config = JwtConfig(
         access_secret=secrets[0],
         refresh_secret=secrets[1],
-        issuer=s.str("issuer"),
-        access_ttl_s=s.int("access_ttl_s", 1),
-        refresh_ttl_s=s.int("refresh_ttl_s", 1),
-        leeway_s=s.int("leeway_s", 0),
-        cache_size=s.int("cache_size", 0),
+        issuer=s.text("issuer"),
+        access_ttl_s=s.integer("access_ttl_s", 1),
+        refresh_ttl_s=s.integer("refresh_ttl_s", 1),
+        leeway_s=s.integer("leeway_s", 0),
+        cache_size=s.integer("cache_size", 0),
     )
     s.done()
     return config
 
 
 def build_limit(s: Section) -> LimitConfig:
-    config = LimitConfig(s.int("max", 1), s.int("window_ms", 1), s.int("block_ms", 0, 0))
+    config = LimitConfig(
+        s.integer("max", 1), s.integer("window_ms", 1), s.integer("block_ms", 0, 0)
+    )
     s.done()
     return config
 
 
 def build_breaker(s: Section) -> BreakerConfig:
     config = BreakerConfig(
-        timeout_ms=s.int("timeout_ms", 1),
-        error_threshold_pct=s.int("error_threshold_pct", 1),
-        reset_timeout_ms=s.int("reset_timeout_ms", 1),
-        volume_threshold=s.int("volume_threshold", 1),
+        timeout_ms=s.integer("timeout_ms", 1),
+        error_threshold_pct=s.integer("error_threshold_pct", 1),
+        reset_timeout_ms=s.integer("reset_timeout_ms", 1),
+        volume_threshold=s.integer("volume_threshold", 1),
     )
     if config.error_threshold_pct > 100:
         raise ConfigError("circuit_breaker.error_threshold_pct", "must be at most 100")
@@ -286,9 +290,9 @@ def build_breaker(s: Section) -> BreakerConfig:
 
 def build_upstream(s: Section) -> UpstreamConfig:
     config = UpstreamConfig(
-        connect_timeout_ms=s.int("connect_timeout_ms", 1),
-        max_idle_per_instance=s.int("max_idle_per_instance", 0),
-        idle_timeout_ms=s.int("idle_timeout_ms", 1),
+        connect_timeout_ms=s.integer("connect_timeout_ms", 1),
+        max_idle_per_instance=s.integer("max_idle_per_instance", 0),
+        idle_timeout_ms=s.integer("idle_timeout_ms", 1),
     )
     s.done()
     return config
@@ -299,12 +303,12 @@ def build_services(s: Section, default_timeout_ms: int) -> dict[str, ServiceConf
     for name in s.data:
         entry = s.section(str(name))
         variable = f"{str(name).upper()}_SERVICE_URL"
-        urls = split_list(entry.str("url"))
+        urls = split_list(entry.text("url"))
         instances = tuple(parse_instance(url, f"{entry.key('url')} ({variable})") for url in urls)
         if not instances:
             raise ConfigError(entry.key("url"), "needs at least one URL")
         services[str(name)] = ServiceConfig(
-            str(name), instances, entry.int("timeout_ms", 1, default_timeout_ms)
+            str(name), instances, entry.integer("timeout_ms", 1, default_timeout_ms)
         )
         entry.done()
     return services
@@ -335,10 +339,10 @@ def build_routes(
         if not isinstance(prefix, str) or not is_clean_path(prefix) or prefix == "/":
             raise ConfigError(key, "a route prefix must look like /name")
         entry = s.section(prefix)
-        service = entry.str("service")
+        service = entry.text("service")
         if service not in services:
             raise ConfigError(entry.key("service"), f"unknown service {service!r}")
-        public = entry.strings("public", ())
+        public = entry.texts("public", ())
         for path in public:
             if not (path == "/*" or is_clean_path(path.removesuffix("/*"))):
                 raise ConfigError(entry.key("public"), f"{path!r} is not a clean path")
@@ -349,8 +353,8 @@ def build_routes(
                 service=service,
                 public=public,
                 methods=None if methods is None else parse_methods(entry, "methods"),
-                max_body_bytes=entry.int("max_body_bytes", 0, default_max_body),
-                timeout_ms=entry.raw("timeout_ms", None) and entry.int("timeout_ms", 1),
+                max_body_bytes=entry.integer("max_body_bytes", 0, default_max_body),
+                timeout_ms=entry.raw("timeout_ms", None) and entry.integer("timeout_ms", 1),
                 endpoints=tuple(
                     build_endpoint(Section(e, f"{entry.key('endpoints')}[{i}]"), rate_limits)
                     for i, e in enumerate(entry.raw("endpoints", []))
@@ -362,7 +366,7 @@ def build_routes(
 
 
 def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> EndpointConfig:
-    path = s.str("path")
+    path = s.text("path")
     if not is_clean_path(path):
         raise ConfigError(s.key("path"), f"{path!r} is not a clean path")
     rate_limit = s.raw("rate_limit", None)
@@ -372,7 +376,7 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
     config = EndpointConfig(
         path=path,
         methods=parse_methods(s, "methods"),
-        timeout_ms=None if timeout is None else s.int("timeout_ms", 1),
+        timeout_ms=None if timeout is None else s.integer("timeout_ms", 1),
         rate_limit=rate_limit,
     )
     s.done()
@@ -380,7 +384,7 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
 
 
 def parse_methods(s: Section, name: str) -> frozenset[str]:
-    methods = frozenset(m.upper() for m in s.strings(name))
+    methods = frozenset(m.upper() for m in s.texts(name))
     unknown = methods - HTTP_METHODS
     if unknown:
         raise ConfigError(s.key(name), f"unknown method {sorted(unknown)[0]!r}")

@@ -1,0 +1,3 @@
+from api_gateway.cli import main
+
+main()

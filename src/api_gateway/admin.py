@@ -1,0 +1,100 @@
+"""The gateway's own endpoints: /health, /ready, /live."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from api_gateway.config.settings import GatewayConfig, ServiceConfig
+from api_gateway.http.client import UpstreamPool
+from api_gateway.types import Handler, Request, Response
+
+JSON = (b"content-type", b"application/json")
+NO_STORE = (b"cache-control", b"no-store")
+READY_SERVICES = ("auth", "venue")
+READY_TIMEOUT_S = 2.0
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+Probe = Callable[[], Awaitable[str | None]]
+
+
+def json_response(status: int, document: object) -> Response:
+    return Response(status, [JSON, NO_STORE], orjson.dumps(document))
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE
+
+
+class Admin:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        pool: UpstreamPool,
+        extra_probes: dict[str, Probe] | None = None,
+        service_states: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
+        self.config, self.pool = config, pool
+        self.started = time.monotonic()
+        self.probes: dict[str, Probe] = dict(extra_probes or {})
+        for name in READY_SERVICES:
+            if name in config.services:
+                self.probes[f"{name}-service"] = self._service_probe(config.services[name])
+        self.service_states = service_states or dict
+
+    def endpoints(self) -> dict[str, Handler]:
+        return {"/health": self.health, "/ready": self.ready, "/live": self.live}
+
+    async def live(self, request: Request) -> Response:
+        return json_response(200, {"status": "alive"})
+
+    async def health(self, request: Request) -> Response:
+        return json_response(
+            200,
+            {
+                "status": "healthy",
+                "uptime": round(time.monotonic() - self.started, 3),
+                "memory": {"rss": rss_bytes()},
+                "pid": os.getpid(),
+                "services": self.service_states(),
+            },
+        )
+
+    async def ready(self, request: Request) -> Response:
+        names = list(self.probes)
+        results = await asyncio.gather(*(self.probes[n]() for n in names))
+        checks = {n: ("ok" if r is None else r) for n, r in zip(names, results, strict=True)}
+        failed = [n for n, r in zip(names, results, strict=True) if r is not None]
+        status = 503 if failed else 200
+        return json_response(
+            status,
+            {"status": "not ready" if failed else "ready", "checks": checks, "failed": failed},
+        )
+
+    def _service_probe(self, service: ServiceConfig) -> Probe:
+        instance = service.instances[0]
+        head = (
+            f"GET /health HTTP/1.1\r\nhost: {instance.authority}\r\n"
+            "x-gateway-internal: true\r\n\r\n"
+        ).encode()
+
+        async def probe() -> str | None:
+            try:
+                response = await self.pool.request(
+                    (instance.host, instance.port), head, b"", False, READY_TIMEOUT_S, "GET"
+                )
+            except Exception as exc:
+                return str(exc)
+            body = response.body
+            if not isinstance(body, bytes):
+                body.abort()
+            if response.status >= 500:
+                return f"answered {response.status}"
+            return None
+
+        return probe

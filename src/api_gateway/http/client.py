@@ -1,0 +1,322 @@
+"""The upstream client: pooled keep-alive HTTP/1.1 connections, llhttp for parsing responses.
+
+Socket and parser failures are translated here into ``BadGateway`` and ``UpstreamTimeout``;
+nothing above this module sees an ``OSError`` or a parser exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import cast
+
+import httptools
+
+from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
+from api_gateway.http.body import BodyStream
+from api_gateway.types import Body, BodySource, Headers, Response
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    connect_timeout_s: float = 5.0
+    max_idle_per_instance: int = 64
+    idle_timeout_s: float = 30.0
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection; serves one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, address: Address) -> None:
+        self.pool, self.address = pool, address
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.exchanges = 0
+        self.idle_since = 0.0
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self._reset(None, False)
+
+    def _reset(self, future: asyncio.Future[Response] | None, head: bool) -> None:
+        self.future = future
+        self.head_request = head
+        self.status = 0
+        self.headers: Headers = []
+        self.chunks: list[bytes] = []
+        self.stream: BodyStream | None = None
+        self.headers_done = False
+        self.complete = False
+        self.interim = False
+        self.got_bytes = False
+        self.body_sent = True
+        self.sender: asyncio.Task[None] | None = None
+        self.keep_alive = True
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if not self.complete:
+            reason = "before answering" if not self.headers_done else "in the middle of the body"
+            self.fail(BadGateway(f"the upstream closed the connection {reason}"))
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(BadGateway("the upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.future is None:
+            self.close()  # bytes nobody asked for: the connection is out of step
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.fail(BadGateway(f"the upstream sent an invalid response: {exc}"))
+            self.close()
+            return
+        if self.headers_done:
+            self._resolve()
+
+    # llhttp callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            # An interim response (100 Continue, 103): wait for the final one.
+            self.interim = True
+            self.headers = []
+            return
+        self.status = status
+        self.headers_done = True
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.head_request:
+            # llhttp cannot be told the response is to HEAD; it would wait for the body.
+            self.keep_alive = False
+            self.on_message_complete()
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.stream is not None:
+            self.stream.feed(chunk)
+        else:
+            self.chunks.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.complete:
+            return
+        self.complete = True
+        if self.stream is not None:
+            self.stream.feed_eof()
+        if self.sender is not None and not self.sender.done():
+            self.sender.cancel()
+            self.keep_alive = False
+        if self.keep_alive and self.body_sent:
+            self.loop.call_soon(self.pool.release, self)
+        else:
+            self.loop.call_soon(self.close)
+
+    # exchange
+
+    def _resolve(self) -> None:
+        future = self.future
+        if future is None or future.done():
+            return
+        if self.complete:
+            chunks = self.chunks
+            body: Body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        else:
+            stream = BodyStream(self._pause_reading, self._resume_reading, self.close)
+            for chunk in self.chunks:
+                stream.feed(chunk)
+            self.chunks = []
+            self.stream = stream
+            body = stream
+        future.set_result(Response(self.status, self.headers, body))
+
+    def fail(self, error: GatewayError) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            future.set_exception(error)
+        elif self.stream is not None and not self.complete:
+            self.stream.fail(error)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.closed:
+            self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def on_timeout(self) -> None:
+        self.fail(UpstreamTimeout("the upstream did not answer in time"))
+        self.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per upstream address, reused most-recent first."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
+        self.loop, self.settings = loop, settings
+        self.idle: defaultdict[Address, list[UpstreamConnection]] = defaultdict(list)
+        self._sweeper = loop.call_later(1.0, self._sweep)
+
+    async def request(
+        self,
+        address: Address,
+        head: bytes,
+        body: Body,
+        chunked: bool,
+        timeout_s: float,
+        method: str,
+    ) -> Response:
+        """Send a complete request head and its body; return once the response head is in.
+
+        A pooled connection that turns out to have been closed by the upstream before it
+        answered anything is retried once on a new connection, if the body can be replayed.
+        """
+        connection = self._acquire(address)
+        if connection is not None:
+            try:
+                return await self._exchange(connection, head, body, chunked, timeout_s, method)
+            except BadGateway:
+                if connection.got_bytes or not isinstance(body, bytes):
+                    raise
+        connection = await self._connect(address)
+        return await self._exchange(connection, head, body, chunked, timeout_s, method)
+
+    async def _exchange(
+        self,
+        connection: UpstreamConnection,
+        head: bytes,
+        body: Body,
+        chunked: bool,
+        timeout_s: float,
+        method: str,
+    ) -> Response:
+        future: asyncio.Future[Response] = self.loop.create_future()
+        connection._reset(future, method == "HEAD")
+        connection.exchanges += 1
+        if isinstance(body, bytes):
+            connection.write(head + body if len(body) < 65536 else head)
+            if len(body) >= 65536:
+                connection.write(body)
+        else:
+            connection.write(head)
+            connection.body_sent = False
+            connection.sender = self.loop.create_task(_send_body(connection, body, chunked))
+        timer = self.loop.call_later(timeout_s, connection.on_timeout)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            connection.close()
+            raise
+        finally:
+            timer.cancel()
+
+    def _acquire(self, address: Address) -> UpstreamConnection | None:
+        idle = self.idle.get(address)
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection
+        return None
+
+    async def _connect(self, address: Address) -> UpstreamConnection:
+        host, port = address
+        try:
+            _, connection = await asyncio.wait_for(
+                self.loop.create_connection(lambda: UpstreamConnection(self, address), host, port),
+                self.settings.connect_timeout_s,
+            )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from exc
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise BadGateway(f"cannot connect to the upstream {host}:{port}: {reason}") from exc
+        return connection
+
+    def release(self, connection: UpstreamConnection) -> None:
+        connection.future = None
+        if connection.closed:
+            return
+        idle = self.idle[connection.address]
+        if len(idle) >= self.settings.max_idle_per_instance:
+            connection.close()
+            return
+        connection.idle_since = self.loop.time()
+        idle.append(connection)
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        idle = self.idle.get(connection.address)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def _sweep(self) -> None:
+        cutoff = self.loop.time() - self.settings.idle_timeout_s
+        for idle in self.idle.values():
+            while idle and idle[0].idle_since < cutoff:
+                idle.pop(0).close()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def close(self) -> None:
+        self._sweeper.cancel()
+        for idle in self.idle.values():
+            for connection in list(idle):
+                connection.close()
+        self.idle.clear()
+
+
+async def _send_body(connection: UpstreamConnection, body: BodySource, chunked: bool) -> None:
+    try:
+        async for chunk in body:
+            if not chunk:
+                continue
+            connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if connection.write_paused:
+                await connection.drain()
+        if chunked:
+            connection.write(b"0\r\n\r\n")
+        connection.body_sent = True
+    except GatewayError as error:
+        connection.fail(error)
+        connection.close()
+    except OSError:
+        connection.fail(BadGateway("the client's request body could not be forwarded"))
+        connection.close()

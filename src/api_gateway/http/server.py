@@ -1,0 +1,452 @@
+"""The HTTP/1.1 server: one ``asyncio.Protocol`` per connection, llhttp for parsing.
+
+A request is dispatched as soon as its head is parsed; a body that is complete in the bytes
+already received is handed over as ``bytes`` (the common case costs no stream), otherwise as a
+``BodyStream`` with back-pressure. Pipelined requests queue and are answered in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Protocol, cast
+
+import httptools
+
+from api_gateway.errors import (
+    GatewayError,
+    HeadersTooLarge,
+    MalformedRequest,
+    RequestTimeout,
+    UriTooLong,
+)
+from api_gateway.http.body import BodyStream
+from api_gateway.http.framing import CONTINUE, check_request_framing, status_line
+from api_gateway.types import BodySource, Headers, Request, Response
+
+log = logging.getLogger("api_gateway.http")
+
+MAX_PIPELINED = 32
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class App(Protocol):
+    def handle(self, request: Request) -> Awaitable[Response]: ...
+
+    def reject(self, error: GatewayError, peer_ip: str) -> Response: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_header_bytes: int = 16384
+    max_header_count: int = 100
+    max_uri_bytes: int = 8192
+    header_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 75.0
+    body_timeout_s: float = 60.0
+
+
+class Connections:
+    """Every open connection of one server, swept once a second for expired deadlines."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.open: set[HttpConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = loop.call_later(1.0, self._sweep)
+        self.drained: asyncio.Event | None = None
+
+    def discard(self, connection: HttpConnection) -> None:
+        self.open.discard(connection)
+        if not self.open and self.drained is not None:
+            self.drained.set()
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.open):
+            if connection.deadline < now:
+                connection.expire()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    async def shutdown(self, grace_s: float) -> None:
+        for connection in list(self.open):
+            connection.close_when_idle()
+        self.drained = asyncio.Event()
+        if self.open:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained.wait(), grace_s)
+        for connection in list(self.open):
+            connection.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(
+        self, app: App, limits: ServerLimits, connections: Connections, server_port: int
+    ) -> None:
+        self.app, self.limits, self.connections = app, limits, connections
+        self.loop = connections.loop
+        self.server_port = server_port
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+        self.queue: deque[Request | GatewayError] = deque()
+        self.fresh: list[Request] = []
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+        self.reading_paused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.deadline = float("inf")
+        self.callback_error: GatewayError | None = None
+        # Per-message parse state.
+        self.in_head = False
+        self.url_parts: list[bytes] = []
+        self.url_size = 0
+        self.headers: Headers = []
+        self.header_bytes = 0
+        self.head_bytes = 0
+        self.body_request: Request | None = None
+        self.body_chunks: list[bytes] = []
+        self.body_stream: BodyStream | None = None
+        self.expect_continue = False
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+        self.connections.open.add(self)
+        self.deadline = self.loop.time() + self.limits.header_timeout_s
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        self.closing = True
+        if self.task is not None:
+            self.task.cancel()
+        if self.body_stream is not None:
+            self.body_stream.fail(ConnectionResetError("client closed the connection"))
+        self._release_drain()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._release_drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self.body_stream is not None:
+            self.deadline = self.loop.time() + self.limits.body_timeout_s
+        elif not self.in_head and self.task is None:
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Protocol upgrades are not proxied: answer the request, then close.
+            self.closing = True
+        except httptools.HttpParserError as exc:
+            self.fail(self.callback_error or MalformedRequest(f"malformed request: {exc}"))
+            return
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.limits.max_header_bytes + self.limits.max_uri_bytes:
+                self.fail(HeadersTooLarge("the request head is too large"))
+                return
+        if self.fresh:
+            self._dispatch_fresh()
+
+    # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.url_parts = []
+        self.url_size = 0
+        self.headers = []
+        self.header_bytes = 0
+        self.head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url_size += len(url)
+        if self.url_size > self.limits.max_uri_bytes:
+            self._callback_fail(UriTooLong(f"the URI exceeds {self.limits.max_uri_bytes} bytes"))
+        self.url_parts.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.limits.max_header_bytes:
+            self._callback_fail(
+                HeadersTooLarge(f"the headers exceed {self.limits.max_header_bytes} bytes")
+            )
+        if len(self.headers) >= self.limits.max_header_count:
+            self._callback_fail(
+                HeadersTooLarge(f"more than {self.limits.max_header_count} header fields")
+            )
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        version = parser.get_http_version()
+        headers = self.headers
+        try:
+            check_request_framing(headers, version)
+        except GatewayError as error:
+            self._callback_fail(error)
+        content_length = None
+        chunked = False
+        expect_continue = False
+        for name, value in headers:
+            if name == b"content-length":
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expect_continue = True
+        target = self.url_parts[0] if len(self.url_parts) == 1 else b"".join(self.url_parts)
+        request = Request(
+            parser.get_method().decode("ascii"),
+            target,
+            headers,
+            b"",
+            self.peer_ip,
+            version,
+            content_length,
+            self.server_port,
+            perf_counter(),
+        )
+        request.keep_alive = parser.should_keep_alive()
+        if chunked or content_length:
+            self.body_request = request
+            self.body_chunks = []
+            request.body = None  # type: ignore[assignment]
+            self.expect_continue = expect_continue and version == "1.1"
+        self.fresh.append(request)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.body_stream is not None:
+            self.body_stream.feed(chunk)
+        else:
+            self.body_chunks.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self.body_stream is not None:
+            self.body_stream.feed_eof()
+            self.body_stream = None
+        elif self.body_request is not None:
+            chunks = self.body_chunks
+            self.body_request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.body_request = None
+        self.body_chunks = []
+
+    # dispatch
+
+    def _callback_fail(self, error: GatewayError) -> None:
+        self.callback_error = error
+        raise error
+
+    def _dispatch_fresh(self) -> None:
+        fresh, self.fresh = self.fresh, []
+        last = fresh[-1]
+        if last.body is None:
+            self.body_stream = self._stream_for(self.body_chunks)
+            last.body = self.body_stream
+            self.body_chunks = []
+        self.queue.extend(fresh)
+        if len(self.queue) > MAX_PIPELINED and not self.reading_paused:
+            self._pause_reading()
+        if self.task is None:
+            self._start_next()
+
+    def _stream_for(self, buffered: list[bytes]) -> BodyStream:
+        stream = BodyStream(self._pause_reading, self._resume_reading, self._abandon_body)
+        for chunk in buffered:
+            stream.feed(chunk)
+        if self.expect_continue and not buffered:
+            stream.on_first_read(self._send_continue)
+        return stream
+
+    def _send_continue(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.write(CONTINUE)
+
+    def _abandon_body(self) -> None:
+        # The handler will not read the rest of this body: the connection cannot be reused.
+        self.closing = True
+
+    def _start_next(self) -> None:
+        item = self.queue.popleft()
+        if len(self.queue) <= MAX_PIPELINED // 2 and self.reading_paused:
+            self._resume_reading()
+        self.deadline = float("inf")
+        if isinstance(item, GatewayError):
+            self.task = self.loop.create_task(self._send_rejection(item))
+        else:
+            self.task = self.loop.create_task(self._serve(item))
+
+    async def _serve(self, request: Request) -> None:
+        body = request.body
+        response = await self.app.handle(request)
+        if isinstance(body, BodyStream) and not body.complete:
+            body.abort()
+            self.closing = True
+        if not request.keep_alive:
+            self.closing = True
+        await self._send(request.method, request.http_version, response)
+        self._finish()
+
+    async def _send_rejection(self, error: GatewayError) -> None:
+        self.closing = True
+        await self._send("GET", "1.1", self.app.reject(error, self.peer_ip))
+        self._finish()
+
+    def _finish(self) -> None:
+        self.task = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.closing:
+            transport.close()
+            return
+        if self.queue:
+            self._start_next()
+        else:
+            self.deadline = self.loop.time() + self.limits.keep_alive_timeout_s
+
+    async def _send(self, method: str, version: str, response: Response) -> None:
+        transport = self.transport
+        assert transport is not None
+        status = response.status
+        parts = [status_line(status)]
+        length: bytes | None = None
+        for name, value in response.headers:
+            if name == b"content-length":
+                length = value
+                continue
+            if name == b"connection":
+                if value == b"close":
+                    self.closing = True
+                continue
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if self.closing:
+            parts.append(b"connection: close\r\n")
+        elif version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        body = response.body
+        bodiless = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
+        if isinstance(body, bytes):
+            if length is None:
+                length = b"%d" % len(body)
+            if status not in NO_BODY_STATUSES and status >= 200:
+                parts.append(b"content-length: %s\r\n" % length)
+            parts.append(b"\r\n")
+            if not bodiless:
+                parts.append(body)
+            transport.write(b"".join(parts))
+            return
+        await self._send_stream(parts, length, bodiless, version, body)
+
+    async def _send_stream(
+        self,
+        parts: list[bytes],
+        length: bytes | None,
+        bodiless: bool,
+        version: str,
+        body: BodySource,
+    ) -> None:
+        transport = self.transport
+        assert transport is not None
+        chunked = length is None and not bodiless and version == "1.1"
+        if length is not None:
+            parts.append(b"content-length: %s\r\n" % length)
+        elif chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif not bodiless:
+            # HTTP/1.0 and no length: the end of the body is the end of the connection.
+            self.closing = True
+            if parts[-1] != b"connection: close\r\n":
+                parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        transport.write(b"".join(parts))
+        try:
+            async for chunk in body:
+                if bodiless or not chunk:
+                    continue
+                if chunked:
+                    transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                else:
+                    transport.write(chunk)
+                if self.write_paused:
+                    await self._drain()
+        except (GatewayError, OSError):
+            # The head is gone already: all we can do is cut the response short.
+            body.abort()
+            self.closing = True
+            transport.abort()
+            return
+        except asyncio.CancelledError:
+            body.abort()
+            raise
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+
+    # flow control and failure
+
+    async def _drain(self) -> None:
+        if self.closing and self.transport is None:
+            return
+        self.drain_waiter = self.loop.create_future()
+        await self.drain_waiter
+
+    def _release_drain(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.drain_waiter = None
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self.reading_paused and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def fail(self, error: GatewayError) -> None:
+        """A protocol error: answer it after whatever is in flight, then close."""
+        self.closing = True
+        self._pause_reading()
+        if self.body_stream is not None:
+            self.body_stream.fail(error)
+            self.body_stream = None
+            return
+        self.fresh.clear()
+        self.queue.append(error)
+        if self.task is None:
+            self._start_next()
+
+    def expire(self) -> None:
+        if self.task is None and not self.in_head and not self.queue:
+            self.abort()
+        elif self.body_stream is not None or self.in_head:
+            self.fail(RequestTimeout("the client was too slow sending the request"))
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+        if self.task is None and self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

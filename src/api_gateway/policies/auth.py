@@ -1,0 +1,37 @@
+"""Authentication: a verified bearer token, unless the path is public for its route."""
+
+from __future__ import annotations
+
+from api_gateway.errors import Unauthorized
+from api_gateway.routing import PublicPaths
+from api_gateway.tokens import TokenVerifier
+from api_gateway.types import Handler, Request, Response
+
+
+class Authenticate:
+    def __init__(self, verifier: TokenVerifier, public: PublicPaths, prefix: str) -> None:
+        self.verifier = verifier
+        self.public = public
+        self.prefix_length = len(prefix)
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        # Tokens on public paths are ignored: a public request carries no identity upstream.
+        if request.path[self.prefix_length :] not in self.public:
+            request.claims = self.verifier.verify(bearer_token(request))
+        return await call_next(request)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.header(b"authorization")
+    if header is None:
+        raise Unauthorized("an access token is required", error="")
+    scheme, _, token = header.partition(b" ")
+    token = token.strip()
+    if scheme.lower() != b"bearer" or not token:
+        raise Unauthorized(
+            "the Authorization header must be 'Bearer <token>'", error="invalid_request"
+        )
+    try:
+        return token.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise Unauthorized("the access token is invalid") from exc

@@ -1,0 +1,59 @@
+"""The outermost policy: request id, client address, timing, and the error boundary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+
+from api_gateway.errors import GatewayError, problem_response
+from api_gateway.network import TrustedProxies
+from api_gateway.types import Handler, Headers, Request, Response
+
+log = logging.getLogger("api_gateway")
+
+VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+def response_time(start: float, now: float) -> bytes:
+    return b"%.3fms" % ((now - start) * 1000)
+
+
+class RequestContext:
+    """Gives every request an id and a client address, and every response its id and timing.
+
+    Errors raised anywhere below become problem documents here, so nothing escapes to the
+    data plane.
+    """
+
+    def __init__(self, trusted: TrustedProxies, clock: Callable[[], float]) -> None:
+        self.trusted = trusted
+        self.clock = clock
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        incoming = request.header(b"x-request-id")
+        if incoming is not None and VALID_REQUEST_ID.fullmatch(incoming):
+            request.request_id = incoming.decode("ascii")
+        else:
+            request.request_id = new_request_id()
+        if self.trusted:
+            request.client_ip = self.trusted.client_ip(request)
+        try:
+            response = await call_next(request)
+        except GatewayError as error:
+            response = problem_response(error, request.request_id, request.path)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = problem_response(GatewayError(), request.request_id, request.path)
+        stamp(response.headers, request.request_id, request.start, self.clock())
+        return response
+
+
+def stamp(headers: Headers, request_id: str, start: float, now: float) -> None:
+    headers.append((b"x-request-id", request_id.encode("ascii")))
+    headers.append((b"x-response-time", response_time(start, now)))

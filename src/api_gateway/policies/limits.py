@@ -1,0 +1,63 @@
+"""Per-route limits decided before the body is read: method and body size."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from api_gateway.errors import MethodNotAllowed, PayloadTooLarge
+from api_gateway.types import BodySource, Handler, Request, Response
+
+
+class MethodFilter:
+    def __init__(self, methods: frozenset[str]) -> None:
+        self.methods = methods
+        self.allow = ", ".join(sorted(methods)).encode()
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        if request.method not in self.methods:
+            raise MethodNotAllowed(
+                f"{request.method} is not allowed here", [(b"allow", self.allow)]
+            )
+        return await call_next(request)
+
+
+class BodyLimit:
+    """413 from the declared length before a byte is read; chunked bodies are counted."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        body = request.body
+        declared = request.content_length
+        if declared is not None and declared > self.max_bytes:
+            raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
+        if isinstance(body, bytes):
+            if len(body) > self.max_bytes:
+                raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
+        elif declared is None:
+            request.body = CountedBody(body, self.max_bytes)
+        return await call_next(request)
+
+
+class CountedBody:
+    __slots__ = ("inner", "max_bytes")
+
+    def __init__(self, inner: BodySource, max_bytes: int) -> None:
+        self.inner, self.max_bytes = inner, max_bytes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self.inner:
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                self.inner.abort()
+                raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
+            yield chunk
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    @property
+    def complete(self) -> bool:
+        return bool(getattr(self.inner, "complete", True))

@@ -1,0 +1,124 @@
+"""Path normalization and the route table: pure functions, decided once per request.
+
+The canonical path is computed once and used for everything after it: the public-path decision,
+the route match and the path sent upstream, so no two parts of the gateway can disagree about
+what a request asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from api_gateway.errors import InvalidPath
+
+T = TypeVar("T")
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+# Decoded, these would change how the path splits or terminates, so their encoded forms are refused.
+_FORBIDDEN_DECODED = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
+_SUSPECT = (b"%", b"/.", b"//", b"\\")
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request-target into (path, query), accepting origin- and absolute-form."""
+    if not target.startswith(b"/"):
+        lowered = target[:8].lower()
+        if lowered.startswith((b"http://", b"https://")):
+            slash = target.find(b"/", lowered.index(b"//") + 2)
+            target = target[slash:] if slash >= 0 else b"/"
+        else:
+            raise InvalidPath("the request target must be an absolute path")
+    path, _, query = target.partition(b"?")
+    if b"#" in target:
+        raise InvalidPath("a fragment is not allowed in the request target")
+    return path, query
+
+
+def normalize(path: bytes) -> str:
+    """Return the canonical form of a raw path, or raise ``InvalidPath``."""
+    if not any(s in path for s in _SUSPECT) and path.isascii():
+        return path.decode("ascii")
+    decoded = _decode(path)
+    segments: list[bytes] = []
+    for segment in decoded.split(b"/"):
+        if segment == b"..":
+            if segments:
+                segments.pop()
+        elif segment not in (b"", b"."):
+            segments.append(segment)
+    trailing = decoded.endswith(b"/") or decoded.endswith(b"/.") or decoded.endswith(b"/..")
+    canonical = b"/" + b"/".join(segments)
+    if trailing and segments:
+        canonical += b"/"
+    return canonical.decode("ascii")
+
+
+def _decode(path: bytes) -> bytes:
+    if b"\\" in path:
+        raise InvalidPath("a backslash is not allowed in the path")
+    out = bytearray()
+    i, size = 0, len(path)
+    while i < size:
+        byte = path[i]
+        if byte == 0x25:  # '%'
+            pair = path[i + 1 : i + 3]
+            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+                raise InvalidPath("the path holds an invalid percent-encoding")
+            value = int(pair, 16)
+            if value in _FORBIDDEN_DECODED:
+                raise InvalidPath(f"the encoded character %{pair.decode().upper()} is not allowed")
+            out += bytes((value,)) if value in _UNRESERVED else b"%" + pair.upper()
+            i += 3
+            continue
+        if byte < 0x21 or byte == 0x7F:
+            raise InvalidPath("a control character is not allowed in the path")
+        out += b"%%%02X" % byte if byte > 0x7F else bytes((byte,))
+        i += 1
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicPaths:
+    """Route-relative paths that skip authentication: exact, or a subtree written ``/x/*``."""
+
+    exact: frozenset[str]
+    subtrees: tuple[str, ...]
+    everything: bool
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> PublicPaths:
+        entries = tuple(entries)
+        subtrees = tuple(e.removesuffix("/*") for e in entries if e.endswith("/*") and e != "/*")
+        exact = frozenset(e for e in entries if not e.endswith("/*"))
+        return cls(exact, subtrees, "/*" in entries)
+
+    def __contains__(self, relative: str) -> bool:
+        if self.everything:
+            return True
+        relative = relative.rstrip("/") or "/"
+        if relative in self.exact:
+            return True
+        return any(relative == s or relative.startswith(s + "/") for s in self.subtrees)
+
+
+@dataclass(slots=True)
+class RouteTable(Generic[T]):
+    """Segment-exact longest-prefix match: ``/tickets`` matches ``/tickets/1``, not ``/ticketsX``."""
+
+    entries: dict[str, T] = field(default_factory=dict)
+
+    def add(self, prefix: str, target: T) -> None:
+        self.entries[prefix] = target
+
+    def match(self, path: str) -> tuple[str, T] | None:
+        candidate = path.rstrip("/") or "/"
+        entries = self.entries
+        while candidate:
+            target = entries.get(candidate)
+            if target is not None:
+                return candidate, target
+            candidate = candidate[: candidate.rfind("/")]
+        return None

@@ -1,0 +1,64 @@
+"""Running one worker: the listening socket, the event loop, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import uvloop
+
+from api_gateway.config.settings import GatewayConfig
+from api_gateway.gateway import Gateway
+from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+
+log = logging.getLogger("api_gateway")
+
+
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def limits_from(config: GatewayConfig) -> ServerLimits:
+    server = config.server
+    return ServerLimits(
+        max_header_bytes=server.max_header_bytes,
+        max_header_count=server.max_header_count,
+        max_uri_bytes=server.max_uri_bytes,
+        header_timeout_s=server.header_timeout_ms / 1000,
+        keep_alive_timeout_s=server.keep_alive_timeout_ms / 1000,
+        body_timeout_s=server.body_timeout_ms / 1000,
+    )
+
+
+async def serve(config: GatewayConfig, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    port = sock.getsockname()[1]
+    gateway = Gateway(config, loop, port)
+    connections = Connections(loop)
+    limits = limits_from(config)
+    server = await loop.create_server(
+        lambda: HttpConnection(gateway, limits, connections, port), sock=sock, backlog=4096
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("listening", extra={"host": config.server.host, "port": port})
+    await stop.wait()
+    log.info("shutting down")
+    server.close()
+    await connections.shutdown(config.server.shutdown_grace_ms / 1000)
+    gateway.close()
+
+
+def run_worker(config: GatewayConfig, sock: socket.socket) -> None:
+    uvloop.run(serve(config, sock))

@@ -1,0 +1,114 @@
+"""Access tokens: HS256 verification with a bounded cache of verified tokens, and minting for
+development. The algorithm is pinned; nothing in a token's header can choose another."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from api_gateway.config.settings import JwtConfig
+from api_gateway.errors import Unauthorized
+from api_gateway.types import Claims
+
+ALGORITHM = "HS256"
+SAFE_CLAIM = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+
+
+class TokenVerifier:
+    def __init__(self, config: JwtConfig, clock: Callable[[], float] = time.time) -> None:
+        self.secret = config.access_secret
+        self.issuer = config.issuer
+        self.leeway = config.leeway_s
+        self.capacity = config.cache_size
+        self.clock = clock
+        self.cache: dict[str, Claims] = {}
+
+    def verify(self, token: str) -> Claims:
+        claims = self.cache.get(token)
+        if claims is not None:
+            if claims.expires_at + self.leeway >= self.clock():
+                return claims
+            del self.cache[token]
+            raise Unauthorized("the access token has expired")
+        claims = self._verify_uncached(token)
+        if self.capacity:
+            if len(self.cache) >= self.capacity:
+                # Oldest first: insertion order is a cheap, good-enough eviction order.
+                del self.cache[next(iter(self.cache))]
+            self.cache[token] = claims
+        return claims
+
+    def _verify_uncached(self, token: str) -> Claims:
+        try:
+            payload = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("the access token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise Unauthorized("the access token is not valid yet") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise Unauthorized("the access token has the wrong issuer") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the access token lacks the '{exc.claim}' claim") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized("the access token is invalid") from exc
+        if payload.get("type") == "refresh":
+            raise Unauthorized("a refresh token cannot be used as an access token")
+        return claims_from(payload)
+
+
+def claims_from(payload: dict[str, Any]) -> Claims:
+    user_id = payload.get("sub") or payload.get("user_id")
+    tenant_id = payload.get("tenant_id")
+    role = payload.get("role", "")
+    for name, value in (("sub", user_id), ("tenant_id", tenant_id)):
+        if not isinstance(value, str) or not SAFE_CLAIM.fullmatch(value):
+            raise Unauthorized(f"the access token's '{name}' claim is missing or not a safe value")
+    if role != "" and (not isinstance(role, str) or not SAFE_CLAIM.fullmatch(role)):
+        raise Unauthorized("the access token's 'role' claim is not a safe value")
+    email = payload.get("email")
+    exp = payload["exp"]
+    assert isinstance(user_id, str) and isinstance(tenant_id, str)
+    return Claims(user_id, tenant_id, role, email if isinstance(email, str) else "", float(exp))
+
+
+def mint(
+    config: JwtConfig,
+    subject: str,
+    tenant: str,
+    role: str = "user",
+    ttl_s: int | None = None,
+    email: str | None = None,
+) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "sub": subject,
+        "tenant_id": tenant,
+        "role": role,
+        "iss": config.issuer,
+        "iat": now,
+        "exp": now + (ttl_s or config.access_ttl_s),
+        "type": "access",
+    }
+    if email:
+        payload["email"] = email
+    return jwt.encode(payload, config.access_secret, algorithm=ALGORITHM)
+
+
+def parse_ttl(text: str) -> int:
+    """'90', '90s', '15m', '1h', '7d' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 1h, 7d)")
+    return int(match.group(1)) * units[match.group(2) or "s"]

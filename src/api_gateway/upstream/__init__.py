@@ -1,0 +1,1 @@
+"""Calling upstream services: forwarding, instance choice, deadlines."""

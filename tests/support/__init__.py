@@ -1,0 +1,1 @@
+"""Real components for the integration tests: recording upstreams, gateway processes, clients."""

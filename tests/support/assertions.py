@@ -1,0 +1,38 @@
+"""Assertions about what a client sees, shared by the test modules."""
+
+from __future__ import annotations
+
+import time
+
+from support.client import RawResponse
+from support.gateway import Fleet
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "request_id"}
+NOTHING_ARRIVES_WAIT_S = 0.3
+
+
+def assert_problem(response: RawResponse, status: int) -> dict[str, object]:
+    """The response is the gateway's own RFC 9457 problem with ``status``."""
+    assert response.status == status, f"expected {status}, got {response.status}: {response.body!r}"
+    content_type = response.header("content-type") or ""
+    assert content_type.startswith(PROBLEM_CONTENT_TYPE), content_type
+    document = response.json()
+    assert PROBLEM_FIELDS <= set(document), document
+    assert document["status"] == status
+    assert document["request_id"] == response.header("x-request-id")
+    assert_gateway_stamped(response)
+    return dict(document)
+
+
+def assert_gateway_stamped(response: RawResponse) -> None:
+    """Every response carries a request id and a response time."""
+    assert response.header("x-request-id"), response.headers
+    assert response.header("x-response-time") is not None, response.headers
+
+
+def assert_nothing_reached(fleet: Fleet) -> None:
+    """No upstream received any request (after a short grace for a late arrival)."""
+    time.sleep(NOTHING_ARRIVES_WAIT_S)
+    seen = {name: [r.target for r in u.requests] for name, u in fleet.upstreams.items() if u.requests}
+    assert not seen, f"requests reached upstreams: {seen}"

@@ -1,0 +1,204 @@
+"""The real gateway as a subprocess: `api-gateway serve` on a free port, ready once /live is 200."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from support.client import RawResponse, http_request
+from support.ports import free_port
+from support.tokens import JWT_SECRET
+from support.upstream import RecordingUpstream
+
+GATEWAY_BINARY = str(Path(sys.executable).parent / "api-gateway")
+SERVICE_NAMES = (
+    "auth", "venue", "event", "ticket", "payment", "marketplace", "analytics", "notification",
+    "integration", "compliance", "queue", "search", "file", "monitoring", "blockchain", "order",
+    "minting", "transfer", "scanning",
+)  # fmt: skip
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 8.0
+POLL_INTERVAL_S = 0.05
+# Settings a developer's shell might carry that would change what the tests see.
+_INHERITED_SETTINGS = (
+    "HOST", "PORT", "GATEWAY_WORKERS", "LOG_LEVEL", "JWT_ISSUER", "REDIS_URL", "TRUSTED_PROXIES",
+    "CORS_ORIGINS", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS",
+)  # fmt: skip
+# High enough that no test meets the global per-IP limit unless it asks for it.
+UNLIMITED_RATE = "1000000"
+
+
+class Fleet:
+    """One recording upstream per backend service, named after it."""
+
+    def __init__(self) -> None:
+        self.upstreams = {name: RecordingUpstream(name).start() for name in SERVICE_NAMES}
+
+    def __getitem__(self, name: str) -> RecordingUpstream:
+        return self.upstreams[name]
+
+    def urls(self) -> dict[str, str]:
+        return {name: upstream.url for name, upstream in self.upstreams.items()}
+
+    def reset(self) -> None:
+        for upstream in self.upstreams.values():
+            upstream.reset()
+
+    def total_requests(self) -> int:
+        return sum(len(upstream.requests) for upstream in self.upstreams.values())
+
+    def stop(self) -> None:
+        for upstream in self.upstreams.values():
+            upstream.stop()
+
+
+def service_env(urls: Mapping[str, str]) -> dict[str, str]:
+    return {f"{name.upper()}_SERVICE_URL": url for name, url in urls.items()}
+
+
+def gateway_env(urls: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A clean environment: the test secret, every service URL, no inherited gateway settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.endswith("_SERVICE_URL")
+        and not key.startswith("JWT_")
+        and key not in _INHERITED_SETTINGS
+    }
+    env.update(JWT_SECRET=JWT_SECRET, RATE_LIMIT_MAX=UNLIMITED_RATE, PYTHONUNBUFFERED="1")
+    env.update(service_env(urls))
+    env.update(extra or {})
+    return env
+
+
+def write_config(directory: Path, config: Mapping[str, Any]) -> Path:
+    path = directory / f"gateway-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(dict(config)))
+    return path
+
+
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+    stdout_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def output(self) -> str:
+        return self.stdout_path.read_text(errors="replace") + self.stderr()
+
+    def request(self, method: str, target: str, **kwargs: Any) -> RawResponse:
+        return http_request(self.port, method, target, **kwargs)
+
+    def get(self, target: str, **kwargs: Any) -> RawResponse:
+        return self.request("GET", target, **kwargs)
+
+    def children(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return psutil.Process(self.pid).children(recursive=True)
+        return []
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"gateway exited with {self.process.returncode}:\n{self.output()[-4000:]}"
+                )
+            with contextlib.suppress(OSError, ValueError, TimeoutError, ConnectionError):
+                if http_request(self.port, "GET", "/live").status == 200:
+                    return
+            time.sleep(POLL_INTERVAL_S)
+        self.stop()
+        raise AssertionError(f"gateway not live after {timeout_s}s:\n{self.output()[-4000:]}")
+
+    def stop(self) -> None:
+        """Terminate the gateway and any worker it left behind, by PID."""
+        workers = self.children()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT_S)
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+
+
+def launch_gateway(
+    workdir: Path,
+    urls: Mapping[str, str],
+    config: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    port: int | None = None,
+) -> GatewayProcess:
+    """Start ``api-gateway serve`` without waiting for it to become ready."""
+    port = port or free_port()
+    command = [GATEWAY_BINARY, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args]
+    if config is not None:
+        command += ["--config", str(write_config(workdir, config))]
+    stamp = time.monotonic_ns()
+    stderr_path, stdout_path = workdir / f"stderr-{stamp}.log", workdir / f"stdout-{stamp}.log"
+    with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
+        process = subprocess.Popen(
+            command, env=gateway_env(urls, env), stdout=stdout, stderr=stderr, cwd=workdir
+        )
+    return GatewayProcess(process, port, stderr_path, stdout_path)
+
+
+def start_gateway(
+    workdir: Path,
+    urls: Mapping[str, str],
+    config: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> GatewayProcess:
+    """Start the gateway and wait until ``GET /live`` answers 200."""
+    gateway = launch_gateway(workdir, urls, config, env, extra_args)
+    gateway.wait_ready()
+    return gateway
+
+
+@contextlib.contextmanager
+def running_gateway(
+    workdir: Path,
+    urls: Mapping[str, str],
+    config: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[GatewayProcess]:
+    gateway = start_gateway(workdir, urls, config, env, extra_args)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def run_until_exit(gateway: GatewayProcess, timeout_s: float = 10.0) -> int | None:
+    """Wait for a gateway expected to refuse to start; None if it is still running."""
+    try:
+        return gateway.process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        gateway.stop()
+        return None
