@@ -248,6 +248,10 @@ class Bench:
             return
         if keep:
             result.samples.append(sample)
+        if sample.errors > max(10, sample.requests // 100):
+            result.error = (
+                f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests} requests"
+            )
         trim_log(target)
 
     # ---- streaming and idle phases

@@ -49,6 +49,7 @@ class Sample:
     p99_ms: float
     p999_ms: float
     errors: int
+    error_kinds: str  # e.g. "status 12, read 3" (wrk's counters; status = non-2xx/3xx answers)
     cpu_us_per_request: float | None
     peak_rss: int | None
     proxy_core: float | None
@@ -117,14 +118,15 @@ def measure(
     cpu = tree_cpu_seconds(proxy) - cpu0
     wall = raw["duration_us"] / 1e6
     requests = int(raw["requests"])
-    errors = int(sum(raw[key] for key in ("connect", "read", "write", "status", "timeout")))
+    kinds = {key: int(raw[key]) for key in ("connect", "read", "write", "status", "timeout")}
     return Sample(
         rps=requests / wall if wall else 0.0,
         requests=requests,
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         p999_ms=raw["p999_us"] / 1000,
-        errors=errors,
+        errors=sum(kinds.values()),
+        error_kinds=", ".join(f"{key} {count}" for key, count in kinds.items() if count),
         cpu_us_per_request=cpu * 1e6 / requests if proxy and requests else None,
         peak_rss=rss.peak if proxy else None,
         proxy_core=core_busy(cores, proxy_core),

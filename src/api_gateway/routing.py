@@ -106,7 +106,7 @@ class PublicPaths:
 
 @dataclass(slots=True)
 class RouteTable(Generic[T]):
-    """Segment-exact longest-prefix match: ``/tickets`` matches ``/tickets/1``, not ``/ticketsX``."""
+    """Segment-exact longest-prefix match: ``/tickets`` holds ``/tickets/1``, not ``/ticketsX``."""
 
     entries: dict[str, T] = field(default_factory=dict)
 

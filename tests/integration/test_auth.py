@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.assertions import assert_nothing_reached, assert_problem
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import OTHER_SECRET, UNSET, mint, mint_unsigned
@@ -55,7 +54,10 @@ PROTECTED = [
 
 
 def assert_unauthorized(
-    gateway: GatewayProcess, target: str, headers: dict[str, str] | None = None, token: str | None = None
+    gateway: GatewayProcess,
+    target: str,
+    headers: dict[str, str] | None = None,
+    token: str | None = None,
 ) -> None:
     response = gateway.get(target, headers=headers or {}, token=token)
     assert_problem(response, 401)

@@ -4,7 +4,6 @@ one byte of it reaches an upstream."""
 from __future__ import annotations
 
 import pytest
-
 from support.assertions import assert_nothing_reached
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess
@@ -41,9 +40,7 @@ MALFORMED = [
     pytest.param(request_with("Content-Length: -1\r\n", b"hello"), id="content-length-negative"),
     pytest.param(request_with("Content-Length: abc\r\n", b"hello"), id="content-length-text"),
     pytest.param(request_with("Content-Length: 0x5\r\n", b"hello"), id="content-length-hex"),
-    pytest.param(
-        request_with("Transfer-Encoding: xchunked\r\n", b"0\r\n\r\n"), id="te-xchunked"
-    ),
+    pytest.param(request_with("Transfer-Encoding: xchunked\r\n", b"0\r\n\r\n"), id="te-xchunked"),
     pytest.param(
         request_with("Transfer-Encoding: chunked, identity\r\n", b"0\r\n\r\n"),
         id="te-chunked-identity",
@@ -76,9 +73,7 @@ MALFORMED = [
         id="one-bare-lf",
     ),
     pytest.param(request_with("X-A: a\rb\r\nContent-Length: 0\r\n"), id="bare-cr-in-header"),
-    pytest.param(
-        request_with("X-A: a\r\n folded\r\nContent-Length: 0\r\n"), id="obs-fold-space"
-    ),
+    pytest.param(request_with("X-A: a\r\n folded\r\nContent-Length: 0\r\n"), id="obs-fold-space"),
     pytest.param(request_with("X-A: a\r\n\tfolded\r\nContent-Length: 0\r\n"), id="obs-fold-tab"),
     pytest.param(request_with("X A: b\r\nContent-Length: 0\r\n"), id="space-in-header-name"),
     pytest.param(request_with("X-A: a\x00b\r\nContent-Length: 0\r\n"), id="nul-in-header-value"),
@@ -96,7 +91,9 @@ MALFORMED = [
         id="chunk-without-crlf",
     ),
     pytest.param(
-        request_with("Content-Length: 0\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n" + SMUGGLED),
+        request_with(
+            "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n" + SMUGGLED
+        ),
         id="smuggle-cl-te",
     ),
     pytest.param(

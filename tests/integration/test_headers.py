@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from support.assertions import assert_nothing_reached, assert_problem
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import mint
@@ -37,7 +36,9 @@ HOP_BY_HOP = {
 }
 
 
-def forwarded(gateway: GatewayProcess, fleet: Fleet, headers: list[tuple[str, str]]) -> RecordedRequest:
+def forwarded(
+    gateway: GatewayProcess, fleet: Fleet, headers: list[tuple[str, str]]
+) -> RecordedRequest:
     response = gateway.get("/api/v1/tickets/1", headers=headers, token=mint())
     assert response.status == 200, response.body
     return fleet["ticket"].only_request()

@@ -125,7 +125,9 @@ def test_the_files_route_accepts_bodies_over_the_default_limit(
 def test_a_chunked_body_growing_over_the_limit_is_cut_off(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
-    head = build_request("POST", "/api/v1/tickets/upload", [auth(), ("Transfer-Encoding", "chunked")])
+    head = build_request(
+        "POST", "/api/v1/tickets/upload", [auth(), ("Transfer-Encoding", "chunked")]
+    )
     with RawConnection(gateway.port) as connection:
         connection.send(head)
         for _ in range(2 * MAX_BODY_BYTES // len(CHUNK)):

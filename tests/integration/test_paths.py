@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support.assertions import assert_nothing_reached, assert_problem
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess

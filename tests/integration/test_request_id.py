@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from support.assertions import assert_gateway_stamped
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess
@@ -34,7 +33,7 @@ def test_a_well_formed_request_id_is_kept_end_to_end(
         pytest.param("has space", id="space"),
         pytest.param("semi;colon", id="semicolon"),
         pytest.param("comma,separated", id="comma"),
-        pytest.param("quote\"d", id="quote"),
+        pytest.param('quote"d', id="quote"),
         pytest.param("slash/ed", id="slash"),
         pytest.param("caf\u00e9", id="non-ascii"),
     ],

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.assertions import assert_problem
 from support.client import IncompleteResponse, RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
@@ -62,9 +61,7 @@ def test_an_upstream_that_breaks_mid_body_never_looks_complete(
     assert response.status == 502, f"a truncated body was passed off as {response.status}"
 
 
-def test_an_upstream_that_is_not_listening_gives_502(
-    service_fleet: Fleet, tmp_path: Path
-) -> None:
+def test_an_upstream_that_is_not_listening_gives_502(service_fleet: Fleet, tmp_path: Path) -> None:
     urls = service_fleet.urls() | {"queue": closed_port_url()}
     with running_gateway(tmp_path, urls) as gateway:
         response = gateway.get("/api/v1/queue/jobs", token=mint())

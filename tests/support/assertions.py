@@ -18,7 +18,7 @@ def assert_problem(response: RawResponse, status: int) -> dict[str, object]:
     content_type = response.header("content-type") or ""
     assert content_type.startswith(PROBLEM_CONTENT_TYPE), content_type
     document = response.json()
-    assert PROBLEM_FIELDS <= set(document), document
+    assert set(document) >= PROBLEM_FIELDS, document
     assert document["status"] == status
     assert document["request_id"] == response.header("x-request-id")
     assert_gateway_stamped(response)
@@ -34,5 +34,7 @@ def assert_gateway_stamped(response: RawResponse) -> None:
 def assert_nothing_reached(fleet: Fleet) -> None:
     """No upstream received any request (after a short grace for a late arrival)."""
     time.sleep(NOTHING_ARRIVES_WAIT_S)
-    seen = {name: [r.target for r in u.requests] for name, u in fleet.upstreams.items() if u.requests}
+    seen = {
+        name: [r.target for r in u.requests] for name, u in fleet.upstreams.items() if u.requests
+    }
     assert not seen, f"requests reached upstreams: {seen}"

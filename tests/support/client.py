@@ -85,19 +85,25 @@ class RawConnection:
         return response
 
     def stream_response(self, sink: Callable[[bytes], None]) -> RawResponse:
-        """Read one Content-Length response, handing its body to ``sink`` piece by piece."""
+        """Read one response, handing its body to ``sink`` piece by piece instead of keeping it."""
         response = _parse_head(self._read_head())
-        remaining = int(response.header("content-length") or 0)
-        deadline = time.monotonic() + self.timeout_s
+        encoding = ",".join(response.header_values("transfer-encoding")).lower()
+        if "chunked" in encoding:
+            self._read_chunked(sink)
+        else:
+            self._stream_exact(int(response.header("content-length") or 0), sink)
+        return response
+
+    def _stream_exact(self, size: int, sink: Callable[[bytes], None]) -> None:
+        remaining = size
         while remaining > 0:
+            deadline = time.monotonic() + self.timeout_s
             if not self.buffer and not self._recv(deadline):
-                raise IncompleteResponse(f"closed with {remaining} body bytes missing")
+                raise IncompleteResponse(f"closed with {remaining} of {size} body bytes missing")
             piece = bytes(self.buffer[:remaining])
             del self.buffer[: len(piece)]
             remaining -= len(piece)
             sink(piece)
-            deadline = time.monotonic() + self.timeout_s
-        return response
 
     def read_final_response(self, method: str = "GET") -> tuple[list[int], RawResponse]:
         """Skip interim 1xx responses; returns their statuses and the final response."""
@@ -179,24 +185,26 @@ class RawConnection:
         return line
 
     def _read_body(self, response: RawResponse) -> bytes:
-        deadline = time.monotonic() + self.timeout_s
+        body = bytearray()
         encoding = ",".join(response.header_values("transfer-encoding")).lower()
         if "chunked" in encoding:
-            return self._read_chunked(deadline)
+            self._read_chunked(body.extend)
+            return bytes(body)
         length = response.header("content-length")
         if length is not None:
-            return self._read_exact(int(length), deadline)
-        return self.read_until_closed(deadline - time.monotonic())
+            self._stream_exact(int(length), body.extend)
+            return bytes(body)
+        return self.read_until_closed()
 
-    def _read_chunked(self, deadline: float) -> bytes:
-        body = bytearray()
+    def _read_chunked(self, sink: Callable[[bytes], None]) -> None:
         while True:
+            deadline = time.monotonic() + self.timeout_s
             size = int(self._read_line(deadline).split(b";")[0].strip(), 16)
             if size == 0:
                 while self._read_line(deadline) != b"\r\n":
                     pass
-                return bytes(body)
-            body += self._read_exact(size, deadline)
+                return
+            self._stream_exact(size, sink)
             self._read_exact(2, deadline)
 
 

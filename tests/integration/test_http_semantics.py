@@ -1,0 +1,168 @@
+"""HTTP/1.1 as a client speaks it: 100-continue, HEAD, pipelining, keep-alive, chunked bodies in
+both directions, and HTTP/1.0 clients."""
+
+from __future__ import annotations
+
+import hashlib
+
+from support.assertions import assert_problem
+from support.client import RawConnection, build_request
+from support.gateway import Fleet, GatewayProcess
+from support.patterns import pattern_sha256
+from support.tokens import mint
+from support.upstream import Reply
+
+PAYLOAD = b'{"seat": "A-12", "note": "bytes \xff\x00 and \r\n inside"}'
+
+
+def auth() -> tuple[str, str]:
+    return ("Authorization", f"Bearer {mint()}")
+
+
+def test_expect_100_continue_gets_100_then_the_final_response(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    headers = [auth(), ("Content-Length", str(len(PAYLOAD))), ("Expect", "100-continue")]
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("POST", "/api/v1/tickets/hold", headers))
+        interim = connection.read_response()
+        connection.send(PAYLOAD)
+        final = connection.read_response()
+
+    assert interim.status == 100
+    assert final.status == 200
+    assert services["ticket"].only_request().body == PAYLOAD
+
+
+def test_expect_100_continue_without_a_token_gets_401_and_no_100(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    headers = [("Content-Length", str(len(PAYLOAD))), ("Expect", "100-continue")]
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("POST", "/api/v1/tickets/hold", headers))
+        first = connection.read_response()
+
+    assert_problem(first, 401)
+    assert not services["ticket"].requests
+
+
+def test_head_returns_headers_without_a_body_and_the_connection_stays_usable(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    services["search"].respond(Reply(body=b"x" * 1234))
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("HEAD", "/api/v1/search/q"))
+        head = connection.read_response("HEAD")
+        connection.send(build_request("GET", "/api/v1/search/after-head"))
+        following = connection.read_response()
+
+    assert head.status == 200
+    assert head.header("content-length") == "1234"
+    assert following.status == 200
+    assert following.body == b"x" * 1234
+    assert [r.method for r in services["search"].wait_for_requests(2)] == ["HEAD", "GET"]
+
+
+def test_pipelined_requests_are_answered_in_order(gateway: GatewayProcess, services: Fleet) -> None:
+    services["search"].respond(Reply(delay_s=0.3), path="/api/v1/search/first")
+    paths = ["/api/v1/search/first", "/api/v1/search/second", "/api/v1/search/third"]
+    with RawConnection(gateway.port) as connection:
+        connection.send(b"".join(build_request("GET", path) for path in paths))
+        responses = [connection.read_response() for _ in paths]
+
+    assert [r.status for r in responses] == [200, 200, 200]
+    assert [r.json()["target"] for r in responses] == paths
+
+
+def test_pipelined_requests_mixing_bodies_and_routes_stay_in_order(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    requests = [
+        build_request("POST", "/api/v1/tickets/a", [auth()], body=b"first"),
+        build_request("GET", "/api/v1/search/b"),
+        build_request("PUT", "/api/v1/events/c", [auth()], body=b"third"),
+    ]
+    with RawConnection(gateway.port) as connection:
+        connection.send(b"".join(requests))
+        responses = [connection.read_response() for _ in requests]
+
+    assert [r.json()["target"] for r in responses] == [
+        "/api/v1/tickets/a",
+        "/api/v1/search/b",
+        "/api/v1/events/c",
+    ]
+    assert services["ticket"].only_request().body == b"first"
+    assert services["event"].only_request().body == b"third"
+
+
+def test_several_requests_share_one_kept_alive_connection(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    with RawConnection(gateway.port) as connection:
+        for index in range(5):
+            connection.send(build_request("GET", f"/api/v1/search/{index}"))
+            assert connection.read_response().status == 200
+        assert not connection.is_closed_by_peer(timeout_s=0.2)
+
+    assert len(services["search"].wait_for_requests(5)) == 5
+
+
+def test_a_chunked_request_body_reaches_the_upstream_decoded(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    chunks = [PAYLOAD[:7], PAYLOAD[7:20], PAYLOAD[20:]]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+    body = body.replace(b"\r\n", b";ext=1\r\n", 1) + b"0\r\n\r\n"
+    with RawConnection(gateway.port) as connection:
+        connection.send(
+            build_request(
+                "POST", "/api/v1/tickets/hold", [auth(), ("Transfer-Encoding", "chunked")]
+            )
+            + body
+        )
+        response = connection.read_response()
+
+    assert response.status == 200
+    request = services["ticket"].only_request()
+    assert request.body == PAYLOAD
+    assert request.body_complete
+
+
+def test_a_chunked_upstream_response_reaches_the_client_intact(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    size = 300_000
+    services["search"].respond(Reply(generated_size=size, chunked=True))
+
+    response = gateway.get("/api/v1/search/stream")
+
+    assert response.status == 200
+    assert hashlib.sha256(response.body).hexdigest() == pattern_sha256(size)
+
+
+def test_an_http_1_0_client_gets_a_delimited_response_it_understands(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    size = 100_000
+    services["search"].respond(Reply(generated_size=size, chunked=True))
+    with RawConnection(gateway.port) as connection:
+        connection.send(b"GET /api/v1/search/old HTTP/1.0\r\nHost: gateway.test\r\n\r\n")
+        closed = connection.is_closed_by_peer(timeout_s=5)
+        raw = bytes(connection.buffer)
+
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head
+    assert b"chunked" not in head.lower()
+    assert closed or f"content-length: {size}".encode() in head.lower(), "no way to find the end"
+    assert hashlib.sha256(body).hexdigest() == pattern_sha256(size)
+
+
+def test_an_empty_body_with_content_length_zero_is_forwarded(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    response = gateway.request("POST", "/api/v1/tickets/empty", body=b"", token=mint())
+
+    assert response.status == 200
+    request = services["ticket"].only_request()
+    assert request.body == b""
+    assert request.body_complete
