@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
@@ -36,7 +36,7 @@ class Admin:
         self,
         config: GatewayConfig,
         pool: UpstreamPool,
-        extra_probes: dict[str, Probe] | None = None,
+        extra_probes: Mapping[str, Probe] | None = None,
         service_states: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self.config, self.pool = config, pool

@@ -104,8 +104,9 @@ class UriTooLong(GatewayError):
 class RateLimited(GatewayError):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
-    def __init__(self, detail: str, retry_after_s: int) -> None:
-        super().__init__(detail, [(b"retry-after", str(max(retry_after_s, 1)).encode())])
+    def __init__(self, detail: str, retry_after_s: int, headers: Headers | None = None) -> None:
+        retry_after = (b"retry-after", str(max(retry_after_s, 1)).encode())
+        super().__init__(detail, [retry_after, *(headers or [])])
 
 
 class HeadersTooLarge(GatewayError):

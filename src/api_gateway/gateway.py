@@ -11,11 +11,24 @@ from api_gateway.config.settings import GatewayConfig
 from api_gateway.errors import GatewayError, RouteNotFound, problem_response
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
+from api_gateway.observability.access import AccessLog
+from api_gateway.observability.metrics import CONTENT_TYPE, Metrics
 from api_gateway.pipeline import RouteBuilder, chain
 from api_gateway.policies.context import RequestContext, new_request_id, stamp
 from api_gateway.routing import RouteTable, normalize, split_target
+from api_gateway.stores import Store, StoreUnavailable
+from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
+from api_gateway.upstream.breaker import Breaker
+
+
+def open_store(config: GatewayConfig) -> Store:
+    if config.redis_url is None:
+        return MemoryStore()
+    from api_gateway.stores.redis import RedisStore
+
+    return RedisStore(config.redis_url)
 
 
 class Gateway:
@@ -30,14 +43,32 @@ class Gateway:
                 upstream.idle_timeout_ms / 1000,
             ),
         )
-        trusted = TrustedProxies(config.server.trusted_proxies)
-        builder = RouteBuilder(config, self.pool, TokenVerifier(config.jwt), trusted, port)
+        self.store = open_store(config)
+        self.breakers = {name: Breaker(config.circuit_breaker) for name in config.services}
+        builder = RouteBuilder(
+            config,
+            self.pool,
+            TokenVerifier(config.jwt),
+            self.store,
+            self.breakers,
+            lambda: loop.time() * 1000,
+            port,
+        )
         self.routes: RouteTable[Handler] = RouteTable()
         for route in config.routes:
             self.routes.add(GatewayConfig.API_PREFIX + route.prefix, builder.build(route))
-        self.admin = Admin(config, self.pool)
-        self.exact: dict[str, Handler] = self.admin.endpoints()
-        self.handler = chain([RequestContext(trusted, perf_counter)], self.dispatch)
+        probes = {"redis": self._redis_probe} if config.redis_url else {}
+        self.admin = Admin(config, self.pool, probes, self.breaker_states)
+        self.metrics = Metrics(self.breaker_gauges)
+        self.exact: dict[str, Handler] = {**self.admin.endpoints(), "/metrics": self.render_metrics}
+        access_log = (
+            AccessLog(loop)
+            if config.server.access_log and config.log_level in ("trace", "debug", "info")
+            else None
+        )
+        trusted = TrustedProxies(config.server.trusted_proxies)
+        context = RequestContext(trusted, perf_counter, self.metrics, access_log)
+        self.handler = chain([context], self.dispatch)
 
     def handle(self, request: Request) -> Awaitable[Response]:
         return self.handler(request)
@@ -50,7 +81,9 @@ class Gateway:
             match = self.routes.match(request.path)
             if match is None:
                 raise RouteNotFound(f"no route for {request.path}")
-            handler = match[1]
+            request.route, handler = match
+        else:
+            request.route = request.path
         return await handler(request)
 
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
@@ -60,5 +93,29 @@ class Gateway:
         stamp(response.headers, request_id, now, now)
         return response
 
-    def close(self) -> None:
+    def breaker_states(self) -> dict[str, object]:
+        return {f"{name}-service": breaker.stats() for name, breaker in self.breakers.items()}
+
+    def breaker_gauges(self) -> list[str]:
+        lines = [
+            "# HELP gateway_circuit_open 1 while a service's circuit is open or half-open.",
+            "# TYPE gateway_circuit_open gauge",
+        ]
+        for name, breaker in self.breakers.items():
+            is_open = int(breaker.state.value != "CLOSED")
+            lines.append(f'gateway_circuit_open{{service="{name}"}} {is_open}')
+        return lines
+
+    async def render_metrics(self, request: Request) -> Response:
+        return Response(200, [CONTENT_TYPE], self.metrics.render())
+
+    async def _redis_probe(self) -> str | None:
+        try:
+            await self.store.ping()
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    async def close(self) -> None:
         self.pool.close()
+        await self.store.close()

@@ -1,26 +1,34 @@
 """Builds every route's policy chain at start-up: the one place that decides policy order.
 
-    RequestContext (id, client address, timing, error boundary)      -- every request
-      └─ router: admin endpoints, or the route's own chain:
-           MethodFilter → BodyLimit → Authenticate → HeaderTrust → Forwarder (terminal)
+    RequestContext (id, client address, timing, metrics, access log, error boundary)
+      └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
+           MethodFilter → BodyLimit → RateLimit(global, per client IP) → Authenticate
+           → RateLimit(endpoint, per user) → HeaderTrust → CircuitBreaker → Forwarder
 
 A policy a route does not need is not in its chain at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from api_gateway.config.settings import GatewayConfig, RouteConfig
+from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.http.client import UpstreamPool
+from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
+from api_gateway.policies.breaker import CircuitBreaker
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import BodyLimit, MethodFilter
+from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
 from api_gateway.routing import PublicPaths
+from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Policy, Request, Response
+from api_gateway.upstream.breaker import Breaker
 from api_gateway.upstream.forward import Forwarder
+
+GLOBAL_LIMIT = "global"
 
 
 def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:
@@ -38,6 +46,17 @@ def _bind(policy: Policy, call_next: Handler) -> Handler:
     return link
 
 
+class Endpoints:
+    """A route whose endpoints (method + exact path) have chains of their own."""
+
+    def __init__(self, prefix: str, default: Handler, special: dict[tuple[str, str], Handler]):
+        self.prefix_length, self.default, self.special = len(prefix), default, special
+
+    def __call__(self, request: Request) -> Awaitable[Response]:
+        key = (request.method, request.path[self.prefix_length :].rstrip("/"))
+        return self.special.get(key, self.default)(request)
+
+
 class RouteBuilder:
     """Turns each configured route into its compiled handler."""
 
@@ -46,20 +65,42 @@ class RouteBuilder:
         config: GatewayConfig,
         pool: UpstreamPool,
         verifier: TokenVerifier,
-        trusted: TrustedProxies,
+        store: Store,
+        breakers: Mapping[str, Breaker],
+        clock_ms: Callable[[], float],
         port: int,
     ) -> None:
-        self.config, self.pool, self.verifier = config, pool, verifier
-        self.trusted, self.port = trusted, port
+        self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
+        self.breakers, self.clock_ms, self.port = breakers, clock_ms, port
+        self.trusted = TrustedProxies(config.server.trusted_proxies)
+        self.global_limit = RateLimit(
+            GLOBAL_LIMIT, Rate.of(config.rate_limits[GLOBAL_LIMIT]), store, by_client_ip
+        )
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
+        default = self._chain(route, prefix, None)
+        if not route.endpoints:
+            return default
+        special = {}
+        for endpoint in route.endpoints:
+            handler = self._chain(route, prefix, endpoint)
+            for method in endpoint.methods:
+                special[(method, endpoint.path)] = handler
+        return Endpoints(prefix, default, special)
+
+    def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
         service = self.config.services[route.service]
-        timeout_ms = route.timeout_ms or service.timeout_ms
+        timeout_ms = (endpoint and endpoint.timeout_ms) or route.timeout_ms or service.timeout_ms
         policies: list[Policy] = []
         if route.methods is not None:
             policies.append(MethodFilter(route.methods))
         policies.append(BodyLimit(route.max_body_bytes))
+        policies.append(self.global_limit)
         policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))
+        if endpoint is not None and endpoint.rate_limit is not None:
+            rate = Rate.of(self.config.rate_limits[endpoint.rate_limit])
+            policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
         policies.append(HeaderTrust(self.trusted, self.port))
+        policies.append(CircuitBreaker(route.service, self.breakers[route.service], self.clock_ms))
         return chain(policies, Forwarder(service, self.pool, timeout_ms))

@@ -57,7 +57,7 @@ async def serve(config: GatewayConfig, sock: socket.socket) -> None:
     log.info("shutting down")
     server.close()
     await connections.shutdown(config.server.shutdown_grace_ms / 1000)
-    gateway.close()
+    await gateway.close()
 
 
 def run_worker(config: GatewayConfig, sock: socket.socket) -> None:

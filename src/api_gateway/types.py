@@ -7,7 +7,7 @@ lower-cases names once while parsing so that nothing above it has to.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -75,7 +75,7 @@ class Request:
         self.scheme = "http"
         self.keep_alive = True
         self.request_id = ""
-        self.route: Any = None
+        self.route = "unmatched"  # the matched route's prefix, a label for logs and metrics
         self.claims: Claims | None = None
         # Headers the gateway itself adds for the upstream, after the client's were filtered.
         self.upstream_headers: Headers = []

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from api_gateway.errors import GatewayError, problem_response
 from api_gateway.network import TrustedProxies
+from api_gateway.observability.access import AccessLog
+from api_gateway.observability.metrics import Metrics
 from api_gateway.types import Handler, Headers, Request, Response
 
 log = logging.getLogger("api_gateway")
@@ -31,9 +33,17 @@ class RequestContext:
     data plane.
     """
 
-    def __init__(self, trusted: TrustedProxies, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        trusted: TrustedProxies,
+        clock: Callable[[], float],
+        metrics: Metrics,
+        access_log: AccessLog | None,
+    ) -> None:
         self.trusted = trusted
         self.clock = clock
+        self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         incoming = request.header(b"x-request-id")
@@ -50,7 +60,12 @@ class RequestContext:
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = problem_response(GatewayError(), request.request_id, request.path)
-        stamp(response.headers, request.request_id, request.start, self.clock())
+        now = self.clock()
+        stamp(response.headers, request.request_id, request.start, now)
+        duration = now - request.start
+        self.metrics.observe(request.route, request.method, response.status, duration)
+        if self.access_log is not None:
+            self.access_log.record(request, response, duration)
         return response
 
 

@@ -1,0 +1,59 @@
+"""Rate-limit arithmetic: GCRA (the generic cell rate algorithm), pure and clock-free.
+
+One number per key, the theoretical arrival time (TAT), gives an exact "``max`` per
+``window``" limit with smooth refill: a full burst of ``max`` is allowed, after which one
+request is allowed every ``window / max``. The memory store runs this function; the Redis store
+runs the same arithmetic in a Lua script, so both modes decide identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api_gateway.config.settings import LimitConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    remaining: int
+    retry_after_ms: int  # when denied: how long until one request would be allowed
+    reset_ms: int  # how long until the bucket is full again
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A limit in the units GCRA needs: emission interval and window, in milliseconds."""
+
+    max: int
+    window_ms: int
+    block_ms: int
+
+    @classmethod
+    def of(cls, limit: LimitConfig) -> Rate:
+        return cls(limit.max, limit.window_ms, limit.block_ms)
+
+    @property
+    def interval_ms(self) -> float:
+        return self.window_ms / self.max
+
+
+def gcra(tat_ms: float | None, now_ms: float, rate: Rate) -> tuple[Decision, float | None]:
+    """Decide one request. Returns the decision and the new TAT to store (None: unchanged)."""
+    interval = rate.interval_ms
+    tat = now_ms if tat_ms is None or tat_ms < now_ms else tat_ms
+    new_tat = tat + interval
+    allow_at = new_tat - rate.window_ms
+    if now_ms < allow_at:
+        retry = int(allow_at - now_ms) + 1
+        return Decision(False, 0, retry, int(tat - now_ms) + 1), None
+    remaining = int((now_ms - allow_at) / interval)
+    return Decision(True, remaining, 0, int(new_tat - now_ms) + 1), new_tat
+
+
+def blocked(until_ms: float | None, now_ms: float) -> Decision | None:
+    """A key still serving a block (set when a blocking limit was exceeded)."""
+    if until_ms is None or until_ms <= now_ms:
+        return None
+    wait = int(until_ms - now_ms) + 1
+    return Decision(False, 0, wait, wait)

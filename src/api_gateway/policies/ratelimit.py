@@ -1,0 +1,67 @@
+"""Rate limiting: a limit, a key, a store. Answers 429 with Retry-After; fails open when the
+store is unreachable, because a limiter outage must not become a platform outage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from api_gateway.errors import RateLimited
+from api_gateway.limiter import Rate
+from api_gateway.stores import Store, StoreUnavailable
+from api_gateway.types import Handler, Request, Response
+
+log = logging.getLogger("api_gateway.ratelimit")
+WARN_EVERY_S = 10.0
+
+KeyFunction = Callable[[Request], str]
+
+
+def by_client_ip(request: Request) -> str:
+    return "ip:" + request.client_ip
+
+
+def by_user_or_ip(request: Request) -> str:
+    claims = request.claims
+    return "user:" + claims.user_id if claims is not None else "ip:" + request.client_ip
+
+
+class RateLimit:
+    def __init__(self, name: str, rate: Rate, store: Store, key: KeyFunction) -> None:
+        self.name, self.rate, self.store, self.key = name, rate, store, key
+        self.prefix = name + ":"
+        self.limit_header = (b"x-ratelimit-limit", str(rate.max).encode())
+        self.last_warning = 0.0
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        try:
+            decision = await self.store.hit(self.prefix + self.key(request), self.rate)
+        except StoreUnavailable as exc:
+            self._warn(exc)
+            return await call_next(request)
+        reset_s = b"%d" % -(-decision.reset_ms // 1000)
+        if not decision.allowed:
+            raise RateLimited(
+                f"the {self.name} limit of {self.rate.max} requests per "
+                f"{self.rate.window_ms // 1000} s is exceeded",
+                -(-decision.retry_after_ms // 1000),
+                [
+                    self.limit_header,
+                    (b"x-ratelimit-remaining", b"0"),
+                    (b"x-ratelimit-reset", reset_s),
+                ],
+            )
+        response = await call_next(request)
+        response.headers += [
+            self.limit_header,
+            (b"x-ratelimit-remaining", b"%d" % decision.remaining),
+            (b"x-ratelimit-reset", reset_s),
+        ]
+        return response
+
+    def _warn(self, exc: StoreUnavailable) -> None:
+        now = time.monotonic()
+        if now - self.last_warning > WARN_EVERY_S:
+            self.last_warning = now
+            log.warning("rate limit store unavailable, allowing requests: %s", exc)
