@@ -13,7 +13,7 @@ from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import CONTENT_TYPE, Metrics
-from api_gateway.pipeline import RouteBuilder, chain
+from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, new_request_id, stamp
 from api_gateway.routing import RouteTable, normalize, split_target
 from api_gateway.stores import Store, StoreUnavailable
@@ -68,7 +68,7 @@ class Gateway:
         )
         trusted = TrustedProxies(config.server.trusted_proxies)
         context = RequestContext(trusted, perf_counter, self.metrics, access_log)
-        self.handler = chain([context], self.dispatch)
+        self.handler = chain(outer_policies(config, context), self.dispatch)
 
     def handle(self, request: Request) -> Awaitable[Response]:
         return self.handler(request)

@@ -1,6 +1,7 @@
 """Builds every route's policy chain at start-up: the one place that decides policy order.
 
     RequestContext (id, client address, timing, metrics, access log, error boundary)
+      → SecurityHeaders → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            MethodFilter → BodyLimit → RateLimit(global, per client IP) → Authenticate
            → RateLimit(endpoint, per user) → HeaderTrust → CircuitBreaker → Forwarder
@@ -18,9 +19,12 @@ from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
 from api_gateway.policies.breaker import CircuitBreaker
+from api_gateway.policies.context import RequestContext
+from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import BodyLimit, MethodFilter
 from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
+from api_gateway.policies.security_headers import SecurityHeaders
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
@@ -44,6 +48,14 @@ def _bind(policy: Policy, call_next: Handler) -> Handler:
         return policy(request, call_next)
 
     return link
+
+
+def outer_policies(config: GatewayConfig, context: RequestContext) -> list[Policy]:
+    """The policies every request passes, before its route is known."""
+    policies: list[Policy] = [context, SecurityHeaders()]
+    if config.cors_origins:
+        policies.append(Cors(config.cors_origins))
+    return policies
 
 
 class Endpoints:

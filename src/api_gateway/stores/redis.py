@@ -12,7 +12,7 @@ import hashlib
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from api_gateway.limiter import Decision, Rate
@@ -170,11 +170,11 @@ class _Connection(asyncio.Protocol):
         self._pending: deque[tuple[asyncio.Future[Reply], float]] = deque()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
         self.error: str | None = None  # set once; the connection is then unusable
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self._timer = self._loop.call_later(TICK_S, self._tick)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -198,8 +198,15 @@ class _Connection(asyncio.Protocol):
             raise StoreUnavailable(self.error or f"redis at {self._label}: not connected")
         future = self._loop.create_future()
         self._pending.append((future, self._loop.time()))
-        self._transport.write(command)
+        if not self._out:  # one write per loop tick: a send() syscall costs more than a command
+            self._loop.call_soon(self._flush)
+        self._out.append(command)
         return future
+
+    def _flush(self) -> None:
+        if self._transport is not None and self.error is None:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
 
     def _tick(self) -> None:
         # One timer per connection instead of a timeout per command: only the oldest can be late.

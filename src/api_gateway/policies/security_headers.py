@@ -1,0 +1,41 @@
+"""Security response headers, as the platform's previous gateway set them with Helmet.
+
+An upstream that sets one of these itself keeps its own value.
+"""
+
+from __future__ import annotations
+
+from api_gateway.types import Handler, Headers, Request, Response
+
+HELMET_DEFAULTS: Headers = [
+    (
+        b"content-security-policy",
+        b"default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';"
+        b"frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';"
+        b"script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
+    ),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"origin-agent-cluster", b"?1"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=15552000; includeSubDomains"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-dns-prefetch-control", b"off"),
+    (b"x-download-options", b"noopen"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"x-permitted-cross-domain-policies", b"none"),
+    (b"x-xss-protection", b"0"),
+]
+NAMES = frozenset(name for name, _ in HELMET_DEFAULTS)
+
+
+class SecurityHeaders:
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        response = await call_next(request)
+        headers = response.headers
+        if any(name in NAMES for name, _ in headers):
+            present = {name for name, _ in headers}
+            headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
+        else:
+            headers.extend(HELMET_DEFAULTS)
+        return response
