@@ -28,7 +28,7 @@ class TrustedProxies:
         """The right-most address of X-Forwarded-For that is not a trusted proxy."""
         if not self.contains(request.peer_ip):
             return request.peer_ip
-        chain = request.header(b"x-forwarded-for")
+        chain = request.header_list(b"x-forwarded-for")
         if not chain:
             return request.peer_ip
         for hop in reversed(chain.decode("latin-1").split(",")):

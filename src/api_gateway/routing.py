@@ -19,7 +19,6 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 # Decoded, these would change how the path splits or terminates, so their encoded forms are refused.
 _FORBIDDEN_DECODED = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
-_SUSPECT = (b"%", b"/.", b"//", b"\\")
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -39,7 +38,13 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 
 def normalize(path: bytes) -> str:
     """Return the canonical form of a raw path, or raise ``InvalidPath``."""
-    if not any(s in path for s in _SUSPECT) and path.isascii():
+    if (
+        b"%" not in path
+        and b"/." not in path
+        and b"//" not in path
+        and b"\\" not in path
+        and path.isascii()
+    ):
         return path.decode("ascii")
     decoded = _decode(path)
     segments: list[bytes] = []

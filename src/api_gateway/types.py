@@ -86,6 +86,11 @@ class Request:
                 return value
         return None
 
+    def header_list(self, name: bytes) -> bytes | None:
+        """All values of a list-valued header, joined as one (RFC 9110 §5.3)."""
+        values = [value for key, value in self.headers if key == name]
+        return b", ".join(values) if values else None
+
 
 class Claims:
     """The identity a verified access token carries, already checked to be header-safe."""

@@ -46,9 +46,18 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 def without_hop_by_hop(headers: Headers, extra: frozenset[bytes] = frozenset()) -> Headers:
     """Drop hop-by-hop headers and everything ``Connection`` names, before anything is added."""
-    named = connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else None
-    drop = HOP_BY_HOP | extra if named is None else HOP_BY_HOP | extra | named
-    return [(name, value) for name, value in headers if name not in drop]
+    kept: Headers = []
+    named = False
+    for header in headers:
+        name = header[0]
+        if name in HOP_BY_HOP or name in extra:
+            named = named or name == b"connection"
+            continue
+        kept.append(header)
+    if named:
+        tokens = connection_tokens(headers)
+        kept = [header for header in kept if header[0] not in tokens]
+    return kept
 
 
 def check_request_framing(headers: Headers, http_version: str) -> None:

@@ -47,7 +47,7 @@ class HeaderTrust:
         """X-Forwarded-*: the client's values are believed only from a trusted proxy."""
         trusted = bool(self.trusted) and self.trusted.contains(request.peer_ip)
         peer = request.peer_ip.encode("ascii")
-        chain = request.header(b"x-forwarded-for") if trusted else None
+        chain = request.header_list(b"x-forwarded-for") if trusted else None
         proto = (request.header(b"x-forwarded-proto") if trusted else None) or b"http"
         host = (request.header(b"x-forwarded-host") if trusted else None) or request.header(b"host")
         port = (request.header(b"x-forwarded-port") if trusted else None) or self.port

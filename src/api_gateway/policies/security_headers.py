@@ -33,9 +33,10 @@ class SecurityHeaders:
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         response = await call_next(request)
         headers = response.headers
-        if any(name in NAMES for name, _ in headers):
-            present = {name for name, _ in headers}
-            headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
-        else:
-            headers.extend(HELMET_DEFAULTS)
+        for name, _ in headers:
+            if name in NAMES:
+                present = {name for name, _ in headers}
+                headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
+                return response
+        headers.extend(HELMET_DEFAULTS)
         return response

@@ -8,6 +8,7 @@ straight to one socket, replies matched FIFO to futures. Redis failures surface 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 from collections import deque
@@ -22,12 +23,14 @@ RETRY_EVERY_S = 0.5  # while Redis is down, at most one connect attempt per this
 TICK_S = 0.1  # how often a connection looks for a command waiting longer than the timeout
 MAX_LINE = 64 * 1024  # a reply header longer than this is garbage, not a slow network
 
-# Same arithmetic as limiter.gcra / MemoryStore.decide, on Redis server time so that every gateway
-# process shares one clock. Times are float milliseconds; the TAT and block deadline are stored
-# with %.17g, which round-trips a double exactly (Lua's default number-to-string keeps 14 digits),
-# so a fractional interval such as 60000/7 never drifts. Returned fields are floored like gcra's
-# int() because Redis would truncate them anyway. Redis >= 5 replicates scripts by effects, which
-# is what allows TIME before a write.
+# GCRA as in limiter.gcra / MemoryStore.decide, on Redis server time so that every gateway process
+# shares one clock. Times are float ms. The TAT and block deadline are stored with %.17g, which
+# round-trips a double exactly (Lua's default keeps 14 digits), so a fractional interval such as
+# 60000/7 never drifts. The tests are written on ahead = tat - now, algebraically gcra's, so that a
+# full bucket is exact in floating point: remaining = (window - ahead) * max / window - 1 gives
+# max - 1, where (now - allow_at) / interval can give 4.9999 -> 4 for 6 per second. Results are
+# floored like gcra's int(); Redis would truncate them anyway. Redis >= 5 replicates scripts by
+# effects, which is what allows TIME before a write.
 GCRA_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -40,20 +43,18 @@ if block > 0 then
   end
 end
 local interval = window / max
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - window
-if now < allow_at then
+local tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now)
+local ahead = tat - now
+if ahead > window - interval then
   if block > 0 then
     redis.call('SET', KEYS[2], string.format('%.17g', now + block), 'PX', block)
     return {0, 0, block, block}
   end
-  return {0, 0, math.floor(allow_at - now) + 1, math.floor(tat - now) + 1}
+  return {0, 0, math.floor(ahead + interval - window) + 1, math.floor(ahead) + 1}
 end
-local reset = math.floor(new_tat - now) + 1
-redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', reset)
-return {1, math.floor((now - allow_at) / interval), 0, reset}
+local reset = math.floor(ahead + interval) + 1
+redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX', reset)
+return {1, math.floor((window - ahead) * max / window) - 1, 0, reset}
 """
 
 
@@ -62,10 +63,6 @@ class RespError:
     """An error reply (``-ERR ...``): a value, so one bad command cannot break the pipeline."""
 
     message: str
-
-    @property
-    def code(self) -> str:
-        return self.message.split(" ", 1)[0]
 
 
 Reply: TypeAlias = "str | bytes | int | RespError | list[Reply] | None"
@@ -94,70 +91,70 @@ def encode_command(*args: str | bytes | int) -> bytes:
 class RespParser:
     """Incremental RESP2 reply parser: feed bytes as they arrive, get back the complete replies.
 
-    Simple strings come back as str, bulk strings as bytes, nil as None. An incomplete reply is
-    re-parsed from its start on the next feed; replies here are small, so that is cheaper than
-    keeping a resumable state machine.
+    Simple strings come back as str, bulk strings as bytes, nil as None. Splitting at CRLF once
+    is cheaper in Python than scanning reply by reply; an incomplete reply is kept and re-parsed
+    on the next feed (replies here are small).
     """
 
     def __init__(self) -> None:
         self._buf = b""
 
     def feed(self, data: bytes) -> list[Reply]:
-        buf = self._buf + data if self._buf else data
+        lines = (self._buf + data if self._buf else data).split(b"\r\n")
+        last = len(lines) - 1  # lines[last] is the unterminated tail, usually b""
         replies: list[Reply] = []
-        pos = 0
+        i = 0
         try:
-            while pos < len(buf):
-                reply, pos = self._parse(buf, pos)
+            while i < last:
+                reply, i = self._reply(lines, i, last)
                 replies.append(reply)
         except _Incomplete:
             pass
-        self._buf = buf[pos:]
+        except ValueError as exc:  # int() of a malformed length or integer
+            raise ProtocolError(str(exc)) from None
+        if i == last and len(lines[last]) > MAX_LINE:
+            raise ProtocolError("reply header too long")
+        self._buf = b"\r\n".join(lines[i:])
         return replies
 
-    def _parse(self, buf: bytes, pos: int) -> tuple[Reply, int]:
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            if len(buf) - pos > MAX_LINE:
-                raise ProtocolError("reply header too long")
+    def _reply(self, lines: list[bytes], i: int, last: int) -> tuple[Reply, int]:
+        if i >= last:
             raise _Incomplete
-        kind, line, pos = buf[pos], buf[pos + 1 : end], end + 2
-        if kind == 43:  # +
-            return line.decode(errors="replace"), pos
-        if kind == 45:  # -
-            return RespError(line.decode(errors="replace")), pos
-        if kind == 58:  # :
-            return _integer(line), pos
-        if kind == 36:  # $
-            return self._bulk_string(buf, pos, _integer(line))
-        if kind == 42:  # *
-            count = _integer(line)
-            if count < 0:
-                return None, pos
+        line, i = lines[i], i + 1
+        kind = line[:1]
+        if kind == b":":
+            return int(line[1:]), i
+        if kind == b"*":
             items: list[Reply] = []
-            for _ in range(count):
-                item, pos = self._parse(buf, pos)
+            for _ in range(int(line[1:])):  # a nil array (*-1) has no items either
+                if i < last and lines[i][:1] == b":":  # inlined: the script's reply is integers
+                    items.append(int(lines[i][1:]))
+                    i += 1
+                    continue
+                item, i = self._reply(lines, i, last)
                 items.append(item)
-            return items, pos
-        raise ProtocolError(f"unknown reply type {chr(kind)!r}")
+            return (items if line != b"*-1" else None), i
+        if kind == b"$":
+            return (None, i) if line == b"$-1" else self._bulk(lines, i, last, int(line[1:]))
+        if kind == b"+":
+            return line[1:].decode(errors="replace"), i
+        if kind == b"-":
+            return RespError(line[1:].decode(errors="replace")), i
+        raise ProtocolError(f"unknown reply type {kind!r}")
 
     @staticmethod
-    def _bulk_string(buf: bytes, pos: int, size: int) -> tuple[Reply, int]:
-        if size < 0:
-            return None, pos
-        end = pos + size
-        if len(buf) < end + 2:
-            raise _Incomplete
-        if buf[end : end + 2] != b"\r\n":
-            raise ProtocolError("bulk string not terminated by CRLF")
-        return buf[pos:end], end + 2
-
-
-def _integer(line: bytes) -> int:
-    try:
-        return int(line)
-    except ValueError:
-        raise ProtocolError(f"bad integer {line[:32]!r}") from None
+    def _bulk(lines: list[bytes], i: int, last: int, size: int) -> tuple[bytes, int]:
+        # split() also cut the payload at every CRLF inside it: glue the pieces back.
+        if i >= last or size < 0:
+            raise ProtocolError("bad bulk length") if size < 0 else _Incomplete
+        value, i = lines[i], i + 1
+        while len(value) < size:
+            if i >= last:
+                raise _Incomplete
+            value, i = value + b"\r\n" + lines[i], i + 1
+        if len(value) != size:
+            raise ProtocolError("bulk string longer than announced")
+        return value, i
 
 
 class _Connection(asyncio.Protocol):
@@ -260,12 +257,23 @@ def parse_url(url: str) -> _Target:
 
 
 def _decision(reply: Reply) -> Decision:
-    match reply:
-        case [int(allowed), int(remaining), int(retry_after_ms), int(reset_ms)]:
-            return Decision(allowed == 1, remaining, retry_after_ms, reset_ms)
-        case RespError(message=message):
-            raise StoreUnavailable(f"redis rate-limit script failed: {message}")
+    if type(reply) is list and len(reply) == 4:  # (a match statement costs 5x more here)
+        allowed, remaining, retry_after_ms, reset_ms = cast("list[int]", reply)
+        return Decision(allowed == 1, remaining, retry_after_ms, reset_ms)
+    if isinstance(reply, RespError):
+        raise StoreUnavailable(f"redis rate-limit script failed: {reply.message}")
     raise StoreUnavailable(f"redis rate-limit script returned {reply!r:.100}")
+
+
+def _key_args(key: str) -> bytes:
+    # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha.
+    raw = key.encode("utf-8", "surrogatepass")
+    return b"$1\r\n2\r\n" + _bulk(b"gw:rl:" + raw) + _bulk(b"gw:rl:block:" + raw)
+
+
+@functools.lru_cache(maxsize=1024)  # rates come from config: a handful, encoded once
+def _rate_args(rate: Rate) -> bytes:
+    return b"".join(_bulk(b"%d" % v) for v in (rate.max, rate.window_ms, rate.block_ms))
 
 
 class RedisStore:
@@ -279,15 +287,14 @@ class RedisStore:
         self._closed = False
         sha = hashlib.sha1(GCRA_LUA.encode()).hexdigest().encode()
         self._evalsha = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % sha
-        self._rate_args: dict[Rate, bytes] = {}
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         conn = self._conn
         if conn is None or conn.error is not None:
             conn = await self._connection()
-        args = self._key_args(key) + (self._rate_args.get(rate) or self._encode_rate(rate))
+        args = _key_args(key) + _rate_args(rate)
         reply = await conn.send(self._evalsha + args)
-        if isinstance(reply, RespError) and reply.code == "NOSCRIPT":
+        if isinstance(reply, RespError) and reply.message.startswith("NOSCRIPT"):
             # Script cache flushed (restart, SCRIPT FLUSH): load it again and run this hit by EVAL.
             load = conn.send(encode_command("SCRIPT", "LOAD", GCRA_LUA))
             reply = await conn.send(b"*8\r\n$4\r\nEVAL\r\n" + _bulk(GCRA_LUA.encode()) + args)
@@ -306,22 +313,6 @@ class RedisStore:
             self._conn.close("closed by the gateway")
             self._conn = None
             await asyncio.sleep(0)  # let the transport finish closing before the loop might end
-
-    @staticmethod
-    def _key_args(key: str) -> bytes:
-        # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha.
-        raw = key.encode("utf-8", "surrogatepass")
-        size = len(raw)
-        return b"$1\r\n2\r\n$%d\r\ngw:rl:%s\r\n$%d\r\ngw:rl:block:%s\r\n" % (
-            size + 6, raw, size + 12, raw,
-        )  # fmt: skip
-
-    def _encode_rate(self, rate: Rate) -> bytes:
-        if len(self._rate_args) > 1024:  # rates come from config; this only bounds a misuse
-            self._rate_args.clear()
-        encoded = b"".join(_bulk(b"%d" % v) for v in (rate.max, rate.window_ms, rate.block_ms))
-        self._rate_args[rate] = encoded
-        return encoded
 
     async def _connection(self) -> _Connection:
         if self._conn is not None and self._conn.error is None:
@@ -356,7 +347,10 @@ class RedisStore:
         except (OSError, TimeoutError, ValueError, StoreUnavailable) as exc:
             conn.close("unavailable")
             self._next_attempt = loop.time() + RETRY_EVERY_S
-            self._last_error = f"redis at {target.label} unavailable: {exc or type(exc).__name__}"
+            reason = (
+                f"no answer within {self._timeout:g} s" if isinstance(exc, TimeoutError) else exc
+            )
+            self._last_error = f"redis at {target.label} unavailable: {reason}"
             raise StoreUnavailable(self._last_error) from None
         finally:
             self._connecting = None

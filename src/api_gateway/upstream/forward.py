@@ -48,11 +48,11 @@ class Forwarder:
         target = request.path.encode("ascii")
         if request.query:
             target += b"?" + request.query
-        parts = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), target), host_line]
+        parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", host_line]
         for name, value in without_hop_by_hop(request.headers, REPLACED):
-            parts.append(b"%s: %s\r\n" % (name, value))
+            parts += (name, b": ", value, b"\r\n")
         for name, value in request.upstream_headers:
-            parts.append(b"%s: %s\r\n" % (name, value))
+            parts += (name, b": ", value, b"\r\n")
         body = request.body
         chunked = False
         if isinstance(body, bytes):
