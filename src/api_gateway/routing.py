@@ -7,6 +7,7 @@ what a request asked for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -18,33 +19,31 @@ T = TypeVar("T")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 # Decoded, these would change how the path splits or terminates, so their encoded forms are refused.
+_AUTHORITY_END = re.compile(rb"[/?]")
+# Paths that are already canonical: segments of plain characters, none starting with a dot.
+_PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*/?")
 _FORBIDDEN_DECODED = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Split a request-target into (path, query), accepting origin- and absolute-form."""
-    if not target.startswith(b"/"):
-        lowered = target[:8].lower()
-        if lowered.startswith((b"http://", b"https://")):
-            slash = target.find(b"/", lowered.index(b"//") + 2)
-            target = target[slash:] if slash >= 0 else b"/"
-        else:
-            raise InvalidPath("the request target must be an absolute path")
-    path, _, query = target.partition(b"?")
     if b"#" in target:
         raise InvalidPath("a fragment is not allowed in the request target")
+    if not target.startswith(b"/"):
+        lowered = target[:8].lower()
+        if not lowered.startswith((b"http://", b"https://")):
+            raise InvalidPath("the request target must be an absolute path")
+        authority_end = _AUTHORITY_END.search(target, lowered.index(b"//") + 2)
+        target = b"/" if authority_end is None else target[authority_end.start() :]
+        if target.startswith(b"?"):
+            target = b"/" + target
+    path, _, query = target.partition(b"?")
     return path, query
 
 
 def normalize(path: bytes) -> str:
     """Return the canonical form of a raw path, or raise ``InvalidPath``."""
-    if (
-        b"%" not in path
-        and b"/." not in path
-        and b"//" not in path
-        and b"\\" not in path
-        and path.isascii()
-    ):
+    if _PLAIN_PATH.fullmatch(path):
         return path.decode("ascii")
     decoded = _decode(path)
     segments: list[bytes] = []

@@ -49,22 +49,36 @@ class TokenVerifier:
                 self.secret,
                 algorithms=[ALGORITHM],
                 issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", "iss"]},
+                # Times are checked below against our own clock, the same one the cache uses.
+                options={
+                    "require": ["exp", "iss"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("the access token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise Unauthorized("the access token is not valid yet") from exc
         except jwt.InvalidIssuerError as exc:
             raise Unauthorized("the access token has the wrong issuer") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthorized(f"the access token lacks the '{exc.claim}' claim") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("the access token is invalid") from exc
+        self._check_times(payload)
         if payload.get("type") == "refresh":
             raise Unauthorized("a refresh token cannot be used as an access token")
         return claims_from(payload)
+
+    def _check_times(self, payload: dict[str, Any]) -> None:
+        now = self.clock()
+        exp, nbf = payload.get("exp"), payload.get("nbf", 0)
+        for name, value in (("exp", exp), ("nbf", nbf)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise Unauthorized(f"the access token's '{name}' claim is not a number")
+        assert isinstance(exp, int | float) and isinstance(nbf, int | float)
+        if exp + self.leeway < now:
+            raise Unauthorized("the access token has expired")
+        if nbf - self.leeway > now:
+            raise Unauthorized("the access token is not valid yet")
 
 
 def claims_from(payload: dict[str, Any]) -> Claims:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -77,6 +78,11 @@ def merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str) -> Non
 
 
 def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
+    for section in ("server", "jwt", "redis", "rate_limit", "services"):
+        if not isinstance(document.get(section), dict):
+            raise ConfigError(section, "must be a mapping")
+    if not isinstance(document["rate_limit"].get("global"), dict):
+        raise ConfigError("rate_limit.global", "must be a mapping")
     server, jwt = document["server"], document["jwt"]
     simple = {
         "HOST": (server, "host"),
@@ -105,6 +111,8 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
     for name, service in document["services"].items():
         variable = f"{name.upper()}_SERVICE_URL"
         if env.get(variable):
+            if not isinstance(service, dict):
+                raise ConfigError(f"services.{name}", "must be a mapping")
             service["url"] = env[variable]
 
 
@@ -133,7 +141,7 @@ class Section:
 
     def integer(self, name: str, minimum: int = 0, default: Any = ...) -> int:
         value = self.raw(name, default)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(self.key(name), f"must be an integer, got {value!r}")
@@ -321,9 +329,11 @@ def parse_instance(url: str, key: str) -> Instance:
     if parts.path not in ("", "/") or parts.query or parts.username:
         raise ConfigError(key, f"must not carry a path, query or credentials: {url!r}")
     try:
-        port = parts.port or 80
+        port = 80 if parts.port is None else parts.port
     except ValueError as exc:
         raise ConfigError(key, f"has an invalid port: {url!r}") from exc
+    if port == 0:
+        raise ConfigError(key, f"has an invalid port: {url!r}")
     return Instance(parts.hostname, port)
 
 
@@ -342,7 +352,7 @@ def build_routes(
         service = entry.text("service")
         if service not in services:
             raise ConfigError(entry.key("service"), f"unknown service {service!r}")
-        public = entry.texts("public", ())
+        public = entry.texts("public", [])
         for path in public:
             if not (path == "/*" or is_clean_path(path.removesuffix("/*"))):
                 raise ConfigError(entry.key("public"), f"{path!r} is not a clean path")
@@ -354,7 +364,9 @@ def build_routes(
                 public=public,
                 methods=None if methods is None else parse_methods(entry, "methods"),
                 max_body_bytes=entry.integer("max_body_bytes", 0, default_max_body),
-                timeout_ms=entry.raw("timeout_ms", None) and entry.integer("timeout_ms", 1),
+                timeout_ms=None
+                if entry.raw("timeout_ms", None) is None
+                else entry.integer("timeout_ms", 1),
                 endpoints=tuple(
                     build_endpoint(Section(e, f"{entry.key('endpoints')}[{i}]"), rate_limits)
                     for i, e in enumerate(entry.raw("endpoints", []))

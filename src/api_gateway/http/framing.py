@@ -62,15 +62,18 @@ def without_hop_by_hop(headers: Headers, extra: frozenset[bytes] = frozenset()) 
 
 def check_request_framing(headers: Headers, http_version: str) -> None:
     """Refuse what llhttp lets through but a proxy must not: ambiguous or foreign framing."""
-    hosts = 0
+    hosts = encodings = 0
     for name, value in headers:
         if name == b"transfer-encoding":
+            encodings += 1
             if http_version == "1.0":
                 raise MalformedRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request")
             if value.strip().lower() != b"chunked":
                 raise MalformedRequest("only 'Transfer-Encoding: chunked' is accepted")
         elif name == b"host":
             hosts += 1
+    if encodings > 1:
+        raise MalformedRequest("more than one Transfer-Encoding header")
     if hosts > 1:
         raise MalformedRequest("more than one Host header")
     if hosts == 0 and http_version == "1.1":

@@ -1,7 +1,7 @@
 """The shared store: GCRA in one Lua script, over a minimal pipelining RESP2 client of our own.
 
-redis-py spends 30-60 µs of CPU per command; the hot path here is one pre-encoded EVALSHA written
-straight to one socket, replies matched FIFO to futures. Redis failures surface only as
+redis-py spends 30-60 µs of CPU per command; the hot path here is one pre-encoded EVALSHA queued
+on one pipelined socket, replies matched FIFO to futures. Redis failures surface only as
 ``StoreUnavailable``; the caller decides whether to fail open or closed.
 """
 
@@ -158,7 +158,7 @@ class RespParser:
 
 
 class _Connection(asyncio.Protocol):
-    """One socket; commands are written at once (so they pipeline) and answered in order."""
+    """One socket; commands pipeline (no waiting for replies) and are answered in order."""
 
     def __init__(self, label: str, timeout_s: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -195,7 +195,7 @@ class _Connection(asyncio.Protocol):
             raise StoreUnavailable(self.error or f"redis at {self._label}: not connected")
         future = self._loop.create_future()
         self._pending.append((future, self._loop.time()))
-        if not self._out:  # one write per loop tick: a send() syscall costs more than a command
+        if not self._out:  # one write per loop tick: a send() syscall costs more than a hit
             self._loop.call_soon(self._flush)
         self._out.append(command)
         return future
