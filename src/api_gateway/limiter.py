@@ -9,6 +9,7 @@ runs the same arithmetic in a Lua script, so both modes decide identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import floor
 
 from api_gateway.config.settings import LimitConfig
 
@@ -39,16 +40,20 @@ class Rate:
 
 
 def gcra(tat_ms: float | None, now_ms: float, rate: Rate) -> tuple[Decision, float | None]:
-    """Decide one request. Returns the decision and the new TAT to store (None: unchanged)."""
+    """Decide one request. Returns the decision and the new TAT to store (None: unchanged).
+
+    Everything is computed from ``ahead`` (how far the TAT runs ahead of now), never from
+    ``now + window - window``, whose rounding denied fresh keys and undercounted ``remaining``.
+    The Redis store's Lua script is this function, line for line.
+    """
     interval = rate.interval_ms
+    window = rate.window_ms
     tat = now_ms if tat_ms is None or tat_ms < now_ms else tat_ms
-    new_tat = tat + interval
-    allow_at = new_tat - rate.window_ms
-    if now_ms < allow_at:
-        retry = int(allow_at - now_ms) + 1
-        return Decision(False, 0, retry, int(tat - now_ms) + 1), None
-    remaining = int((now_ms - allow_at) / interval)
-    return Decision(True, remaining, 0, int(new_tat - now_ms) + 1), new_tat
+    ahead = tat - now_ms
+    if ahead > window - interval:
+        return Decision(False, 0, floor(ahead + interval - window) + 1, floor(ahead) + 1), None
+    remaining = floor((window - ahead) * rate.max / window) - 1
+    return Decision(True, remaining, 0, floor(ahead + interval) + 1), tat + interval
 
 
 def blocked(until_ms: float | None, now_ms: float) -> Decision | None:

@@ -18,6 +18,8 @@ from api_gateway.http.body import BodyStream
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
+# Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.body_sent = True
         self.sender: asyncio.Task[None] | None = None
         self.keep_alive = True
+        self.until_close = False
 
     # asyncio callbacks
 
@@ -65,6 +68,11 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
+        if self.until_close and not self.complete:
+            # A body delimited by the end of the connection (no length, not chunked) is done.
+            self.keep_alive = False
+            self.on_message_complete()
+            self._resolve()
         if not self.complete:
             reason = "before answering" if not self.headers_done else "in the middle of the body"
             self.fail(BadGateway(f"the upstream closed the connection {reason}"))
@@ -110,6 +118,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = status
         self.headers_done = True
         self.keep_alive = self.parser.should_keep_alive()
+        self.until_close = status not in (204, 304) and not any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        )
         if self.head_request:
             # llhttp cannot be told the response is to HEAD; it would wait for the body.
             self.keep_alive = False
@@ -209,14 +220,15 @@ class UpstreamPool:
         """Send a complete request head and its body; return once the response head is in.
 
         A pooled connection that turns out to have been closed by the upstream before it
-        answered anything is retried once on a new connection, if the body can be replayed.
+        answered anything is retried once on a new connection, for idempotent requests only.
         """
         connection = self._acquire(address)
         if connection is not None:
             try:
                 return await self._exchange(connection, head, body, chunked, timeout_s, method)
             except BadGateway:
-                if connection.got_bytes or not isinstance(body, bytes):
+                replayable = method in IDEMPOTENT and isinstance(body, bytes)
+                if connection.got_bytes or not replayable:
                     raise
         connection = await self._connect(address)
         return await self._exchange(connection, head, body, chunked, timeout_s, method)
