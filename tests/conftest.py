@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.gateway import Fleet, GatewayProcess, running_gateway, stop_all_gateways
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_gateway_outlives_the_session() -> Iterator[None]:
+    yield
+    stop_all_gateways()
 
 
 @pytest.fixture(scope="module")

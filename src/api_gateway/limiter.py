@@ -13,6 +13,10 @@ from math import floor
 
 from api_gateway.config.settings import LimitConfig
 
+# Clock readings have fractions, so sums of intervals carry rounding error; a nanosecond of
+# tolerance keeps a full burst from losing its last request to that error.
+EPSILON_MS = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -50,9 +54,9 @@ def gcra(tat_ms: float | None, now_ms: float, rate: Rate) -> tuple[Decision, flo
     window = rate.window_ms
     tat = now_ms if tat_ms is None or tat_ms < now_ms else tat_ms
     ahead = tat - now_ms
-    if ahead > window - interval:
+    if ahead > window - interval + EPSILON_MS:
         return Decision(False, 0, floor(ahead + interval - window) + 1, floor(ahead) + 1), None
-    remaining = floor((window - ahead) * rate.max / window) - 1
+    remaining = floor((window - ahead) * rate.max / window + EPSILON_MS) - 1
     return Decision(True, remaining, 0, floor(ahead + interval) + 1), tat + interval
 
 

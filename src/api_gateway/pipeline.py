@@ -1,7 +1,7 @@
 """Builds every route's policy chain at start-up: the one place that decides policy order.
 
-    RequestContext (id, client address, timing, metrics, access log, error boundary)
-      → SecurityHeaders → Cors (when origins are configured)
+    RequestContext (id, client address, timing, metrics, access log, last-resort errors)
+      → SecurityHeaders → Cors (when origins are configured) → ErrorBoundary
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            MethodFilter → BodyLimit → RateLimit(global, per client IP) → Authenticate
            → RateLimit(endpoint, per user) → HeaderTrust → CircuitBreaker → Forwarder
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
 from api_gateway.policies.breaker import CircuitBreaker
-from api_gateway.policies.context import RequestContext
+from api_gateway.policies.context import ErrorBoundary, RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import BodyLimit, MethodFilter
@@ -33,6 +34,8 @@ from api_gateway.upstream.breaker import Breaker
 from api_gateway.upstream.forward import Forwarder
 
 GLOBAL_LIMIT = "global"
+# TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
+STANDARD_METHODS = HTTP_METHODS
 
 
 def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:
@@ -55,6 +58,7 @@ def outer_policies(config: GatewayConfig, context: RequestContext) -> list[Polic
     policies: list[Policy] = [context, SecurityHeaders()]
     if config.cors_origins:
         policies.append(Cors(config.cors_origins))
+    policies.append(ErrorBoundary())
     return policies
 
 
@@ -104,9 +108,7 @@ class RouteBuilder:
     def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
         service = self.config.services[route.service]
         timeout_ms = (endpoint and endpoint.timeout_ms) or route.timeout_ms or service.timeout_ms
-        policies: list[Policy] = []
-        if route.methods is not None:
-            policies.append(MethodFilter(route.methods))
+        policies: list[Policy] = [MethodFilter(route.methods or STANDARD_METHODS)]
         policies.append(BodyLimit(route.max_body_bytes))
         policies.append(self.global_limit)
         policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))

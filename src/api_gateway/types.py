@@ -108,14 +108,19 @@ class Claims:
 
 
 class Response:
-    """What goes back to the client. ``body`` is bytes or a stream from an upstream."""
+    """What goes back to the client. ``body`` is bytes or a stream from an upstream.
 
-    __slots__ = ("body", "headers", "status")
+    ``rendered`` holds header lines already in wire form (``name: value\r\n``...), for fixed
+    headers that would otherwise be formatted again for every response.
+    """
+
+    __slots__ = ("body", "headers", "rendered", "status")
 
     def __init__(self, status: int, headers: Headers, body: Body = b"") -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.rendered = b""
 
 
 Handler = Callable[[Request], Awaitable[Response]]

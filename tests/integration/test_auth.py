@@ -46,7 +46,7 @@ PROTECTED = [
     "/api/v1/tickets/health/deep",
     "/api/v1/tickets/healthz",
     "/api/v1/payments/charge",
-    "/api/v1/payments/webhooks",
+    "/api/v1/payments/webhooksX/stripe",
     "/api/v1/venue/health",
     "/api/v1/venue/1",
     "/api/v1/files/upload",

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from support.assertions import assert_nothing_reached, assert_problem
+from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
-from support.tokens import mint
+from support.tokens import UNSET, mint
 from support.upstream import RecordedRequest, Reply
 
 SPOOFED = [
@@ -54,6 +55,18 @@ def test_spoofed_identity_headers_are_replaced_by_the_tokens(
     assert request.header_values("x-user-role") == ["customer"]
     assert request.header_values("x-gateway-internal") == ["true"]
     assert not request.header_names() & (NEVER_FROM_CLIENT | {"x-gateway-anything"})
+
+
+def test_a_token_without_a_role_does_not_let_a_spoofed_role_through(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    headers = [("X-User-Role", "admin"), ("x-user-role", "superuser")]
+
+    response = gateway.get("/api/v1/tickets/1", headers=headers, token=mint(role=UNSET))
+
+    assert response.status in (200, 401)
+    for request in services["ticket"].requests:
+        assert not {"admin", "superuser"} & set(request.header_values("x-user-role"))
 
 
 def test_spoofed_identity_headers_never_reach_a_public_path(
@@ -158,6 +171,7 @@ def test_hop_by_hop_response_headers_and_those_named_in_connection_are_dropped(
 
 CLIENT_FORWARDED = [
     ("X-Forwarded-For", "1.2.3.4"),
+    ("x-forwarded-for", "5.6.7.8"),
     ("X-Forwarded-Proto", "https"),
     ("X-Forwarded-Host", "evil.example"),
     ("X-Forwarded-Port", "9999"),
@@ -197,11 +211,16 @@ def test_a_trusted_proxys_forwarded_for_is_appended_to(
     env = {"TRUSTED_PROXIES": "127.0.0.1/32"}
     with running_gateway(tmp_path, service_fleet.urls(), env=env) as gateway:
         service_fleet.reset()
-        response = gateway.get("/api/v1/search/q", headers=[("X-Forwarded-For", "1.2.3.4")])
+        single = gateway.get("/api/v1/search/one", headers=[("X-Forwarded-For", "1.2.3.4")])
+        double = gateway.get(
+            "/api/v1/search/two",
+            headers=[("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "2.2.2.2")],
+        )
 
-    assert response.status == 200
-    request = service_fleet["search"].only_request()
-    assert request.header_values("x-forwarded-for") == ["1.2.3.4, 127.0.0.1"]
+    assert (single.status, double.status) == (200, 200)
+    first, second = service_fleet["search"].wait_for_requests(2)
+    assert first.header_values("x-forwarded-for") == ["1.2.3.4, 127.0.0.1"]
+    assert second.header_values("x-forwarded-for") == ["1.1.1.1, 2.2.2.2, 127.0.0.1"]
 
 
 def test_the_upstream_sees_the_request_id_the_client_gets(
@@ -211,3 +230,21 @@ def test_the_upstream_sees_the_request_id_the_client_gets(
 
     request = services["search"].only_request()
     assert request.header_values("x-request-id") == [response.header("x-request-id")]
+
+
+def test_identity_headers_cannot_be_smuggled_in_as_chunked_trailers(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    trailers = b"".join(f"{name}: {value}\r\n".encode() for name, value in SPOOFED)
+    body = b"5\r\nhello\r\n0\r\n" + trailers + b"\r\n"
+    headers = [("Authorization", f"Bearer {mint()}"), ("Transfer-Encoding", "chunked")]
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("POST", "/api/v1/tickets/1", headers) + body)
+        response = connection.read_response()
+
+    assert response.status in (200, 400), response.body
+    for request in services["ticket"].requests:
+        assert request.header_values("x-tenant-id") == ["tenant-1"]
+        assert request.header_values("x-user-id") == ["user-1"]
+        spoofed_names = {name.lower() for name, _ in SPOOFED}
+        assert not {name.lower() for name, _ in request.trailers} & spoofed_names

@@ -4,14 +4,17 @@ both directions, and HTTP/1.0 clients."""
 from __future__ import annotations
 
 import hashlib
+import time
 
+import pytest
 from support.assertions import assert_problem
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess
 from support.patterns import pattern_sha256
 from support.tokens import mint
-from support.upstream import Reply
+from support.upstream import Behaviour, Reply
 
+UPSTREAM_CLOSE_SETTLE_S = 0.05
 PAYLOAD = b'{"seat": "A-12", "note": "bytes \xff\x00 and \r\n inside"}'
 
 
@@ -61,6 +64,20 @@ def test_head_returns_headers_without_a_body_and_the_connection_stays_usable(
     assert following.status == 200
     assert following.body == b"x" * 1234
     assert [r.method for r in services["search"].wait_for_requests(2)] == ["HEAD", "GET"]
+
+
+def test_head_to_a_chunked_upstream_does_not_wait_for_a_body(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    services["search"].respond(Reply(chunked=True, body=b"abc"))
+    with RawConnection(gateway.port) as connection:
+        connection.send(
+            build_request("HEAD", "/api/v1/search/h") + build_request("GET", "/api/v1/search/g")
+        )
+        head = connection.read_response("HEAD")
+        following = connection.read_response()
+
+    assert (head.status, following.status, following.body) == (200, 200, b"abc")
 
 
 def test_pipelined_requests_are_answered_in_order(gateway: GatewayProcess, services: Fleet) -> None:
@@ -166,3 +183,89 @@ def test_an_empty_body_with_content_length_zero_is_forwarded(
     request = services["ticket"].only_request()
     assert request.body == b""
     assert request.body_complete
+
+
+def test_upstream_connections_are_reused_across_requests(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    upstream = services["search"]
+    gateway.get("/api/v1/search/warm-up")
+    before = upstream.connections_accepted
+
+    statuses = [gateway.get(f"/api/v1/search/{index}").status for index in range(10)]
+
+    assert statuses == [200] * 10
+    assert upstream.connections_accepted - before <= 1, "each request opened a new connection"
+
+
+def test_refusals_do_not_close_a_kept_alive_connection(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    with RawConnection(gateway.port) as connection:
+        statuses = []
+        for target in ("/api/v1/nowhere", "/api/v1/tickets/1", "/api/v1/search/ok"):
+            connection.send(build_request("GET", target))
+            statuses.append(connection.read_response().status)
+
+    assert statuses == [404, 401, 200]
+
+
+def test_a_refusal_inside_a_pipeline_keeps_the_order(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    targets = ["/api/v1/search/1", "/api/v1/tickets/2", "/api/v1/search/3"]
+    with RawConnection(gateway.port) as connection:
+        connection.send(b"".join(build_request("GET", target) for target in targets))
+        responses = [connection.read_response() for _ in targets]
+
+    assert [r.status for r in responses] == [200, 401, 200]
+    assert responses[2].json()["target"] == "/api/v1/search/3"
+
+
+def test_a_204_from_the_upstream_has_no_body_and_the_connection_stays_usable(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    services["search"].respond(Reply(status=204, body=b""), path="/api/v1/search/empty")
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("GET", "/api/v1/search/empty"))
+        empty = connection.read_response()
+        connection.send(build_request("GET", "/api/v1/search/full"))
+        full = connection.read_response()
+
+    assert (empty.status, empty.body) == (204, b"")
+    assert full.json()["target"] == "/api/v1/search/full"
+
+
+def test_connection_close_from_the_client_closes_after_the_response(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("GET", "/api/v1/search/q", [("Connection", "close")]))
+        response = connection.read_response()
+
+        assert response.status == 200
+        assert connection.is_closed_by_peer()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply(headers=(("Connection", "close"),)), id="announced"),
+        pytest.param(Reply(behaviour=Behaviour.RESPOND_THEN_CLOSE), id="silent"),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_upstream_that_closes_after_each_response_still_serves_every_request(
+    gateway: GatewayProcess, services: Fleet, reply: Reply, method: str
+) -> None:
+    services["event"].respond(reply)
+    statuses = []
+    for index in range(4):
+        body = b"{}" if method == "POST" else None
+        statuses.append(
+            gateway.request(method, f"/api/v1/events/{index}", body=body, token=mint()).status
+        )
+        time.sleep(UPSTREAM_CLOSE_SETTLE_S)  # the upstream's FIN arrives before the next request
+
+    assert statuses == [200] * 4
+    assert len(services["event"].requests) == 4

@@ -33,6 +33,22 @@ def test_a_long_uri_within_the_limit_is_forwarded(gateway: GatewayProcess, servi
     assert services["search"].only_request().target == target
 
 
+def test_a_uri_of_exactly_the_limit_is_forwarded(gateway: GatewayProcess, services: Fleet) -> None:
+    prefix = "/api/v1/search/"
+    target = prefix + "u" * (MAX_URI_BYTES - len(prefix))
+
+    assert gateway.get(target).status == 200
+    assert services["search"].only_request().target == target
+
+
+def test_a_uri_one_byte_over_the_limit_gives_414(gateway: GatewayProcess, services: Fleet) -> None:
+    prefix = "/api/v1/search/"
+    target = prefix + "u" * (MAX_URI_BYTES + 1 - len(prefix))
+
+    assert_problem(gateway.get(target), 414)
+    assert_nothing_reached(services)
+
+
 def test_a_header_section_over_the_byte_limit_gives_431(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
@@ -62,6 +78,23 @@ def test_more_headers_than_the_count_limit_gives_431(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
     headers = [(f"X-H{i}", "1") for i in range(MAX_HEADER_COUNT + 1)]
+
+    assert_problem(gateway.get("/api/v1/search/q", headers=headers), 431)
+    assert_nothing_reached(services)
+
+
+def test_exactly_the_header_count_limit_is_forwarded(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    headers = [(f"X-H{i}", "1") for i in range(MAX_HEADER_COUNT - 1)]  # plus Host
+
+    assert gateway.get("/api/v1/search/q", headers=headers).status == 200
+
+
+def test_one_header_over_the_count_limit_gives_431(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    headers = [(f"X-H{i}", "1") for i in range(MAX_HEADER_COUNT)]  # plus Host
 
     assert_problem(gateway.get("/api/v1/search/q", headers=headers), 431)
     assert_nothing_reached(services)
@@ -109,6 +142,15 @@ def test_a_body_exactly_at_the_limit_is_accepted(gateway: GatewayProcess, servic
 
     assert response.status == 200
     assert services["ticket"].only_request().body_length == MAX_BODY_BYTES
+
+
+def test_a_body_one_byte_over_the_limit_gives_413(gateway: GatewayProcess, services: Fleet) -> None:
+    body = b"b" * (MAX_BODY_BYTES + 1)
+
+    response = gateway.request("POST", "/api/v1/tickets/upload", body=body, token=mint())
+
+    assert_problem(response, 413)
+    assert_nothing_reached(services)
 
 
 def test_the_files_route_accepts_bodies_over_the_default_limit(

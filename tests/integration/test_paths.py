@@ -18,7 +18,7 @@ CANONICAL_TICKET = "/api/v1/tickets/1"
         "/api/v1//tickets//1",
         "//api//v1///tickets/1",
         "/api/v1/tickets/./1",
-        "/api/v1/./tickets/1/.",
+        "/api/v1/./tickets/./1",
         "/api/v1/tickets/x/../1",
         "/api/v1/search/%2e%2e/tickets/1",
         "/api/v1/search/%2E%2E/tickets/1",
@@ -37,6 +37,14 @@ def test_the_upstream_sees_the_canonical_path(
 
     assert response.status == 200, response.body
     assert services["ticket"].only_request().target == CANONICAL_TICKET
+
+
+def test_a_trailing_dot_segment_leaves_a_trailing_slash(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    assert gateway.get("/api/v1/tickets/1/.", token=mint()).status == 200
+
+    assert services["ticket"].only_request().target == CANONICAL_TICKET + "/"
 
 
 def test_normalization_keeps_the_query_string_untouched(
@@ -69,6 +77,16 @@ def test_a_public_looking_path_that_resolves_elsewhere_needs_a_token(
 
     assert_problem(response, 401)
     assert_nothing_reached(services)
+
+
+def test_percent_encoding_is_decoded_only_once(gateway: GatewayProcess, services: Fleet) -> None:
+    sent = "/api/v1/search/%252e%252e/tickets/1"
+
+    response = gateway.get(sent)
+
+    assert response.status == 200
+    assert services["search"].only_request().target == sent
+    assert not services["ticket"].requests
 
 
 def test_a_protected_looking_path_that_resolves_to_a_public_one_is_public(
@@ -111,6 +129,18 @@ def test_a_raw_backslash_in_the_path_is_rejected(gateway: GatewayProcess, servic
     )
     with RawConnection(gateway.port) as connection:
         connection.send(request)
+        response = connection.read_response()
+
+    assert_problem(response, 400)
+    assert_nothing_reached(services)
+
+
+@pytest.mark.parametrize("raw_byte", [b"\x00", b"\x01", b"\x1b", b"\x7f", b"\x80", b"\xff", b"\t"])
+def test_raw_control_and_non_ascii_bytes_in_the_path_are_rejected(
+    gateway: GatewayProcess, services: Fleet, raw_byte: bytes
+) -> None:
+    with RawConnection(gateway.port) as connection:
+        connection.send(b"GET /api/v1/search/a" + raw_byte + b"b HTTP/1.1\r\nHost: x\r\n\r\n")
         response = connection.read_response()
 
     assert_problem(response, 400)

@@ -49,6 +49,16 @@ def test_a_malformed_request_id_is_replaced(
     assert services["search"].only_request().header_values("x-request-id") == [generated]
 
 
+def test_two_request_ids_become_one(gateway: GatewayProcess, services: Fleet) -> None:
+    headers = [("X-Request-ID", "first-id"), ("X-Request-ID", "second-id")]
+
+    response = gateway.get("/api/v1/search/q", headers=headers)
+
+    returned = response.header_values("x-request-id")
+    assert len(returned) == 1
+    assert services["search"].only_request().header_values("x-request-id") == returned
+
+
 def test_an_empty_request_id_is_replaced(gateway: GatewayProcess, services: Fleet) -> None:
     with RawConnection(gateway.port) as connection:
         connection.send(build_request("GET", "/api/v1/search/q", [("X-Request-ID", "")]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -19,6 +20,9 @@ GIB = 1024**3
 RSS_CEILING = 150 * 1024 * 1024
 SAMPLE_INTERVAL_S = 0.05
 STREAM_TIMEOUT_S = 30.0
+CHUNKED_UPLOAD_BYTES = 256 * 1024 * 1024
+STALLED_TRANSFER_BYTES = 512 * 1024 * 1024
+STALL_S = 2.0
 
 
 class PeakRss:
@@ -98,4 +102,67 @@ def test_a_gigabyte_download_streams_through_with_flat_memory(
     assert response.header("content-length") == str(GIB)
     assert digest.hexdigest() == pattern_sha256(GIB)
     assert rss.samples > 0
+    assert rss.peak < RSS_CEILING, f"gateway RSS peaked at {rss.peak / 2**20:.0f} MiB"
+
+
+def test_a_chunked_upload_streams_through_with_flat_memory(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    size = CHUNKED_UPLOAD_BYTES
+    headers = [("Authorization", f"Bearer {mint()}"), ("Transfer-Encoding", "chunked")]
+    with (
+        PeakRss(gateway.pid).watching() as rss,
+        RawConnection(gateway.port, timeout_s=STREAM_TIMEOUT_S) as connection,
+    ):
+        connection.send(build_request("POST", "/api/v1/files/upload", headers))
+        for piece in pattern_blocks(size):
+            connection.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        connection.send(b"0\r\n\r\n")
+        response = connection.read_response()
+
+    assert response.status == 200, response.body
+    received = services["file"].only_request()
+    assert (received.body_length, received.body_sha256) == (size, pattern_sha256(size))
+    assert rss.peak < RSS_CEILING, f"gateway RSS peaked at {rss.peak / 2**20:.0f} MiB"
+
+
+def test_a_client_that_stops_reading_does_not_make_the_gateway_buffer_the_download(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    size = STALLED_TRANSFER_BYTES
+    services["file"].respond(Reply(generated_size=size))
+    digest = hashlib.sha256()
+    with (
+        PeakRss(gateway.pid).watching() as rss,
+        RawConnection(gateway.port, timeout_s=STREAM_TIMEOUT_S) as connection,
+    ):
+        connection.send(
+            build_request("GET", "/api/v1/files/big", [("Authorization", f"Bearer {mint()}")])
+        )
+        time.sleep(STALL_S)  # the client reads nothing while the upstream could send it all
+        response = connection.stream_response(digest.update)
+
+    assert response.status == 200
+    assert digest.hexdigest() == pattern_sha256(size)
+    assert rss.peak < RSS_CEILING, f"gateway RSS peaked at {rss.peak / 2**20:.0f} MiB"
+
+
+def test_an_upstream_that_reads_slowly_does_not_make_the_gateway_buffer_the_upload(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    size = STALLED_TRANSFER_BYTES
+    services["file"].pause_before_body_s = STALL_S
+    headers = [("Authorization", f"Bearer {mint()}"), ("Content-Length", str(size))]
+    with (
+        PeakRss(gateway.pid).watching() as rss,
+        RawConnection(gateway.port, timeout_s=STREAM_TIMEOUT_S) as connection,
+    ):
+        connection.send(build_request("PUT", "/api/v1/files/upload", headers))
+        for piece in pattern_blocks(size):
+            connection.send(piece)
+        response = connection.read_response()
+
+    assert response.status == 200
+    received = services["file"].only_request()
+    assert (received.body_length, received.body_sha256) == (size, pattern_sha256(size))
     assert rss.peak < RSS_CEILING, f"gateway RSS peaked at {rss.peak / 2**20:.0f} MiB"

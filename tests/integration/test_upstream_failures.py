@@ -3,6 +3,7 @@ the upstream is told."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,20 @@ from support.upstream import Behaviour, Reply
 
 SLOW_REPLY_S = 2.0
 TICKET_TIMEOUT_MS = 300
+ABANDONED_UPLOAD = 1_000_000
+FILE_TIMEOUT_MS = 1000
+SLOW_UPLOAD_PIECES = 30
+SLOW_UPLOAD_PAUSE_S = 0.1  # 30 pieces take ~3 s: three times the file service's timeout
 
 
 @pytest.fixture(scope="module")
 def gateway_config() -> dict[str, Any]:
-    return {"services": {"ticket": {"timeout_ms": TICKET_TIMEOUT_MS}}}
+    return {
+        "services": {
+            "ticket": {"timeout_ms": TICKET_TIMEOUT_MS},
+            "file": {"timeout_ms": FILE_TIMEOUT_MS},
+        }
+    }
 
 
 # One service per failure mode, so one test's failures never trip another's circuit breaker.
@@ -41,6 +51,33 @@ def test_an_upstream_that_breaks_before_answering_gives_502(
 
     assert_problem(response, 502)
     assert services[service].wait_for_requests(1)
+
+
+@pytest.mark.parametrize(
+    ("reply", "service", "prefix"),
+    [
+        pytest.param(
+            Reply(headers=(("Content-Length", "5"),), chunked=True, body=b"hello"),
+            "integration",
+            "/integrations",
+            id="content-length-and-chunked",
+        ),
+        pytest.param(
+            Reply(headers=(("Content-Length", "5"), ("Content-Length", "7")), body=b"hello"),
+            "monitoring",
+            "/monitoring",
+            id="two-content-lengths",
+        ),
+    ],
+)
+def test_an_upstream_response_with_ambiguous_framing_gives_502(
+    gateway: GatewayProcess, services: Fleet, reply: Reply, service: str, prefix: str
+) -> None:
+    services[service].respond(reply)
+
+    response = gateway.get(f"/api/v1{prefix}/1", token=mint())
+
+    assert_problem(response, 502)
 
 
 def test_an_upstream_that_breaks_mid_body_never_looks_complete(
@@ -79,6 +116,24 @@ def test_an_upstream_slower_than_the_service_timeout_gives_504(
     assert_problem(response, 504)
 
 
+def test_a_slow_upload_is_not_mistaken_for_a_slow_upstream(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    piece = b"u" * 1000
+    size = len(piece) * SLOW_UPLOAD_PIECES
+    headers = [("Authorization", f"Bearer {mint()}"), ("Content-Length", str(size))]
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("PUT", "/api/v1/files/upload", headers))
+        for _ in range(SLOW_UPLOAD_PIECES):
+            if not connection.send_tolerant(piece):
+                break
+            time.sleep(SLOW_UPLOAD_PAUSE_S)
+        response = connection.read_response()
+
+    assert response.status == 200, response.body
+    assert services["file"].only_request().body_length == size
+
+
 def test_the_timeout_is_per_service(gateway: GatewayProcess, services: Fleet) -> None:
     services["event"].respond(Reply(delay_s=TICKET_TIMEOUT_MS / 1000 * 2))
 
@@ -102,6 +157,21 @@ def test_a_client_that_hangs_up_cancels_the_upstream_request(
     assert upstream.wait_until("client_gone_before_reply", timeout_s=SLOW_REPLY_S), (
         "the gateway kept the upstream request running after the client left"
     )
+
+
+def test_an_upload_the_client_abandons_never_arrives_complete(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    upstream = services["file"]
+    headers = [("Authorization", f"Bearer {mint()}"), ("Content-Length", str(ABANDONED_UPLOAD))]
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("PUT", "/api/v1/files/upload", headers))
+        connection.send(b"p" * (ABANDONED_UPLOAD // 10))
+        upstream.wait_for_requests(1, timeout_s=1.0)  # a streaming gateway forwards at once
+
+    if upstream.requests:
+        assert upstream.wait_until("body_read_ended"), "the upstream connection was left open"
+    assert not [r for r in upstream.requests if r.body_complete]
 
 
 def test_the_gateway_answers_normally_after_upstream_failures(

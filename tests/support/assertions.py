@@ -9,7 +9,7 @@ from support.gateway import Fleet
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "request_id"}
-NOTHING_ARRIVES_WAIT_S = 0.3
+NOTHING_ARRIVES_WAIT_S = 0.2
 
 
 def assert_problem(response: RawResponse, status: int) -> dict[str, object]:

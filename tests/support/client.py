@@ -16,6 +16,8 @@ from typing import Any
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 1024 * 1024
+MIN_WAIT_S = 0.01
+MAX_READS_WHILE_WAITING = 100_000
 
 HeaderList = Sequence[tuple[str, str]]
 
@@ -126,11 +128,14 @@ class RawConnection:
         return data
 
     def is_closed_by_peer(self, timeout_s: float = 3.0) -> bool:
-        """True when the server closes (EOF or reset) within the timeout; buffered data is kept."""
+        """True when the server closes (EOF or reset) within the timeout; buffered data is kept.
+
+        Checks at least once, so ``timeout_s=0`` asks "is it closed already?".
+        """
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        for _ in range(MAX_READS_WHILE_WAITING):
             try:
-                self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                self.sock.settimeout(max(deadline - time.monotonic(), MIN_WAIT_S))
                 data = self.sock.recv(65536)
             except TimeoutError:
                 return False
@@ -139,6 +144,8 @@ class RawConnection:
             if not data:
                 return True
             self.buffer += data
+            if time.monotonic() >= deadline:
+                return False
         return False
 
     def _recv(self, deadline: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -16,7 +17,13 @@ from typing import Any
 import psutil
 import yaml
 
-from support.client import RawResponse, http_request
+from support.client import (
+    IncompleteResponse,
+    RawConnection,
+    RawResponse,
+    build_request,
+    http_request,
+)
 from support.ports import free_port
 from support.tokens import JWT_SECRET
 from support.upstream import RecordingUpstream
@@ -30,6 +37,7 @@ SERVICE_NAMES = (
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 8.0
 POLL_INTERVAL_S = 0.05
+LIVE_PROBE_TIMEOUT_S = 1.0
 # Settings a developer's shell might carry that would change what the tests see.
 _INHERITED_SETTINGS = (
     "HOST", "PORT", "GATEWAY_WORKERS", "LOG_LEVEL", "JWT_ISSUER", "REDIS_URL", "TRUSTED_PROXIES",
@@ -88,7 +96,7 @@ def write_config(directory: Path, config: Mapping[str, Any]) -> Path:
     return path
 
 
-@dataclass
+@dataclass(eq=False)
 class GatewayProcess:
     process: subprocess.Popen[bytes]
     port: int
@@ -112,9 +120,10 @@ class GatewayProcess:
         return self.request("GET", target, **kwargs)
 
     def children(self) -> list[psutil.Process]:
+        children: list[psutil.Process] = []
         with contextlib.suppress(psutil.NoSuchProcess):
-            return psutil.Process(self.pid).children(recursive=True)
-        return []
+            children = psutil.Process(self.pid).children(recursive=True)
+        return children
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -123,8 +132,8 @@ class GatewayProcess:
                 raise AssertionError(
                     f"gateway exited with {self.process.returncode}:\n{self.output()[-4000:]}"
                 )
-            with contextlib.suppress(OSError, ValueError, TimeoutError, ConnectionError):
-                if http_request(self.port, "GET", "/live").status == 200:
+            with contextlib.suppress(OSError, ValueError, IncompleteResponse):
+                if probe_live(self.port):
                     return
             time.sleep(POLL_INTERVAL_S)
         self.stop()
@@ -143,6 +152,25 @@ class GatewayProcess:
         for worker in workers:
             with contextlib.suppress(psutil.NoSuchProcess):
                 worker.kill()
+        _LAUNCHED.discard(self)
+
+
+_LAUNCHED: set[GatewayProcess] = set()
+
+
+def stop_all_gateways() -> None:
+    """Stop every gateway these tests launched that is still registered (a safety net)."""
+    for gateway in list(_LAUNCHED):
+        gateway.stop()
+
+
+atexit.register(stop_all_gateways)
+
+
+def probe_live(port: int) -> bool:
+    with RawConnection(port, timeout_s=LIVE_PROBE_TIMEOUT_S) as connection:
+        connection.send(build_request("GET", "/live"))
+        return connection.read_response().status == 200
 
 
 def launch_gateway(
@@ -164,7 +192,9 @@ def launch_gateway(
         process = subprocess.Popen(
             command, env=gateway_env(urls, env), stdout=stdout, stderr=stderr, cwd=workdir
         )
-    return GatewayProcess(process, port, stderr_path, stdout_path)
+    gateway = GatewayProcess(process, port, stderr_path, stdout_path)
+    _LAUNCHED.add(gateway)
+    return gateway
 
 
 def start_gateway(

@@ -29,6 +29,7 @@ WAIT_STEP_S = 0.02
 
 class Behaviour(Enum):
     RESPOND = "respond"
+    RESPOND_THEN_CLOSE = "respond-then-close"  # a full reply, then the connection is closed
     CLOSE_WITHOUT_RESPONSE = "close"
     GARBAGE = "garbage"
     TRUNCATED_HEAD = "truncated-head"
@@ -59,6 +60,8 @@ class RecordedRequest:
     body_length: int = 0
     body_sha256: str = ""
     body_complete: bool = False
+    body_read_ended: bool = False
+    trailers: list[tuple[str, str]] = field(default_factory=list)
     client_gone_before_reply: bool = False
 
     @property
@@ -139,6 +142,7 @@ class _BodySink:
         record.body_length = self.length
         record.body_sha256 = self.digest.hexdigest()
         record.body_complete = complete
+        record.body_read_ended = True
 
 
 class RecordingUpstream:
@@ -150,6 +154,7 @@ class RecordingUpstream:
         self.connections_accepted = 0
         self.default_reply = Reply()
         self.replies: dict[str, Reply] = {}
+        self.pause_before_body_s = 0.0  # a slow consumer: wait this long before reading a body
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -194,6 +199,7 @@ class RecordingUpstream:
             self.requests.clear()
             self.default_reply = Reply()
             self.replies.clear()
+            self.pause_before_body_s = 0.0
 
     def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[RecordedRequest]:
         """Wait until ``count`` requests were recorded; returns what was recorded by then."""
@@ -255,6 +261,7 @@ class RecordingUpstream:
             return False
         record = _parse_head(head)
         self._record(record)
+        time.sleep(self.pause_before_body_s)
         sink = _BodySink()
         complete = _read_body(connection, record, sink)
         with self._changed:
@@ -266,7 +273,7 @@ class RecordingUpstream:
         if not self._wait_reply_delay(connection, record, reply.delay_s):
             return False
         keep_alive = _send_reply(connection.sock, record, reply, self.name)
-        return keep_alive and reply.behaviour is Behaviour.RESPOND
+        return keep_alive and reply.behaviour is Behaviour.RESPOND and not _says_close(reply)
 
     def _record(self, record: RecordedRequest) -> None:
         with self._changed:
@@ -301,7 +308,7 @@ def _parse_head(head: bytes) -> RecordedRequest:
 def _read_body(connection: _Connection, record: RecordedRequest, sink: _BodySink) -> bool:
     encodings = ",".join(record.header_values("transfer-encoding")).lower()
     if "chunked" in encodings:
-        return _read_chunked(connection, sink)
+        return _read_chunked(connection, record, sink)
     length = record.header("content-length")
     size = int(length) if length and length.isdigit() else 0
     for piece in connection.read_chunks(size):
@@ -309,7 +316,7 @@ def _read_body(connection: _Connection, record: RecordedRequest, sink: _BodySink
     return sink.length == size
 
 
-def _read_chunked(connection: _Connection, sink: _BodySink) -> bool:
+def _read_chunked(connection: _Connection, record: RecordedRequest, sink: _BodySink) -> bool:
     while True:
         line = connection.read_until(b"\r\n", 4096)
         if line is None:
@@ -319,21 +326,29 @@ def _read_chunked(connection: _Connection, sink: _BodySink) -> bool:
         except ValueError:
             return False
         if size == 0:
-            return _read_trailers(connection)
+            return _read_trailers(connection, record)
         for piece in connection.read_chunks(size):
             sink.add(piece)
         if connection.read_until(b"\r\n", 4096) is None:
             return False
 
 
-def _read_trailers(connection: _Connection) -> bool:
+def _read_trailers(connection: _Connection, record: RecordedRequest) -> bool:
     for _ in range(100):
         line = connection.read_until(b"\r\n", 8192)
         if line is None:
             return False
         if line == b"\r\n":
             return True
+        name, _, value = line.decode("latin-1").partition(":")
+        record.trailers.append((name, value.strip()))
     return False
+
+
+def _says_close(reply: Reply) -> bool:
+    return any(
+        key.lower() == "connection" and "close" in value.lower() for key, value in reply.headers
+    )
 
 
 def _echo_body(record: RecordedRequest, name: str) -> bytes:

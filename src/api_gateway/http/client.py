@@ -18,6 +18,9 @@ from api_gateway.http.body import BodyStream
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
+SWEEP_S = 0.05
+INFINITY = float("inf")
+IDLE_SWEEP_TICKS = 20
 # Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -40,6 +43,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.exchanges = 0
         self.idle_since = 0.0
+        self.deadline = 0.0
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self._reset(None, False)
@@ -102,6 +106,13 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.headers_done:
             self._resolve()
+        if self.complete:
+            # The exchange is over: hand the connection back (or drop it) only now, after
+            # the response was resolved, so the next exchange starts from a clean state.
+            if self.keep_alive and self.body_sent:
+                self.pool.release(self)
+            else:
+                self.close()
 
     # llhttp callbacks
 
@@ -144,10 +155,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.sender is not None and not self.sender.done():
             self.sender.cancel()
             self.keep_alive = False
-        if self.keep_alive and self.body_sent:
-            self.loop.call_soon(self.pool.release, self)
-        else:
-            self.loop.call_soon(self.close)
 
     # exchange
 
@@ -155,6 +162,7 @@ class UpstreamConnection(asyncio.Protocol):
         future = self.future
         if future is None or future.done():
             return
+        self.pool.busy.discard(self)
         if self.complete:
             chunks = self.chunks
             body: Body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -169,6 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def fail(self, error: GatewayError) -> None:
         future = self.future
+        self.pool.busy.discard(self)
         if future is not None and not future.done():
             future.set_exception(error)
         elif self.stream is not None and not self.complete:
@@ -206,7 +215,11 @@ class UpstreamPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
         self.loop, self.settings = loop, settings
         self.idle: defaultdict[Address, list[UpstreamConnection]] = defaultdict(list)
-        self._sweeper = loop.call_later(1.0, self._sweep)
+        # Connections waiting for a response head, checked against their deadline by a sweep
+        # rather than a timer per request (timeouts are seconds; a tick of slack is fine).
+        self.busy: set[UpstreamConnection] = set()
+        self._ticks = 0
+        self._sweeper = loop.call_later(SWEEP_S, self._sweep)
 
     async def request(
         self,
@@ -252,15 +265,19 @@ class UpstreamPool:
         else:
             connection.write(head)
             connection.body_sent = False
-            connection.sender = self.loop.create_task(_send_body(connection, body, chunked))
-        timer = self.loop.call_later(timeout_s, connection.on_timeout)
+            connection.sender = self.loop.create_task(
+                _send_body(connection, body, chunked, timeout_s)
+            )
+        # The upstream's time starts once it has the whole request: a slow upload is the
+        # client's delay (the server's body timeout guards it), not the upstream's.
+        connection.deadline = self.loop.time() + timeout_s if connection.body_sent else INFINITY
+        self.busy.add(connection)
         try:
             return await future
         except asyncio.CancelledError:
+            self.busy.discard(connection)
             connection.close()
             raise
-        finally:
-            timer.cancel()
 
     def _acquire(self, address: Address) -> UpstreamConnection | None:
         idle = self.idle.get(address)
@@ -301,11 +318,16 @@ class UpstreamPool:
             idle.remove(connection)
 
     def _sweep(self) -> None:
-        cutoff = self.loop.time() - self.settings.idle_timeout_s
-        for idle in self.idle.values():
-            while idle and idle[0].idle_since < cutoff:
-                idle.pop(0).close()
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+        now = self.loop.time()
+        for connection in [c for c in self.busy if c.deadline < now]:
+            connection.on_timeout()
+        self._ticks += 1
+        if self._ticks % IDLE_SWEEP_TICKS == 0:
+            cutoff = now - self.settings.idle_timeout_s
+            for idle in self.idle.values():
+                while idle and idle[0].idle_since < cutoff:
+                    idle.pop(0).close()
+        self._sweeper = self.loop.call_later(SWEEP_S, self._sweep)
 
     def close(self) -> None:
         self._sweeper.cancel()
@@ -315,7 +337,9 @@ class UpstreamPool:
         self.idle.clear()
 
 
-async def _send_body(connection: UpstreamConnection, body: BodySource, chunked: bool) -> None:
+async def _send_body(
+    connection: UpstreamConnection, body: BodySource, chunked: bool, timeout_s: float
+) -> None:
     try:
         async for chunk in body:
             if not chunk:
@@ -326,6 +350,7 @@ async def _send_body(connection: UpstreamConnection, body: BodySource, chunked: 
         if chunked:
             connection.write(b"0\r\n\r\n")
         connection.body_sent = True
+        connection.deadline = connection.loop.time() + timeout_s
     except GatewayError as error:
         connection.fail(error)
         connection.close()

@@ -62,6 +62,8 @@ def without_hop_by_hop(headers: Headers, extra: frozenset[bytes] = frozenset()) 
 
 def check_request_framing(headers: Headers, http_version: str) -> None:
     """Refuse what llhttp lets through but a proxy must not: ambiguous or foreign framing."""
+    if http_version not in ("1.1", "1.0"):
+        raise MalformedRequest(f"HTTP/{http_version} is not supported")
     hosts = encodings = 0
     for name, value in headers:
         if name == b"transfer-encoding":

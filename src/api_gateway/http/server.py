@@ -286,7 +286,12 @@ class HttpConnection(asyncio.Protocol):
         item = self.queue.popleft()
         if len(self.queue) <= MAX_PIPELINED // 2 and self.reading_paused:
             self._resume_reading()
-        self.deadline = float("inf")
+        # While a body is still arriving, the body timeout guards it; otherwise the upstream
+        # call has deadlines of its own.
+        if self.body_stream is not None:
+            self.deadline = self.loop.time() + self.limits.body_timeout_s
+        else:
+            self.deadline = float("inf")
         if isinstance(item, GatewayError):
             self.task = self.loop.create_task(self._send_rejection(item))
         else:
@@ -330,29 +335,27 @@ class HttpConnection(asyncio.Protocol):
         for name, value in response.headers:
             if name == b"content-length":
                 length = value
-                continue
-            if name == b"connection":
-                if value == b"close":
-                    self.closing = True
-                continue
-            parts.append(b"%s: %s\r\n" % (name, value))
+            elif name == b"connection":
+                self.closing = self.closing or value == b"close"
+            else:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(response.rendered)
         if self.closing:
             parts.append(b"connection: close\r\n")
         elif version == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         body = response.body
         bodiless = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
-        if isinstance(body, bytes):
-            if length is None:
-                length = b"%d" % len(body)
-            if status not in NO_BODY_STATUSES and status >= 200:
-                parts.append(b"content-length: %s\r\n" % length)
-            parts.append(b"\r\n")
-            if not bodiless:
-                parts.append(body)
-            transport.write(b"".join(parts))
+        if not isinstance(body, bytes):
+            await self._send_stream(parts, length, bodiless, version, body)
             return
-        await self._send_stream(parts, length, bodiless, version, body)
+        if status >= 200 and status not in NO_BODY_STATUSES:
+            parts += (b"content-length: ", length or b"%d" % len(body), b"\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        if not bodiless:
+            parts.append(body)
+        transport.write(b"".join(parts))
 
     async def _send_stream(
         self,

@@ -22,9 +22,13 @@ class Authenticate:
 
 
 def bearer_token(request: Request) -> str:
-    header = request.header(b"authorization")
-    if header is None:
+    values = [value for name, value in request.headers if name == b"authorization"]
+    if not values:
         raise Unauthorized("an access token is required", error="")
+    if len(values) > 1:
+        # Which one would the upstream believe? Refuse rather than guess.
+        raise Unauthorized("more than one Authorization header", error="invalid_request")
+    header = values[0]
     scheme, _, token = header.partition(b" ")
     token = token.strip()
     if scheme.lower() != b"bearer" or not token:

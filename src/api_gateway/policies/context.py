@@ -61,11 +61,8 @@ class RequestContext:
             request.client_ip = self.trusted.client_ip(request)
         try:
             response = await call_next(request)
-        except GatewayError as error:
-            response = problem_response(error, request.request_id, request.path)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            response = problem_response(GatewayError(), request.request_id, request.path)
+        except Exception as error:
+            response = as_problem(error, request)
         now = self.clock()
         stamp(response.headers, request.request_id, request.start, now)
         duration = now - request.start
@@ -73,6 +70,24 @@ class RequestContext:
         if self.access_log is not None:
             self.access_log.record(request, response, duration)
         return response
+
+
+class ErrorBoundary:
+    """Turns errors from the route into problem documents *inside* the response policies, so
+    error responses carry security and CORS headers like any other."""
+
+    async def __call__(self, request: Request, call_next: Handler) -> Response:
+        try:
+            return await call_next(request)
+        except Exception as error:
+            return as_problem(error, request)
+
+
+def as_problem(error: Exception, request: Request) -> Response:
+    if not isinstance(error, GatewayError):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        error = GatewayError()
+    return problem_response(error, request.request_id, request.path)
 
 
 def stamp(headers: Headers, request_id: str, start: float, now: float) -> None:

@@ -27,6 +27,7 @@ HELMET_DEFAULTS: Headers = [
     (b"x-xss-protection", b"0"),
 ]
 NAMES = frozenset(name for name, _ in HELMET_DEFAULTS)
+RENDERED = b"".join(b"%s: %s\r\n" % header for header in HELMET_DEFAULTS)
 
 
 class SecurityHeaders:
@@ -38,5 +39,5 @@ class SecurityHeaders:
                 present = {name for name, _ in headers}
                 headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
                 return response
-        headers.extend(HELMET_DEFAULTS)
+        response.rendered += RENDERED
         return response

@@ -45,7 +45,7 @@ end
 local interval = window / max
 local tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now)
 local ahead = tat - now
-if ahead > window - interval then
+if ahead > window - interval + 1e-6 then
   if block > 0 then
     redis.call('SET', KEYS[2], string.format('%.17g', now + block), 'PX', block)
     return {0, 0, block, block}
@@ -54,7 +54,7 @@ if ahead > window - interval then
 end
 local reset = math.floor(ahead + interval) + 1
 redis.call('SET', KEYS[1], string.format('%.17g', tat + interval), 'PX', reset)
-return {1, math.floor((window - ahead) * max / window) - 1, 0, reset}
+return {1, math.floor((window - ahead) * max / window + 1e-6) - 1, 0, reset}
 """
 
 

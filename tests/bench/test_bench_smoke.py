@@ -1,0 +1,105 @@
+"""The benchmark runs end to end on a tiny setting and writes a complete results table.
+
+This checks that ``bench/run --quick`` works (tools found or installed, every server started and
+stopped, every row measured); it never checks that anything is fast.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+THROUGHPUT_ROWS = [
+    ("direct to upstream", "small"),
+    ("nginx proxy_pass (reference)", "small"),
+    ("gateway, 1 worker", "small"),
+    ("gateway, Redis rate limit", "small"),
+    ("gateway, 2 workers", "small"),
+    ("direct to upstream", "16 KiB"),
+    ("nginx proxy_pass (reference)", "16 KiB"),
+    ("gateway, 1 worker", "16 KiB"),
+]
+STREAM_LABELS = ["direct to origin", "nginx proxy_pass", "gateway, 1 worker"]
+
+
+@pytest.fixture(scope="module")
+def bench_tools() -> None:
+    """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from gwbench.tools import ensure_tools
+
+        ensure_tools()
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def table_rows(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the markdown table under ``## heading``, as lists of cells."""
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", "").rstrip(" %"))
+
+
+def bench_processes(work: Path) -> list[psutil.Process]:
+    """Processes still running whose command line mentions this run's work directory."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(str(work) in part for part in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.timeout(300)  # generous only for a first run that must apt-get install the tools
+def test_quick_benchmark_writes_a_complete_table(bench_tools: None, tmp_path: Path) -> None:
+    results, work = tmp_path / "results", tmp_path / "work"
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--quick",
+            "--idle-connections",
+            "100",
+            "--results-dir",
+            str(results),
+            "--work-dir",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [report] = list(results.glob("*.md"))
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-\d{4}\.md", report.name)
+    text = report.read_text()
+    for fact in ("python", "uvloop", "httptools", "nginx", "wrk", "api-gateway", "cpu", "cores"):
+        assert f"- **{fact}**: " in text
+    rows = table_rows(text, "Throughput and latency (medians)")
+    assert [(row[0], row[1]) for row in rows] == THROUGHPUT_ROWS
+    for row in rows:
+        assert number(row[2]) > 0, row  # req/s
+        assert row[3] != "-", row  # ratio to nginx of the same run
+    streams = table_rows(text, "Streaming")
+    assert [(row[0], row[1]) for row in streams] == [
+        (label, direction) for label in STREAM_LABELS for direction in ("upload", "download")
+    ]
+    assert all(row[-1] == "ok" for row in streams), streams
+    idle = table_rows(text, "Idle keep-alive connections")
+    assert [row[0] for row in idle] == ["nginx proxy_pass", "gateway, 1 worker"]
+    assert "## Targets (reported, not asserted)" in text
+    assert bench_processes(work) == []  # nginx, origin and gateways were all stopped

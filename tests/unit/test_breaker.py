@@ -1,0 +1,311 @@
+"""Unit tests for the circuit breaker state machine (explicit clock) and its policy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api_gateway.config.settings import BreakerConfig
+from api_gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout
+from api_gateway.policies.breaker import CircuitBreaker
+from api_gateway.types import Handler, Request, Response
+from api_gateway.upstream.breaker import Breaker, State
+
+T = TypeVar("T")
+SEED = BreakerConfig(
+    timeout_ms=10_000, error_threshold_pct=50, reset_timeout_ms=30_000, volume_threshold=10
+)
+START = 5_000_000.0
+
+
+def breaker(pct: int = 50, volume: int = 10, reset_ms: int = 30_000) -> Breaker:
+    return Breaker(BreakerConfig(10_000, pct, reset_ms, volume))
+
+
+def feed(b: Breaker, outcomes: str, now: float = START) -> None:
+    """Record outcomes written as a string: '.' success, 'x' failure."""
+    for outcome in outcomes:
+        b.record(outcome == ".", now)
+
+
+def tripped(now: float = START) -> Breaker:
+    b = breaker()
+    feed(b, "x" * 10, now)
+    assert b.state is State.OPEN
+    return b
+
+
+# --- opening ------------------------------------------------------------------------------------
+
+
+def test_new_breaker_is_closed_and_allows() -> None:
+    b = Breaker(SEED)
+    assert b.state is State.CLOSED
+    assert b.allow(START)
+
+
+def test_opens_at_error_threshold_with_enough_volume() -> None:
+    b = breaker()
+    feed(b, "." * 5 + "x" * 4)
+    assert b.state is State.CLOSED
+    feed(b, "x")  # 10 calls, 5 failures: 50 %
+    assert b.state is State.OPEN
+    assert not b.allow(START)
+
+
+def test_stays_closed_below_volume_threshold() -> None:
+    b = breaker()
+    feed(b, "x" * 9)
+    assert b.state is State.CLOSED
+    assert b.allow(START)
+
+
+def test_stays_closed_below_error_threshold() -> None:
+    b = breaker()
+    feed(b, "." * 11 + "x" * 10)  # 10 of 21 is under 50 %
+    assert b.state is State.CLOSED
+
+
+def test_successes_alone_never_open() -> None:
+    b = breaker(pct=1, volume=1)
+    feed(b, "." * 1000)
+    assert b.state is State.CLOSED
+
+
+def test_failures_older_than_window_are_forgotten() -> None:
+    b = breaker()
+    feed(b, "x" * 9, START)
+    feed(b, "x", START + 10_000)
+    assert b.state is State.CLOSED
+    assert b.stats()["calls"] == 1
+
+
+def test_failures_within_window_are_counted() -> None:
+    b = breaker()
+    feed(b, "x" * 9, START)
+    feed(b, "x", START + 9_000)
+    assert b.state is State.OPEN
+
+
+def test_window_rolls_bucket_by_bucket() -> None:
+    b = breaker(volume=100)
+    for second in range(10):
+        feed(b, "x", START + second * 1000)
+    assert b.stats()["failures"] == 10
+    feed(b, ".", START + 10_000)  # the bucket of START falls out
+    assert b.stats() == {"state": "CLOSED", "calls": 10, "failures": 9, "opens": 0}
+
+
+def test_clock_going_backwards_does_not_break_counts() -> None:
+    b = breaker(volume=100)
+    feed(b, "x", START)
+    feed(b, "x", START - 5_000)
+    assert b.stats()["failures"] == 2
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3_000)), max_size=80))
+def test_opens_exactly_when_window_counts_cross_threshold(
+    outcomes: list[tuple[bool, int]],
+) -> None:
+    # Reference: the counts within the 10 one-second buckets ending at the current record.
+    b = breaker(pct=50, volume=5)
+    now = START
+    history: list[tuple[float, bool]] = []
+    for success, gap in outcomes:
+        now += gap
+        history.append((now, success))
+        b.record(success, now)
+        current = (now - START) // 1000
+        window = [s for t, s in history if (t - START) // 1000 > current - 10]
+        calls, failures = len(window), window.count(False)
+        should_open = not success and calls >= 5 and failures * 2 >= calls
+        if should_open:
+            assert b.state is State.OPEN
+            return
+        assert b.state is State.CLOSED
+        assert b.stats()["calls"] == calls
+
+
+# --- open, half-open, closed --------------------------------------------------------------------
+
+
+def test_open_refuses_until_reset_timeout() -> None:
+    b = tripped()
+    assert not b.allow(START + 29_999)
+    assert b.state is State.OPEN
+
+
+def test_half_open_allows_one_trial_at_a_time() -> None:
+    b = tripped()
+    assert b.allow(START + 30_000)
+    assert b.state is State.HALF_OPEN
+    assert not b.allow(START + 30_001)
+    assert not b.allow(START + 90_000)
+
+
+def test_successful_trial_closes_and_clears_window() -> None:
+    b = tripped()
+    b.allow(START + 30_000)
+    b.record(True, START + 30_100)
+    assert b.state is State.CLOSED
+    assert b.stats() == {"state": "CLOSED", "calls": 0, "failures": 0, "opens": 1}
+    assert b.allow(START + 30_200)
+    feed(b, "x" * 9, START + 30_300)
+    assert b.state is State.CLOSED
+
+
+def test_failed_trial_reopens_for_a_new_reset_timeout() -> None:
+    b = tripped()
+    b.allow(START + 30_000)
+    b.record(False, START + 31_000)
+    assert b.state is State.OPEN
+    assert b.stats()["opens"] == 2
+    assert not b.allow(START + 60_999)
+    assert b.allow(START + 61_000)
+
+
+def test_results_recorded_while_open_are_ignored() -> None:
+    b = tripped()
+    feed(b, "." * 50, START + 1_000)
+    assert b.state is State.OPEN
+    assert not b.allow(START + 1_000)
+
+
+def test_stats_count_opens() -> None:
+    b = tripped()
+    assert b.stats() == {"state": "OPEN", "calls": 10, "failures": 10, "opens": 1}
+
+
+# --- CircuitBreaker policy ----------------------------------------------------------------------
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await awaitable
+
+    return asyncio.run(wrapper())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ms = START
+
+    def __call__(self) -> float:
+        return self.now_ms
+
+
+def request() -> Request:
+    return Request("GET", b"/api/v1/tickets", [(b"host", b"gw")], b"", "192.0.2.1")
+
+
+def answering(status: int) -> Handler:
+    async def handler(_: Request) -> Response:
+        return Response(status, [])
+
+    return handler
+
+
+def raising(error: BaseException) -> Handler:
+    async def handler(_: Request) -> Response:
+        raise error
+
+    return handler
+
+
+def policy(clock: Clock, volume: int = 2) -> CircuitBreaker:
+    return CircuitBreaker("ticket", breaker(volume=volume), clock)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_policy_counts_server_failure_statuses(status: int) -> None:
+    p = policy(Clock())
+    for _ in range(2):
+        assert run(p(request(), answering(status))).status == status
+    assert p.breaker.state is State.OPEN
+    with pytest.raises(CircuitOpen) as info:
+        run(p(request(), answering(200)))
+    assert info.value.status == 503
+    assert "ticket-service" in info.value.detail
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 404, 429, 501])
+def test_policy_does_not_count_other_statuses(status: int) -> None:
+    p = policy(Clock())
+    for _ in range(5):
+        run(p(request(), answering(status)))
+    assert p.breaker.state is State.CLOSED
+    assert p.breaker.stats()["failures"] == 0
+
+
+@pytest.mark.parametrize("error", [BadGateway("refused"), UpstreamTimeout("slow")])
+def test_policy_counts_upstream_errors_and_reraises(error: Exception) -> None:
+    p = policy(Clock())
+    for _ in range(2):
+        with pytest.raises(type(error)):
+            run(p(request(), raising(error)))
+    assert p.breaker.state is State.OPEN
+
+
+def test_policy_ignores_errors_that_are_not_the_service() -> None:
+    p = policy(Clock())
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            run(p(request(), raising(ValueError("bad body"))))
+    assert p.breaker.state is State.CLOSED
+    assert p.breaker.stats()["calls"] == 0
+
+
+def test_policy_open_circuit_does_not_call_upstream() -> None:
+    clock = Clock()
+    p = policy(clock)
+    for _ in range(2):
+        run(p(request(), answering(503)))
+    calls: list[Request] = []
+
+    async def counting(req: Request) -> Response:
+        calls.append(req)
+        return Response(200, [])
+
+    with pytest.raises(CircuitOpen):
+        run(p(request(), counting))
+    assert calls == []
+
+
+def test_policy_trial_success_closes_circuit() -> None:
+    clock = Clock()
+    p = policy(clock)
+    for _ in range(2):
+        run(p(request(), answering(502)))
+    clock.now_ms += 30_000
+    assert run(p(request(), answering(200))).status == 200
+    assert p.breaker.state is State.CLOSED
+
+
+def test_policy_trial_not_the_service_fault_frees_the_trial() -> None:
+    clock = Clock()
+    p = policy(clock)
+    for _ in range(2):
+        run(p(request(), answering(502)))
+    clock.now_ms += 30_000
+    with pytest.raises(ValueError):
+        run(p(request(), raising(ValueError("client went away"))))
+    assert p.breaker.state is State.HALF_OPEN
+    assert run(p(request(), answering(200))).status == 200
+    assert p.breaker.state is State.CLOSED
+
+
+def test_policy_trial_failure_reopens() -> None:
+    clock = Clock()
+    p = policy(clock)
+    for _ in range(2):
+        run(p(request(), answering(502)))
+    clock.now_ms += 30_000
+    run(p(request(), answering(503)))
+    assert p.breaker.state is State.OPEN
+    with pytest.raises(CircuitOpen):
+        run(p(request(), answering(200)))

@@ -1,0 +1,306 @@
+"""Unit tests for the small request policies and helpers, driven without sockets: trusted proxies
+and client address, header trust, CORS, security headers and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import pytest
+
+from api_gateway.errors import Forbidden, HeaderNotAllowed
+from api_gateway.network import TrustedProxies
+from api_gateway.observability.metrics import BUCKETS, Metrics
+from api_gateway.policies.cors import Cors
+from api_gateway.policies.headers import HeaderTrust
+from api_gateway.policies.security_headers import HELMET_DEFAULTS, SecurityHeaders
+from api_gateway.types import Claims, Handler, Headers, Request, Response
+
+T = TypeVar("T")
+PROXIES = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
+NO_PROXIES = TrustedProxies(())
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def wrapper() -> T:
+        return await awaitable
+
+    return asyncio.run(wrapper())
+
+
+def request(
+    headers: Headers | None = None, peer: str = "203.0.113.7", method: str = "GET"
+) -> Request:
+    return Request(method, b"/api/v1/events", headers or [(b"host", b"gw.example")], b"", peer)
+
+
+def values(headers: Headers, name: bytes) -> list[bytes]:
+    return [v for n, v in headers if n == name]
+
+
+class Recorder:
+    """A terminal handler that keeps the request it was given."""
+
+    def __init__(self, response_headers: Headers | None = None) -> None:
+        self.seen: Request | None = None
+        self.response_headers = response_headers or []
+
+    async def __call__(self, req: Request) -> Response:
+        self.seen = req
+        return Response(200, list(self.response_headers), b"ok")
+
+
+# --- TrustedProxies -----------------------------------------------------------------------------
+
+
+def test_trusted_proxies_membership() -> None:
+    assert PROXIES.contains("10.1.2.3")
+    assert PROXIES.contains("fd00::1")
+    assert not PROXIES.contains("203.0.113.7")
+    assert not PROXIES.contains("not-an-ip")
+    assert bool(PROXIES)
+    assert not bool(NO_PROXIES)
+
+
+def test_client_ip_of_untrusted_peer_ignores_forwarded_for() -> None:
+    req = request([(b"x-forwarded-for", b"1.2.3.4")], peer="203.0.113.7")
+    assert PROXIES.client_ip(req) == "203.0.113.7"
+
+
+def test_client_ip_is_rightmost_untrusted_hop() -> None:
+    req = request([(b"x-forwarded-for", b"6.6.6.6, 198.51.100.4, 10.0.0.2")], peer="10.0.0.1")
+    assert PROXIES.client_ip(req) == "198.51.100.4"
+
+
+def test_client_ip_joins_repeated_forwarded_for_headers() -> None:
+    headers = [(b"x-forwarded-for", b"198.51.100.4"), (b"x-forwarded-for", b"10.0.0.9")]
+    assert PROXIES.client_ip(request(headers, peer="10.0.0.1")) == "198.51.100.4"
+
+
+@pytest.mark.parametrize("chain", [b"garbage", b"198.51.100.4, evil", b""])
+def test_client_ip_falls_back_to_peer_on_garbage(chain: bytes) -> None:
+    req = request([(b"x-forwarded-for", chain)], peer="10.0.0.1")
+    assert PROXIES.client_ip(req) == "10.0.0.1"
+
+
+def test_client_ip_without_forwarded_for_is_peer() -> None:
+    assert PROXIES.client_ip(request(peer="10.0.0.1")) == "10.0.0.1"
+
+
+# --- HeaderTrust --------------------------------------------------------------------------------
+
+
+def trust(req: Request, proxies: TrustedProxies = NO_PROXIES) -> Request:
+    recorder = Recorder()
+    req.request_id = "req-1"
+    run(HeaderTrust(proxies, 3000)(req, recorder))
+    assert recorder.seen is not None
+    return recorder.seen
+
+
+def test_identity_headers_from_client_are_removed() -> None:
+    headers = [
+        (b"host", b"gw.example"),
+        (b"x-tenant-id", b"other-tenant"),
+        (b"x-user-id", b"admin"),
+        (b"x-user-role", b"admin"),
+        (b"x-internal-service", b"1"),
+        (b"x-gateway-internal", b"true"),
+        (b"x-admin-token", b"t"),
+        (b"accept", b"*/*"),
+    ]
+    seen = trust(request(headers))
+    assert seen.headers == [(b"host", b"gw.example"), (b"accept", b"*/*")]
+
+
+def test_identity_headers_come_from_verified_claims() -> None:
+    req = request()
+    req.claims = Claims("user-1", "tenant-1", "admin", "", 0.0)
+    added = trust(req).upstream_headers
+    assert values(added, b"x-tenant-id") == [b"tenant-1"]
+    assert values(added, b"x-user-id") == [b"user-1"]
+    assert values(added, b"x-user-role") == [b"admin"]
+    assert values(added, b"x-request-id") == [b"req-1"]
+    assert values(added, b"x-gateway-internal") == [b"true"]
+
+
+def test_no_identity_headers_without_claims() -> None:
+    added = trust(request([(b"host", b"h"), (b"x-user-id", b"forged")])).upstream_headers
+    assert values(added, b"x-user-id") == []
+    assert values(added, b"x-tenant-id") == []
+
+
+@pytest.mark.parametrize("name", [b"x_user_id", b"x-tenant_id", b"_"])
+def test_header_names_with_underscore_are_refused(name: bytes) -> None:
+    with pytest.raises(HeaderNotAllowed):
+        trust(request([(b"host", b"h"), (name, b"v")]))
+
+
+def test_forwarded_headers_from_untrusted_peer_are_replaced() -> None:
+    headers = [
+        (b"host", b"gw.example"),
+        (b"x-forwarded-for", b"1.1.1.1"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"evil.example"),
+        (b"x-forwarded-port", b"1"),
+    ]
+    added = trust(request(headers, peer="203.0.113.7"), PROXIES).upstream_headers
+    assert values(added, b"x-forwarded-for") == [b"203.0.113.7"]
+    assert values(added, b"x-forwarded-proto") == [b"http"]
+    assert values(added, b"x-forwarded-host") == [b"gw.example"]
+    assert values(added, b"x-forwarded-port") == [b"3000"]
+
+
+def test_forwarded_headers_from_trusted_proxy_are_extended() -> None:
+    headers = [
+        (b"host", b"gw.internal"),
+        (b"x-forwarded-for", b"198.51.100.4"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"api.example"),
+        (b"x-forwarded-port", b"443"),
+    ]
+    added = trust(request(headers, peer="10.0.0.1"), PROXIES).upstream_headers
+    assert values(added, b"x-forwarded-for") == [b"198.51.100.4, 10.0.0.1"]
+    assert values(added, b"x-forwarded-proto") == [b"https"]
+    assert values(added, b"x-forwarded-host") == [b"api.example"]
+    assert values(added, b"x-forwarded-port") == [b"443"]
+
+
+# --- CORS ---------------------------------------------------------------------------------------
+
+ORIGIN = b"https://app.tickettoken.io"
+
+
+def cors(origins: tuple[str, ...], req: Request, handler: Handler | None = None) -> Response:
+    return run(Cors(origins)(req, handler or Recorder()))
+
+
+def preflight(origin: bytes, requested_headers: bytes | None = None) -> Request:
+    headers = [(b"host", b"gw"), (b"origin", origin), (b"access-control-request-method", b"POST")]
+    if requested_headers:
+        headers.append((b"access-control-request-headers", requested_headers))
+    return request(headers, method="OPTIONS")
+
+
+def test_cors_allowed_origin_is_echoed_with_credentials() -> None:
+    response = cors(("https://app.tickettoken.io/",), request([(b"origin", ORIGIN)]))
+    assert values(response.headers, b"access-control-allow-origin") == [ORIGIN]
+    assert values(response.headers, b"access-control-allow-credentials") == [b"true"]
+    assert values(response.headers, b"vary") == [b"Origin"]
+    assert b"x-request-id" in values(response.headers, b"access-control-expose-headers")[0]
+
+
+def test_cors_other_origin_gets_no_cors_headers() -> None:
+    response = cors(("https://app.tickettoken.io",), request([(b"origin", b"https://evil.io")]))
+    assert response.status == 200
+    assert values(response.headers, b"access-control-allow-origin") == []
+
+
+def test_cors_wildcard_allows_any_origin_without_credentials() -> None:
+    response = cors(("*",), request([(b"origin", b"https://anyone.io")]))
+    assert values(response.headers, b"access-control-allow-origin") == [b"*"]
+    assert values(response.headers, b"access-control-allow-credentials") == []
+
+
+def test_cors_request_without_origin_is_untouched() -> None:
+    response = cors(("*",), request())
+    assert response.headers == []
+
+
+def test_cors_preflight_is_answered_by_gateway() -> None:
+    recorder = Recorder()
+    response = cors(("https://app.tickettoken.io",), preflight(ORIGIN, b"authorization"), recorder)
+    assert response.status == 204
+    assert recorder.seen is None
+    assert values(response.headers, b"access-control-allow-origin") == [ORIGIN]
+    assert b"POST" in values(response.headers, b"access-control-allow-methods")[0]
+    assert values(response.headers, b"access-control-allow-headers") == [b"authorization"]
+    assert values(response.headers, b"access-control-max-age") == [b"600"]
+
+
+def test_cors_preflight_from_other_origin_is_forbidden() -> None:
+    with pytest.raises(Forbidden):
+        cors(("https://app.tickettoken.io",), preflight(b"https://evil.io"))
+
+
+def test_cors_plain_options_is_forwarded() -> None:
+    recorder = Recorder()
+    req = request([(b"host", b"gw"), (b"origin", ORIGIN)], method="OPTIONS")
+    cors(("https://app.tickettoken.io",), req, recorder)
+    assert recorder.seen is req
+
+
+# --- security headers ---------------------------------------------------------------------------
+
+
+def sent_headers(response: Response) -> Headers:
+    """Every header the client receives: the list plus any lines pre-rendered in wire form."""
+    rendered: bytes = getattr(response, "rendered", b"")
+    lines = [line.split(b": ", 1) for line in rendered.split(b"\r\n") if line]
+    return [*response.headers, *((name, value) for name, value in lines)]
+
+
+def test_security_headers_are_added() -> None:
+    response = run(SecurityHeaders()(request(), Recorder([(b"content-type", b"text/plain")])))
+    assert sent_headers(response) == [(b"content-type", b"text/plain"), *HELMET_DEFAULTS]
+    assert values(sent_headers(response), b"x-content-type-options") == [b"nosniff"]
+    assert values(sent_headers(response), b"x-frame-options") == [b"SAMEORIGIN"]
+
+
+def test_upstream_security_header_keeps_its_value() -> None:
+    upstream = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"origin")]
+    headers = sent_headers(run(SecurityHeaders()(request(), Recorder(upstream))))
+    assert values(headers, b"x-frame-options") == [b"DENY"]
+    assert values(headers, b"referrer-policy") == [b"origin"]
+    assert values(headers, b"x-content-type-options") == [b"nosniff"]
+    assert sorted(name for name, _ in headers) == sorted(name for name, _ in HELMET_DEFAULTS)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def metric_lines(metrics: Metrics) -> list[str]:
+    return metrics.render().decode().splitlines()
+
+
+def test_metrics_count_by_route_method_status() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.observe("/api/v1/events", "GET", 200, 0.002)
+    metrics.observe("/api/v1/events", "POST", 201, 0.002)
+    lines = metric_lines(metrics)
+    assert 'gateway_requests_total{route="/api/v1/events",method="GET",status="200"} 3' in lines
+    assert 'gateway_requests_total{route="/api/v1/events",method="POST",status="201"} 1' in lines
+
+
+def test_metrics_histogram_is_cumulative_with_inclusive_bounds() -> None:
+    metrics = Metrics()
+    for seconds in (0.001, 0.003, 0.3, 60.0):
+        metrics.observe("r", "GET", 200, seconds)
+    lines = metric_lines(metrics)
+    bucket = 'gateway_request_duration_seconds_bucket{route="r",le="%s"} %d'
+    assert bucket % ("0.001", 1) in lines
+    assert bucket % ("0.005", 2) in lines
+    assert bucket % ("0.25", 2) in lines
+    assert bucket % ("0.5", 3) in lines
+    assert bucket % ("30.0", 3) in lines
+    assert bucket % ("+Inf", 4) in lines
+    assert 'gateway_request_duration_seconds_count{route="r"} 4' in lines
+    total = next(x for x in lines if x.startswith("gateway_request_duration_seconds_sum"))
+    assert float(total.split()[-1]) == pytest.approx(60.304)
+
+
+def test_metrics_render_has_one_bucket_line_per_bound() -> None:
+    metrics = Metrics()
+    metrics.observe("r", "GET", 200, 0.1)
+    buckets = [x for x in metric_lines(metrics) if "_bucket{" in x]
+    assert len(buckets) == len(BUCKETS) + 1
+
+
+def test_metrics_include_gauges_and_end_with_newline() -> None:
+    metrics = Metrics(gauges=lambda: ["gateway_up 1"])
+    rendered = metrics.render()
+    assert rendered.endswith(b"\n")
+    assert "gateway_up 1" in rendered.decode().splitlines()

@@ -1,0 +1,449 @@
+"""Unit tests for access-token verification, its cache, minting and TTL parsing.
+
+Every verifier runs on an injected clock fixed in the past, so no result depends on when the
+tests run (``mint`` alone reads the wall clock).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api_gateway.config.settings import JwtConfig
+from api_gateway.errors import Unauthorized
+from api_gateway.tokens import TokenVerifier, mint, parse_ttl
+
+SECRET = "s3cr3t-" + "x" * 60
+OTHER_SECRET = "other-" + "y" * 60
+ISSUER = "tickettoken-api"
+LEEWAY = 60
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_config(cache_size: int = 100, secret: str = SECRET) -> JwtConfig:
+    return JwtConfig(
+        access_secret=secret,
+        refresh_secret="r" * 40,
+        issuer=ISSUER,
+        access_ttl_s=900,
+        refresh_ttl_s=86400,
+        leeway_s=LEEWAY,
+        cache_size=cache_size,
+    )
+
+
+NOW = 1_700_000_000.0  # 14 Nov 2023, long before the wall clock of any test run
+
+
+@pytest.fixture
+def now() -> float:
+    return NOW
+
+
+@pytest.fixture
+def clock(now: float) -> Clock:
+    return Clock(now)
+
+
+@pytest.fixture
+def verifier(clock: Clock) -> TokenVerifier:
+    return TokenVerifier(make_config(), clock=clock)
+
+
+def payload(now: float, **overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "sub": "user-1",
+        "tenant_id": "tenant-1",
+        "role": "customer",
+        "email": "ada@example.com",
+        "iss": ISSUER,
+        "iat": int(now),
+        "exp": int(now) + 600,
+        "type": "access",
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def sign(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def b64(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# --- valid tokens -------------------------------------------------------------------------------
+
+
+def test_valid_token_yields_claims(verifier: TokenVerifier, now: float) -> None:
+    claims = verifier.verify(sign(payload(now)))
+    assert claims.user_id == "user-1"
+    assert claims.tenant_id == "tenant-1"
+    assert claims.role == "customer"
+    assert claims.email == "ada@example.com"
+    assert claims.expires_at == now + 600
+
+
+def test_user_id_claim_is_used_without_sub(verifier: TokenVerifier, now: float) -> None:
+    claims = verifier.verify(sign(payload(now, sub=None, user_id="legacy-7")))
+    assert claims.user_id == "legacy-7"
+
+
+def test_sub_wins_over_user_id(verifier: TokenVerifier, now: float) -> None:
+    claims = verifier.verify(sign(payload(now, sub="new-1", user_id="legacy-7")))
+    assert claims.user_id == "new-1"
+
+
+def test_role_and_email_are_optional(verifier: TokenVerifier, now: float) -> None:
+    claims = verifier.verify(sign(payload(now, role=None, email=None)))
+    assert claims.role == ""
+    assert claims.email == ""
+
+
+def test_non_string_email_is_dropped(verifier: TokenVerifier, now: float) -> None:
+    assert verifier.verify(sign(payload(now, email=42))).email == ""
+
+
+def test_claim_of_exactly_128_safe_characters_is_accepted(
+    verifier: TokenVerifier, now: float
+) -> None:
+    long_id = "a" * 128
+    claims = verifier.verify(sign(payload(now, sub=long_id, tenant_id=long_id, role=long_id)))
+    assert (claims.user_id, claims.tenant_id, claims.role) == (long_id, long_id, long_id)
+
+
+def test_claims_with_all_safe_punctuation(verifier: TokenVerifier, now: float) -> None:
+    value = "usr_1.a:b@c-d"
+    assert verifier.verify(sign(payload(now, sub=value))).user_id == value
+
+
+def test_token_expired_within_leeway_is_accepted(verifier: TokenVerifier, now: float) -> None:
+    assert verifier.verify(sign(payload(now, exp=int(now) - 30))).user_id == "user-1"
+
+
+def test_token_not_yet_valid_within_leeway_is_accepted(verifier: TokenVerifier, now: float) -> None:
+    assert verifier.verify(sign(payload(now, nbf=int(now) + 30))).user_id == "user-1"
+
+
+# --- rejected tokens ----------------------------------------------------------------------------
+
+
+def rejected(verifier: TokenVerifier, token: str) -> Unauthorized:
+    with pytest.raises(Unauthorized) as info:
+        verifier.verify(token)
+    assert info.value.status == 401
+    return info.value
+
+
+def test_bad_signature_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now), secret=OTHER_SECRET))
+
+
+def test_tampered_payload_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    header, _, signature = sign(payload(now)).split(".")
+    forged = b64(payload(now, role="admin"))
+    rejected(verifier, f"{header}.{forged}.{signature}")
+
+
+@pytest.mark.parametrize("signature", ["", "AAAA"])
+def test_alg_none_is_rejected(verifier: TokenVerifier, now: float, signature: str) -> None:
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(payload(now))}.{signature}"
+    rejected(verifier, token)
+
+
+@pytest.mark.parametrize("algorithm", ["HS384", "HS512"])
+def test_other_hmac_algorithm_with_same_secret_is_rejected(
+    verifier: TokenVerifier, now: float, algorithm: str
+) -> None:
+    rejected(verifier, sign(payload(now), algorithm=algorithm))
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "a.b", "Bearer x.y.z"])
+def test_malformed_token_is_rejected(verifier: TokenVerifier, token: str) -> None:
+    rejected(verifier, token)
+
+
+def test_wrong_issuer_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, iss="someone-else")))
+
+
+def test_missing_issuer_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, iss=None)))
+
+
+def test_missing_exp_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, exp=None)))
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+@pytest.mark.parametrize("value", ["tomorrow", True, [1], {"t": 1}])
+def test_non_numeric_time_claim_is_rejected(
+    verifier: TokenVerifier, now: float, claim: str, value: Any
+) -> None:
+    rejected(verifier, sign(payload(now, **{claim: value})))
+
+
+def test_fractional_exp_is_accepted(verifier: TokenVerifier, now: float) -> None:
+    assert verifier.verify(sign(payload(now, exp=now + 0.5))).expires_at == now + 0.5
+
+
+def test_token_expired_beyond_leeway_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    error = rejected(verifier, sign(payload(now, iat=int(now) - 900, exp=int(now) - 120)))
+    assert "expired" in error.detail
+
+
+def test_token_not_yet_valid_beyond_leeway_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, nbf=int(now) + 600)))
+
+
+def test_refresh_token_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    error = rejected(verifier, sign(payload(now, type="refresh")))
+    assert "refresh" in error.detail
+
+
+@pytest.mark.parametrize("claim", ["sub", "tenant_id", "role"])
+@pytest.mark.parametrize(
+    "value", ["a b", "a,b", "a\r\nX-Admin: 1", "a\nb", "a;b", "a" * 129, "é", 42, ["x"]]
+)
+def test_unsafe_claim_value_is_rejected(
+    verifier: TokenVerifier, now: float, claim: str, value: Any
+) -> None:
+    if claim == "sub" and not isinstance(value, str):
+        value = str(value) + " "  # PyJWT itself refuses a non-string sub
+    rejected(verifier, sign(payload(now, **{claim: value})))
+
+
+def test_unsafe_user_id_claim_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, sub=None, user_id="a\r\nb")))
+
+
+@pytest.mark.parametrize("claim", ["tenant_id", "sub"])
+def test_missing_identity_claim_is_rejected(
+    verifier: TokenVerifier, now: float, claim: str
+) -> None:
+    rejected(verifier, sign(payload(now, **{claim: None})))
+
+
+def test_empty_tenant_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, tenant_id="")))
+
+
+def test_rejection_carries_bearer_challenge(verifier: TokenVerifier) -> None:
+    error = rejected(verifier, "garbage")
+    assert (b"www-authenticate", b'Bearer realm="api-gateway", error="invalid_token"') in (
+        error.headers
+    )
+
+
+@given(st.text(min_size=1, max_size=140))
+def test_accepted_claims_are_always_header_safe(value: str) -> None:
+    verifier = TokenVerifier(make_config(), clock=Clock(NOW))
+    try:
+        claims = verifier.verify(sign(payload(NOW, sub=value, tenant_id=value, role=value)))
+    except Unauthorized:
+        return
+    for field in (claims.user_id, claims.tenant_id, claims.role):
+        assert field.isascii()
+        assert 1 <= len(field) <= 128
+        assert not set(field) & set(" ,;\r\n\t\"'\x00")
+
+
+# --- injected clock -----------------------------------------------------------------------------
+
+
+def test_expiry_follows_injected_clock_on_first_verify() -> None:
+    # By the verifier's clock the token expired an hour ago, although the wall clock says
+    # it is still valid.
+    issued = time.time()
+    verifier = TokenVerifier(make_config(), clock=Clock(issued + 2 * 3600))
+    rejected(verifier, sign(payload(issued, exp=int(issued) + 3600)))
+
+
+def test_validity_follows_injected_clock_on_first_verify(now: float) -> None:
+    # By the verifier's clock the token is valid for another hour; by the wall clock it expired.
+    verifier = TokenVerifier(make_config(), clock=Clock(now))
+    assert verifier.verify(sign(payload(now, exp=int(now) + 3600))).user_id == "user-1"
+
+
+@pytest.mark.parametrize(("offset", "valid"), [(LEEWAY, True), (LEEWAY + 1, False)])
+def test_expiry_leeway_boundary(now: float, offset: int, valid: bool) -> None:
+    verifier = TokenVerifier(make_config(), clock=Clock(now + 100 + offset))
+    token = sign(payload(now, exp=int(now) + 100))
+    if valid:
+        assert verifier.verify(token).user_id == "user-1"
+    else:
+        rejected(verifier, token)
+
+
+@pytest.mark.parametrize(("offset", "valid"), [(LEEWAY, True), (LEEWAY + 1, False)])
+def test_not_before_leeway_boundary(now: float, offset: int, valid: bool) -> None:
+    verifier = TokenVerifier(make_config(), clock=Clock(now))
+    token = sign(payload(now, nbf=int(now) + offset))
+    if valid:
+        assert verifier.verify(token).user_id == "user-1"
+    else:
+        rejected(verifier, token)
+
+
+# --- cache --------------------------------------------------------------------------------------
+
+
+def test_verified_token_is_served_from_cache(verifier: TokenVerifier, now: float) -> None:
+    token = sign(payload(now))
+    first = verifier.verify(token)
+    verifier.secret = OTHER_SECRET  # a fresh verification would now fail
+    assert verifier.verify(token) is first
+
+
+def test_uncached_token_is_checked_against_current_secret(
+    verifier: TokenVerifier, now: float
+) -> None:
+    verifier.secret = OTHER_SECRET
+    rejected(verifier, sign(payload(now)))
+
+
+def test_cache_disabled_with_size_zero(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(cache_size=0), clock=clock)
+    token = sign(payload(now))
+    verifier.verify(token)
+    assert len(verifier.cache) == 0
+    verifier.secret = OTHER_SECRET
+    rejected(verifier, token)
+
+
+def test_rejected_token_is_not_cached(verifier: TokenVerifier, now: float) -> None:
+    token = sign(payload(now), secret=OTHER_SECRET)
+    rejected(verifier, token)
+    verifier.secret = OTHER_SECRET
+    assert verifier.verify(token).user_id == "user-1"
+
+
+def test_cached_token_within_leeway_after_expiry_is_accepted(
+    verifier: TokenVerifier, clock: Clock, now: float
+) -> None:
+    token = sign(payload(now, exp=int(now) + 10))
+    verifier.verify(token)
+    clock.now = now + 10 + LEEWAY
+    assert verifier.verify(token).user_id == "user-1"
+
+
+def test_cached_token_expires_by_injected_clock(
+    verifier: TokenVerifier, clock: Clock, now: float
+) -> None:
+    token = sign(payload(now, exp=int(now) + 10))
+    verifier.verify(token)
+    clock.now = now + 10 + LEEWAY + 1
+    error = rejected(verifier, token)
+    assert "expired" in error.detail
+    assert token not in verifier.cache
+
+
+def test_cached_expired_token_stays_rejected(
+    verifier: TokenVerifier, clock: Clock, now: float
+) -> None:
+    token = sign(payload(now, exp=int(now) + 10))
+    verifier.verify(token)
+    clock.now = now + 3600
+    rejected(verifier, token)  # the cache entry is dropped here...
+    rejected(verifier, token)  # ...and a fresh verification must agree
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_cache_never_exceeds_its_size(clock: Clock, now: float, size: int) -> None:
+    verifier = TokenVerifier(make_config(cache_size=size), clock=clock)
+    for i in range(3 * size + 2):
+        verifier.verify(sign(payload(now, sub=f"user-{i}")))
+        assert len(verifier.cache) == min(i + 1, size)
+
+
+def test_cache_evicts_oldest_entry_first(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(cache_size=2), clock=clock)
+    tokens = [sign(payload(now, sub=f"user-{i}")) for i in range(3)]
+    for token in tokens:
+        verifier.verify(token)
+    assert list(verifier.cache) == tokens[1:]
+    verifier.secret = OTHER_SECRET
+    assert verifier.verify(tokens[2]).user_id == "user-2"
+    rejected(verifier, tokens[0])
+
+
+# --- mint ---------------------------------------------------------------------------------------
+
+
+def test_minted_token_verifies_with_same_config() -> None:
+    config = make_config()
+    start = time.time()
+    token = mint(config, "user-9", "tenant-9", role="admin", email="x@example.com")
+    claims = TokenVerifier(config, clock=time.time).verify(token)
+    assert (claims.user_id, claims.tenant_id, claims.role, claims.email) == (
+        "user-9",
+        "tenant-9",
+        "admin",
+        "x@example.com",
+    )
+    assert int(start) + 900 <= claims.expires_at <= time.time() + 900
+
+
+def test_minted_token_is_hs256_access_token_with_issuer() -> None:
+    token = mint(make_config(), "u", "t", ttl_s=120)
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    decoded = jwt.decode(token, SECRET, algorithms=["HS256"], issuer=ISSUER)
+    assert decoded["type"] == "access"
+    assert decoded["exp"] - decoded["iat"] == 120
+    assert decoded["role"] == "user"
+    assert "email" not in decoded
+
+
+def test_minted_token_does_not_verify_with_another_secret() -> None:
+    token = mint(make_config(), "u", "t")
+    verifier = TokenVerifier(make_config(secret=OTHER_SECRET), clock=time.time)
+    rejected(verifier, token)
+
+
+# --- parse_ttl ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("15m", 900),
+        ("1h", 3600),
+        ("7d", 604800),
+        ("0", 0),
+        (" 2h ", 7200),
+    ],
+)
+def test_parse_ttl(text: str, seconds: int) -> None:
+    assert parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "1.5h", "-5m", "10w", "h", "1 h", "1hm", "1H", "15 minutes", "1e3"]
+)
+def test_parse_ttl_rejects_garbage(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_ttl(text)
+
+
+@given(st.integers(0, 10**6), st.sampled_from([("", 1), ("s", 1), ("m", 60), ("h", 3600)]))
+def test_parse_ttl_scales_by_unit(amount: int, unit: tuple[str, int]) -> None:
+    suffix, factor = unit
+    assert parse_ttl(f"{amount}{suffix}") == amount * factor
