@@ -56,6 +56,7 @@ class Sample:
     load_core: float | None
     wrk_cpu_share: float
     upstream_cpu_share: float
+    other_cpu_share: float  # CPU used by anything else on the machine, in cores (noise)
 
 
 def write_lua(work: Path) -> Path:
@@ -116,6 +117,8 @@ def measure(
     with CoreMeter() as cores, RssSampler(proxy, 0.1) as rss:
         raw = run_wrk(wrk, lua, url, headers, spec)
     cpu = tree_cpu_seconds(proxy) - cpu0
+    up, wrk_cpu = tree_cpu_seconds(upstream) - up0, children_cpu_seconds() - wrk0
+    ours = cpu + up + wrk_cpu
     wall = raw["duration_us"] / 1e6
     requests = int(raw["requests"])
     kinds = {key: int(raw[key]) for key in ("connect", "read", "write", "status", "timeout")}
@@ -131,8 +134,11 @@ def measure(
         peak_rss=rss.peak if proxy else None,
         proxy_core=core_busy(cores, proxy_core),
         load_core=core_busy(cores, load_core),
-        wrk_cpu_share=(children_cpu_seconds() - wrk0) / wall if wall else 0.0,
-        upstream_cpu_share=(tree_cpu_seconds(upstream) - up0) / wall if wall else 0.0,
+        wrk_cpu_share=wrk_cpu / wall if wall else 0.0,
+        upstream_cpu_share=up / wall if wall else 0.0,
+        other_cpu_share=max(0.0, cores.busy_seconds - ours) / cores.elapsed_s
+        if cores.elapsed_s
+        else 0.0,
     )
 
 

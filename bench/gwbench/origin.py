@@ -75,7 +75,7 @@ class Origin(asyncio.Protocol):
             b"connection: %s\r\n\r\n" % (status, kind, length, connection)
         )
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.transport is not None:
             self.transport.write(data)
 

@@ -178,6 +178,8 @@ class CoreMeter:
 
     def __init__(self) -> None:
         self.busy: list[float] = []
+        self.busy_seconds = 0.0  # summed over cores
+        self.elapsed_s = 0.0
         self._before: list[tuple[float, float]] = []
 
     @staticmethod
@@ -195,6 +197,8 @@ class CoreMeter:
         for (total0, idle0), (total1, idle1) in zip(self._before, after, strict=True):
             elapsed = total1 - total0
             self.busy.append(0.0 if elapsed <= 0 else 1.0 - (idle1 - idle0) / elapsed)
+            self.busy_seconds += elapsed - (idle1 - idle0)
+            self.elapsed_s = max(self.elapsed_s, elapsed)
 
 
 def raise_fd_limit(wanted: int) -> int:

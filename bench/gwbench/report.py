@@ -22,6 +22,7 @@ class Case:
     path: str
     reference: bool = False  # the nginx proxy_pass row this body size is compared with
     direct: bool = False  # no proxy in between: shows what the load side can do
+    optional: bool = False  # an extra comparison (Fastify): its failure does not fail the run
 
 
 @dataclass
@@ -108,8 +109,9 @@ def bottleneck(result: CaseResult) -> str:
 def throughput_table(report: Report) -> list[str]:
     lines = [
         "| case | body | req/s | x nginx | p50 ms | p99 ms | p99.9 ms | p99 x nginx "
-        "| CPU µs/req | peak RSS MiB | core 0 busy | core 1 busy | wrk CPU | bottleneck | runs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| CPU µs/req | peak RSS MiB | core 0 busy | core 1 busy | wrk CPU | other CPU "
+        "| bottleneck | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for result in report.cases:
         lines.append(throughput_row(report, result))
@@ -119,7 +121,7 @@ def throughput_table(report: Report) -> list[str]:
 def throughput_row(report: Report, result: CaseResult) -> str:
     case = result.case
     if not result.ok:
-        return f"| {case.label} | {case.body} | failed: {one_line(result.error)} |" + " |" * 12
+        return f"| {case.label} | {case.body} | failed: {one_line(result.error)} |" + " |" * 13
     ref = report.reference(case.body)
     rps, p99 = result.median(lambda s: s.rps), result.median(lambda s: s.p99_ms)
     ref_rps = ref.median(lambda s: s.rps) if ref else None
@@ -144,6 +146,7 @@ def throughput_row(report: Report, result: CaseResult) -> str:
         fmt(pct(result.median(lambda s: s.proxy_core)), 0, " %"),
         fmt(pct(result.median(lambda s: s.load_core)), 0, " %"),
         fmt(pct(result.median(lambda s: s.wrk_cpu_share)), 0, " %"),
+        fmt(pct(result.median(lambda s: s.other_cpu_share)), 0, " %"),
         bottleneck(result),
         runs,
     ]
@@ -306,6 +309,19 @@ def markdown(report: Report) -> str:
     if report.notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(parts) + "\n"
+
+
+def disturbance_note(cases: Sequence[CaseResult], limit: float = 0.10) -> str | None:
+    """A warning when something outside the benchmark used much CPU during the measured runs."""
+    others = [sample.other_cpu_share for result in cases for sample in result.samples]
+    if not others or statistics.median(others) <= limit:
+        return None
+    return (
+        f"**Disturbed run**: processes outside the benchmark used a median "
+        f"{statistics.median(others) * 100:.0f} % of a core during the measured runs (column "
+        f"'other CPU'). req/s, latencies and their ratios are unreliable; CPU µs/req, RSS, "
+        f"streaming and idle figures much less so. Re-run on a quiet machine."
+    )
 
 
 def load_side_note(cases: Sequence[CaseResult]) -> str | None:

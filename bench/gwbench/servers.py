@@ -62,6 +62,8 @@ class Layout:
     def prepare(self) -> None:
         for directory in (self.work, self.logs, self.work / "www", self.work / "nginx-temp"):
             directory.mkdir(parents=True, exist_ok=True)
+        for old in self.logs.glob("*.log"):  # the logs describe the latest run only
+            old.unlink()
         big = self.work / "www" / "big.json"
         filler = "x" * (BIG_BODY_BYTES - len('{"data":""}'))
         big.write_text('{"data":"' + filler + '"}')

@@ -1,9 +1,9 @@
 """Builds every route's policy chain at start-up: the one place that decides policy order.
 
-    RequestContext (id, client address, timing, metrics, access log, last-resort errors)
-      → SecurityHeaders → Cors (when origins are configured) → ErrorBoundary
+    RequestContext (id, client address, timing, security headers, metrics, access log, errors)
+      → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
-           MethodFilter → BodyLimit → RateLimit(global, per client IP) → Authenticate
+           RequestLimits → RateLimit(global, per client IP) → Authenticate
            → RateLimit(endpoint, per user) → HeaderTrust → CircuitBreaker → Forwarder
 
 A policy a route does not need is not in its chain at all.
@@ -20,12 +20,11 @@ from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
 from api_gateway.policies.breaker import CircuitBreaker
-from api_gateway.policies.context import ErrorBoundary, RequestContext
+from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
-from api_gateway.policies.limits import BodyLimit, MethodFilter
+from api_gateway.policies.limits import RequestLimits
 from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
-from api_gateway.policies.security_headers import SecurityHeaders
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
@@ -55,10 +54,9 @@ def _bind(policy: Policy, call_next: Handler) -> Handler:
 
 def outer_policies(config: GatewayConfig, context: RequestContext) -> list[Policy]:
     """The policies every request passes, before its route is known."""
-    policies: list[Policy] = [context, SecurityHeaders()]
+    policies: list[Policy] = [context]
     if config.cors_origins:
         policies.append(Cors(config.cors_origins))
-    policies.append(ErrorBoundary())
     return policies
 
 
@@ -108,8 +106,9 @@ class RouteBuilder:
     def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
         service = self.config.services[route.service]
         timeout_ms = (endpoint and endpoint.timeout_ms) or route.timeout_ms or service.timeout_ms
-        policies: list[Policy] = [MethodFilter(route.methods or STANDARD_METHODS)]
-        policies.append(BodyLimit(route.max_body_bytes))
+        policies: list[Policy] = [
+            RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes)
+        ]
         policies.append(self.global_limit)
         policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))
         if endpoint is not None and endpoint.rate_limit is not None:

@@ -39,6 +39,7 @@ class Request:
         "peer_ip",
         "query",
         "request_id",
+        "response_headers",
         "route",
         "scheme",
         "server_port",
@@ -79,6 +80,8 @@ class Request:
         self.claims: Claims | None = None
         # Headers the gateway itself adds for the upstream, after the client's were filtered.
         self.upstream_headers: Headers = []
+        # Headers a policy wants on whatever response this request gets, an error included.
+        self.response_headers: Headers = []
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -95,7 +98,7 @@ class Request:
 class Claims:
     """The identity a verified access token carries, already checked to be header-safe."""
 
-    __slots__ = ("email", "expires_at", "role", "tenant_id", "user_id")
+    __slots__ = ("email", "expires_at", "identity", "role", "tenant_id", "user_id")
 
     def __init__(
         self, user_id: str, tenant_id: str, role: str, email: str, expires_at: float
@@ -105,6 +108,13 @@ class Claims:
         self.role = role
         self.email = email
         self.expires_at = expires_at
+        # The identity headers for upstreams, rendered once per token (tokens are cached).
+        self.identity: Headers = [
+            (b"x-tenant-id", tenant_id.encode("ascii")),
+            (b"x-user-id", user_id.encode("ascii")),
+        ]
+        if role:
+            self.identity.append((b"x-user-role", role.encode("ascii")))
 
 
 class Response:

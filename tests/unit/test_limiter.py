@@ -303,7 +303,9 @@ def header(response_headers: list[tuple[bytes, bytes]], name: bytes) -> list[byt
 def call(
     policy: RateLimit, req: Request, handler: Callable[[Request], Awaitable[Response]] = ok
 ) -> Response:
-    return run(policy(req, handler))
+    response = run(policy(req, handler))
+    response.headers += req.response_headers  # as RequestContext does for every response
+    return response
 
 
 def test_policy_adds_rate_limit_headers() -> None:

@@ -15,7 +15,7 @@ from api_gateway.network import TrustedProxies
 from api_gateway.observability.metrics import BUCKETS, Metrics
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
-from api_gateway.policies.security_headers import HELMET_DEFAULTS, SecurityHeaders
+from api_gateway.policies.security_headers import HELMET_DEFAULTS, add_security_headers
 from api_gateway.types import Claims, Handler, Headers, Request, Response
 
 T = TypeVar("T")
@@ -174,7 +174,10 @@ ORIGIN = b"https://app.tickettoken.io"
 
 
 def cors(origins: tuple[str, ...], req: Request, handler: Handler | None = None) -> Response:
-    return run(Cors(origins)(req, handler or Recorder()))
+    """What the client gets: the response plus the headers RequestContext adds from the request."""
+    response = run(Cors(origins)(req, handler or Recorder()))
+    response.headers += req.response_headers
+    return response
 
 
 def preflight(origin: bytes, requested_headers: bytes | None = None) -> Request:
@@ -242,8 +245,14 @@ def sent_headers(response: Response) -> Headers:
     return [*response.headers, *((name, value) for name, value in lines)]
 
 
+def secured(headers: Headers) -> Response:
+    response = Response(200, list(headers), b"ok")
+    add_security_headers(response)
+    return response
+
+
 def test_security_headers_are_added() -> None:
-    response = run(SecurityHeaders()(request(), Recorder([(b"content-type", b"text/plain")])))
+    response = secured([(b"content-type", b"text/plain")])
     assert sent_headers(response) == [(b"content-type", b"text/plain"), *HELMET_DEFAULTS]
     assert values(sent_headers(response), b"x-content-type-options") == [b"nosniff"]
     assert values(sent_headers(response), b"x-frame-options") == [b"SAMEORIGIN"]
@@ -251,7 +260,7 @@ def test_security_headers_are_added() -> None:
 
 def test_upstream_security_header_keeps_its_value() -> None:
     upstream = [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"origin")]
-    headers = sent_headers(run(SecurityHeaders()(request(), Recorder(upstream))))
+    headers = sent_headers(secured(upstream))
     assert values(headers, b"x-frame-options") == [b"DENY"]
     assert values(headers, b"referrer-policy") == [b"origin"]
     assert values(headers, b"x-content-type-options") == [b"nosniff"]

@@ -1,4 +1,4 @@
-"""The outermost policy: request id, client address, timing, and the error boundary."""
+"""The outermost policy: request id, client address, timing, response headers, errors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from api_gateway.errors import GatewayError, problem_response
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import Metrics
+from api_gateway.policies.security_headers import add_security_headers
 from api_gateway.types import Handler, Headers, Request, Response
 
 log = logging.getLogger("api_gateway")
@@ -33,10 +34,11 @@ def response_time(start: float, now: float) -> bytes:
 
 
 class RequestContext:
-    """Gives every request an id and a client address, and every response its id and timing.
+    """Gives every request an id and a client address, and every response its id, timing,
+    security headers and the headers policies asked for (CORS, rate limit).
 
     Errors raised anywhere below become problem documents here, so nothing escapes to the
-    data plane.
+    data plane, and an error response carries the same headers as any other.
     """
 
     def __init__(
@@ -63,6 +65,9 @@ class RequestContext:
             response = await call_next(request)
         except Exception as error:
             response = as_problem(error, request)
+        if request.response_headers:
+            response.headers += request.response_headers
+        add_security_headers(response)
         now = self.clock()
         stamp(response.headers, request.request_id, request.start, now)
         duration = now - request.start
@@ -70,17 +75,6 @@ class RequestContext:
         if self.access_log is not None:
             self.access_log.record(request, response, duration)
         return response
-
-
-class ErrorBoundary:
-    """Turns errors from the route into problem documents *inside* the response policies, so
-    error responses carry security and CORS headers like any other."""
-
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
-        try:
-            return await call_next(request)
-        except Exception as error:
-            return as_problem(error, request)
 
 
 def as_problem(error: Exception, request: Request) -> Response:

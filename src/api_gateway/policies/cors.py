@@ -50,8 +50,7 @@ class Cors:
             if requested:
                 allowed.append((b"access-control-allow-headers", requested))
             return Response(204, allowed)
-        response = await call_next(request)
         if allowed is not None:
-            response.headers += allowed
-            response.headers.append((b"access-control-expose-headers", EXPOSED))
-        return response
+            request.response_headers += allowed
+            request.response_headers.append((b"access-control-expose-headers", EXPOSED))
+        return await call_next(request)

@@ -35,12 +35,8 @@ class HeaderTrust:
         added.extend(self.forwarded(request))
         added.append((b"x-request-id", request.request_id.encode("ascii")))
         added.append(INTERNAL)
-        claims = request.claims
-        if claims is not None:
-            added.append((b"x-tenant-id", claims.tenant_id.encode("ascii")))
-            added.append((b"x-user-id", claims.user_id.encode("ascii")))
-            if claims.role:
-                added.append((b"x-user-role", claims.role.encode("ascii")))
+        if request.claims is not None:
+            added += request.claims.identity
         return await call_next(request)
 
     def forwarded(self, request: Request) -> Headers:

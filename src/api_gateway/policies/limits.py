@@ -8,26 +8,20 @@ from api_gateway.errors import MethodNotAllowed, PayloadTooLarge
 from api_gateway.types import BodySource, Handler, Request, Response
 
 
-class MethodFilter:
-    def __init__(self, methods: frozenset[str]) -> None:
+class RequestLimits:
+    """The method must be allowed on the route, and the body within its limit: 413 from the
+    declared length before a byte is read, chunked bodies counted as they pass."""
+
+    def __init__(self, methods: frozenset[str], max_bytes: int) -> None:
         self.methods = methods
         self.allow = ", ".join(sorted(methods)).encode()
+        self.max_bytes = max_bytes
 
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         if request.method not in self.methods:
             raise MethodNotAllowed(
                 f"{request.method} is not allowed here", [(b"allow", self.allow)]
             )
-        return await call_next(request)
-
-
-class BodyLimit:
-    """413 from the declared length before a byte is read; chunked bodies are counted."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
         body = request.body
         declared = request.content_length
         if declared is not None and declared > self.max_bytes:

@@ -1,11 +1,12 @@
-"""Security response headers, as the platform's previous gateway set them with Helmet.
+"""Security response headers on every response, as the platform's previous gateway set them
+with Helmet.
 
 An upstream that sets one of these itself keeps its own value.
 """
 
 from __future__ import annotations
 
-from api_gateway.types import Handler, Headers, Request, Response
+from api_gateway.types import Headers, Response
 
 HELMET_DEFAULTS: Headers = [
     (
@@ -30,14 +31,11 @@ NAMES = frozenset(name for name, _ in HELMET_DEFAULTS)
 RENDERED = b"".join(b"%s: %s\r\n" % header for header in HELMET_DEFAULTS)
 
 
-class SecurityHeaders:
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
-        response = await call_next(request)
-        headers = response.headers
-        for name, _ in headers:
-            if name in NAMES:
-                present = {name for name, _ in headers}
-                headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
-                return response
-        response.rendered += RENDERED
-        return response
+def add_security_headers(response: Response) -> None:
+    headers = response.headers
+    for name, _ in headers:
+        if name in NAMES:
+            present = {name for name, _ in headers}
+            headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
+            return
+    response.rendered += RENDERED
