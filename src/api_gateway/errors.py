@@ -143,6 +143,6 @@ def problem_response(error: GatewayError, request_id: str, instance: str = "") -
         document["instance"] = instance
     body = orjson.dumps(document)
     headers: Headers = [PROBLEM_CONTENT_TYPE, (b"cache-control", b"no-store"), *error.headers]
-    if error.closes_connection:
-        headers.append((b"connection", b"close"))
-    return Response(error.status, headers, body)
+    response = Response(error.status, headers, body)
+    response.close = error.closes_connection
+    return response

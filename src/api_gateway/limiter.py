@@ -8,7 +8,7 @@ runs the same arithmetic in a Lua script, so both modes decide identically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import floor
 
 from api_gateway.config.settings import LimitConfig
@@ -18,7 +18,7 @@ from api_gateway.config.settings import LimitConfig
 EPSILON_MS = 1e-6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     remaining: int
@@ -33,14 +33,14 @@ class Rate:
     max: int
     window_ms: int
     block_ms: int
+    interval_ms: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval_ms", self.window_ms / self.max)
 
     @classmethod
     def of(cls, limit: LimitConfig) -> Rate:
         return cls(limit.max, limit.window_ms, limit.block_ms)
-
-    @property
-    def interval_ms(self) -> float:
-        return self.window_ms / self.max
 
 
 def gcra(tat_ms: float | None, now_ms: float, rate: Rate) -> tuple[Decision, float | None]:

@@ -120,17 +120,21 @@ class Claims:
 class Response:
     """What goes back to the client. ``body`` is bytes or a stream from an upstream.
 
-    ``rendered`` holds header lines already in wire form (``name: value\r\n``...), for fixed
-    headers that would otherwise be formatted again for every response.
+    ``length`` is the body's declared length when it is known but not in hand (a stream, or
+    the answer to HEAD); ``rendered`` holds header lines already in wire form
+    (``name: value\r\n``...), for fixed headers that would otherwise be formatted for every
+    response; ``close`` asks for the connection to be closed after it.
     """
 
-    __slots__ = ("body", "headers", "rendered", "status")
+    __slots__ = ("body", "close", "headers", "length", "rendered", "status")
 
     def __init__(self, status: int, headers: Headers, body: Body = b"") -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.length: bytes | None = None
         self.rendered = b""
+        self.close = False
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from api_gateway.errors import MalformedRequest
 from api_gateway.http.framing import (
     HOP_BY_HOP,
+    REQUEST_FRAMING,
+    RequestFraming,
     check_request_framing,
-    connection_tokens,
     status_line,
-    without_hop_by_hop,
 )
 from api_gateway.types import Headers
 
@@ -77,34 +77,20 @@ def test_framing_error_closes_the_connection() -> None:
     assert info.value.closes_connection
 
 
-# --- connection_tokens --------------------------------------------------------------------------
+# --- end-to-end fields ---------------------------------------------------------------------------
 
 
-def test_connection_tokens_are_lower_cased_and_trimmed() -> None:
-    headers = [(b"connection", b"Keep-Alive, X-Secret ,Upgrade")]
-    assert connection_tokens(headers) == {b"keep-alive", b"x-secret", b"upgrade"}
-
-
-def test_connection_tokens_merge_every_connection_header() -> None:
-    headers = [(b"connection", b"close"), (b"accept", b"a, b"), (b"connection", b"x-one")]
-    assert connection_tokens(headers) == {b"close", b"x-one"}
-
-
-def test_connection_tokens_skip_empty_items() -> None:
-    assert connection_tokens([(b"connection", b" , ,close,, ")]) == {b"close"}
-
-
-def test_connection_tokens_without_connection_header() -> None:
-    assert connection_tokens([(b"accept", b"*/*")]) == frozenset()
-
-
-# --- without_hop_by_hop -------------------------------------------------------------------------
+def end_to_end(headers: Headers) -> Headers:
+    """The header list the server keeps: fields fed to RequestFraming as they arrive."""
+    framing = RequestFraming()
+    kept = [(n, v) for n, v in headers if n not in REQUEST_FRAMING or framing.take(n, v)]
+    return framing.end_to_end(kept)
 
 
 def test_standard_hop_by_hop_headers_are_dropped() -> None:
     headers: Headers = [(name, b"x") for name in sorted(HOP_BY_HOP)]
     headers.insert(3, (b"accept", b"*/*"))
-    assert without_hop_by_hop(headers) == [(b"accept", b"*/*")]
+    assert end_to_end(headers) == [(b"accept", b"*/*")]
 
 
 @pytest.mark.parametrize(
@@ -119,10 +105,16 @@ def test_standard_hop_by_hop_headers_are_dropped() -> None:
         b"upgrade",
         b"proxy-authorization",
         b"proxy-authenticate",
+        b"content-length",
+        b"expect",
     ],
 )
-def test_each_hop_by_hop_header_is_dropped(name: bytes) -> None:
-    assert without_hop_by_hop([(name, b"v"), (b"x-keep", b"1")]) == [(b"x-keep", b"1")]
+def test_each_hop_by_hop_or_framing_field_is_consumed(name: bytes) -> None:
+    assert end_to_end([(name, b"1"), (b"x-keep", b"1")]) == [(b"x-keep", b"1")]
+
+
+def test_host_is_kept_for_the_policies() -> None:
+    assert end_to_end([HOST, (b"accept", b"*/*")]) == [HOST, (b"accept", b"*/*")]
 
 
 def test_headers_named_in_connection_are_dropped_case_insensitively() -> None:
@@ -132,7 +124,12 @@ def test_headers_named_in_connection_are_dropped_case_insensitively() -> None:
         (b"x-debug", b"1"),
         (b"accept", b"*/*"),
     ]
-    assert without_hop_by_hop(headers) == [(b"accept", b"*/*")]
+    assert end_to_end(headers) == [(b"accept", b"*/*")]
+
+
+def test_every_connection_header_counts() -> None:
+    headers = [(b"connection", b"close"), (b"x-one", b"1"), (b"connection", b" , x-one,, ")]
+    assert end_to_end(headers) == []
 
 
 def test_other_headers_keep_their_order_and_duplicates() -> None:
@@ -143,7 +140,7 @@ def test_other_headers_keep_their_order_and_duplicates() -> None:
         (b"set-cookie", b"b=2"),
         (b"x-z", b"z"),
     ]
-    assert without_hop_by_hop(headers) == [
+    assert end_to_end(headers) == [
         (b"set-cookie", b"a=1"),
         (b"content-type", b"text/plain"),
         (b"set-cookie", b"b=2"),
@@ -151,15 +148,13 @@ def test_other_headers_keep_their_order_and_duplicates() -> None:
     ]
 
 
-def test_extra_names_are_dropped_too() -> None:
-    headers = [(b"content-length", b"3"), (b"accept", b"*/*")]
-    assert without_hop_by_hop(headers, frozenset({b"content-length"})) == [(b"accept", b"*/*")]
-
-
-def test_connection_cannot_name_away_nothing_else() -> None:
-    # Without a Connection header, only the standard hop-by-hop set goes.
-    headers = [(b"x-a", b"1"), (b"te", b"trailers"), (b"x-b", b"2")]
-    assert without_hop_by_hop(headers) == [(b"x-a", b"1"), (b"x-b", b"2")]
+def test_framing_facts_are_recorded() -> None:
+    framing = RequestFraming()
+    for name, value in [(b"content-length", b"12"), (b"expect", b"100-Continue")]:
+        assert not framing.take(name, value)
+    assert framing.content_length == 12
+    assert framing.expect_continue
+    assert not framing.chunked
 
 
 header_name = st.sampled_from(
@@ -169,12 +164,15 @@ header_value = st.sampled_from([b"1", b"x-a", b"X-B, upgrade", b"close", b""])
 
 
 @given(st.lists(st.tuples(header_name, header_value), max_size=10))
-def test_filtered_headers_are_an_ordered_subsequence_without_named_ones(
-    headers: Headers,
-) -> None:
-    out = without_hop_by_hop(headers)
-    named = connection_tokens(headers)
-    assert out == [(n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named]
+def test_kept_headers_are_an_ordered_subsequence_without_named_ones(headers: Headers) -> None:
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name == b"connection"
+        for token in value.split(b",")
+    }
+    expected = [(n, v) for n, v in headers if n not in HOP_BY_HOP and n not in named]
+    assert end_to_end(headers) == expected
 
 
 # --- status_line --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import httptools
 
 from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
 from api_gateway.http.body import BodyStream
+from api_gateway.http.framing import RESPONSE_FRAMING
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
@@ -52,7 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.future = future
         self.head_request = head
         self.status = 0
-        self.headers: Headers = []
+        self._reset_head()
         self.chunks: list[bytes] = []
         self.stream: BodyStream | None = None
         self.headers_done = False
@@ -63,6 +64,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.sender: asyncio.Task[None] | None = None
         self.keep_alive = True
         self.until_close = False
+
+    def _reset_head(self) -> None:
+        self.headers: Headers = []
+        self.length: bytes | None = None
+        self.chunked = False
+        self.connection_tokens: set[bytes] = set()
 
     # asyncio callbacks
 
@@ -117,21 +124,30 @@ class UpstreamConnection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name not in RESPONSE_FRAMING:
+            self.headers.append((name, value))
+        elif name == b"content-length":
+            self.length = value
+        elif name == b"transfer-encoding":
+            self.chunked = True
+        elif name == b"connection":
+            self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200:
             # An interim response (100 Continue, 103): wait for the final one.
             self.interim = True
-            self.headers = []
+            self._reset_head()
             return
         self.status = status
         self.headers_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        self.until_close = status not in (204, 304) and not any(
-            name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
+        self.until_close = status not in (204, 304) and self.length is None and not self.chunked
+        tokens = self.connection_tokens - {b"", b"close", b"keep-alive"}
+        if tokens:
+            self.headers = [h for h in self.headers if h[0] not in tokens]
         if self.head_request:
             # llhttp cannot be told the response is to HEAD; it would wait for the body.
             self.keep_alive = False
@@ -173,7 +189,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.chunks = []
             self.stream = stream
             body = stream
-        future.set_result(Response(self.status, self.headers, body))
+        response = Response(self.status, self.headers, body)
+        response.length = self.length
+        future.set_result(response)
 
     def fail(self, error: GatewayError) -> None:
         future = self.future

@@ -34,49 +34,72 @@ def status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
 
-def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """Header names listed in every ``Connection`` header, lower-cased."""
-    tokens: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-    tokens.discard(b"")
-    return frozenset(tokens)
+# Fields the data plane consumes itself: they describe this hop, not the message.
+REQUEST_FRAMING = HOP_BY_HOP | {b"content-length", b"expect", b"host"}
+RESPONSE_FRAMING = HOP_BY_HOP | {b"content-length"}
 
 
-def without_hop_by_hop(headers: Headers, extra: frozenset[bytes] = frozenset()) -> Headers:
-    """Drop hop-by-hop headers and everything ``Connection`` names, before anything is added."""
-    kept: Headers = []
-    named = False
-    for header in headers:
-        name = header[0]
-        if name in HOP_BY_HOP or name in extra:
-            named = named or name == b"connection"
-            continue
-        kept.append(header)
-    if named:
-        tokens = connection_tokens(headers)
-        kept = [header for header in kept if header[0] not in tokens]
-    return kept
+class RequestFraming:
+    """The framing facts of one request head, collected as its fields arrive.
+
+    ``take`` is called only for names in ``REQUEST_FRAMING`` and says whether the field is
+    end-to-end (kept in the header list); ``check`` then refuses what llhttp lets through but a
+    proxy must not: ambiguous or foreign framing.
+    """
+
+    __slots__ = ("connection_tokens", "content_length", "encodings", "expect_continue", "hosts")
+
+    def __init__(self) -> None:
+        self.content_length: int | None = None
+        self.encodings: list[bytes] = []
+        self.hosts = 0
+        self.expect_continue = False
+        self.connection_tokens: set[bytes] = set()
+
+    def take(self, name: bytes, value: bytes) -> bool:
+        if name == b"host":
+            self.hosts += 1
+            return True
+        if name == b"content-length":
+            self.content_length = int(value)  # llhttp has validated it
+        elif name == b"transfer-encoding":
+            self.encodings.append(value)
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"connection":
+            self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
+        return False
+
+    def check(self, http_version: str) -> None:
+        if http_version not in ("1.1", "1.0"):
+            raise MalformedRequest(f"HTTP/{http_version} is not supported")
+        if self.encodings:
+            if http_version == "1.0":
+                raise MalformedRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request")
+            if len(self.encodings) > 1:
+                raise MalformedRequest("more than one Transfer-Encoding header")
+            if self.encodings[0].strip().lower() != b"chunked":
+                raise MalformedRequest("only 'Transfer-Encoding: chunked' is accepted")
+        if self.hosts > 1:
+            raise MalformedRequest("more than one Host header")
+        if self.hosts == 0 and http_version == "1.1":
+            raise MalformedRequest("an HTTP/1.1 request needs a Host header")
+
+    @property
+    def chunked(self) -> bool:
+        return bool(self.encodings)
+
+    def end_to_end(self, headers: Headers) -> Headers:
+        """Drop the fields ``Connection`` named (the rest of hop-by-hop is never kept)."""
+        tokens = self.connection_tokens - {b"", b"close", b"keep-alive"}
+        return [h for h in headers if h[0] not in tokens] if tokens else headers
 
 
 def check_request_framing(headers: Headers, http_version: str) -> None:
-    """Refuse what llhttp lets through but a proxy must not: ambiguous or foreign framing."""
-    if http_version not in ("1.1", "1.0"):
-        raise MalformedRequest(f"HTTP/{http_version} is not supported")
-    hosts = encodings = 0
+    """Apply the framing rules to a complete header list (tests and tools; the server feeds
+    ``RequestFraming`` field by field)."""
+    framing = RequestFraming()
     for name, value in headers:
-        if name == b"transfer-encoding":
-            encodings += 1
-            if http_version == "1.0":
-                raise MalformedRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request")
-            if value.strip().lower() != b"chunked":
-                raise MalformedRequest("only 'Transfer-Encoding: chunked' is accepted")
-        elif name == b"host":
-            hosts += 1
-    if encodings > 1:
-        raise MalformedRequest("more than one Transfer-Encoding header")
-    if hosts > 1:
-        raise MalformedRequest("more than one Host header")
-    if hosts == 0 and http_version == "1.1":
-        raise MalformedRequest("an HTTP/1.1 request needs a Host header")
+        if name in REQUEST_FRAMING:
+            framing.take(name, value)
+    framing.check(http_version)

@@ -26,7 +26,7 @@ from api_gateway.errors import (
     UriTooLong,
 )
 from api_gateway.http.body import BodyStream
-from api_gateway.http.framing import CONTINUE, check_request_framing, status_line
+from api_gateway.http.framing import CONTINUE, REQUEST_FRAMING, RequestFraming, status_line
 from api_gateway.types import BodySource, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.http")
@@ -109,7 +109,9 @@ class HttpConnection(asyncio.Protocol):
         self.url_parts: list[bytes] = []
         self.url_size = 0
         self.headers: Headers = []
+        self.framing = RequestFraming()
         self.header_bytes = 0
+        self.header_count = 0
         self.head_bytes = 0
         self.body_request: Request | None = None
         self.body_chunks: list[bytes] = []
@@ -171,7 +173,9 @@ class HttpConnection(asyncio.Protocol):
         self.url_parts = []
         self.url_size = 0
         self.headers = []
+        self.framing = RequestFraming()
         self.header_bytes = 0
+        self.header_count = 0
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -186,36 +190,30 @@ class HttpConnection(asyncio.Protocol):
             self._callback_fail(
                 HeadersTooLarge(f"the headers exceed {self.limits.max_header_bytes} bytes")
             )
-        if len(self.headers) >= self.limits.max_header_count:
+        self.header_count += 1
+        if self.header_count > self.limits.max_header_count:
             self._callback_fail(
                 HeadersTooLarge(f"more than {self.limits.max_header_count} header fields")
             )
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name not in REQUEST_FRAMING or self.framing.take(name, value):
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self.parser
         version = parser.get_http_version()
-        headers = self.headers
+        framing = self.framing
         try:
-            check_request_framing(headers, version)
+            framing.check(version)
         except GatewayError as error:
             self._callback_fail(error)
-        content_length = None
-        chunked = False
-        expect_continue = False
-        for name, value in headers:
-            if name == b"content-length":
-                content_length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"expect" and value.lower() == b"100-continue":
-                expect_continue = True
+        content_length = framing.content_length
         target = self.url_parts[0] if len(self.url_parts) == 1 else b"".join(self.url_parts)
         request = Request(
             parser.get_method().decode("ascii"),
             target,
-            headers,
+            framing.end_to_end(self.headers),
             b"",
             self.peer_ip,
             version,
@@ -224,11 +222,11 @@ class HttpConnection(asyncio.Protocol):
             perf_counter(),
         )
         request.keep_alive = parser.should_keep_alive()
-        if chunked or content_length:
+        if framing.encodings or content_length:
             self.body_request = request
             self.body_chunks = []
             request.body = None  # type: ignore[assignment]
-            self.expect_continue = expect_continue and version == "1.1"
+            self.expect_continue = framing.expect_continue and version == "1.1"
         self.fresh.append(request)
 
     def on_body(self, chunk: bytes) -> None:
@@ -330,16 +328,13 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         status = response.status
+        headers = response.headers
         parts = [status_line(status)]
-        length: bytes | None = None
-        for name, value in response.headers:
-            if name == b"content-length":
-                length = value
-            elif name == b"connection":
-                self.closing = self.closing or value == b"close"
-            else:
-                parts += (name, b": ", value, b"\r\n")
+        if headers:
+            parts += (b"\r\n".join(map(b": ".join, headers)), b"\r\n")
         parts.append(response.rendered)
+        if response.close:
+            self.closing = True
         if self.closing:
             parts.append(b"connection: close\r\n")
         elif version == "1.0":
@@ -347,10 +342,10 @@ class HttpConnection(asyncio.Protocol):
         body = response.body
         bodiless = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
         if not isinstance(body, bytes):
-            await self._send_stream(parts, length, bodiless, version, body)
+            await self._send_stream(parts, response.length, bodiless, version, body)
             return
         if status >= 200 and status not in NO_BODY_STATUSES:
-            parts += (b"content-length: ", length or b"%d" % len(body), b"\r\n\r\n")
+            parts += (b"content-length: ", response.length or b"%d" % len(body), b"\r\n\r\n")
         else:
             parts.append(b"\r\n")
         if not bodiless:

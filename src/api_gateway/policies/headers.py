@@ -10,43 +10,81 @@ from api_gateway.errors import HeaderNotAllowed
 from api_gateway.network import TrustedProxies
 from api_gateway.types import Handler, Headers, Request, Response
 
-BLOCKED_EXACT = frozenset({b"x-tenant-id", b"x-admin-token"})
+# Identity the client may not claim, and the headers the gateway writes itself for every request.
+BLOCKED_EXACT = frozenset(
+    {
+        b"x-tenant-id",
+        b"x-admin-token",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-request-id",
+    }
+)
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-")
 INTERNAL = (b"x-gateway-internal", b"true")
+PEER_CACHE_SIZE = 4096
 
 
 class HeaderTrust:
+    """Decides every header an upstream sees: the client's, filtered, and the gateway's own."""
+
     def __init__(self, trusted: TrustedProxies, port: int) -> None:
         self.trusted = trusted
         self.port = str(port).encode()
+        self.untrusted_tail: Headers = [
+            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-port", self.port),
+        ]
+        self.peer_headers: dict[str, tuple[bytes, bytes]] = {}
 
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         kept: Headers = []
-        for name, value in request.headers:
+        host = None
+        for header in request.headers:
+            name = header[0]
             if b"_" in name:
                 raise HeaderNotAllowed(
                     f"header names with '_' are not accepted ({name.decode('latin-1')})"
                 )
-            if name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES):
+            if name.startswith(b"x-") and (
+                name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES)
+            ):
                 continue
-            kept.append((name, value))
-        request.headers = kept
-        added = request.upstream_headers
-        added.extend(self.forwarded(request))
-        added.append((b"x-request-id", request.request_id.encode("ascii")))
-        added.append(INTERNAL)
+            if name == b"host":
+                host = header[1]  # the upstream gets its own Host; the client's is forwarded
+                continue
+            kept.append(header)
+        if self.trusted and self.trusted.contains(request.peer_ip):
+            added = self.forwarded_by_proxy(request)
+        else:
+            added = [self.peer_header(request.peer_ip), *self.untrusted_tail]
+            if host is not None:
+                added.append((b"x-forwarded-host", host))
+        added += ((b"x-request-id", request.request_id.encode("ascii")), INTERNAL)
         if request.claims is not None:
             added += request.claims.identity
+        request.headers = kept
+        request.upstream_headers += added
         return await call_next(request)
 
-    def forwarded(self, request: Request) -> Headers:
-        """X-Forwarded-*: the client's values are believed only from a trusted proxy."""
-        trusted = bool(self.trusted) and self.trusted.contains(request.peer_ip)
+    def peer_header(self, peer_ip: str) -> tuple[bytes, bytes]:
+        """X-Forwarded-For for a direct client, rendered once per address."""
+        header = self.peer_headers.get(peer_ip)
+        if header is None:
+            if len(self.peer_headers) >= PEER_CACHE_SIZE:
+                self.peer_headers.clear()
+            header = self.peer_headers[peer_ip] = (b"x-forwarded-for", peer_ip.encode("ascii"))
+        return header
+
+    def forwarded_by_proxy(self, request: Request) -> Headers:
+        """A trusted proxy's X-Forwarded-* are believed; the peer is appended to the chain."""
         peer = request.peer_ip.encode("ascii")
-        chain = request.header_list(b"x-forwarded-for") if trusted else None
-        proto = (request.header(b"x-forwarded-proto") if trusted else None) or b"http"
-        host = (request.header(b"x-forwarded-host") if trusted else None) or request.header(b"host")
-        port = (request.header(b"x-forwarded-port") if trusted else None) or self.port
+        chain = request.header_list(b"x-forwarded-for")
+        proto = request.header(b"x-forwarded-proto") or b"http"
+        host = request.header(b"x-forwarded-host") or request.header(b"host")
+        port = request.header(b"x-forwarded-port") or self.port
         headers: Headers = [
             (b"x-forwarded-for", chain + b", " + peer if chain else peer),
             (b"x-forwarded-proto", proto),

@@ -14,6 +14,7 @@ from api_gateway.types import Handler, Request, Response
 
 log = logging.getLogger("api_gateway.ratelimit")
 WARN_EVERY_S = 10.0
+HEADER_TABLE = 4096
 
 KeyFunction = Callable[[Request], str]
 
@@ -33,6 +34,14 @@ class RateLimit:
         self.prefix = name + ":"
         self.limit_header = (b"x-ratelimit-limit", str(rate.max).encode())
         self.last_warning = 0.0
+        # Header values seen on every response, rendered at start-up rather than per request.
+        self.remaining_headers = [
+            (b"x-ratelimit-remaining", b"%d" % n) for n in range(min(rate.max, HEADER_TABLE))
+        ]
+        window_s = -(-rate.window_ms // 1000)
+        self.reset_headers = [
+            (b"x-ratelimit-reset", b"%d" % n) for n in range(min(window_s, HEADER_TABLE) + 1)
+        ]
         # A store that can decide without I/O is called directly, saving a coroutine.
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
 
@@ -46,24 +55,30 @@ class RateLimit:
         except StoreUnavailable as exc:
             self._warn(exc)
             return await call_next(request)
-        reset_s = b"%d" % -(-decision.reset_ms // 1000)
+        reset_s = self.seconds(decision.reset_ms)
         if not decision.allowed:
             raise RateLimited(
                 f"the {self.name} limit of {self.rate.max} requests per "
                 f"{self.rate.window_ms // 1000} s is exceeded",
                 -(-decision.retry_after_ms // 1000),
-                [
-                    self.limit_header,
-                    (b"x-ratelimit-remaining", b"0"),
-                    (b"x-ratelimit-reset", reset_s),
-                ],
+                [self.limit_header, (b"x-ratelimit-remaining", b"0"), reset_s],
             )
+        remaining = decision.remaining
         request.response_headers += (
             self.limit_header,
-            (b"x-ratelimit-remaining", b"%d" % decision.remaining),
-            (b"x-ratelimit-reset", reset_s),
+            self.remaining_headers[remaining]
+            if remaining < len(self.remaining_headers)
+            else (b"x-ratelimit-remaining", b"%d" % remaining),
+            reset_s,
         )
         return await call_next(request)
+
+    def seconds(self, ms: int) -> tuple[bytes, bytes]:
+        """The reset header for ``ms``, in whole seconds rounded up (rendered once each)."""
+        seconds = -(-ms // 1000)
+        if seconds < len(self.reset_headers):
+            return self.reset_headers[seconds]
+        return (b"x-ratelimit-reset", b"%d" % seconds)
 
     def _warn(self, exc: StoreUnavailable) -> None:
         now = time.monotonic()

@@ -1,28 +1,19 @@
-"""The terminal handler of every proxied route: build the upstream request and send it."""
+"""The terminal handler of every proxied route: render the upstream request and send it.
+
+The header list it renders is already final: the data plane dropped the hop-by-hop fields and
+``HeaderTrust`` decided the rest (the client's, filtered, and the gateway's own).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from itertools import cycle
 
 from api_gateway.config.settings import ServiceConfig
 from api_gateway.http.client import UpstreamPool
-from api_gateway.http.framing import without_hop_by_hop
 from api_gateway.types import Request, Response
 
-# Rebuilt by the gateway for every request, so the client's copies never pass.
-REPLACED = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"expect",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
-        b"x-request-id",
-    }
-)
-RESPONSE_DROPPED = frozenset({b"x-gateway-internal"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class Forwarder:
@@ -32,36 +23,38 @@ class Forwarder:
         self.pool = pool
         self.timeout_s = timeout_ms / 1000
         self.instances = cycle(
-            [((i.host, i.port), f"host: {i.authority}\r\n".encode()) for i in service.instances]
+            [((i.host, i.port), f"host: {i.authority}".encode()) for i in service.instances]
         )
 
-    async def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Awaitable[Response]:
         address, host_line = next(self.instances)
         head, chunked = self._head(request, host_line)
-        response = await self.pool.request(
+        return self.pool.request(
             address, head, request.body, chunked, self.timeout_s, request.method
         )
-        response.headers = without_hop_by_hop(response.headers, RESPONSE_DROPPED)
-        return response
 
     def _head(self, request: Request, host_line: bytes) -> tuple[bytes, bool]:
         target = request.path.encode("ascii")
         if request.query:
             target += b"?" + request.query
-        parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", host_line]
-        for name, value in without_hop_by_hop(request.headers, REPLACED):
-            parts += (name, b": ", value, b"\r\n")
-        for name, value in request.upstream_headers:
-            parts += (name, b": ", value, b"\r\n")
         body = request.body
         chunked = False
         if isinstance(body, bytes):
-            if body or request.method in ("POST", "PUT", "PATCH"):
-                parts.append(b"content-length: %d\r\n" % len(body))
+            framing = (
+                b"content-length: %d" % len(body) if body or request.method in BODY_METHODS else b""
+            )
         elif request.content_length is not None:
-            parts.append(b"content-length: %d\r\n" % request.content_length)
+            framing = b"content-length: %d" % request.content_length
         else:
             chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts), chunked
+            framing = b"transfer-encoding: chunked"
+        lines = [
+            b"%s %s HTTP/1.1" % (request.method.encode("ascii"), target),
+            host_line,
+            *map(b": ".join, request.headers),
+            *map(b": ".join, request.upstream_headers),
+        ]
+        if framing:
+            lines.append(framing)
+        lines.append(b"\r\n")
+        return b"\r\n".join(lines), chunked
