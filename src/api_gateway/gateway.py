@@ -73,7 +73,7 @@ class Gateway:
     def handle(self, request: Request) -> Awaitable[Response]:
         return self.handler(request)
 
-    async def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: Request) -> Awaitable[Response]:
         path, request.query = split_target(request.target)
         request.path = normalize(path)
         handler = self.exact.get(request.path)
@@ -84,7 +84,7 @@ class Gateway:
             request.route, handler = match
         else:
             request.route = request.path
-        return await handler(request)
+        return handler(request)
 
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
         request_id = new_request_id()

@@ -141,4 +141,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Policy(Protocol):
-    async def __call__(self, request: Request, call_next: Handler) -> Response: ...
+    """``__call__(request, call_next)`` returns the awaitable response.
+
+    A policy that acts on the response too is ``async def`` and awaits ``call_next``; one that
+    only acts before passing the request on returns ``call_next(request)`` itself, which spares
+    a coroutine layer per request. Either may raise a ``GatewayError``.
+    """
+
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]: ...

@@ -254,17 +254,24 @@ class UpstreamPool:
         answered anything is retried once on a new connection, for idempotent requests only.
         """
         connection = self._acquire(address)
-        if connection is not None:
+        may_retry = connection is not None and method in IDEMPOTENT and isinstance(body, bytes)
+        if connection is None:
+            connection = await self._connect(address)
+        while True:
+            future = self._send(connection, head, body, chunked, timeout_s, method)
             try:
-                return await self._exchange(connection, head, body, chunked, timeout_s, method)
+                return await future
             except BadGateway:
-                replayable = method in IDEMPOTENT and isinstance(body, bytes)
-                if connection.got_bytes or not replayable:
+                if not may_retry or connection.got_bytes:
                     raise
-        connection = await self._connect(address)
-        return await self._exchange(connection, head, body, chunked, timeout_s, method)
+            except asyncio.CancelledError:
+                self.busy.discard(connection)
+                connection.close()
+                raise
+            may_retry = False
+            connection = await self._connect(address)
 
-    async def _exchange(
+    def _send(
         self,
         connection: UpstreamConnection,
         head: bytes,
@@ -272,7 +279,7 @@ class UpstreamPool:
         chunked: bool,
         timeout_s: float,
         method: str,
-    ) -> Response:
+    ) -> asyncio.Future[Response]:
         future: asyncio.Future[Response] = self.loop.create_future()
         connection._reset(future, method == "HEAD")
         connection.exchanges += 1
@@ -290,12 +297,7 @@ class UpstreamPool:
         # client's delay (the server's body timeout guards it), not the upstream's.
         connection.deadline = self.loop.time() + timeout_s if connection.body_sent else INFINITY
         self.busy.add(connection)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self.busy.discard(connection)
-            connection.close()
-            raise
+        return future
 
     def _acquire(self, address: Address) -> UpstreamConnection | None:
         idle = self.idle.get(address)

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -32,6 +32,7 @@ from api_gateway.types import BodySource, Headers, Request, Response
 log = logging.getLogger("api_gateway.http")
 
 MAX_PIPELINED = 32
+
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -303,13 +304,15 @@ class HttpConnection(asyncio.Protocol):
             self.closing = True
         if not request.keep_alive:
             self.closing = True
-        await self._send(request.method, request.http_version, response)
-        self._finish()
+        pump = self._send(request.method, request.http_version, response)
+        if pump is not None:
+            await pump
 
     async def _send_rejection(self, error: GatewayError) -> None:
         self.closing = True
-        await self._send("GET", "1.1", self.app.reject(error, self.peer_ip))
-        self._finish()
+        pump = self._send("GET", "1.1", self.app.reject(error, self.peer_ip))
+        if pump is not None:
+            await pump
 
     def _finish(self) -> None:
         self.task = None
@@ -324,7 +327,13 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.deadline = self.loop.time() + self.limits.keep_alive_timeout_s
 
-    async def _send(self, method: str, version: str, response: Response) -> None:
+    def _send(
+        self, method: str, version: str, response: Response
+    ) -> Coroutine[Any, Any, None] | None:
+        """Write the response; a bytes body goes out in the same write as the head.
+
+        Returns the body pump to await for a stream, None when all is written.
+        """
         transport = self.transport
         assert transport is not None
         status = response.status
@@ -342,8 +351,7 @@ class HttpConnection(asyncio.Protocol):
         body = response.body
         bodiless = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
         if not isinstance(body, bytes):
-            await self._send_stream(parts, response.length, bodiless, version, body)
-            return
+            return self._send_stream(parts, response.length, bodiless, version, body)
         if status >= 200 and status not in NO_BODY_STATUSES:
             parts += (b"content-length: ", response.length or b"%d" % len(body), b"\r\n\r\n")
         else:
@@ -351,6 +359,8 @@ class HttpConnection(asyncio.Protocol):
         if not bodiless:
             parts.append(body)
         transport.write(b"".join(parts))
+        self._finish()
+        return None
 
     async def _send_stream(
         self,
@@ -389,12 +399,14 @@ class HttpConnection(asyncio.Protocol):
             body.abort()
             self.closing = True
             transport.abort()
+            self._finish()
             return
         except asyncio.CancelledError:
             body.abort()
             raise
         if chunked:
             transport.write(b"0\r\n\r\n")
+        self._finish()
 
     # flow control and failure
 

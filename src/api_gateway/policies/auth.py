@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from api_gateway.errors import Unauthorized
 from api_gateway.routing import PublicPaths
 from api_gateway.tokens import TokenVerifier
@@ -14,11 +16,11 @@ class Authenticate:
         self.public = public
         self.prefix_length = len(prefix)
 
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         # Tokens on public paths are ignored: a public request carries no identity upstream.
         if request.path[self.prefix_length :] not in self.public:
             request.claims = self.verifier.verify(bearer_token(request))
-        return await call_next(request)
+        return call_next(request)
 
 
 def bearer_token(request: Request) -> str:

@@ -6,6 +6,8 @@ allowed for listed origins; ``*`` allows any origin without credentials.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from api_gateway.errors import Forbidden
 from api_gateway.types import Handler, Headers, Request, Response
 
@@ -34,10 +36,10 @@ class Cors:
             return [(b"access-control-allow-origin", b"*")]
         return None
 
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         origin = request.header(b"origin")
         if origin is None:
-            return await call_next(request)
+            return call_next(request)
         allowed = self._allow(origin)
         if request.method == "OPTIONS" and request.header(b"access-control-request-method"):
             if allowed is None:
@@ -49,8 +51,12 @@ class Cors:
             ]
             if requested:
                 allowed.append((b"access-control-allow-headers", requested))
-            return Response(204, allowed)
+            return _ready(Response(204, allowed))
         if allowed is not None:
             request.response_headers += allowed
             request.response_headers.append((b"access-control-expose-headers", EXPOSED))
-        return await call_next(request)
+        return call_next(request)
+
+
+async def _ready(response: Response) -> Response:
+    return response

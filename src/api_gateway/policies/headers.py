@@ -6,6 +6,8 @@ removed whatever their case or count.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from api_gateway.errors import HeaderNotAllowed
 from api_gateway.network import TrustedProxies
 from api_gateway.types import Handler, Headers, Request, Response
@@ -39,7 +41,7 @@ class HeaderTrust:
         ]
         self.peer_headers: dict[str, tuple[bytes, bytes]] = {}
 
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         kept: Headers = []
         host = None
         for header in request.headers:
@@ -67,7 +69,7 @@ class HeaderTrust:
             added += request.claims.identity
         request.headers = kept
         request.upstream_headers += added
-        return await call_next(request)
+        return call_next(request)
 
     def peer_header(self, peer_ip: str) -> tuple[bytes, bytes]:
         """X-Forwarded-For for a direct client, rendered once per address."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from api_gateway.errors import MethodNotAllowed, PayloadTooLarge
 from api_gateway.types import BodySource, Handler, Request, Response
@@ -17,7 +17,7 @@ class RequestLimits:
         self.allow = ", ".join(sorted(methods)).encode()
         self.max_bytes = max_bytes
 
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         if request.method not in self.methods:
             raise MethodNotAllowed(
                 f"{request.method} is not allowed here", [(b"allow", self.allow)]
@@ -31,7 +31,7 @@ class RequestLimits:
                 raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
         elif declared is None:
             request.body = CountedBody(body, self.max_bytes)
-        return await call_next(request)
+        return call_next(request)
 
 
 class CountedBody:

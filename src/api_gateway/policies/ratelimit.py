@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from api_gateway.errors import RateLimited
 from api_gateway.limiter import Decision, Rate
@@ -45,16 +45,28 @@ class RateLimit:
         # A store that can decide without I/O is called directly, saving a coroutine.
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
 
-    async def __call__(self, request: Request, call_next: Handler) -> Response:
-        key = self.prefix + self.key(request)
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
+        if self.decide is None:
+            return self._ask_store(request, call_next)
         try:
-            if self.decide is not None:
-                decision = self.decide(key, self.rate)
-            else:
-                decision = await self.store.hit(key, self.rate)
+            decision = self.decide(self.prefix + self.key(request), self.rate)
+        except StoreUnavailable as exc:
+            self._warn(exc)
+            return call_next(request)
+        self._apply(decision, request)
+        return call_next(request)
+
+    async def _ask_store(self, request: Request, call_next: Handler) -> Response:
+        try:
+            decision = await self.store.hit(self.prefix + self.key(request), self.rate)
         except StoreUnavailable as exc:
             self._warn(exc)
             return await call_next(request)
+        self._apply(decision, request)
+        return await call_next(request)
+
+    def _apply(self, decision: Decision, request: Request) -> None:
+        """429 when denied; otherwise the limit headers go on the response."""
         reset_s = self.seconds(decision.reset_ms)
         if not decision.allowed:
             raise RateLimited(
@@ -71,7 +83,6 @@ class RateLimit:
             else (b"x-ratelimit-remaining", b"%d" % remaining),
             reset_s,
         )
-        return await call_next(request)
 
     def seconds(self, ms: int) -> tuple[bytes, bytes]:
         """The reset header for ``ms``, in whole seconds rounded up (rendered once each)."""
