@@ -105,7 +105,10 @@ class PublicPaths:
         relative = relative.rstrip("/") or "/"
         if relative in self.exact:
             return True
-        return any(relative == s or relative.startswith(s + "/") for s in self.subtrees)
+        for subtree in self.subtrees:
+            if relative == subtree or relative.startswith(subtree + "/"):
+                return True
+        return False
 
 
 @dataclass(slots=True)

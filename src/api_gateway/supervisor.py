@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -16,6 +17,18 @@ log = logging.getLogger("api_gateway.supervisor")
 
 RESTART_BACKOFF_S = 1.0
 STOP_EXTRA_S = 5.0
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A worker must not outlive its supervisor, even one killed with SIGKILL (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("workers cannot be tied to the supervisor's life on this platform")
 
 
 class Supervisor:
@@ -42,6 +55,7 @@ class Supervisor:
         sock = listening_socket(self.config.server.host, self.port, reuse_port=True)
         pid = os.fork()
         if pid == 0:
+            die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0

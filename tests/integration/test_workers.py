@@ -93,6 +93,21 @@ def test_stopping_the_supervisor_stops_every_worker(service_fleet: Fleet, tmp_pa
     assert not alive, f"workers outlived the supervisor: {alive}"
 
 
+def test_workers_do_not_outlive_a_killed_supervisor(service_fleet: Fleet, tmp_path: Path) -> None:
+    gateway = launch_gateway(tmp_path, service_fleet.urls(), extra_args=["--workers", str(WORKERS)])
+    try:
+        gateway.wait_ready()
+        workers = [psutil.Process(pid) for pid in wait_for_workers(gateway, WORKERS, set())]
+
+        gateway.process.send_signal(signal.SIGKILL)
+        gateway.process.wait(SHUTDOWN_TIMEOUT_S)
+        _, alive = psutil.wait_procs(workers, timeout=SHUTDOWN_TIMEOUT_S)
+    finally:
+        gateway.stop()
+
+    assert not alive, f"workers outlived a killed supervisor: {alive}"
+
+
 def test_a_request_in_flight_is_finished_during_a_graceful_stop(
     service_fleet: Fleet, tmp_path: Path
 ) -> None:

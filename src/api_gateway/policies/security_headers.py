@@ -6,6 +6,8 @@ An upstream that sets one of these itself keeps its own value.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from api_gateway.types import Headers, Response
 
 HELMET_DEFAULTS: Headers = [
@@ -33,9 +35,8 @@ RENDERED = b"".join(b"%s: %s\r\n" % header for header in HELMET_DEFAULTS)
 
 def add_security_headers(response: Response) -> None:
     headers = response.headers
-    for name, _ in headers:
-        if name in NAMES:
-            present = {name for name, _ in headers}
-            headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
-            return
-    response.rendered += RENDERED
+    if NAMES.isdisjoint(map(itemgetter(0), headers)):
+        response.rendered += RENDERED
+        return
+    present = {name for name, _ in headers}
+    headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
