@@ -40,6 +40,7 @@ from gwbench.servers import (
     TICKET_PATH,
     Layout,
     ServerFailed,
+    free_ports,
     http_get,
     mint_token,
     proxy_conf,
@@ -438,17 +439,6 @@ def summary(result: CaseResult) -> str:
         f"{last.rps:>9,.0f} req/s p99 {last.p99_ms:.2f} ms {cpu} errors {last.errors} "
         f"other CPU {last.other_cpu_share * 100:.0f} %"
     )
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def redis_answers(url: str) -> bool:

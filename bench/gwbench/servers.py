@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -67,6 +68,17 @@ class Layout:
         big = self.work / "www" / "big.json"
         filler = "x" * (BIG_BODY_BYTES - len('{"data":""}'))
         big.write_text('{"data":"' + filler + '"}')
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def mint_token() -> str:

@@ -1,0 +1,134 @@
+"""Instructions per proxied request, counted by valgrind: a figure the machine's noise cannot move.
+
+    .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
+
+Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
+with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
+cancel out. The same count for the same code and inputs, however busy the machine is, so it
+is the figure to compare before and after a change to the request path (req/s is for the
+benchmark proper, ``bench/run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from gwbench.servers import JWT_SECRET, free_ports, mint_token  # noqa: E402
+
+REPO = BENCH.parent
+GATEWAY = REPO / ".venv" / "bin" / "api-gateway"
+PYTHON = REPO / ".venv" / "bin" / "python"
+CONCURRENCY = 10
+WARM_UP = 200
+READY_TIMEOUT_S = 120.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--path", default="/api/v1/tickets/1")
+    parser.add_argument("--log-level", default="info", help="LOG_LEVEL (info: access log on)")
+    return parser.parse_args()
+
+
+async def drive(port: int, path: str, token: str, count: int) -> None:
+    """Exactly ``count`` requests over CONCURRENCY keep-alive connections."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nAccept: */*\r\n\r\n"
+    ).encode()
+
+    async def one_connection(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(n):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected answer: {head[:120]!r}")
+            length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+        writer.close()
+
+    await asyncio.gather(*(one_connection(count // CONCURRENCY) for _ in range(CONCURRENCY)))
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the gateway exited during start-up")
+        try:
+            asyncio.run(asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1))
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("the gateway did not start under valgrind in time")
+
+
+def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Path) -> int:
+    port = free_ports(1)[0]
+    env = {
+        **os.environ,
+        "JWT_SECRET": JWT_SECRET,
+        "TICKET_SERVICE_URL": f"http://127.0.0.1:{upstream}",
+        "RATE_LIMIT_MAX": "100000000",
+        "LOG_LEVEL": args.log_level,
+        "PYTHONHASHSEED": "0",
+    }
+    out = work / f"callgrind.{requests}"
+    command = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        str(PYTHON), str(GATEWAY), "serve", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_ready(port, process)
+        token = mint_token()
+        asyncio.run(drive(port, args.path, token, WARM_UP))
+        if requests:
+            asyncio.run(drive(port, args.path, token, requests))
+    finally:
+        process.terminate()
+        process.wait(60)
+    summary = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
+    if summary is None:
+        raise RuntimeError(f"no callgrind summary in {out}")
+    return int(summary.group(1))
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is needed: apt-get install -y valgrind", file=sys.stderr)
+        return 1
+    upstream = free_ports(1)[0]
+    origin = subprocess.Popen(
+        [str(PYTHON), str(BENCH / "gwbench" / "origin.py"), "--port", str(upstream)]
+    )
+    try:
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory() as work:
+            base = counted_run(args, upstream, 0, Path(work))
+            loaded = counted_run(args, upstream, args.requests, Path(work))
+    finally:
+        origin.terminate()
+        origin.wait(10)
+    per_request = (loaded - base) / args.requests
+    print(f"{per_request:,.0f} instructions per request ({args.path}, LOG_LEVEL={args.log_level})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
