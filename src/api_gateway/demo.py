@@ -72,7 +72,7 @@ def _stub_factory(
     return lambda: HttpConnection(stub, ServerLimits(), connections, port)
 
 
-async def _run(config: GatewayConfig, gateway_socket: socket.socket) -> None:
+async def _run(config: GatewayConfig, gateway_socket: socket.socket, banner: str) -> None:
     loop = asyncio.get_running_loop()
     connections = Connections(loop)
     services = {}
@@ -81,6 +81,8 @@ async def _run(config: GatewayConfig, gateway_socket: socket.socket) -> None:
         port = sock.getsockname()[1]
         await loop.create_server(_stub_factory(StubService(name), connections, port), sock=sock)
         services[name] = replace(service, instances=(Instance("127.0.0.1", port),))
+    # The stubs listen and the gateway's socket already queues connections: the lines work now.
+    print(banner, flush=True)
     await serve(replace(config, services=services), gateway_socket)
 
 
@@ -92,8 +94,7 @@ def run(port: int) -> int:
     gateway_socket = listening_socket("127.0.0.1", port, reuse_port=False)
     token = mint(config.jwt, "demo-user", "demo-tenant", "admin", 3600, "demo@tickettoken.io")
     base = f"http://127.0.0.1:{gateway_socket.getsockname()[1]}"
-    print(_banner(base, token), flush=True)
-    uvloop.run(_run(config, gateway_socket))
+    uvloop.run(_run(config, gateway_socket, _banner(base, token)))
     return 0
 
 
