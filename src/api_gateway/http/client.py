@@ -20,6 +20,7 @@ from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
 SWEEP_S = 0.05
+BUFFERED_BODY_MAX = 64 * 1024
 INFINITY = float("inf")
 IDLE_SWEEP_TICKS = 20
 # Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
@@ -69,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: Headers = []
         self.length: bytes | None = None
         self.chunked = False
+        self.small_body = False
         self.connection_tokens: set[bytes] = set()
 
     # asyncio callbacks
@@ -111,7 +113,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.fail(BadGateway(f"the upstream sent an invalid response: {exc}"))
             self.close()
             return
-        if self.headers_done:
+        if self.headers_done and (self.complete or not self.small_body):
             self._resolve()
         if self.complete:
             # The exchange is over: hand the connection back (or drop it) only now, after
@@ -145,6 +147,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers_done = True
         self.keep_alive = self.parser.should_keep_alive()
         self.until_close = status not in (204, 304) and self.length is None and not self.chunked
+        # A small body of known length is waited for and handed over as bytes: a stream for a
+        # body that merely spans two reads would cost far more than buffering it.
+        self.small_body = self.length is not None and int(self.length) <= BUFFERED_BODY_MAX
         tokens = self.connection_tokens - {b"", b"close", b"keep-alive"}
         if tokens:
             self.headers = [h for h in self.headers if h[0] not in tokens]
