@@ -89,8 +89,7 @@ class Gateway:
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
         request_id = new_request_id()
         response = problem_response(error, request_id)
-        now = perf_counter()
-        stamp(response.headers, request_id, now, now)
+        stamp(response, request_id, 0.0)
         return response
 
     def breaker_states(self) -> dict[str, object]:

@@ -13,7 +13,7 @@ from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import Metrics
 from api_gateway.policies.security_headers import add_security_headers
-from api_gateway.types import Handler, Headers, Request, Response
+from api_gateway.types import Handler, Request, Response
 
 log = logging.getLogger("api_gateway")
 
@@ -27,10 +27,6 @@ _ID_COUNTER = itertools.count(1)
 def new_request_id() -> str:
     """Unique per process (a random prefix) and across requests (a counter): no syscall."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-
-
-def response_time(start: float, now: float) -> bytes:
-    return b"%.3fms" % ((now - start) * 1000)
 
 
 class RequestContext:
@@ -48,7 +44,7 @@ class RequestContext:
         metrics: Metrics,
         access_log: AccessLog | None,
     ) -> None:
-        self.trusted = trusted
+        self.trusted = trusted if trusted else None
         self.clock = clock
         self.metrics = metrics
         self.access_log = access_log
@@ -59,7 +55,7 @@ class RequestContext:
             request.request_id = incoming.decode("ascii")
         else:
             request.request_id = new_request_id()
-        if self.trusted:
+        if self.trusted is not None:
             request.client_ip = self.trusted.client_ip(request)
         try:
             response = await call_next(request)
@@ -67,10 +63,8 @@ class RequestContext:
             response = as_problem(error, request)
         if request.response_headers:
             response.headers += request.response_headers
-        add_security_headers(response)
-        now = self.clock()
-        stamp(response.headers, request.request_id, request.start, now)
-        duration = now - request.start
+        duration = self.clock() - request.start
+        stamp(response, request.request_id, duration)
         self.metrics.observe(request.route, request.method, response.status, duration)
         if self.access_log is not None:
             self.access_log.record(request, response, duration)
@@ -84,6 +78,10 @@ def as_problem(error: Exception, request: Request) -> Response:
     return problem_response(error, request.request_id, request.path)
 
 
-def stamp(headers: Headers, request_id: str, start: float, now: float) -> None:
-    headers.append((b"x-request-id", request_id.encode("ascii")))
-    headers.append((b"x-response-time", response_time(start, now)))
+def stamp(response: Response, request_id: str, duration_s: float) -> None:
+    """What every response carries: the security headers, its request id and its timing."""
+    add_security_headers(response)
+    response.headers += (
+        (b"x-request-id", request_id.encode("ascii")),
+        (b"x-response-time", b"%.3fms" % (duration_s * 1000)),
+    )
