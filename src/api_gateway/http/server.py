@@ -298,7 +298,14 @@ class HttpConnection(asyncio.Protocol):
 
     async def _serve(self, request: Request) -> None:
         body = request.body
-        response = await self.app.handle(request)
+        try:
+            response = await self.app.handle(request)
+        except Exception:
+            # The app answers every error itself; reaching here is a bug, and the connection,
+            # in an unknown state, is dropped rather than left hanging.
+            log.exception("the application failed on %s", request.method)
+            self.abort()
+            return
         if isinstance(body, BodyStream) and not body.complete:
             body.abort()
             self.closing = True
