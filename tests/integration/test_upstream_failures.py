@@ -21,6 +21,8 @@ ABANDONED_UPLOAD = 1_000_000
 FILE_TIMEOUT_MS = 1000
 SLOW_UPLOAD_PIECES = 30
 SLOW_UPLOAD_PAUSE_S = 0.1  # 30 pieces take ~3 s: three times the file service's timeout
+STALLED_BODY_BYTES = 1_000_000  # large enough to be streamed rather than buffered
+STALL_GIVE_UP_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +134,25 @@ def test_a_slow_upload_is_not_mistaken_for_a_slow_upstream(
 
     assert response.status == 200, response.body
     assert services["file"].only_request().body_length == size
+
+
+def test_a_body_that_stalls_midway_is_cut_off_after_the_service_timeout(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    body = b"f" * STALLED_BODY_BYTES
+    services["file"].respond(Reply(body=body, behaviour=Behaviour.STALLED_BODY, stall_s=10.0))
+    headers = [("Authorization", f"Bearer {mint()}")]
+    started = time.monotonic()
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("GET", "/api/v1/files/big", headers))
+        received = connection.read_until_closed(STALL_GIVE_UP_S)
+    waited = time.monotonic() - started
+
+    assert received.startswith(b"HTTP/1.1 200"), received[:100]
+    head, _, partial = received.partition(b"\r\n\r\n")
+    assert b"content-length: %d" % len(body) in head.lower()
+    assert len(partial) < len(body), "a stalled body must not look complete"
+    assert waited < STALL_GIVE_UP_S, "the gateway waited on a stalled upstream body"
 
 
 def test_the_timeout_is_per_service(gateway: GatewayProcess, services: Fleet) -> None:

@@ -34,6 +34,7 @@ class Behaviour(Enum):
     GARBAGE = "garbage"
     TRUNCATED_HEAD = "truncated-head"
     TRUNCATED_BODY = "truncated-body"
+    STALLED_BODY = "stalled-body"  # half the body, then nothing for ``stall_s``, then close
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
     delay_s: float = 0.0
+    stall_s: float = 0.0
     generated_size: int | None = None  # stream this many pattern bytes instead of ``body``
     chunked: bool = False
     behaviour: Behaviour = Behaviour.RESPOND
@@ -379,6 +381,10 @@ def _send_reply(sock: socket.socket, record: RecordedRequest, reply: Reply, name
         return True
     if reply.behaviour is Behaviour.TRUNCATED_BODY:
         sock.sendall(body[: len(body) // 2] if body else b"partial")
+        return False
+    if reply.behaviour is Behaviour.STALLED_BODY:
+        sock.sendall(body[: len(body) // 2])
+        time.sleep(reply.stall_s)
         return False
     pieces = pattern_blocks(size) if reply.generated_size is not None else iter([body])
     _send_pieces(sock, pieces, reply.chunked)

@@ -46,6 +46,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchanges = 0
         self.idle_since = 0.0
         self.deadline = 0.0
+        self.timeout_s = 0.0
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self._reset(None, False)
@@ -81,6 +82,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
+        self.pool.busy.discard(self)
         if self.until_close and not self.complete:
             # A body delimited by the end of the connection (no length, not chunked) is done.
             self.keep_alive = False
@@ -104,6 +106,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.stream is not None:
+            # A streaming body may take long in all, but not stall: the timeout is per read.
+            self.deadline = self.loop.time() + self.timeout_s
         if self.future is None:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
@@ -118,6 +123,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.complete:
             # The exchange is over: hand the connection back (or drop it) only now, after
             # the response was resolved, so the next exchange starts from a clean state.
+            self.pool.busy.discard(self)
             if self.keep_alive and self.body_sent:
                 self.pool.release(self)
             else:
@@ -183,8 +189,8 @@ class UpstreamConnection(asyncio.Protocol):
         future = self.future
         if future is None or future.done():
             return
-        self.pool.busy.discard(self)
         if self.complete:
+            self.pool.busy.discard(self)
             chunks = self.chunks
             body: Body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         else:
@@ -193,6 +199,7 @@ class UpstreamConnection(asyncio.Protocol):
                 stream.feed(chunk)
             self.chunks = []
             self.stream = stream
+            self.deadline = self.loop.time() + self.timeout_s
             body = stream
         response = Response(self.status, self.headers, body)
         response.length = self.length
@@ -229,6 +236,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_timeout(self) -> None:
         self.fail(UpstreamTimeout("the upstream did not answer in time"))
+        self.pool.busy.discard(self)
         self.close()
 
 
@@ -287,6 +295,7 @@ class UpstreamPool:
     ) -> asyncio.Future[Response]:
         future: asyncio.Future[Response] = self.loop.create_future()
         connection._reset(future, method == "HEAD")
+        connection.timeout_s = timeout_s
         connection.exchanges += 1
         if isinstance(body, bytes):
             connection.write(head + body if len(body) < 65536 else head)
