@@ -11,12 +11,20 @@ from api_gateway.http.framing import (
     HOP_BY_HOP,
     REQUEST_FRAMING,
     RequestFraming,
-    check_request_framing,
     status_line,
 )
 from api_gateway.types import Headers
 
 HOST = (b"host", b"gateway.example")
+
+
+def check_request_framing(headers: Headers, http_version: str) -> None:
+    """The framing rules over a whole header list, fed as the server feeds them."""
+    framing = RequestFraming()
+    for name, value in headers:
+        if name in REQUEST_FRAMING:
+            framing.take(name, value)
+    framing.check(http_version)
 
 
 # --- check_request_framing ----------------------------------------------------------------------

@@ -93,13 +93,3 @@ class RequestFraming:
         """Drop the fields ``Connection`` named (the rest of hop-by-hop is never kept)."""
         tokens = self.connection_tokens - {b"", b"close", b"keep-alive"}
         return [h for h in headers if h[0] not in tokens] if tokens else headers
-
-
-def check_request_framing(headers: Headers, http_version: str) -> None:
-    """Apply the framing rules to a complete header list (tests and tools; the server feeds
-    ``RequestFraming`` field by field)."""
-    framing = RequestFraming()
-    for name, value in headers:
-        if name in REQUEST_FRAMING:
-            framing.take(name, value)
-    framing.check(http_version)
