@@ -41,7 +41,6 @@ class Request:
         "request_id",
         "response_headers",
         "route",
-        "scheme",
         "server_port",
         "start",
         "target",
@@ -73,7 +72,6 @@ class Request:
         self.content_length = content_length
         self.server_port = server_port
         self.start = start
-        self.scheme = "http"
         self.keep_alive = True
         self.request_id = ""
         self.route = "unmatched"  # the matched route's prefix, a label for logs and metrics

@@ -43,7 +43,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.exchanges = 0
         self.idle_since = 0.0
         self.deadline = 0.0
         self.timeout_s = 0.0
@@ -296,7 +295,6 @@ class UpstreamPool:
         future: asyncio.Future[Response] = self.loop.create_future()
         connection._reset(future, method == "HEAD")
         connection.timeout_s = timeout_s
-        connection.exchanges += 1
         if isinstance(body, bytes):
             connection.write(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:

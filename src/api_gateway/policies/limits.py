@@ -51,7 +51,3 @@ class CountedBody:
 
     def abort(self) -> None:
         self.inner.abort()
-
-    @property
-    def complete(self) -> bool:
-        return bool(getattr(self.inner, "complete", True))
