@@ -21,6 +21,7 @@ from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
 from api_gateway.upstream.breaker import Breaker
+from api_gateway.upstream.endpoints import ServiceEndpoints
 
 
 def open_store(config: GatewayConfig) -> Store:
@@ -44,13 +45,20 @@ class Gateway:
             ),
         )
         self.store = open_store(config)
-        self.breakers = {name: Breaker(config.circuit_breaker) for name in config.services}
+        self.breakers = {
+            name: Breaker(service.circuit_breaker) for name, service in config.services.items()
+        }
+        self.services = {
+            name: ServiceEndpoints(name, service.instances)
+            for name, service in config.services.items()
+        }
         builder = RouteBuilder(
             config,
             self.pool,
             TokenVerifier(config.jwt),
             self.store,
             self.breakers,
+            self.services,
             lambda: loop.time() * 1000,
             port,
         )

@@ -30,6 +30,7 @@ from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Policy, Request, Response
 from api_gateway.upstream.breaker import Breaker
+from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.forward import Forwarder
 
 GLOBAL_LIMIT = "global"
@@ -81,11 +82,13 @@ class RouteBuilder:
         verifier: TokenVerifier,
         store: Store,
         breakers: Mapping[str, Breaker],
+        services: Mapping[str, ServiceEndpoints],
         clock_ms: Callable[[], float],
         port: int,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
         self.breakers, self.clock_ms, self.port = breakers, clock_ms, port
+        self.services = services
         self.trusted = TrustedProxies(config.server.trusted_proxies)
         self.global_limit = RateLimit(
             GLOBAL_LIMIT, Rate.of(config.rate_limits[GLOBAL_LIMIT]), store, by_client_ip
@@ -116,4 +119,4 @@ class RouteBuilder:
             policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
         policies.append(HeaderTrust(self.trusted, self.port))
         policies.append(CircuitBreaker(route.service, self.breakers[route.service], self.clock_ms))
-        return chain(policies, Forwarder(service, self.pool, timeout_ms))
+        return chain(policies, Forwarder(self.services[route.service], self.pool, timeout_ms))

@@ -14,23 +14,29 @@ from api_gateway.config.settings import BreakerConfig
 from api_gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout
 from api_gateway.policies.breaker import CircuitBreaker
 from api_gateway.types import Handler, Request, Response
-from api_gateway.upstream.breaker import Breaker, State
+from api_gateway.upstream.breaker import Breaker, Event, Outcome, State
 
 T = TypeVar("T")
-SEED = BreakerConfig(
-    timeout_ms=10_000, error_threshold_pct=50, reset_timeout_ms=30_000, volume_threshold=10
-)
+SEED = BreakerConfig(error_threshold_pct=50, reset_timeout_ms=30_000, volume_threshold=10)
 START = 5_000_000.0
 
 
 def breaker(pct: int = 50, volume: int = 10, reset_ms: int = 30_000) -> Breaker:
-    return Breaker(BreakerConfig(10_000, pct, reset_ms, volume))
+    return Breaker(BreakerConfig(pct, reset_ms, volume))
+
+
+def allowed(b: Breaker, now: float) -> bool:
+    return b.allow(now)[0]
+
+
+def outcome(success: bool) -> Outcome:
+    return Outcome.SUCCESS if success else Outcome.FAILURE
 
 
 def feed(b: Breaker, outcomes: str, now: float = START) -> None:
     """Record outcomes written as a string: '.' success, 'x' failure."""
     for outcome in outcomes:
-        b.record(outcome == ".", now)
+        b.record(Outcome.SUCCESS if outcome == "." else Outcome.FAILURE, now)
 
 
 def tripped(now: float = START) -> Breaker:
@@ -46,7 +52,7 @@ def tripped(now: float = START) -> Breaker:
 def test_new_breaker_is_closed_and_allows() -> None:
     b = Breaker(SEED)
     assert b.state is State.CLOSED
-    assert b.allow(START)
+    assert allowed(b, START)
 
 
 def test_opens_at_error_threshold_with_enough_volume() -> None:
@@ -55,14 +61,14 @@ def test_opens_at_error_threshold_with_enough_volume() -> None:
     assert b.state is State.CLOSED
     feed(b, "x")  # 10 calls, 5 failures: 50 %
     assert b.state is State.OPEN
-    assert not b.allow(START)
+    assert not allowed(b, START)
 
 
 def test_stays_closed_below_volume_threshold() -> None:
     b = breaker()
     feed(b, "x" * 9)
     assert b.state is State.CLOSED
-    assert b.allow(START)
+    assert allowed(b, START)
 
 
 def test_stays_closed_below_error_threshold() -> None:
@@ -119,7 +125,7 @@ def test_opens_exactly_when_window_counts_cross_threshold(
     for success, gap in outcomes:
         now += gap
         history.append((now, success))
-        b.record(success, now)
+        b.record(outcome(success), now)
         current = (now - START) // 1000
         window = [s for t, s in history if (t - START) // 1000 > current - 10]
         calls, failures = len(window), window.count(False)
@@ -136,49 +142,108 @@ def test_opens_exactly_when_window_counts_cross_threshold(
 
 def test_open_refuses_until_reset_timeout() -> None:
     b = tripped()
-    assert not b.allow(START + 29_999)
+    assert not allowed(b, START + 29_999)
     assert b.state is State.OPEN
 
 
 def test_half_open_allows_one_trial_at_a_time() -> None:
     b = tripped()
-    assert b.allow(START + 30_000)
+    assert allowed(b, START + 30_000)
     assert b.state is State.HALF_OPEN
-    assert not b.allow(START + 30_001)
-    assert not b.allow(START + 90_000)
+    assert not allowed(b, START + 30_001)
+    assert not allowed(b, START + 90_000)
 
 
 def test_successful_trial_closes_and_clears_window() -> None:
     b = tripped()
-    b.allow(START + 30_000)
-    b.record(True, START + 30_100)
+    allowed(b, START + 30_000)
+    b.record(Outcome.SUCCESS, START + 30_100)
     assert b.state is State.CLOSED
     assert b.stats() == {"state": "CLOSED", "calls": 0, "failures": 0, "opens": 1}
-    assert b.allow(START + 30_200)
+    assert allowed(b, START + 30_200)
     feed(b, "x" * 9, START + 30_300)
     assert b.state is State.CLOSED
 
 
 def test_failed_trial_reopens_for_a_new_reset_timeout() -> None:
     b = tripped()
-    b.allow(START + 30_000)
-    b.record(False, START + 31_000)
+    allowed(b, START + 30_000)
+    b.record(Outcome.FAILURE, START + 31_000)
     assert b.state is State.OPEN
     assert b.stats()["opens"] == 2
-    assert not b.allow(START + 60_999)
-    assert b.allow(START + 61_000)
+    assert not allowed(b, START + 60_999)
+    assert allowed(b, START + 61_000)
 
 
 def test_results_recorded_while_open_are_ignored() -> None:
     b = tripped()
     feed(b, "." * 50, START + 1_000)
     assert b.state is State.OPEN
-    assert not b.allow(START + 1_000)
+    assert not allowed(b, START + 1_000)
 
 
 def test_stats_count_opens() -> None:
     b = tripped()
     assert b.stats() == {"state": "OPEN", "calls": 10, "failures": 10, "opens": 1}
+
+
+def test_events_name_every_transition() -> None:
+    b = breaker(volume=2)
+    assert b.allow(START) == (True, ())
+    assert b.record(Outcome.SUCCESS, START) == (Event.SUCCESS,)
+    assert b.record(Outcome.TIMEOUT, START) == (Event.TIMEOUT, Event.OPEN)
+    assert b.allow(START + 1) == (False, (Event.REJECT,))
+    assert b.allow(START + 30_000) == (True, (Event.HALF_OPEN,))
+    assert b.allow(START + 30_001) == (False, (Event.REJECT,))
+    assert b.record(Outcome.SUCCESS, START + 30_002) == (Event.SUCCESS, Event.CLOSE)
+    assert b.state is State.CLOSED
+
+
+def test_half_open_lets_the_configured_number_of_probes_through() -> None:
+    b = Breaker(BreakerConfig(50, 30_000, 2, half_open_probes=3))
+    feed(b, "xx")
+    verdicts = [allowed(b, START + 30_000 + i) for i in range(5)]
+    assert verdicts == [True, True, True, False, False]
+    b.record(Outcome.SUCCESS, START + 30_010)
+    assert b.state is State.CLOSED
+
+
+def test_an_ignored_probe_is_given_back() -> None:
+    b = tripped()
+    assert allowed(b, START + 30_000)
+    assert b.record(Outcome.IGNORED, START + 30_001) == ()
+    assert b.state is State.HALF_OPEN
+    assert allowed(b, START + 30_002)
+
+
+def test_retry_after_counts_down_while_open() -> None:
+    b = tripped()
+    assert b.retry_after_ms(START + 10_000) == 20_000
+    assert b.retry_after_ms(START + 40_000) == 0
+    assert breaker().retry_after_ms(START) == 0
+
+
+def test_window_length_is_configurable() -> None:
+    b = Breaker(BreakerConfig(50, 30_000, 3, window_ms=1_000))
+    feed(b, "xx", START)
+    feed(b, "x", START + 1_000)  # the first two fell out of a 1 s window
+    assert b.state is State.CLOSED
+    assert b.stats()["calls"] == 1
+
+
+@given(st.lists(st.sampled_from(list(Outcome)), max_size=60), st.integers(1, 4))
+def test_probes_in_flight_never_exceed_the_bound(outcomes: list[Outcome], probes: int) -> None:
+    b = Breaker(BreakerConfig(50, 1_000, 2, half_open_probes=probes))
+    now, in_flight = START, 0
+    for result in outcomes:
+        now += 400
+        if allowed(b, now):
+            in_flight += 1
+        if b.state is State.HALF_OPEN:
+            assert b.probes_in_flight <= probes
+        if in_flight:
+            b.record(result, now)
+            in_flight -= 1
 
 
 # --- CircuitBreaker policy ----------------------------------------------------------------------

@@ -165,18 +165,50 @@ def test_seed_rate_limits(seed: GatewayConfig) -> None:
 
 
 def test_seed_breaker_and_timeouts(seed: GatewayConfig) -> None:
-    breaker = seed.circuit_breaker
-    assert (
-        breaker.timeout_ms,
-        breaker.error_threshold_pct,
-        breaker.reset_timeout_ms,
-        breaker.volume_threshold,
-    ) == (10000, 50, 30000, 10)
-    timeouts = seed.timeouts
-    assert (timeouts.default_ms, timeouts.payment_ms, timeouts.nft_minting_ms) == (
-        10000,
-        30000,
-        120000,
+    for service in seed.services.values():
+        breaker = service.circuit_breaker
+        assert (
+            breaker.error_threshold_pct,
+            breaker.reset_timeout_ms,
+            breaker.volume_threshold,
+        ) == (50, 30000, 10)
+    assert seed.default_timeout_ms == 10000
+    services = seed.services
+    assert (services["payment"].timeout_ms, services["minting"].timeout_ms) == (30000, 120000)
+    assert services["ticket"].timeout_ms == 10000
+
+
+def test_seed_retries_follow_the_platform(seed: GatewayConfig) -> None:
+    attempts = {name: s.retry.attempts for name, s in seed.services.items()}
+    assert attempts.pop("minting") == 5
+    assert attempts.pop("payment") == 3
+    assert set(attempts.values()) == {2}
+    retry = seed.services["ticket"].retry
+    assert (retry.budget_pct, retry.budget_min_concurrent) == (20, 3)
+
+
+def test_seed_endpoint_deadlines(seed: GatewayConfig) -> None:
+    deadlines = {
+        (route.prefix, endpoint.path): endpoint.timeout_ms
+        for route in seed.routes
+        for endpoint in route.endpoints
+    }
+    assert deadlines[("/tickets", "/purchase")] == 30000
+    assert deadlines[("/payments", "/process")] == 45000
+
+
+def test_a_service_override_changes_only_its_own_keys(tmp_path: Path) -> None:
+    document = {
+        "retry": {"base_ms": 50},
+        "services": {"ticket": {"retry": {"attempts": 4}, "load_balancer": {"strategy": "random"}}},
+    }
+    config = config_with(path=write_yaml(tmp_path, document))
+    ticket, venue = config.services["ticket"], config.services["venue"]
+    assert (ticket.retry.attempts, ticket.retry.base_ms) == (4, 50)
+    assert (venue.retry.attempts, venue.retry.base_ms) == (2, 50)
+    assert (ticket.load_balancer.strategy, venue.load_balancer.strategy) == (
+        "random",
+        "round_robin",
     )
 
 
@@ -485,6 +517,28 @@ def test_bad_service_url_in_a_list_is_rejected() -> None:
         ({"services": {"ticket": {"url": "https://t:1"}}}, "services.ticket.url"),
         ({"services": {"ticket": {"url": ""}}}, "services.ticket.url"),
         ({"services": {"ticket": {"timeout_ms": 0}}}, "services.ticket.timeout_ms"),
+        ({"retry": {"attempts": 0}}, "retry.attempts"),
+        ({"retry": {"tries": 2}}, "retry.tries"),
+        ({"services": {"ticket": {"retry": {"attempts": 0}}}}, "services.ticket.retry.attempts"),
+        ({"services": {"ticket": {"retry": {"tries": 2}}}}, "services.ticket.retry.tries"),
+        ({"services": {"ticket": {"retry": 3}}}, "services.ticket.retry"),
+        ({"load_balancer": {"strategy": "fastest"}}, "load_balancer.strategy"),
+        (
+            {"services": {"ticket": {"load_balancer": {"hash_key": "body"}}}},
+            "services.ticket.load_balancer.hash_key",
+        ),
+        ({"outlier_detection": {"max_ejection_pct": 101}}, "outlier_detection.max_ejection_pct"),
+        ({"health_check": {"path": "health"}}, "health_check.path"),
+        (
+            {"services": {"auth": {"health_check": {"enabled": "sometimes"}}}},
+            "services.auth.health_check.enabled",
+        ),
+        ({"discovery": {"cache_ttl_ms": 5}}, "discovery.cache_ttl_ms"),
+        ({"circuit_breaker": {"half_open_probes": 0}}, "circuit_breaker.half_open_probes"),
+        (
+            {"routes": {"/tickets": {"idempotency_key_retries": "maybe"}}},
+            "routes./tickets.idempotency_key_retries",
+        ),
     ],
 )
 def test_bad_yaml_value_names_its_key(tmp_path: Path, document: Any, key: str) -> None:

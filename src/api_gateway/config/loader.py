@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -16,19 +15,18 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from api_gateway.config.sections import Section, split_list
+from api_gateway.config.services import build_discovery, build_services, resilience_defaults
 from api_gateway.config.settings import (
-    BreakerConfig,
     ConfigError,
     EndpointConfig,
     GatewayConfig,
-    Instance,
     JwtConfig,
     LimitConfig,
     Network,
     RouteConfig,
     ServerConfig,
     ServiceConfig,
-    TimeoutsConfig,
     UpstreamConfig,
 )
 
@@ -116,70 +114,6 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
             service["url"] = env[variable]
 
 
-def split_list(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-class Section:
-    """Reads one mapping of the document, naming the dotted key in every complaint."""
-
-    def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(path, "must be a mapping")
-        self.data, self.path, self.seen = data, path, set[str]()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def raw(self, name: str, default: Any = ...) -> Any:
-        self.seen.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        return self.data[name]
-
-    def integer(self, name: str, minimum: int = 0, default: Any = ...) -> int:
-        value = self.raw(name, default)
-        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self.key(name), f"must be an integer, got {value!r}")
-        if value < minimum:
-            raise ConfigError(self.key(name), f"must be at least {minimum}, got {value}")
-        return value
-
-    def text(self, name: str, default: Any = ...) -> str:
-        value = self.raw(name, default)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(self.key(name), f"must be a non-empty string, got {value!r}")
-        return value
-
-    def flag(self, name: str, default: Any = ...) -> bool:
-        value = self.raw(name, default)
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), f"must be true or false, got {value!r}")
-        return value
-
-    def texts(self, name: str, default: Any = ...) -> tuple[str, ...]:
-        value = self.raw(name, default)
-        if isinstance(value, str):
-            value = split_list(value)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(self.key(name), "must be a list of strings")
-        return tuple(value)
-
-    def section(self, name: str) -> Section:
-        return Section(self.raw(name), self.key(name))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise ConfigError(self.key(str(unknown[0])), "unknown setting")
-
-
 def build(document: Mapping[str, Any]) -> GatewayConfig:
     root = Section(document, "")
     server = build_server(root.section("server"))
@@ -198,14 +132,10 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     rate_limits = {name: build_limit(limits.section(name)) for name in limits.data}
     limits.seen.update(limits.data)
     timeouts = root.section("timeouts")
-    timeouts_config = TimeoutsConfig(
-        default_ms=timeouts.integer("default_ms", 1),
-        payment_ms=timeouts.integer("payment_ms", 1),
-        nft_minting_ms=timeouts.integer("nft_minting_ms", 1),
-        ticket_purchase_ms=timeouts.integer("ticket_purchase_ms", 1),
-    )
+    default_timeout_ms = timeouts.integer("default_ms", 1)
     timeouts.done()
-    services = build_services(root.section("services"), timeouts_config.default_ms)
+    defaults = resilience_defaults(root)
+    services = build_services(root.section("services"), defaults, default_timeout_ms)
     config = GatewayConfig(
         server=server,
         log_level=log_level,
@@ -213,9 +143,9 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         redis_url=redis_url,
         jwt=build_jwt(root.section("jwt")),
         rate_limits=rate_limits,
-        circuit_breaker=build_breaker(root.section("circuit_breaker")),
-        timeouts=timeouts_config,
+        default_timeout_ms=default_timeout_ms,
         upstream=build_upstream(root.section("upstream")),
+        discovery=build_discovery(root.section("discovery")),
         services=services,
         routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
     )
@@ -283,19 +213,6 @@ def build_limit(s: Section) -> LimitConfig:
     return config
 
 
-def build_breaker(s: Section) -> BreakerConfig:
-    config = BreakerConfig(
-        timeout_ms=s.integer("timeout_ms", 1),
-        error_threshold_pct=s.integer("error_threshold_pct", 1),
-        reset_timeout_ms=s.integer("reset_timeout_ms", 1),
-        volume_threshold=s.integer("volume_threshold", 1),
-    )
-    if config.error_threshold_pct > 100:
-        raise ConfigError("circuit_breaker.error_threshold_pct", "must be at most 100")
-    s.done()
-    return config
-
-
 def build_upstream(s: Section) -> UpstreamConfig:
     config = UpstreamConfig(
         connect_timeout_ms=s.integer("connect_timeout_ms", 1),
@@ -304,37 +221,6 @@ def build_upstream(s: Section) -> UpstreamConfig:
     )
     s.done()
     return config
-
-
-def build_services(s: Section, default_timeout_ms: int) -> dict[str, ServiceConfig]:
-    services = {}
-    for name in s.data:
-        entry = s.section(str(name))
-        variable = f"{str(name).upper()}_SERVICE_URL"
-        urls = split_list(entry.text("url"))
-        instances = tuple(parse_instance(url, f"{entry.key('url')} ({variable})") for url in urls)
-        if not instances:
-            raise ConfigError(entry.key("url"), "needs at least one URL")
-        services[str(name)] = ServiceConfig(
-            str(name), instances, entry.integer("timeout_ms", 1, default_timeout_ms)
-        )
-        entry.done()
-    return services
-
-
-def parse_instance(url: str, key: str) -> Instance:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(key, f"must be an http://host:port URL, got {url!r}")
-    if parts.path not in ("", "/") or parts.query or parts.username:
-        raise ConfigError(key, f"must not carry a path, query or credentials: {url!r}")
-    try:
-        port = 80 if parts.port is None else parts.port
-    except ValueError as exc:
-        raise ConfigError(key, f"has an invalid port: {url!r}") from exc
-    if port == 0:
-        raise ConfigError(key, f"has an invalid port: {url!r}")
-    return Instance(parts.hostname, port)
 
 
 def build_routes(
@@ -371,6 +257,7 @@ def build_routes(
                     build_endpoint(Section(e, f"{entry.key('endpoints')}[{i}]"), rate_limits)
                     for i, e in enumerate(entry.raw("endpoints", []))
                 ),
+                idempotency_key_retries=entry.flag("idempotency_key_retries", False),
             )
         )
         entry.done()
@@ -390,6 +277,9 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
         methods=parse_methods(s, "methods"),
         timeout_ms=None if timeout is None else s.integer("timeout_ms", 1),
         rate_limit=rate_limit,
+        idempotency_key_retries=None
+        if s.raw("idempotency_key_retries", None) is None
+        else s.flag("idempotency_key_retries"),
     )
     s.done()
     return config

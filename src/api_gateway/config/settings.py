@@ -53,18 +53,52 @@ class LimitConfig:
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    timeout_ms: int
     error_threshold_pct: int
     reset_timeout_ms: int
     volume_threshold: int
+    window_ms: int = 10_000
+    half_open_probes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
-class TimeoutsConfig:
-    default_ms: int
-    payment_ms: int
-    nft_minting_ms: int
-    ticket_purchase_ms: int
+class RetryConfig:
+    attempts: int  # in all, the first one included
+    base_ms: int
+    max_backoff_ms: int
+    per_try_timeout_ms: int | None
+    budget_pct: int
+    budget_min_concurrent: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerConfig:
+    strategy: str
+    # consistent_hash only: "user", "header:<name>" or "cookie:<name>"
+    hash_key: str = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierConfig:
+    consecutive_failures: int
+    base_ejection_ms: int
+    max_ejection_pct: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckConfig:
+    enabled: bool
+    path: str
+    interval_ms: int
+    timeout_ms: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    registry: bool  # use the Redis registry when redis.url is set
+    cache_ttl_ms: int
+    key_prefix: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +123,11 @@ class ServiceConfig:
     name: str
     instances: tuple[Instance, ...]
     timeout_ms: int
+    circuit_breaker: BreakerConfig
+    retry: RetryConfig
+    load_balancer: BalancerConfig
+    outlier: OutlierConfig
+    health_check: HealthCheckConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +136,7 @@ class EndpointConfig:
     methods: frozenset[str]
     timeout_ms: int | None
     rate_limit: str | None
+    idempotency_key_retries: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +148,8 @@ class RouteConfig:
     max_body_bytes: int
     timeout_ms: int | None
     endpoints: tuple[EndpointConfig, ...]
+    # POST and PATCH may be retried when the request carries an Idempotency-Key.
+    idempotency_key_retries: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +160,9 @@ class GatewayConfig:
     redis_url: str | None
     jwt: JwtConfig
     rate_limits: dict[str, LimitConfig]
-    circuit_breaker: BreakerConfig
-    timeouts: TimeoutsConfig
+    default_timeout_ms: int
     upstream: UpstreamConfig
+    discovery: DiscoveryConfig
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from api_gateway.errors import BadGateway, CircuitOpen, UpstreamTimeout
 from api_gateway.types import Handler, Request, Response
-from api_gateway.upstream.breaker import Breaker, State
+from api_gateway.upstream.breaker import Breaker, Event, Outcome
 
 log = logging.getLogger("api_gateway.breaker")
 
@@ -21,26 +21,29 @@ class CircuitBreaker:
 
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         breaker = self.breaker
-        if not breaker.allow(self.clock_ms()):
+        allowed, events = breaker.allow(self.clock_ms())
+        self._log(events)
+        if not allowed:
             raise CircuitOpen(f"{self.service}-service is failing; try again shortly")
-        before = breaker.state
         try:
             response = await call_next(request)
-        except (BadGateway, UpstreamTimeout):
-            self._record(False, before)
+        except UpstreamTimeout:
+            self._record(Outcome.TIMEOUT)
+            raise
+        except BadGateway:
+            self._record(Outcome.FAILURE)
             raise
         except BaseException:
-            # Not the service's fault (client went away, bad body): a trial must not stay taken.
-            if breaker.state is State.HALF_OPEN:
-                breaker.trial_in_flight = False
+            self._record(Outcome.IGNORED)
             raise
-        self._record(response.status not in FAILURE_STATUSES, before)
+        failed = response.status in FAILURE_STATUSES
+        self._record(Outcome.FAILURE if failed else Outcome.SUCCESS)
         return response
 
-    def _record(self, success: bool, before: State) -> None:
-        self.breaker.record(success, self.clock_ms())
-        after = self.breaker.state
-        if after is not before:
-            log.warning(
-                "circuit %s", after.value, extra={"service": self.service, "from": before.value}
-            )
+    def _record(self, outcome: Outcome) -> None:
+        self._log(self.breaker.record(outcome, self.clock_ms()))
+
+    def _log(self, events: tuple[Event, ...]) -> None:
+        for event in events:
+            if event in (Event.OPEN, Event.CLOSE, Event.HALF_OPEN):
+                log.warning("circuit %s", event.value, extra={"service": self.service})

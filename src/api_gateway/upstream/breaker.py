@@ -1,8 +1,12 @@
 """The circuit breaker: a pure state machine over a rolling window, with an injected clock.
 
 CLOSED ──(≥ volume_threshold calls in the window and error% ≥ threshold)──▶ OPEN
-OPEN ──(reset_timeout elapsed)──▶ HALF_OPEN (one trial call at a time)
-HALF_OPEN ──trial succeeds──▶ CLOSED (window cleared) / ──trial fails──▶ OPEN
+OPEN ──(reset_timeout elapsed)──▶ HALF_OPEN (at most ``half_open_probes`` calls at once)
+HALF_OPEN ──a probe succeeds──▶ CLOSED (window cleared) / ──a probe fails──▶ OPEN
+
+Every decision returns the events it caused, named as the platform's previous breaker named
+them (open, close, halfOpen, failure, timeout, reject, success), so the shell can log and
+count them without the core doing any I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from enum import Enum
 from api_gateway.config.settings import BreakerConfig
 
 BUCKETS = 10
-BUCKET_MS = 1000.0  # a 10 s rolling window, as the platform's previous breaker used
 
 
 class State(Enum):
@@ -21,52 +24,93 @@ class State(Enum):
     HALF_OPEN = "HALF_OPEN"
 
 
+class Event(Enum):
+    OPEN = "open"
+    CLOSE = "close"
+    HALF_OPEN = "halfOpen"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    REJECT = "reject"
+    SUCCESS = "success"
+
+
+class Outcome(Enum):
+    """How one call to the service ended, as far as the breaker cares."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"  # connect error, reset, invalid response, or 5xx
+    TIMEOUT = "timeout"
+    IGNORED = "ignored"  # not the service's doing (the client went away): a probe is returned
+
+
 class Breaker:
     def __init__(self, config: BreakerConfig) -> None:
         self.threshold = config.error_threshold_pct / 100
         self.volume = config.volume_threshold
         self.reset_ms = config.reset_timeout_ms
+        self.bucket_ms = config.window_ms / BUCKETS
+        self.probes = config.half_open_probes
         self.state = State.CLOSED
         self.opened_at = 0.0
-        self.trial_in_flight = False
+        self.probes_in_flight = 0
         self.calls = [0] * BUCKETS
         self.failures = [0] * BUCKETS
         self.bucket_index = 0
         self.bucket_start = 0.0
         self.opens = 0
 
-    def allow(self, now_ms: float) -> bool:
+    def allow(self, now_ms: float) -> tuple[bool, tuple[Event, ...]]:
+        """May a call go to the service now? A refusal is a ``reject`` event."""
         state = self.state
         if state is State.CLOSED:
-            return True
+            return True, ()
+        events: tuple[Event, ...] = ()
         if state is State.OPEN:
             if now_ms - self.opened_at < self.reset_ms:
-                return False
+                return False, (Event.REJECT,)
             self.state = State.HALF_OPEN
-            self.trial_in_flight = False
-        if self.trial_in_flight:
-            return False
-        self.trial_in_flight = True
-        return True
+            self.probes_in_flight = 0
+            events = (Event.HALF_OPEN,)
+        if self.probes_in_flight >= self.probes:
+            return False, (*events, Event.REJECT)
+        self.probes_in_flight += 1
+        return True, events
 
-    def record(self, success: bool, now_ms: float) -> None:
+    def record(self, outcome: Outcome, now_ms: float) -> tuple[Event, ...]:
+        """Count the end of a call that ``allow`` let through."""
+        if outcome is Outcome.IGNORED:
+            if self.state is State.HALF_OPEN and self.probes_in_flight:
+                self.probes_in_flight -= 1
+            return ()
+        success = outcome is Outcome.SUCCESS
+        event = Event.SUCCESS if success else Event(outcome.value)
         if self.state is State.HALF_OPEN:
-            self.trial_in_flight = False
+            self.probes_in_flight = max(0, self.probes_in_flight - 1)
             if success:
                 self._close(now_ms)
-            else:
-                self._open(now_ms)
-            return
+                return event, Event.CLOSE
+            self._open(now_ms)
+            return event, Event.OPEN
         if self.state is State.OPEN:
-            return
+            # A call let through before the circuit opened: it no longer counts.
+            return (event,)
         self._advance(now_ms)
         index = self.bucket_index
         self.calls[index] += 1
-        if not success:
-            self.failures[index] += 1
-            calls = sum(self.calls)
-            if calls >= self.volume and sum(self.failures) >= self.threshold * calls:
-                self._open(now_ms)
+        if success:
+            return (event,)
+        self.failures[index] += 1
+        calls = sum(self.calls)
+        if calls >= self.volume and sum(self.failures) >= self.threshold * calls:
+            self._open(now_ms)
+            return event, Event.OPEN
+        return (event,)
+
+    def retry_after_ms(self, now_ms: float) -> float:
+        """How long until a call may be tried again (0 unless open)."""
+        if self.state is not State.OPEN:
+            return 0.0
+        return max(0.0, self.opened_at + self.reset_ms - now_ms)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -77,7 +121,7 @@ class Breaker:
         }
 
     def _advance(self, now_ms: float) -> None:
-        elapsed = int((now_ms - self.bucket_start) // BUCKET_MS)
+        elapsed = int((now_ms - self.bucket_start) // self.bucket_ms)
         if elapsed <= 0:
             return
         for step in range(1, min(elapsed, BUCKETS) + 1):
@@ -85,7 +129,7 @@ class Breaker:
             self.calls[index] = 0
             self.failures[index] = 0
         self.bucket_index = (self.bucket_index + elapsed) % BUCKETS
-        self.bucket_start += elapsed * BUCKET_MS
+        self.bucket_start += elapsed * self.bucket_ms
 
     def _open(self, now_ms: float) -> None:
         self.state = State.OPEN

@@ -7,11 +7,10 @@ The header list it renders is already final: the data plane dropped the hop-by-h
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from itertools import cycle
 
-from api_gateway.config.settings import ServiceConfig
 from api_gateway.http.client import UpstreamPool
 from api_gateway.types import Request, Response
+from api_gateway.upstream.endpoints import ServiceEndpoints
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -19,18 +18,18 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class Forwarder:
     """Sends a request to one instance of a service and hands back the streaming response."""
 
-    def __init__(self, service: ServiceConfig, pool: UpstreamPool, timeout_ms: int) -> None:
-        self.pool = pool
+    def __init__(self, service: ServiceEndpoints, pool: UpstreamPool, timeout_ms: int) -> None:
+        self.pool, self.service = pool, service
         self.timeout_s = timeout_ms / 1000
-        self.instances = cycle(
-            [((i.host, i.port), f"host: {i.authority}".encode()) for i in service.instances]
-        )
+        self.turn = 0
 
     def __call__(self, request: Request) -> Awaitable[Response]:
-        address, host_line = next(self.instances)
-        head, chunked = self._head(request, host_line)
+        endpoints = self.service.endpoints
+        self.turn += 1
+        endpoint = endpoints[self.turn % len(endpoints)]
+        head, chunked = self._head(request, endpoint.host_line)
         return self.pool.request(
-            address, head, request.body, chunked, self.timeout_s, request.method
+            endpoint.address, head, request.body, chunked, self.timeout_s, request.method
         )
 
     def _head(self, request: Request, host_line: bytes) -> tuple[bytes, bool]:
