@@ -15,9 +15,12 @@
     ├── RateLimited (429 rate-limited, Retry-After)
     ├── HeadersTooLarge (431 headers-too-large)
     ├── BadGateway (502 bad-gateway): upstream refused, reset or answered garbage
+    │   └── ConnectFailed (502 bad-gateway): no connection, so nothing of the request was sent
     ├── ServiceUnavailable (503 service-unavailable)
-    │   └── CircuitOpen (503 circuit-open)
+    │   └── CircuitOpen (503 circuit-open, Retry-After)
     └── UpstreamTimeout (504 upstream-timeout)
+        ├── ConnectTimeout (504 upstream-timeout): nothing of the request was sent
+        └── DeadlineExceeded (504 deadline-exceeded): the request's own deadline ran out
 
 Foreign exceptions (socket errors, parser errors, Redis errors) are translated into these where
 they arise, so nothing above the data plane ever sees them.
@@ -40,6 +43,8 @@ class GatewayError(Exception):
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal error"
     closes_connection: ClassVar[bool] = False
+    # Whether any byte of the request may have reached the upstream (decides what is retried).
+    request_sent: ClassVar[bool] = True
 
     def __init__(self, detail: str = "", headers: Headers | None = None) -> None:
         super().__init__(detail or self.title)
@@ -118,6 +123,10 @@ class BadGateway(GatewayError):
     status, slug, title = 502, "bad-gateway", "Bad gateway"
 
 
+class ConnectFailed(BadGateway):
+    request_sent = False
+
+
 class ServiceUnavailable(GatewayError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
@@ -125,9 +134,20 @@ class ServiceUnavailable(GatewayError):
 class CircuitOpen(ServiceUnavailable):
     slug, title = "circuit-open", "Upstream circuit open"
 
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, [(b"retry-after", str(max(retry_after_s, 1)).encode())])
+
 
 class UpstreamTimeout(GatewayError):
     status, slug, title = 504, "upstream-timeout", "Upstream timeout"
+
+
+class ConnectTimeout(UpstreamTimeout):
+    request_sent = False
+
+
+class DeadlineExceeded(UpstreamTimeout):
+    slug, title = "deadline-exceeded", "Request deadline exceeded"
 
 
 def problem_response(error: GatewayError, request_id: str, instance: str = "") -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable
 from time import perf_counter
 
@@ -20,8 +21,8 @@ from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
-from api_gateway.upstream.breaker import Breaker
 from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.service import UpstreamService
 
 
 def open_store(config: GatewayConfig) -> Store:
@@ -45,11 +46,9 @@ class Gateway:
             ),
         )
         self.store = open_store(config)
-        self.breakers = {
-            name: Breaker(service.circuit_breaker) for name, service in config.services.items()
-        }
+        rng = random.Random()
         self.services = {
-            name: ServiceEndpoints(name, service.instances)
+            name: UpstreamService(service, ServiceEndpoints(name, service.instances), rng)
             for name, service in config.services.items()
         }
         builder = RouteBuilder(
@@ -57,7 +56,6 @@ class Gateway:
             self.pool,
             TokenVerifier(config.jwt),
             self.store,
-            self.breakers,
             self.services,
             lambda: loop.time() * 1000,
             port,
@@ -101,16 +99,27 @@ class Gateway:
         return response
 
     def breaker_states(self) -> dict[str, object]:
-        return {f"{name}-service": breaker.stats() for name, breaker in self.breakers.items()}
+        now_ms = self.loop.time() * 1000
+        return {service.label: service.snapshot(now_ms) for service in self.services.values()}
 
     def breaker_gauges(self) -> list[str]:
         lines = [
             "# HELP gateway_circuit_open 1 while a service's circuit is open or half-open.",
             "# TYPE gateway_circuit_open gauge",
         ]
-        for name, breaker in self.breakers.items():
-            is_open = int(breaker.state.value != "CLOSED")
+        for name, service in self.services.items():
+            is_open = int(service.breaker.state.value != "CLOSED")
             lines.append(f'gateway_circuit_open{{service="{name}"}} {is_open}')
+        lines += [
+            "# HELP gateway_upstream_events_total Breaker events, retries, budget exhaustion,"
+            " ejections and panics by service.",
+            "# TYPE gateway_upstream_events_total counter",
+        ]
+        for name, service in self.services.items():
+            for event, count in sorted(service.events.items()):
+                lines.append(
+                    f'gateway_upstream_events_total{{service="{name}",event="{event}"}} {count}'
+                )
         return lines
 
     async def render_metrics(self, request: Request) -> Response:

@@ -4,7 +4,8 @@
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestLimits → RateLimit(global, per client IP) → Authenticate
-           → RateLimit(endpoint, per user) → HeaderTrust → CircuitBreaker → Forwarder
+           → RateLimit(endpoint, per user) → HeaderTrust
+           → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
 A policy a route does not need is not in its chain at all.
 """
@@ -19,7 +20,6 @@ from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
-from api_gateway.policies.breaker import CircuitBreaker
 from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
@@ -29,9 +29,8 @@ from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Policy, Request, Response
-from api_gateway.upstream.breaker import Breaker
-from api_gateway.upstream.endpoints import ServiceEndpoints
-from api_gateway.upstream.forward import Forwarder
+from api_gateway.upstream.call import UpstreamCall
+from api_gateway.upstream.service import UpstreamService
 
 GLOBAL_LIMIT = "global"
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
@@ -81,14 +80,12 @@ class RouteBuilder:
         pool: UpstreamPool,
         verifier: TokenVerifier,
         store: Store,
-        breakers: Mapping[str, Breaker],
-        services: Mapping[str, ServiceEndpoints],
+        services: Mapping[str, UpstreamService],
         clock_ms: Callable[[], float],
         port: int,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
-        self.breakers, self.clock_ms, self.port = breakers, clock_ms, port
-        self.services = services
+        self.services, self.clock_ms, self.port = services, clock_ms, port
         self.trusted = TrustedProxies(config.server.trusted_proxies)
         self.global_limit = RateLimit(
             GLOBAL_LIMIT, Rate.of(config.rate_limits[GLOBAL_LIMIT]), store, by_client_ip
@@ -109,6 +106,9 @@ class RouteBuilder:
     def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
         service = self.config.services[route.service]
         timeout_ms = (endpoint and endpoint.timeout_ms) or route.timeout_ms or service.timeout_ms
+        key_retries = route.idempotency_key_retries
+        if endpoint is not None and endpoint.idempotency_key_retries is not None:
+            key_retries = endpoint.idempotency_key_retries
         policies: list[Policy] = [
             RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes)
         ]
@@ -118,5 +118,7 @@ class RouteBuilder:
             rate = Rate.of(self.config.rate_limits[endpoint.rate_limit])
             policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
         policies.append(HeaderTrust(self.trusted, self.port))
-        policies.append(CircuitBreaker(route.service, self.breakers[route.service], self.clock_ms))
-        return chain(policies, Forwarder(self.services[route.service], self.pool, timeout_ms))
+        call = UpstreamCall(
+            self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
+        )
+        return chain(policies, call)

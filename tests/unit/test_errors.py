@@ -12,6 +12,9 @@ from api_gateway.errors import (
     BadGateway,
     BadRequest,
     CircuitOpen,
+    ConnectFailed,
+    ConnectTimeout,
+    DeadlineExceeded,
     Forbidden,
     GatewayError,
     HeaderNotAllowed,
@@ -49,9 +52,22 @@ STATUSES: list[tuple[GatewayError, int, str]] = [
     (HeadersTooLarge(), 431, "headers-too-large"),
     (BadGateway(), 502, "bad-gateway"),
     (ServiceUnavailable(), 503, "service-unavailable"),
-    (CircuitOpen(), 503, "circuit-open"),
+    (CircuitOpen("failing", 20), 503, "circuit-open"),
     (UpstreamTimeout(), 504, "upstream-timeout"),
+    (ConnectFailed(), 502, "bad-gateway"),
+    (ConnectTimeout(), 504, "upstream-timeout"),
+    (DeadlineExceeded(), 504, "deadline-exceeded"),
 ]
+
+
+def test_only_connection_failures_say_nothing_was_sent() -> None:
+    unsent = {type(e).__name__ for e, _, _ in STATUSES if not e.request_sent}
+    assert unsent == {"ConnectFailed", "ConnectTimeout"}
+
+
+def test_an_open_circuit_says_when_to_come_back() -> None:
+    assert values(CircuitOpen("failing", 20).headers, b"retry-after") == [b"20"]
+    assert values(CircuitOpen("failing", 0).headers, b"retry-after") == [b"1"]
 
 
 def document(response: Response) -> dict[str, Any]:
@@ -157,7 +173,7 @@ def test_responses_do_not_share_header_lists() -> None:
 
 
 def test_error_hierarchy_lets_callers_catch_by_family() -> None:
-    assert isinstance(CircuitOpen(), ServiceUnavailable)
+    assert isinstance(CircuitOpen("failing", 1), ServiceUnavailable)
     assert isinstance(InvalidPath(), BadRequest)
     assert isinstance(MalformedRequest(), BadRequest)
     assert all(isinstance(error, GatewayError) for error, _, _ in STATUSES)

@@ -13,7 +13,13 @@ from typing import cast
 
 import httptools
 
-from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
+from api_gateway.errors import (
+    BadGateway,
+    ConnectFailed,
+    ConnectTimeout,
+    GatewayError,
+    UpstreamTimeout,
+)
 from api_gateway.http.body import BodyStream
 from api_gateway.http.framing import RESPONSE_FRAMING
 from api_gateway.types import Body, BodySource, Headers, Response
@@ -268,7 +274,7 @@ class UpstreamPool:
         connection = self._acquire(address)
         may_retry = connection is not None and method in IDEMPOTENT and isinstance(body, bytes)
         if connection is None:
-            connection = await self._connect(address)
+            connection = await self._connect(address, timeout_s)
         while True:
             future = self._send(connection, head, body, chunked, timeout_s, method)
             try:
@@ -281,7 +287,7 @@ class UpstreamPool:
                 connection.close()
                 raise
             may_retry = False
-            connection = await self._connect(address)
+            connection = await self._connect(address, timeout_s)
 
     def _send(
         self,
@@ -319,18 +325,18 @@ class UpstreamPool:
                 return connection
         return None
 
-    async def _connect(self, address: Address) -> UpstreamConnection:
+    async def _connect(self, address: Address, timeout_s: float) -> UpstreamConnection:
         host, port = address
         try:
             _, connection = await asyncio.wait_for(
                 self.loop.create_connection(lambda: UpstreamConnection(self, address), host, port),
-                self.settings.connect_timeout_s,
+                min(self.settings.connect_timeout_s, timeout_s),
             )
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from exc
+            raise ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise BadGateway(f"cannot connect to the upstream {host}:{port}: {reason}") from exc
+            raise ConnectFailed(f"cannot connect to the upstream {host}:{port}: {reason}") from exc
         return connection
 
     def release(self, connection: UpstreamConnection) -> None:

@@ -22,6 +22,7 @@ BLOCKED_EXACT = frozenset(
         b"x-forwarded-host",
         b"x-forwarded-port",
         b"x-request-id",
+        b"x-request-deadline-ms",
     }
 )
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-")

@@ -1,0 +1,156 @@
+"""The terminal handler of every proxied route: one deadline, the breaker, the balancer, retries.
+
+    deadline ─▶ breaker admits? ─▶ balancer picks an instance (not one already tried)
+             ─▶ attempt (its timeout: what is left of the deadline, or the per-try cap)
+             ─▶ success: return │ failure: breaker + outlier detection count it
+             ─▶ retry if the failure, the method, the budget and the deadline all allow
+
+A 5xx answer that is not retried is returned as the service gave it; an error that is not
+retried is raised (502/504 problem). A failure that is not the service's doing (the client
+went away, its body was too large) is not counted against the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+
+from api_gateway.errors import (
+    BadGateway,
+    CircuitOpen,
+    DeadlineExceeded,
+    GatewayError,
+    UpstreamTimeout,
+)
+from api_gateway.http.client import UpstreamPool
+from api_gateway.types import Request, Response
+from api_gateway.upstream.breaker import State
+from api_gateway.upstream.endpoints import Endpoint
+from api_gateway.upstream.forward import render_head
+from api_gateway.upstream.retry import IDEMPOTENT, retryable_error, retryable_status
+from api_gateway.upstream.service import UpstreamService
+
+# Statuses that mean the service, not the request, is at fault.
+FAILURE_STATUSES = frozenset({500, 502, 503, 504})
+IDEMPOTENCY_KEY = b"idempotency-key"
+Failure = Response | GatewayError
+
+
+class UpstreamCall:
+    def __init__(
+        self,
+        service: UpstreamService,
+        pool: UpstreamPool,
+        timeout_ms: int,
+        idempotency_key_retries: bool,
+        clock_ms: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.service, self.pool, self.timeout_ms = service, pool, timeout_ms
+        self.key_retries, self.clock_ms, self.sleep = idempotency_key_retries, clock_ms, sleep
+
+    async def __call__(self, request: Request) -> Response:
+        service = self.service
+        now = self.clock_ms()
+        if not service.admit(now):
+            raise self._circuit_open(now)
+        budget = service.budget
+        budget.active_requests += 1
+        try:
+            return await self._attempts(request, now, now + self.timeout_ms)
+        finally:
+            budget.active_requests -= 1
+
+    async def _attempts(self, request: Request, now: float, expires: float) -> Response:
+        service, clock = self.service, self.clock_ms
+        tried: list[Endpoint] = []
+        attempt = 1
+        retrying = False
+        try:
+            while True:
+                endpoint = service.balancer.pick(request, now, tried)
+                if service.balancer.panicking is not service.panicking:
+                    service.note_panic(service.balancer.panicking)
+                failure = await self._attempt(request, endpoint, expires - now)
+                now = clock()
+                if isinstance(failure, Response) and failure.status not in FAILURE_STATUSES:
+                    service.succeeded(endpoint, now)
+                    return failure
+                service.failed(endpoint, failure if isinstance(failure, Exception) else None, now)
+                delay = self._retry_delay(request, failure, attempt, now, expires)
+                if delay is None:
+                    return _give_up(failure)
+                if not retrying:
+                    retrying = True
+                    service.budget.active_retries += 1
+                _discard(failure)
+                service.events["retry"] += 1
+                await self.sleep(delay / 1000)
+                now = clock()
+                if not service.admit(now):
+                    raise self._circuit_open(now)
+                tried.append(endpoint)
+                attempt += 1
+        finally:
+            if retrying:
+                service.budget.active_retries -= 1
+
+    async def _attempt(self, request: Request, endpoint: Endpoint, remaining_ms: float) -> Failure:
+        """One attempt: the response, or the service's error (anything else propagates)."""
+        if remaining_ms <= 0:
+            raise DeadlineExceeded("the request's deadline passed before the service answered")
+        per_try = self.service.per_try_ms
+        timeout_ms = remaining_ms if per_try is None or per_try > remaining_ms else per_try
+        head, chunked = render_head(request, endpoint.host_line, int(timeout_ms))
+        endpoint.in_flight += 1
+        try:
+            return await self.pool.request(
+                endpoint.address, head, request.body, chunked, timeout_ms / 1000, request.method
+            )
+        except (BadGateway, UpstreamTimeout) as error:
+            return error
+        except BaseException:
+            self.service.not_blamed(self.clock_ms())
+            raise
+        finally:
+            endpoint.in_flight -= 1
+
+    def _retry_delay(
+        self, request: Request, failure: Failure, attempt: int, now: float, expires: float
+    ) -> float | None:
+        """The wait before the next attempt, or None when this failure is final."""
+        service = self.service
+        if attempt >= service.attempts:
+            return None
+        repeatable = request.method in IDEMPOTENT or (
+            self.key_retries and request.header(IDEMPOTENCY_KEY) is not None
+        )
+        if isinstance(failure, Response):
+            if not retryable_status(failure.status, repeatable):
+                return None
+        elif not retryable_error(failure, repeatable, isinstance(request.body, bytes)):
+            return None
+        if service.breaker.state is not State.CLOSED:
+            return None  # the service is known to be failing (or on probation): don't pile on
+        if not service.budget.allows():
+            service.events["budget_exhausted"] += 1
+            return None
+        delay = service.backoff.delay_ms(attempt)
+        return delay if now + delay < expires else None
+
+    def _circuit_open(self, now: float) -> CircuitOpen:
+        service = self.service
+        retry_after_s = math.ceil(service.breaker.retry_after_ms(now) / 1000)
+        return CircuitOpen(f"{service.label} is failing; try again shortly", retry_after_s)
+
+
+def _give_up(failure: Failure) -> Response:
+    if isinstance(failure, Response):
+        return failure
+    raise failure
+
+
+def _discard(failure: Failure) -> None:
+    if isinstance(failure, Response) and not isinstance(failure.body, bytes):
+        failure.body.abort()

@@ -1,0 +1,95 @@
+"""What the gateway keeps per backend service, shared by every route to it: its instances,
+circuit breaker, balancer, outlier detection, retry settings and budget, and event counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+
+from api_gateway.config.settings import ServiceConfig
+from api_gateway.errors import UpstreamTimeout
+from api_gateway.upstream.balancer import build_balancer
+from api_gateway.upstream.breaker import Breaker, Event, Outcome
+from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
+from api_gateway.upstream.outlier import OutlierDetector
+from api_gateway.upstream.retry import Backoff, RetryBudget
+
+log = logging.getLogger("api_gateway.upstream")
+TRANSITIONS = frozenset({Event.OPEN, Event.CLOSE, Event.HALF_OPEN})
+
+
+class UpstreamService:
+    def __init__(
+        self, config: ServiceConfig, endpoints: ServiceEndpoints, rng: random.Random
+    ) -> None:
+        self.name, self.label = config.name, f"{config.name}-service"
+        self.endpoints = endpoints
+        self.breaker = Breaker(config.circuit_breaker)
+        self.budget = RetryBudget(config.retry)
+        self.backoff = Backoff(config.retry, rng.uniform)
+        self.attempts = config.retry.attempts
+        self.per_try_ms = config.retry.per_try_timeout_ms
+        self.balancer = build_balancer(config.load_balancer, endpoints, rng.randrange)
+        self.outlier = OutlierDetector(config.outlier, endpoints)
+        # Breaker events by name, plus "retry", "budget_exhausted", "ejection", "panic".
+        self.events: Counter[str] = Counter()
+        self.panicking = False
+
+    def admit(self, now_ms: float) -> bool:
+        allowed, events = self.breaker.allow(now_ms)
+        if events:
+            self._note(events)
+        return allowed
+
+    def succeeded(self, endpoint: Endpoint, now_ms: float) -> None:
+        if endpoint.consecutive_failures or endpoint.ejections:
+            self.outlier.success(endpoint, now_ms)
+        self._note(self.breaker.record(Outcome.SUCCESS, now_ms))
+
+    def failed(self, endpoint: Endpoint, error: Exception | None, now_ms: float) -> None:
+        """An attempt the service is to blame for: an error of its own, or a 5xx answer."""
+        if self.outlier.failure(endpoint, now_ms):
+            self.events["ejection"] += 1
+            log.warning(
+                "instance ejected",
+                extra={
+                    "service": self.label,
+                    "instance": endpoint.authority,
+                    "ejections": endpoint.ejections,
+                },
+            )
+        outcome = Outcome.TIMEOUT if isinstance(error, UpstreamTimeout) else Outcome.FAILURE
+        self._note(self.breaker.record(outcome, now_ms))
+
+    def not_blamed(self, now_ms: float) -> None:
+        """An attempt ended by something that is not the service's doing (the client left)."""
+        self.breaker.record(Outcome.IGNORED, now_ms)
+
+    def note_panic(self, panicking: bool) -> None:
+        if panicking is self.panicking:
+            return
+        self.panicking = panicking
+        if panicking:
+            self.events["panic"] += 1
+            log.warning(
+                "no healthy instance: trying all of them (panic mode)",
+                extra={"service": self.label},
+            )
+        else:
+            log.warning("healthy instances again", extra={"service": self.label})
+
+    def _note(self, events: tuple[Event, ...]) -> None:
+        counts = self.events
+        for event in events:
+            counts[event.value] += 1
+            if event in TRANSITIONS:
+                log.warning("circuit %s", event.value, extra={"service": self.label})
+
+    def snapshot(self, now_ms: float) -> dict[str, object]:
+        return {
+            **self.breaker.stats(),
+            "instances": self.endpoints.snapshot(now_ms),
+            "events": dict(self.events),
+        }
