@@ -130,9 +130,11 @@ class Balancer:
 
     def pick(self, request: Request, now_ms: float, tried: Sequence[Endpoint]) -> Endpoint:
         endpoints = self.service.endpoints
-        if len(endpoints) == 1 and not tried and endpoints[0].available(now_ms):
-            self.panicking = False
-            return endpoints[0]
+        if len(endpoints) == 1 and not tried:
+            only = endpoints[0]
+            if only.healthy and now_ms >= only.ejected_until:
+                self.panicking = False
+                return only
         available = [e for e in endpoints if e.available(now_ms)]
         self.panicking = not available
         if self.panicking:

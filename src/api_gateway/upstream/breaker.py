@@ -24,7 +24,9 @@ class State(Enum):
     HALF_OPEN = "HALF_OPEN"
 
 
-class Event(Enum):
+class Event:
+    """Event names (plain strings: they are counted on every call)."""
+
     OPEN = "open"
     CLOSE = "close"
     HALF_OPEN = "halfOpen"
@@ -43,6 +45,14 @@ class Outcome(Enum):
     IGNORED = "ignored"  # not the service's doing (the client went away): a probe is returned
 
 
+EVENTS = {
+    Outcome.SUCCESS: Event.SUCCESS,
+    Outcome.FAILURE: Event.FAILURE,
+    Outcome.TIMEOUT: Event.TIMEOUT,
+}
+SUCCESS_ONLY = (Event.SUCCESS,)
+
+
 class Breaker:
     def __init__(self, config: BreakerConfig) -> None:
         self.threshold = config.error_threshold_pct / 100
@@ -59,12 +69,12 @@ class Breaker:
         self.bucket_start = 0.0
         self.opens = 0
 
-    def allow(self, now_ms: float) -> tuple[bool, tuple[Event, ...]]:
+    def allow(self, now_ms: float) -> tuple[bool, tuple[str, ...]]:
         """May a call go to the service now? A refusal is a ``reject`` event."""
         state = self.state
         if state is State.CLOSED:
             return True, ()
-        events: tuple[Event, ...] = ()
+        events: tuple[str, ...] = ()
         if state is State.OPEN:
             if now_ms - self.opened_at < self.reset_ms:
                 return False, (Event.REJECT,)
@@ -76,14 +86,23 @@ class Breaker:
         self.probes_in_flight += 1
         return True, events
 
-    def record(self, outcome: Outcome, now_ms: float) -> tuple[Event, ...]:
+    def record_success(self, now_ms: float) -> tuple[str, ...]:
+        """``record(Outcome.SUCCESS)``, kept short for the call that ends nearly every request."""
+        if self.state is not State.CLOSED:
+            return self.record(Outcome.SUCCESS, now_ms)
+        if now_ms - self.bucket_start >= self.bucket_ms:
+            self._advance(now_ms)
+        self.calls[self.bucket_index] += 1
+        return SUCCESS_ONLY
+
+    def record(self, outcome: Outcome, now_ms: float) -> tuple[str, ...]:
         """Count the end of a call that ``allow`` let through."""
         if outcome is Outcome.IGNORED:
             if self.state is State.HALF_OPEN and self.probes_in_flight:
                 self.probes_in_flight -= 1
             return ()
         success = outcome is Outcome.SUCCESS
-        event = Event.SUCCESS if success else Event(outcome.value)
+        event = EVENTS[outcome]
         if self.state is State.HALF_OPEN:
             self.probes_in_flight = max(0, self.probes_in_flight - 1)
             if success:

@@ -11,7 +11,7 @@ from collections import Counter
 from api_gateway.config.settings import ServiceConfig
 from api_gateway.errors import UpstreamTimeout
 from api_gateway.upstream.balancer import build_balancer
-from api_gateway.upstream.breaker import Breaker, Event, Outcome
+from api_gateway.upstream.breaker import SUCCESS_ONLY, Breaker, Event, Outcome
 from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
 from api_gateway.upstream.outlier import OutlierDetector
 from api_gateway.upstream.retry import Backoff, RetryBudget
@@ -46,7 +46,11 @@ class UpstreamService:
     def succeeded(self, endpoint: Endpoint, now_ms: float) -> None:
         if endpoint.consecutive_failures or endpoint.ejections:
             self.outlier.success(endpoint, now_ms)
-        self._note(self.breaker.record(Outcome.SUCCESS, now_ms))
+        events = self.breaker.record_success(now_ms)
+        if events is SUCCESS_ONLY:
+            self.events[Event.SUCCESS] += 1
+        else:
+            self._note(events)
 
     def failed(self, endpoint: Endpoint, error: Exception | None, now_ms: float) -> None:
         """An attempt the service is to blame for: an error of its own, or a 5xx answer."""
@@ -80,12 +84,12 @@ class UpstreamService:
         else:
             log.warning("healthy instances again", extra={"service": self.label})
 
-    def _note(self, events: tuple[Event, ...]) -> None:
+    def _note(self, events: tuple[str, ...]) -> None:
         counts = self.events
         for event in events:
-            counts[event.value] += 1
+            counts[event] += 1
             if event in TRANSITIONS:
-                log.warning("circuit %s", event.value, extra={"service": self.label})
+                log.warning("circuit %s", event, extra={"service": self.label})
 
     def snapshot(self, now_ms: float) -> dict[str, object]:
         return {
