@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
@@ -24,6 +25,14 @@ from api_gateway.upstream.registry import Registry
 log = logging.getLogger("api_gateway.discovery")
 JITTER = 0.1  # refreshes of many gateways spread over +-10% of the interval
 REGISTRY_TIMEOUT_S = 0.5  # a registry read must never hold a refresh round for long
+
+
+class InstanceSource(Protocol):
+    """Where registered instances are read from: the Redis ``Registry``."""
+
+    async def discover(self, service: str) -> list[Instance]: ...
+
+    async def close(self) -> None: ...
 
 
 def choose_instances(
@@ -46,7 +55,7 @@ class Discovery:
         self,
         services: Mapping[str, ServiceEndpoints],
         static: Mapping[str, Sequence[Instance]],
-        registry: Registry | None,
+        registry: InstanceSource | None,
         cache_ttl_ms: int,
         now_ms: Callable[[], float],
     ) -> None:
