@@ -9,14 +9,15 @@ fails its ``GET /health`` down, and up again once it passes.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.gateway import GATEWAY_BINARY, Fleet, GatewayProcess, gateway_env, running_gateway
 from support.redis import RedisServer
-from support.registry import ServiceRegistration, wait_for
+from support.registry import PREFIX, ServiceRegistration, wait_for
 from support.upstream import RecordingUpstream, Reply
 
 from api_gateway.config.settings import Instance
@@ -26,6 +27,7 @@ from api_gateway.upstream.registry import Registry
 
 SEARCH = "/api/v1/search/q"
 FAST_REFRESH = {"discovery": {"cache_ttl_ms": 100}}
+CLI_TIMEOUT_S = 20
 HEALTH = {"interval_ms": 100, "timeout_ms": 500, "healthy_threshold": 2, "unhealthy_threshold": 2}
 
 
@@ -100,6 +102,22 @@ def test_a_key_nobody_heartbeats_disappears_with_its_last_registration(
 
     assert 1000 < registration.client.pttl(key) <= 1500
     assert wait_for(lambda: registration.client.exists(key), lambda n: n == 0) == 0
+
+
+def test_the_registry_survives_redis_losing_its_scripts(
+    redis_server: RedisServer, registration: ServiceRegistration
+) -> None:
+    async def story() -> list[Instance]:
+        registry = Registry(RedisStore(redis_server.url), PREFIX)
+        await registry.discover("ticket")  # the scripts are cached now...
+        registration.client.script_flush()  # ...and gone, as after a Redis restart
+        registration.register("ticket", "http://10.0.0.1:3004")
+        try:
+            return await registry.discover("ticket")
+        finally:
+            await registry.close()
+
+    assert asyncio.run(story()) == [Instance("10.0.0.1", 3004)]
 
 
 def test_the_registry_says_store_unavailable_when_redis_is_down(
@@ -254,3 +272,41 @@ def test_requests_avoid_an_instance_marked_down_and_return_once_it_is_up(
 
     assert while_down == ["first"] * 6
     assert set(once_up) == {"first", "second"}
+
+
+# --- the registry from the command line ---------------------------------------------------------
+
+
+def registry_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GATEWAY_BINARY, "registry", *args],
+        env=gateway_env({}, env),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+def test_the_cli_registers_lists_and_deregisters_instances(redis_server: RedisServer) -> None:
+    env = env_for(redis_server)
+    url = "http://10.1.0.5:3004"
+    registered = registry_cli("register", "--ttl", "30", "ticket", url, env=env)
+    listed = registry_cli("list", "ticket", "search", env=env)
+    deregistered = registry_cli("deregister", "ticket", url, env=env)
+    after = registry_cli("list", env=env)
+
+    assert (registered.returncode, deregistered.returncode) == (0, 0), registered.stderr
+    assert listed.stdout.splitlines() == [f"ticket {url}"]
+    assert (after.returncode, after.stdout) == (0, "")
+
+
+def test_the_cli_refuses_a_bad_url_and_needs_redis(redis_server: RedisServer) -> None:
+    bad_url = registry_cli("register", "ticket", "ticket-service:3004", env=env_for(redis_server))
+    no_redis = registry_cli("list", env={})
+    redis_server.stop()
+    redis_down = registry_cli("list", env=env_for(redis_server))
+
+    assert bad_url.returncode == 2 and "http://host:port" in bad_url.stderr
+    assert no_redis.returncode == 1 and "REDIS_URL" in no_redis.stderr
+    assert redis_down.returncode == 1 and "unavailable" in redis_down.stderr

@@ -18,9 +18,8 @@ from typing import Protocol
 
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
-from api_gateway.stores.redis import RedisStore
 from api_gateway.upstream.endpoints import ServiceEndpoints
-from api_gateway.upstream.registry import Registry
+from api_gateway.upstream.registry import open_registry
 
 log = logging.getLogger("api_gateway.discovery")
 JITTER = 0.1  # refreshes of many gateways spread over +-10% of the interval
@@ -134,8 +133,8 @@ class Discovery:
 def open_discovery(
     config: GatewayConfig, services: Mapping[str, ServiceEndpoints], now_ms: Callable[[], float]
 ) -> Discovery:
-    registry = None
+    registry: InstanceSource | None = None
     if config.redis_url is not None and config.discovery.registry:
-        registry = Registry(RedisStore(config.redis_url), config.discovery.key_prefix)
+        registry = open_registry(config)
     static = {name: service.instances for name, service in config.services.items()}
     return Discovery(services, static, registry, config.discovery.cache_ttl_ms, now_ms)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from api_gateway.config.services import parse_instance
-from api_gateway.config.settings import ConfigError, Instance
+from api_gateway.config.settings import ConfigError, GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
 from api_gateway.stores.redis import RedisStore, Reply, RespError, Script
 
@@ -98,6 +98,12 @@ class Registry:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+def open_registry(config: GatewayConfig) -> Registry:
+    """The registry in ``config.redis_url`` (which must be set), under the configured prefix."""
+    assert config.redis_url is not None
+    return Registry(RedisStore(config.redis_url), config.discovery.key_prefix)
 
 
 def _checked(reply: Reply, action: str) -> Reply:
