@@ -46,6 +46,8 @@ class Admin:
             if name in config.services:
                 self.probes[f"{name}-service"] = self._service_probe(config.services[name])
         self.service_states = service_states or dict
+        # Each service's instances and what is known of them; the gateway sets it once started.
+        self.instance_states: Callable[[], dict[str, object]] = dict
 
     def endpoints(self) -> dict[str, Handler]:
         return {"/health": self.health, "/ready": self.ready, "/live": self.live}
@@ -62,6 +64,7 @@ class Admin:
                 "memory": {"rss": rss_bytes()},
                 "pid": os.getpid(),
                 "services": self.service_states(),
+                "instances": self.instance_states(),
             },
         )
 

@@ -1,4 +1,4 @@
-"""The ``api-gateway`` command: serve | demo | config check | token."""
+"""The ``api-gateway`` command: serve | demo | config check | token | registry."""
 
 from __future__ import annotations
 
@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 15m, 1h, 7d")
     token.add_argument("--config", help="YAML file overriding the defaults")
     token.set_defaults(command=run_token)
+
+    registry = commands.add_parser("registry", help="the Redis service registry (REDIS_URL)")
+    registry.add_argument("--config", help="YAML file overriding the defaults")
+    actions = registry.add_subparsers(required=True, metavar="ACTION", dest="action")
+    register = actions.add_parser("register", help="register (or heartbeat) an instance")
+    register.add_argument("--ttl", type=float, default=30.0, help="seconds (default 30)")
+    deregister = actions.add_parser("deregister", help="remove an instance")
+    for action in (register, deregister):
+        action.add_argument("service")
+        action.add_argument("url", help="http://host:port")
+    listing = actions.add_parser("list", help="print the live instances of services")
+    listing.add_argument("services", nargs="*", help="default: every configured service")
+    registry.set_defaults(command=run_registry)
     return parser
 
 
@@ -114,4 +127,43 @@ def run_token(args: argparse.Namespace) -> int:
         print(f"api-gateway: {exc}", file=sys.stderr)
         return 2
     print(mint(config.jwt, args.sub, args.tenant, args.role, ttl, args.email))
+    return 0
+
+
+def run_registry(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from api_gateway.config.services import parse_instance
+    from api_gateway.stores import StoreUnavailable
+    from api_gateway.upstream.registry import open_registry
+
+    config = config_module.load(args.config)
+    if config.redis_url is None:
+        raise ConfigError("REDIS_URL", "the registry lives in Redis: set REDIS_URL or redis.url")
+    if args.action != "list":
+        try:
+            parse_instance(args.url, "url")  # refuse what the gateway would skip
+        except ConfigError as exc:
+            print(f"api-gateway: {exc}", file=sys.stderr)
+            return 2
+
+    async def act() -> None:
+        registry = open_registry(config)
+        try:
+            if args.action == "register":
+                await registry.register(args.service, args.url, args.ttl)
+            elif args.action == "deregister":
+                await registry.deregister(args.service, args.url)
+            else:
+                for service in args.services or list(config.services):
+                    for instance in await registry.discover(service):
+                        print(f"{service} http://{instance.authority}")
+        finally:
+            await registry.close()
+
+    try:
+        asyncio.run(act())
+    except StoreUnavailable as exc:
+        print(f"api-gateway: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -21,7 +21,9 @@ from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
+from api_gateway.upstream.discovery import Discovery, open_discovery
 from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.health import HealthChecker
 from api_gateway.upstream.service import UpstreamService
 
 
@@ -34,6 +36,10 @@ def open_store(config: GatewayConfig) -> Store:
 
 
 class Gateway:
+    # Background work, running between start() and close().
+    discovery: Discovery | None = None
+    health_checker: HealthChecker | None = None
+
     def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop, port: int) -> None:
         self.config, self.loop = config, loop
         upstream = config.upstream
@@ -132,6 +138,27 @@ class Gateway:
             return str(exc)
         return None
 
+    def start(self) -> None:
+        """Start service discovery and active health checks; the event loop must be running."""
+        self.admin.instance_states = self.instance_states
+        endpoints = {name: service.endpoints for name, service in self.services.items()}
+        self.discovery = open_discovery(self.config, endpoints, lambda: self.loop.time() * 1000)
+        health = {name: service.health_check for name, service in self.config.services.items()}
+        self.health_checker = HealthChecker(endpoints, health, self.pool)
+        self.discovery.start()
+        self.health_checker.start()
+
+    def instance_states(self) -> dict[str, object]:
+        now_ms = self.loop.time() * 1000
+        return {name: service.endpoints.snapshot(now_ms) for name, service in self.services.items()}
+
+    async def stop_background(self) -> None:
+        if self.health_checker is not None:
+            await self.health_checker.close()
+        if self.discovery is not None:
+            await self.discovery.close()
+
     async def close(self) -> None:
+        await self.stop_background()
         self.pool.close()
         await self.store.close()

@@ -45,6 +45,7 @@ async def serve(config: GatewayConfig, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     port = sock.getsockname()[1]
     gateway = Gateway(config, loop, port)
+    gateway.start()
     connections = Connections(loop)
     limits = limits_from(config)
     server = await loop.create_server(

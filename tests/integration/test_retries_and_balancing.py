@@ -245,7 +245,7 @@ def test_a_failing_instance_is_ejected(
 
     assert statuses == [200] * 10
     assert (len(sick.requests), len(well.requests)) == (0, 10)
-    ejected = [i for i in health["services"]["ticket-service"]["instances"] if i["ejected"]]
+    ejected = [i for i in health["instances"]["ticket"] if i["ejected"]]
     assert [i["instance"] for i in ejected] == [sick.url.removeprefix("http://")]
 
 

@@ -12,7 +12,8 @@ import functools
 import hashlib
 import ssl
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TypeAlias, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -66,6 +67,17 @@ class RespError:
 
 
 Reply: TypeAlias = "str | bytes | int | RespError | list[Reply] | None"
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script run by EVALSHA, sent whole again by EVAL when Redis lost its script cache."""
+
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
 class ProtocolError(Exception):
@@ -300,6 +312,20 @@ class RedisStore:
             reply = await conn.send(b"*8\r\n$4\r\nEVAL\r\n" + _bulk(GCRA_LUA.encode()) + args)
             await load
         return _decision(reply)
+
+    async def command(self, *args: str | bytes | int) -> Reply:
+        """One command on the shared connection; an error reply comes back as a ``RespError``."""
+        conn = await self._connection()
+        return await conn.send(encode_command(*args))
+
+    async def evaluate(
+        self, script: Script, keys: Sequence[str], args: Sequence[str | int] = ()
+    ) -> Reply:
+        tail = (len(keys), *keys, *args)
+        reply = await self.command("EVALSHA", script.sha, *tail)
+        if isinstance(reply, RespError) and reply.message.startswith("NOSCRIPT"):
+            reply = await self.command("EVAL", script.source, *tail)  # EVAL caches it again
+        return reply
 
     async def ping(self) -> None:
         conn = await self._connection()

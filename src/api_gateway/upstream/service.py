@@ -92,8 +92,4 @@ class UpstreamService:
                 log.warning("circuit %s", event, extra={"service": self.label})
 
     def snapshot(self, now_ms: float) -> dict[str, object]:
-        return {
-            **self.breaker.stats(),
-            "instances": self.endpoints.snapshot(now_ms),
-            "events": dict(self.events),
-        }
+        return {**self.breaker.stats(), "events": dict(self.events)}
