@@ -9,14 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from api_gateway.config.settings import GatewayConfig, ServiceConfig
-from api_gateway.http.client import UpstreamPool
 from api_gateway.types import Handler, Request, Response
 
 JSON = (b"content-type", b"application/json")
 NO_STORE = (b"cache-control", b"no-store")
-READY_SERVICES = ("auth", "venue")
-READY_TIMEOUT_S = 2.0
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 Probe = Callable[[], Awaitable[str | None]]
@@ -34,17 +30,11 @@ def rss_bytes() -> int:
 class Admin:
     def __init__(
         self,
-        config: GatewayConfig,
-        pool: UpstreamPool,
-        extra_probes: Mapping[str, Probe] | None = None,
+        probes: Mapping[str, Probe],
         service_states: Callable[[], dict[str, object]] | None = None,
     ) -> None:
-        self.config, self.pool = config, pool
         self.started = time.monotonic()
-        self.probes: dict[str, Probe] = dict(extra_probes or {})
-        for name in READY_SERVICES:
-            if name in config.services:
-                self.probes[f"{name}-service"] = self._service_probe(config.services[name])
+        self.probes = dict(probes)
         self.service_states = service_states or dict
         # Each service's instances and what is known of them; the gateway sets it once started.
         self.instance_states: Callable[[], dict[str, object]] = dict
@@ -78,26 +68,3 @@ class Admin:
             status,
             {"status": "not ready" if failed else "ready", "checks": checks, "failed": failed},
         )
-
-    def _service_probe(self, service: ServiceConfig) -> Probe:
-        instance = service.instances[0]
-        head = (
-            f"GET /health HTTP/1.1\r\nhost: {instance.authority}\r\n"
-            "x-gateway-internal: true\r\n\r\n"
-        ).encode()
-
-        async def probe() -> str | None:
-            try:
-                response = await self.pool.request(
-                    (instance.host, instance.port), head, b"", False, READY_TIMEOUT_S, "GET"
-                )
-            except Exception as exc:
-                return str(exc)
-            body = response.body
-            if not isinstance(body, bytes):
-                body.abort()
-            if response.status >= 500:
-                return f"answered {response.status}"
-            return None
-
-        return probe

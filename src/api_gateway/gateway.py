@@ -7,7 +7,7 @@ import random
 from collections.abc import Awaitable
 from time import perf_counter
 
-from api_gateway.admin import Admin
+from api_gateway.admin import Admin, Probe
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.errors import GatewayError, RouteNotFound, problem_response
 from api_gateway.http.client import PoolSettings, UpstreamPool
@@ -21,6 +21,7 @@ from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
+from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
 from api_gateway.upstream.discovery import Discovery, open_discovery
 from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.health import HealthChecker
@@ -52,6 +53,10 @@ class Gateway:
             ),
         )
         self.store = open_store(config)
+
+        def clock_ms() -> float:
+            return loop.time() * 1000
+
         rng = random.Random()
         self.services = {
             name: UpstreamService(service, ServiceEndpoints(name, service.instances), rng)
@@ -63,14 +68,21 @@ class Gateway:
             TokenVerifier(config.jwt),
             self.store,
             self.services,
-            lambda: loop.time() * 1000,
+            clock_ms,
             port,
         )
         self.routes: RouteTable[Handler] = RouteTable()
         for route in config.routes:
             self.routes.add(GatewayConfig.API_PREFIX + route.prefix, builder.build(route))
-        probes = {"redis": self._redis_probe} if config.redis_url else {}
-        self.admin = Admin(config, self.pool, probes, self.breaker_states)
+        self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
+        self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
+        probes: dict[str, Probe] = {
+            "auth-service": self.auth_client.health_check,
+            "venue-service": self.venue_client.health_check,
+        }
+        if config.redis_url:
+            probes["redis"] = self._redis_probe
+        self.admin = Admin(probes, self.breaker_states)
         self.metrics = Metrics(self.breaker_gauges)
         self.exact: dict[str, Handler] = {**self.admin.endpoints(), "/metrics": self.render_metrics}
         access_log = (

@@ -1,0 +1,106 @@
+"""Clients for the calls the gateway makes on its own behalf (readiness, aggregation).
+
+They go through the same upstream path as proxied traffic (the service's breaker, balancer,
+outlier detection and retries), with a 5 s deadline and ``x-gateway-internal: true``. The
+service paths follow the platform's conventions; a service that moves them changes them here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
+
+import orjson
+
+from api_gateway.errors import BadGateway, GatewayError
+from api_gateway.http.client import UpstreamPool
+from api_gateway.types import Headers, Request, Response
+from api_gateway.upstream.call import UpstreamCall
+from api_gateway.upstream.service import UpstreamService
+
+CLIENT_TIMEOUT_MS = 5_000
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+GATEWAY_HEADERS: Headers = [
+    (b"x-gateway-internal", b"true"),
+    (b"accept", b"application/json"),
+    (b"user-agent", b"api-gateway"),
+]
+Document = dict[str, object]
+Header = tuple[bytes, bytes]
+
+
+class ServiceClient:
+    def __init__(
+        self,
+        service: UpstreamService,
+        pool: UpstreamPool,
+        clock_ms: Callable[[], float],
+        timeout_ms: int = CLIENT_TIMEOUT_MS,
+    ) -> None:
+        self.label = service.label
+        self.call = UpstreamCall(service, pool, timeout_ms, False, clock_ms)
+
+    async def get(self, path: str, headers: Sequence[Header] = ()) -> tuple[int, bytes]:
+        """GET ``path`` on the service: its status and body (at most 4 MiB)."""
+        request = Request("GET", path.encode("ascii"), list(headers), b"", "127.0.0.1")
+        request.path = path
+        request.upstream_headers = GATEWAY_HEADERS
+        response = await self.call(request)
+        return response.status, await read_body(response, self.label)
+
+    async def get_document(self, path: str, headers: Sequence[Header] = ()) -> Document | None:
+        """The JSON object at ``path``; None when the service says 404."""
+        status, body = await self.get(path, headers)
+        if status == 404:
+            return None
+        if not 200 <= status < 300:
+            raise BadGateway(f"{self.label} answered {status} for {path}")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadGateway(f"{self.label} sent invalid JSON for {path}") from exc
+        if not isinstance(document, dict):
+            raise BadGateway(f"{self.label} sent a non-object for {path}")
+        return document
+
+    async def health_check(self) -> str | None:
+        """None when the service is healthy, else why not."""
+        try:
+            status, _ = await self.get("/health")
+        except GatewayError as error:
+            return error.detail
+        return None if status < 500 else f"answered {status}"
+
+
+class AuthServiceClient(ServiceClient):
+    async def get_user_by_id(self, user_id: str) -> Document | None:
+        return await self.get_document(f"/api/v1/users/{quote(user_id, safe='')}")
+
+    async def validate_token(self, token: str) -> Document | None:
+        """The auth service's view of a token (None: it does not know or accept it)."""
+        header = (b"authorization", b"Bearer " + token.encode("ascii", "replace"))
+        return await self.get_document("/api/v1/auth/verify", [header])
+
+
+class VenueServiceClient(ServiceClient):
+    async def get_venue(self, venue_id: str) -> Document | None:
+        return await self.get_document(f"/api/v1/venues/{quote(venue_id, safe='')}")
+
+    async def check_access(self, venue_id: str, user_id: str) -> bool:
+        path = f"/api/v1/venues/{quote(venue_id, safe='')}/access/{quote(user_id, safe='')}"
+        status, _ = await self.get(path)
+        return 200 <= status < 300
+
+
+async def read_body(response: Response, label: str) -> bytes:
+    body = response.body
+    if isinstance(body, bytes):
+        return body
+    chunks, size = [], 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > MAX_DOCUMENT_BYTES:
+            body.abort()
+            raise BadGateway(f"{label} sent more than {MAX_DOCUMENT_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
