@@ -239,19 +239,32 @@ def test_a_successful_probe_closes_the_circuit() -> None:
 
 def test_a_failed_probe_reopens_and_is_not_retried() -> None:
     h = Harness(
-        *[status(503)] * 4,
+        *[status(503)] * 8,
         status(503),
         ok(),
-        retry=retry(attempts=3),
+        retry=retry(attempts=2),
         circuit_breaker=BreakerConfig(50, 30_000, 4),
     )
-    for _ in range(2):
-        h.send()  # two requests, two attempts each
+    for _ in range(4):
+        h.send()  # four requests, two attempts each
     assert h.service.breaker.state is State.OPEN
     h.clock.now_ms += 30_000
     assert h.send().status == 503
     assert h.service.breaker.state is State.OPEN
-    assert len(h.pool.calls) == 5
+    assert len(h.pool.calls) == 9
+
+
+def test_the_breaker_counts_requests_not_attempts() -> None:
+    h = Harness(
+        *[status(503), ok()] * 6,
+        retry=retry(attempts=2),
+        circuit_breaker=BreakerConfig(50, 30_000, 4),
+    )
+    for _ in range(6):
+        assert h.send().status == 200  # every request recovered on a retry
+    assert h.service.breaker.state is State.CLOSED
+    assert h.service.breaker.stats()["failures"] == 0
+    assert h.service.events["retry"] == 6
 
 
 def test_timeouts_count_as_timeout_events() -> None:

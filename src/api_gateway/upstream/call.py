@@ -2,8 +2,9 @@
 
     deadline ─▶ breaker admits? ─▶ balancer picks an instance (not one already tried)
              ─▶ attempt (its timeout: what is left of the deadline, or the per-try cap)
-             ─▶ success: return │ failure: breaker + outlier detection count it
+             ─▶ success: return │ failure: outlier detection counts it against the instance
              ─▶ retry if the failure, the method, the budget and the deadline all allow
+             ─▶ the request's final outcome is what the breaker counts for the service
 
 A 5xx answer that is not retried is returned as the service gave it; an error that is not
 retried is raised (502/504 problem). A failure that is not the service's doing (the client
@@ -92,9 +93,10 @@ class UpstreamCall:
         retrying = False
         try:
             while True:
-                service.failed(endpoint, failure if isinstance(failure, Exception) else None, now)
+                service.attempt_failed(endpoint, now)
                 delay = self._retry_delay(request, failure, attempt, now, expires)
                 if delay is None:
+                    service.gave_up(failure if isinstance(failure, Exception) else None, now)
                     return _give_up(failure)
                 if not retrying:
                     retrying = True

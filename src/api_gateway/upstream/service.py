@@ -52,8 +52,8 @@ class UpstreamService:
         else:
             self._note(events)
 
-    def failed(self, endpoint: Endpoint, error: Exception | None, now_ms: float) -> None:
-        """An attempt the service is to blame for: an error of its own, or a 5xx answer."""
+    def attempt_failed(self, endpoint: Endpoint, now_ms: float) -> None:
+        """An attempt the instance is to blame for: an error of its own, or a 5xx answer."""
         if self.outlier.failure(endpoint, now_ms):
             self.events["ejection"] += 1
             log.warning(
@@ -64,6 +64,13 @@ class UpstreamService:
                     "ejections": endpoint.ejections,
                 },
             )
+
+    def gave_up(self, error: Exception | None, now_ms: float) -> None:
+        """The request failed after every attempt it was allowed: the service failed a caller.
+
+        The breaker counts requests, not attempts: a failure a retry recovered from is the
+        instance's (outlier detection), not the service's.
+        """
         outcome = Outcome.TIMEOUT if isinstance(error, UpstreamTimeout) else Outcome.FAILURE
         self._note(self.breaker.record(outcome, now_ms))
 
