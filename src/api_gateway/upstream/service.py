@@ -97,6 +97,8 @@ class UpstreamService:
             counts[event] += 1
             if event in TRANSITIONS:
                 log.warning("circuit %s", event, extra={"service": self.label})
+            else:
+                log.debug("circuit %s", event, extra={"service": self.label})
 
     def snapshot(self, now_ms: float) -> dict[str, object]:
         return {**self.breaker.stats(), "events": dict(self.events)}
