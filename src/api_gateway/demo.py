@@ -109,6 +109,6 @@ Try:
   curl -s {base}/api/v1/events/42 -H "Authorization: Bearer $TOKEN"
   curl -s {base}/api/v1/tickets/7 -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: forged"
   curl -s {base}/api/v1/search/events?q=jazz
-  curl -s -X POST {base}/api/v1/auth/login -d '{{"email":"fan@example.com"}}'
+  curl -s {base}/api/v1/auth/login --json '{{"email":"fan@example.com"}}'
   curl -s -i {base}/api/v1/venues/1        # no token: 401 problem+json
 """

@@ -4,6 +4,7 @@
     ├── BadRequest (400 bad-request)
     │   ├── MalformedRequest (400 malformed-request, closes the connection)
     │   ├── InvalidPath (400 invalid-path)
+    │   ├── ValidationFailed (400 validation-failed, with per-field ``errors``)
     │   └── HeaderNotAllowed (400 header-not-allowed)
     ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
     ├── Forbidden (403 forbidden)
@@ -12,6 +13,7 @@
     ├── RequestTimeout (408 request-timeout)
     ├── PayloadTooLarge (413 payload-too-large)
     ├── UriTooLong (414 uri-too-long)
+    ├── UnsupportedMediaType (415 unsupported-media-type)
     ├── RateLimited (429 rate-limited, Retry-After)
     ├── HeadersTooLarge (431 headers-too-large)
     ├── BadGateway (502 bad-gateway): upstream refused, reset or answered garbage
@@ -50,6 +52,8 @@ class GatewayError(Exception):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers: Headers = headers or []
+        # Extension members of the problem document (RFC 9457 §3.2).
+        self.extensions: dict[str, object] = {}
 
 
 class BadRequest(GatewayError):
@@ -63,6 +67,14 @@ class MalformedRequest(BadRequest):
 
 class InvalidPath(BadRequest):
     slug, title = "invalid-path", "Invalid request path"
+
+
+class ValidationFailed(BadRequest):
+    slug, title = "validation-failed", "Request validation failed"
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.extensions["errors"] = errors
 
 
 class HeaderNotAllowed(BadRequest):
@@ -104,6 +116,10 @@ class PayloadTooLarge(GatewayError):
 class UriTooLong(GatewayError):
     status, slug, title = 414, "uri-too-long", "URI too long"
     closes_connection = True
+
+
+class UnsupportedMediaType(GatewayError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class RateLimited(GatewayError):
@@ -161,6 +177,8 @@ def problem_response(error: GatewayError, request_id: str, instance: str = "") -
     }
     if instance:
         document["instance"] = instance
+    if error.extensions:
+        document.update(error.extensions)
     body = orjson.dumps(document)
     headers: Headers = [PROBLEM_CONTENT_TYPE, (b"cache-control", b"no-store"), *error.headers]
     response = Response(error.status, headers, body)

@@ -3,8 +3,8 @@
     RequestContext (id, client address, timing, security headers, metrics, access log, errors)
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
-           RequestLimits → RateLimit(global, per client IP) → Authenticate
-           → RateLimit(endpoint, per user) → HeaderTrust
+           RequestLimits → RateLimit(global, per client IP) → QueryValidation
+           → Authenticate → JsonBody → RateLimit(endpoint, per user) → HeaderTrust
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
 A policy a route does not need is not in its chain at all.
@@ -25,6 +25,7 @@ from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import RequestLimits
 from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
+from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
@@ -113,7 +114,12 @@ class RouteBuilder:
             RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes)
         ]
         policies.append(self.global_limit)
+        validation = route.validation
+        if validation is not None and validation.query:
+            policies.append(QueryValidation(validation.query))
         policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))
+        if validation is not None and validation.json_body:
+            policies.append(JsonBody())
         if endpoint is not None and endpoint.rate_limit is not None:
             rate = Rate.of(self.config.rate_limits[endpoint.rate_limit])
             policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))

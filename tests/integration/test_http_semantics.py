@@ -27,14 +27,14 @@ def test_expect_100_continue_gets_100_then_the_final_response(
 ) -> None:
     headers = [auth(), ("Content-Length", str(len(PAYLOAD))), ("Expect", "100-continue")]
     with RawConnection(gateway.port) as connection:
-        connection.send(build_request("POST", "/api/v1/tickets/hold", headers))
+        connection.send(build_request("POST", "/api/v1/events/hold", headers))
         interim = connection.read_response()
         connection.send(PAYLOAD)
         final = connection.read_response()
 
     assert interim.status == 100
     assert final.status == 200
-    assert services["ticket"].only_request().body == PAYLOAD
+    assert services["event"].only_request().body == PAYLOAD
 
 
 def test_expect_100_continue_without_a_token_gets_401_and_no_100(
@@ -42,11 +42,11 @@ def test_expect_100_continue_without_a_token_gets_401_and_no_100(
 ) -> None:
     headers = [("Content-Length", str(len(PAYLOAD))), ("Expect", "100-continue")]
     with RawConnection(gateway.port) as connection:
-        connection.send(build_request("POST", "/api/v1/tickets/hold", headers))
+        connection.send(build_request("POST", "/api/v1/events/hold", headers))
         first = connection.read_response()
 
     assert_problem(first, 401)
-    assert not services["ticket"].requests
+    assert not services["event"].requests
 
 
 def test_head_returns_headers_without_a_body_and_the_connection_stays_usable(
@@ -95,7 +95,7 @@ def test_pipelined_requests_mixing_bodies_and_routes_stay_in_order(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
     requests = [
-        build_request("POST", "/api/v1/tickets/a", [auth()], body=b"first"),
+        build_request("POST", "/api/v1/events/a", [auth()], body=b"first"),
         build_request("GET", "/api/v1/search/b"),
         build_request("PUT", "/api/v1/events/c", [auth()], body=b"third"),
     ]
@@ -104,12 +104,11 @@ def test_pipelined_requests_mixing_bodies_and_routes_stay_in_order(
         responses = [connection.read_response() for _ in requests]
 
     assert [r.json()["target"] for r in responses] == [
-        "/api/v1/tickets/a",
+        "/api/v1/events/a",
         "/api/v1/search/b",
         "/api/v1/events/c",
     ]
-    assert services["ticket"].only_request().body == b"first"
-    assert services["event"].only_request().body == b"third"
+    assert [r.body for r in services["event"].wait_for_requests(2)] == [b"first", b"third"]
 
 
 def test_several_requests_share_one_kept_alive_connection(
@@ -132,15 +131,13 @@ def test_a_chunked_request_body_reaches_the_upstream_decoded(
     body = body.replace(b"\r\n", b";ext=1\r\n", 1) + b"0\r\n\r\n"
     with RawConnection(gateway.port) as connection:
         connection.send(
-            build_request(
-                "POST", "/api/v1/tickets/hold", [auth(), ("Transfer-Encoding", "chunked")]
-            )
+            build_request("POST", "/api/v1/events/hold", [auth(), ("Transfer-Encoding", "chunked")])
             + body
         )
         response = connection.read_response()
 
     assert response.status == 200
-    request = services["ticket"].only_request()
+    request = services["event"].only_request()
     assert request.body == PAYLOAD
     assert request.body_complete
 
@@ -177,10 +174,10 @@ def test_an_http_1_0_client_gets_a_delimited_response_it_understands(
 def test_an_empty_body_with_content_length_zero_is_forwarded(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
-    response = gateway.request("POST", "/api/v1/tickets/empty", body=b"", token=mint())
+    response = gateway.request("POST", "/api/v1/events/empty", body=b"", token=mint())
 
     assert response.status == 200
-    request = services["ticket"].only_request()
+    request = services["event"].only_request()
     assert request.body == b""
     assert request.body_complete
 

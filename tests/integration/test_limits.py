@@ -112,7 +112,7 @@ def test_many_headers_within_the_count_limit_are_forwarded(
 def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
-    head = build_request("POST", "/api/v1/tickets/upload", [auth(), ("Content-Length", "2000000")])
+    head = build_request("POST", "/api/v1/events/upload", [auth(), ("Content-Length", "2000000")])
 
     with RawConnection(gateway.port) as connection:
         connection.send(head)  # the body is never sent
@@ -128,7 +128,7 @@ def test_a_declared_body_over_the_limit_with_expect_gets_413_instead_of_100(
     headers = [auth(), ("Content-Length", "2000000"), ("Expect", "100-continue")]
 
     with RawConnection(gateway.port) as connection:
-        connection.send(build_request("POST", "/api/v1/tickets/upload", headers))
+        connection.send(build_request("POST", "/api/v1/events/upload", headers))
         response = connection.read_response()
 
     assert_problem(response, 413)
@@ -138,16 +138,16 @@ def test_a_declared_body_over_the_limit_with_expect_gets_413_instead_of_100(
 def test_a_body_exactly_at_the_limit_is_accepted(gateway: GatewayProcess, services: Fleet) -> None:
     body = b"b" * MAX_BODY_BYTES
 
-    response = gateway.request("POST", "/api/v1/tickets/upload", body=body, token=mint())
+    response = gateway.request("POST", "/api/v1/events/upload", body=body, token=mint())
 
     assert response.status == 200
-    assert services["ticket"].only_request().body_length == MAX_BODY_BYTES
+    assert services["event"].only_request().body_length == MAX_BODY_BYTES
 
 
 def test_a_body_one_byte_over_the_limit_gives_413(gateway: GatewayProcess, services: Fleet) -> None:
     body = b"b" * (MAX_BODY_BYTES + 1)
 
-    response = gateway.request("POST", "/api/v1/tickets/upload", body=body, token=mint())
+    response = gateway.request("POST", "/api/v1/events/upload", body=body, token=mint())
 
     assert_problem(response, 413)
     assert_nothing_reached(services)
@@ -168,7 +168,7 @@ def test_a_chunked_body_growing_over_the_limit_is_cut_off(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
     head = build_request(
-        "POST", "/api/v1/tickets/upload", [auth(), ("Transfer-Encoding", "chunked")]
+        "POST", "/api/v1/events/upload", [auth(), ("Transfer-Encoding", "chunked")]
     )
     with RawConnection(gateway.port) as connection:
         connection.send(head)
@@ -182,7 +182,7 @@ def test_a_chunked_body_growing_over_the_limit_is_cut_off(
             status = None  # closed without an answer: also a refusal
 
     assert status in (413, None)
-    completed = [r for r in services["ticket"].requests if r.body_complete]
+    completed = [r for r in services["event"].requests if r.body_complete]
     assert not completed, "the upstream received the whole oversized body"
 
 

@@ -539,6 +539,22 @@ def test_bad_service_url_in_a_list_is_rejected() -> None:
             {"routes": {"/tickets": {"idempotency_key_retries": "maybe"}}},
             "routes./tickets.idempotency_key_retries",
         ),
+        (
+            {"routes": {"/search": {"validation": {"query": {"q": {"type": "text"}}}}}},
+            "routes./search.validation.query.q.type",
+        ),
+        (
+            {"routes": {"/search": {"validation": {"query": {"q": {"type": "string", "x": 1}}}}}},
+            "routes./search.validation.query.q.x",
+        ),
+        (
+            {"routes": {"/events": {"validation": {"json": True}}}},
+            "routes./events.validation.json",
+        ),
+        (
+            {"routes": {"/search": {"validation": {"query": {"page": {"minimum": "one"}}}}}},
+            "routes./search.validation.query.page",
+        ),
     ],
 )
 def test_bad_yaml_value_names_its_key(tmp_path: Path, document: Any, key: str) -> None:

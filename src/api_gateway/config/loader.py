@@ -29,6 +29,7 @@ from api_gateway.config.settings import (
     ServiceConfig,
     UpstreamConfig,
 )
+from api_gateway.config.validation import build_validation
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
 MIN_SECRET_BYTES = 32
@@ -258,6 +259,9 @@ def build_routes(
                     for i, e in enumerate(entry.raw("endpoints", []))
                 ),
                 idempotency_key_retries=entry.flag("idempotency_key_retries", False),
+                validation=None
+                if entry.raw("validation", None) is None
+                else build_validation(entry.section("validation")),
             )
         )
         entry.done()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api_gateway.config.validation import ValidationConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -150,6 +154,7 @@ class RouteConfig:
     endpoints: tuple[EndpointConfig, ...]
     # POST and PATCH may be retried when the request carries an Idempotency-Key.
     idempotency_key_retries: bool = False
+    validation: ValidationConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
