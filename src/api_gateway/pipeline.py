@@ -57,7 +57,7 @@ def outer_policies(config: GatewayConfig, context: RequestContext) -> list[Polic
     """The policies every request passes, before its route is known."""
     policies: list[Policy] = [context]
     if config.cors_origins:
-        policies.append(Cors(config.cors_origins))
+        policies.append(Cors(config.cors_origins, config.cors_credentials, config.cors_max_age_s))
     return policies
 
 

@@ -298,6 +298,12 @@ def test_env_trusted_proxies() -> None:
     )
 
 
+def test_any_origin_is_allowed_only_without_credentials() -> None:
+    config = config_with({"CORS_ORIGINS": "*", "CORS_CREDENTIALS": "false"})
+    assert (config.cors_origins, config.cors_credentials) == (("*",), False)
+    assert config_error({"CORS_ORIGINS": "*"}).key == "cors_origins"
+
+
 def test_env_cors_origins() -> None:
     config = config_with({"CORS_ORIGINS": "https://a.example, https://b.example,"})
     assert config.cors_origins == ("https://a.example", "https://b.example")
@@ -500,6 +506,9 @@ def test_bad_service_url_in_a_list_is_rejected() -> None:
         ({"server": "localhost"}, "server"),
         ({"log_level": "loud"}, "log_level"),
         ({"cors_origins": [1, 2]}, "cors_origins"),
+        ({"cors_origins": ["*"]}, "cors_origins"),
+        ({"cors_credentials": "sometimes"}, "cors_credentials"),
+        ({"cors_max_age_s": -1}, "cors_max_age_s"),
         ({"redis": {"url": "mysql://db"}}, "redis.url"),
         ({"circuit_breaker": {"error_threshold_pct": 101}}, "circuit_breaker.error_threshold_pct"),
         ({"timeouts": {"default_ms": 0}}, "timeouts.default_ms"),

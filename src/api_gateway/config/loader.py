@@ -102,6 +102,8 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
         server["trusted_proxies"] = split_list(env["TRUSTED_PROXIES"])
     if "CORS_ORIGINS" in env:
         document["cors_origins"] = split_list(env["CORS_ORIGINS"])
+    if env.get("CORS_CREDENTIALS"):
+        document["cors_credentials"] = env["CORS_CREDENTIALS"]
     limit = document["rate_limit"]["global"]
     if env.get("RATE_LIMIT_MAX"):
         limit["max"] = env["RATE_LIMIT_MAX"]
@@ -122,6 +124,12 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     if log_level not in LOG_LEVELS:
         raise ConfigError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     cors = root.texts("cors_origins")
+    cors_credentials = root.flag("cors_credentials")
+    if "*" in cors and cors_credentials:
+        raise ConfigError(
+            "cors_origins",
+            "'*' cannot allow credentials: list the origins or set cors_credentials: false",
+        )
     redis = root.section("redis")
     redis_url = redis.raw("url")
     if redis_url is not None:
@@ -141,6 +149,8 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         server=server,
         log_level=log_level,
         cors_origins=cors,
+        cors_credentials=cors_credentials,
+        cors_max_age_s=root.integer("cors_max_age_s", 0),
         redis_url=redis_url,
         jwt=build_jwt(root.section("jwt")),
         rate_limits=rate_limits,

@@ -162,6 +162,8 @@ class GatewayConfig:
     server: ServerConfig
     log_level: str
     cors_origins: tuple[str, ...]
+    cors_credentials: bool
+    cors_max_age_s: int
     redis_url: str | None
     jwt: JwtConfig
     rate_limits: dict[str, LimitConfig]

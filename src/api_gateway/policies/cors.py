@@ -1,7 +1,8 @@
 """CORS for the configured origins (``CORS_ORIGINS``); absent from the chain when none are set.
 
-Preflights are answered by the gateway itself and never reach an upstream. Credentials are
-allowed for listed origins; ``*`` allows any origin without credentials.
+Preflights are answered by the gateway itself, before authentication, and never reach an
+upstream. Listed origins are echoed (with credentials unless ``cors_credentials`` is false);
+``*`` allows any origin and is refused at start-up together with credentials.
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ EXPOSED = (
     b"x-request-id, x-response-time, x-ratelimit-limit, x-ratelimit-remaining, "
     b"x-ratelimit-reset, retry-after"
 )
-MAX_AGE = b"600"
 VARY = (b"vary", b"Origin")
+CREDENTIALS = (b"access-control-allow-credentials", b"true")
 
 
 class Cors:
-    def __init__(self, origins: tuple[str, ...]) -> None:
+    def __init__(self, origins: tuple[str, ...], credentials: bool = True, max_age_s: int = 600):
         self.any_origin = "*" in origins
         self.origins = frozenset(o.rstrip("/").encode() for o in origins if o != "*")
+        self.credentials = credentials
+        self.max_age = str(max_age_s).encode()
 
     def _allow(self, origin: bytes) -> Headers | None:
         if origin in self.origins:
-            return [
-                (b"access-control-allow-origin", origin),
-                (b"access-control-allow-credentials", b"true"),
-                VARY,
-            ]
+            allowed = [(b"access-control-allow-origin", origin), VARY]
+            if self.credentials:
+                allowed.append(CREDENTIALS)
+            return allowed
         if self.any_origin:
             return [(b"access-control-allow-origin", b"*")]
         return None
@@ -47,7 +49,7 @@ class Cors:
             requested = request.header(b"access-control-request-headers")
             allowed += [
                 (b"access-control-allow-methods", ALLOWED_METHODS),
-                (b"access-control-max-age", MAX_AGE),
+                (b"access-control-max-age", self.max_age),
             ]
             if requested:
                 allowed.append((b"access-control-allow-headers", requested))
@@ -55,6 +57,9 @@ class Cors:
         if allowed is not None:
             request.response_headers += allowed
             request.response_headers.append((b"access-control-expose-headers", EXPOSED))
+        elif self.origins:
+            # The answer depends on the origin even when it is refused: caches must know.
+            request.response_headers.append(VARY)
         return call_next(request)
 
 
