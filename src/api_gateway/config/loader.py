@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from api_gateway.config.sections import Section, split_list
+from api_gateway.config.security import build_security_headers
 from api_gateway.config.services import build_discovery, build_services, resilience_defaults
 from api_gateway.config.settings import (
     ConfigError,
@@ -151,6 +152,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         cors_origins=cors,
         cors_credentials=cors_credentials,
         cors_max_age_s=root.integer("cors_max_age_s", 0),
+        security_headers=build_security_headers(root.section("security_headers")),
         redis_url=redis_url,
         jwt=build_jwt(root.section("jwt")),
         rate_limits=rate_limits,

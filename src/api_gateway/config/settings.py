@@ -164,6 +164,8 @@ class GatewayConfig:
     cors_origins: tuple[str, ...]
     cors_credentials: bool
     cors_max_age_s: int
+    # Replacements (a value) and removals (None) of Helmet's default security headers.
+    security_headers: tuple[tuple[str, str | None], ...]
     redis_url: str | None
     jwt: JwtConfig
     rate_limits: dict[str, LimitConfig]

@@ -29,6 +29,8 @@ SWEEP_S = 0.05
 BUFFERED_BODY_MAX = 64 * 1024
 INFINITY = float("inf")
 IDLE_SWEEP_TICKS = 20
+# Framing is the data plane's own business; X-Powered-By only tells attackers what to try.
+NOT_PASSED_ON = RESPONSE_FRAMING | {b"x-powered-by"}
 # Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -138,7 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name not in RESPONSE_FRAMING:
+        if name not in NOT_PASSED_ON:
             self.headers.append((name, value))
         elif name == b"content-length":
             self.length = value

@@ -6,6 +6,7 @@ An upstream that sets one of these itself keeps its own value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from operator import itemgetter
 
 from api_gateway.types import Headers, Response
@@ -29,14 +30,35 @@ HELMET_DEFAULTS: Headers = [
     (b"x-permitted-cross-domain-policies", b"none"),
     (b"x-xss-protection", b"0"),
 ]
-NAMES = frozenset(name for name, _ in HELMET_DEFAULTS)
-RENDERED = b"".join(b"%s: %s\r\n" % header for header in HELMET_DEFAULTS)
+
+
+class SecurityHeaders:
+    """Helmet's defaults with the configured replacements, additions and removals applied."""
+
+    def __init__(self, overrides: Sequence[tuple[str, str | None]] = ()) -> None:
+        table = dict(HELMET_DEFAULTS)
+        for name, value in overrides:
+            key = name.encode("ascii")
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value.encode("ascii")
+        self.headers: Headers = list(table.items())
+        self.names = frozenset(table)
+        self.rendered = b"".join(b"%s: %s\r\n" % header for header in self.headers)
+
+    def add(self, response: Response) -> None:
+        headers = response.headers
+        if self.names.isdisjoint(map(itemgetter(0), headers)):
+            response.rendered += self.rendered
+            return
+        present = {name for name, _ in headers}
+        headers.extend(h for h in self.headers if h[0] not in present)
+
+
+DEFAULT = SecurityHeaders()
+NAMES, RENDERED = DEFAULT.names, DEFAULT.rendered
 
 
 def add_security_headers(response: Response) -> None:
-    headers = response.headers
-    if NAMES.isdisjoint(map(itemgetter(0), headers)):
-        response.rendered += RENDERED
-        return
-    present = {name for name, _ in headers}
-    headers.extend(h for h in HELMET_DEFAULTS if h[0] not in present)
+    DEFAULT.add(response)
