@@ -25,6 +25,7 @@ from api_gateway.config.settings import (
     JwtConfig,
     LimitConfig,
     Network,
+    OverloadConfig,
     RouteConfig,
     ServerConfig,
     ServiceConfig,
@@ -159,6 +160,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         default_timeout_ms=default_timeout_ms,
         upstream=build_upstream(root.section("upstream")),
         discovery=build_discovery(root.section("discovery")),
+        overload=build_overload(root.section("overload")),
         services=services,
         routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
     )
@@ -316,3 +318,19 @@ def is_clean_path(path: str) -> bool:
         and not path.endswith("/")
         and all(seg and seg not in (".", "..") for seg in segments[1:])
     )
+
+
+def build_overload(s: Section) -> OverloadConfig:
+    factor = s.raw("tighten_factor")
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1:
+        raise ConfigError(s.key("tighten_factor"), f"must be a number in (0, 1], got {factor!r}")
+    config = OverloadConfig(
+        enabled=s.flag("enabled"),
+        lag_threshold_ms=s.integer("lag_threshold_ms", 1),
+        in_flight_threshold=s.integer("in_flight_threshold", 1),
+        tighten_factor=float(factor),
+        recover_after_ms=s.integer("recover_after_ms", 0),
+        sample_interval_ms=s.integer("sample_interval_ms", 10),
+    )
+    s.done()
+    return config

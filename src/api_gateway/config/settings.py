@@ -106,6 +106,16 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OverloadConfig:
+    enabled: bool
+    lag_threshold_ms: int
+    in_flight_threshold: int
+    tighten_factor: float  # rate limits become max * factor while overloaded
+    recover_after_ms: int
+    sample_interval_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     connect_timeout_ms: int
     max_idle_per_instance: int
@@ -172,6 +182,7 @@ class GatewayConfig:
     default_timeout_ms: int
     upstream: UpstreamConfig
     discovery: DiscoveryConfig
+    overload: OverloadConfig
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
 
