@@ -18,6 +18,7 @@ from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, new_request_id, stamp
 from api_gateway.routing import RouteTable, normalize, split_target
 from api_gateway.stores import Store, StoreUnavailable
+from api_gateway.stores.fallback import FallbackStore
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
@@ -31,9 +32,9 @@ from api_gateway.upstream.service import UpstreamService
 def open_store(config: GatewayConfig) -> Store:
     if config.redis_url is None:
         return MemoryStore()
-    from api_gateway.stores.redis import RedisStore
+    from api_gateway.stores.cluster import open_shared
 
-    return RedisStore(config.redis_url)
+    return FallbackStore(open_shared(config))
 
 
 class Gateway:
@@ -83,7 +84,7 @@ class Gateway:
         if config.redis_url:
             probes["redis"] = self._redis_probe
         self.admin = Admin(probes, self.breaker_states)
-        self.metrics = Metrics(self.breaker_gauges)
+        self.metrics = Metrics(lambda: self.breaker_gauges() + self.store_gauges())
         self.exact: dict[str, Handler] = {**self.admin.endpoints(), "/metrics": self.render_metrics}
         access_log = (
             AccessLog(loop)
@@ -139,6 +140,24 @@ class Gateway:
                     f'gateway_upstream_events_total{{service="{name}",event="{event}"}} {count}'
                 )
         return lines
+
+    def store_gauges(self) -> list[str]:
+        store = self.store
+        if not isinstance(store, FallbackStore):
+            return []
+        return [
+            "# HELP gateway_ratelimit_store_degraded 1 while Redis cannot answer and rate limits"
+            " are decided in memory, per process.",
+            "# TYPE gateway_ratelimit_store_degraded gauge",
+            f"gateway_ratelimit_store_degraded {int(store.degraded)}",
+            "# HELP gateway_ratelimit_fallback_decisions_total Rate-limit decisions taken in"
+            " memory because Redis could not answer.",
+            "# TYPE gateway_ratelimit_fallback_decisions_total counter",
+            f"gateway_ratelimit_fallback_decisions_total {store.fallback_decisions}",
+            "# HELP gateway_ratelimit_store_outages_total Times Redis became unavailable.",
+            "# TYPE gateway_ratelimit_store_outages_total counter",
+            f"gateway_ratelimit_store_outages_total {store.outages}",
+        ]
 
     async def render_metrics(self, request: Request) -> Response:
         return Response(200, [CONTENT_TYPE], self.metrics.render())

@@ -126,14 +126,14 @@ def test_a_violation_blocks_the_key_for_block_ms_then_it_vanishes(url: str) -> N
         assert [d.allowed for d in await hits(store, "blocky", rate, 2)] == [True, True]
         violation = await store.hit("blocky", rate)
         assert violation == Decision(False, 0, 600, 600)
-        assert 0 < await pttl(store, "gw:rl:block:blocky") <= 600
+        assert 0 < await pttl(store, "gw:rl:block:{blocky}") <= 600
         await asyncio.sleep(0.3)
         still = await store.hit("blocky", rate)
         assert not still.allowed
         assert 200 < still.retry_after_ms <= 301
         await asyncio.sleep(0.35)
         assert (await store.hit("blocky", rate)).allowed
-        assert await command(store, "EXISTS", "gw:rl:block:blocky") == 0
+        assert await command(store, "EXISTS", "gw:rl:block:{blocky}") == 0
         await store.close()
 
     uvloop.run(story())
@@ -143,9 +143,9 @@ def test_buckets_expire_once_full_again(url: str) -> None:
     async def story() -> None:
         store = RedisStore(url)
         await store.hit("fleeting", Rate(2, 100, 0))
-        assert 0 < await pttl(store, "gw:rl:fleeting") <= 51
+        assert 0 < await pttl(store, "gw:rl:{fleeting}") <= 51
         await asyncio.sleep(0.1)
-        assert await command(store, "EXISTS", "gw:rl:fleeting") == 0
+        assert await command(store, "EXISTS", "gw:rl:{fleeting}") == 0
         await store.close()
 
     uvloop.run(story())
@@ -159,7 +159,7 @@ def test_odd_keys_are_sent_as_utf8_bytes(url: str) -> None:
         assert (await store.hit(odd, Rate(1, 60_000, 0))).allowed
         assert not (await store.hit(odd, Rate(1, 60_000, 0))).allowed
         assert (await store.hit("tenant 7/", Rate(1, 60_000, 0))).allowed
-        assert await command(store, "EXISTS", f"gw:rl:{odd}") == 1
+        assert await command(store, "EXISTS", f"gw:rl:{{{odd}}}") == 1
         await store.close()
 
     uvloop.run(story())
@@ -184,7 +184,7 @@ def test_db_and_password_come_from_the_url() -> None:
         store = RedisStore(f"redis://:s3cret@127.0.0.1:{server.port}/3")
         await store.ping()
         await store.hit("in-db-3", FIVE_A_MINUTE)
-        assert await command(store, "EXISTS", "gw:rl:in-db-3") == 1
+        assert await command(store, "EXISTS", "gw:rl:{in-db-3}") == 1
         await store.close()
         for wrong in ("redis://127.0.0.1:{}", "redis://:nope@127.0.0.1:{}"):
             store = RedisStore(wrong.format(server.port))
@@ -253,7 +253,7 @@ def test_a_frozen_redis_times_out_instead_of_hanging(redis_server: RedisServer) 
         await eventually_allowed(store, 1)
         redis_server.signal(signal.SIGSTOP)
         try:
-            await raises_within(store, 0.3 + 0.2 + 0.2)  # timeout + timer tick + slack
+            await raises_within(store, 0.3 + 0.2)  # timeout + slack
         finally:
             redis_server.signal(signal.SIGCONT)
         assert await eventually_allowed(store, 2.0) < 1.0

@@ -41,7 +41,7 @@ LIVE_PROBE_TIMEOUT_S = 1.0
 # Settings a developer's shell might carry that would change what the tests see.
 _INHERITED_SETTINGS = (
     "HOST", "PORT", "GATEWAY_WORKERS", "LOG_LEVEL", "JWT_ISSUER", "REDIS_URL", "TRUSTED_PROXIES",
-    "CORS_ORIGINS", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS",
+    "CORS_ORIGINS", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS", "REDIS_CLUSTER",
 )  # fmt: skip
 # High enough that no test meets the global per-IP limit unless it asks for it.
 UNLIMITED_RATE = "1000000"

@@ -97,6 +97,8 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
             section[key] = env[variable]
     if env.get("REDIS_URL"):
         document["redis"]["url"] = env["REDIS_URL"]
+    if env.get("REDIS_CLUSTER"):
+        document["redis"]["cluster"] = env["REDIS_CLUSTER"]
     shared_secret = env.get("JWT_SECRET")
     jwt["access_secret"] = env.get("JWT_ACCESS_SECRET") or shared_secret or jwt["access_secret"]
     jwt["refresh_secret"] = env.get("JWT_REFRESH_SECRET") or shared_secret or jwt["refresh_secret"]
@@ -136,8 +138,18 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     redis_url = redis.raw("url")
     if redis_url is not None:
         redis_url = redis.text("url")
-        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        scheme = urlsplit(redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise ConfigError("redis.url", f"must be a redis:// URL, got {redis_url!r}")
+    redis_cluster = redis.flag("cluster")
+    redis_timeout_ms = redis.integer("timeout_ms", 1)
+    if redis_url is not None and (redis_cluster or "+cluster:" in redis_url):
+        from api_gateway.stores.slots import ClusterTarget  # stores import config: not at the top
+
+        try:
+            ClusterTarget.parse(redis_url)
+        except ValueError as exc:
+            raise ConfigError("redis.url", str(exc)) from None
     redis.done()
     limits = root.section("rate_limit")
     rate_limits = {name: build_limit(limits.section(name)) for name in limits.data}
@@ -163,6 +175,8 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         overload=build_overload(root.section("overload")),
         services=services,
         routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
+        redis_cluster=redis_cluster,
+        redis_timeout_ms=redis_timeout_ms,
     )
     root.done()
     return config

@@ -185,5 +185,7 @@ class GatewayConfig:
     overload: OverloadConfig
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
+    redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
+    redis_timeout_ms: int = 50  # bound on every Redis call
 
     API_PREFIX = "/api/v1"

@@ -12,8 +12,12 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
-    async def hit(self, key: str, rate: Rate) -> Decision:
-        """Count one request against ``key`` under ``rate`` and decide it."""
+    async def hit(self, key: str, rate: Rate, strict: bool = False) -> Decision:
+        """Count one request against ``key`` under ``rate`` and decide it.
+
+        A store that can stand in for an unreachable backend (``FallbackStore``) does so unless
+        ``strict``: then it raises ``StoreUnavailable``, for routes that must fail closed.
+        """
         ...
 
     async def ping(self) -> None:

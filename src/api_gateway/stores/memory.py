@@ -34,7 +34,7 @@ class MemoryStore:
             return Decision(False, 0, rate.block_ms, rate.block_ms)
         return decision
 
-    async def hit(self, key: str, rate: Rate) -> Decision:
+    async def hit(self, key: str, rate: Rate, strict: bool = False) -> Decision:
         return self.decide(key, rate)
 
     async def ping(self) -> None:

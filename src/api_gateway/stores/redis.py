@@ -21,7 +21,6 @@ from api_gateway.limiter import Decision, Rate
 from api_gateway.stores import StoreUnavailable
 
 RETRY_EVERY_S = 0.5  # while Redis is down, at most one connect attempt per this; others fail fast
-TICK_S = 0.1  # how often a connection looks for a command waiting longer than the timeout
 MAX_LINE = 64 * 1024  # a reply header longer than this is garbage, not a slow network
 
 # GCRA as in limiter.gcra / MemoryStore.decide, on Redis server time so that every gateway process
@@ -178,13 +177,12 @@ class _Connection(asyncio.Protocol):
         self._parser = RespParser()
         self._pending: deque[tuple[asyncio.Future[Reply], float]] = deque()
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # armed while replies are awaited
         self._out: list[bytes] = []
         self.error: str | None = None  # set once; the connection is then unusable
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._timer = self._loop.call_later(TICK_S, self._tick)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(f"connection lost ({exc or 'closed by server'})")
@@ -206,7 +204,10 @@ class _Connection(asyncio.Protocol):
         if self.error is not None or self._transport is None:
             raise StoreUnavailable(self.error or f"redis at {self._label}: not connected")
         future = self._loop.create_future()
-        self._pending.append((future, self._loop.time()))
+        now = self._loop.time()
+        self._pending.append((future, now))
+        if self._timer is None:
+            self._timer = self._loop.call_at(now + self._timeout, self._expire)
         if not self._out:  # one write per loop tick: a send() syscall costs more than a hit
             self._loop.call_soon(self._flush)
         self._out.append(command)
@@ -217,18 +218,26 @@ class _Connection(asyncio.Protocol):
             self._transport.write(b"".join(self._out))
         self._out.clear()
 
-    def _tick(self) -> None:
-        # One timer per connection instead of a timeout per command: only the oldest can be late.
+    def _expire(self) -> None:
+        # One timer per connection instead of one per command (a timer costs more than a hit):
+        # replies come in order, so only the oldest command can be late, and it is due exactly
+        # at its own deadline. A late reply means a hung server: everything queued behind it
+        # fails now instead of waiting, and the connection is not used again.
+        self._timer = None
         pending = self._pending
-        if pending and self._loop.time() - pending[0][1] > self._timeout:
-            return self.close(f"did not answer within {self._timeout:g} s")
-        self._timer = self._loop.call_later(TICK_S, self._tick)
+        if not pending:
+            return
+        oldest = pending[0][1]
+        if self._loop.time() - oldest >= self._timeout:
+            return self.close(f"did not answer within {self._timeout * 1000:g} ms")
+        self._timer = self._loop.call_at(oldest + self._timeout, self._expire)
 
     def close(self, reason: str) -> None:
         if self.error is None:
             self.error = f"redis at {self._label} {reason}"
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.abort()
         while self._pending:
@@ -268,7 +277,7 @@ def parse_url(url: str) -> _Target:
     return _Target(f"{host}:{port}", tuple(setup), host, port, tls=parts.scheme == "rediss")
 
 
-def _decision(reply: Reply) -> Decision:
+def decision_of(reply: Reply) -> Decision:
     if type(reply) is list and len(reply) == 4:  # (a match statement costs 5x more here)
         allowed, remaining, retry_after_ms, reset_ms = cast("list[int]", reply)
         return Decision(allowed == 1, remaining, retry_after_ms, reset_ms)
@@ -277,15 +286,35 @@ def _decision(reply: Reply) -> Decision:
     raise StoreUnavailable(f"redis rate-limit script returned {reply!r:.100}")
 
 
+def rate_limit_tag(key: str) -> bytes:
+    """The Redis Cluster hash tag shared by a limit key's two Redis keys (bucket and block).
+
+    ``}`` would end the tag early and ``%`` is the escape, so both are percent-encoded: the
+    mapping stays one-to-one and both keys always land in the same slot. An empty key gets a
+    tag that no escaped key can be, since an empty tag ``{}`` would hash the whole key.
+    """
+    if "}" in key or "%" in key:
+        key = key.replace("%", "%25").replace("}", "%7D")
+    return key.encode("utf-8", "surrogatepass") or b"%"
+
+
 def _key_args(key: str) -> bytes:
     # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha.
-    raw = key.encode("utf-8", "surrogatepass")
-    return b"$1\r\n2\r\n" + _bulk(b"gw:rl:" + raw) + _bulk(b"gw:rl:block:" + raw)
+    tag = rate_limit_tag(key)
+    return b"$1\r\n2\r\n" + _bulk(b"gw:rl:{%s}" % tag) + _bulk(b"gw:rl:block:{%s}" % tag)
 
 
 @functools.lru_cache(maxsize=1024)  # rates come from config: a handful, encoded once
 def _rate_args(rate: Rate) -> bytes:
     return b"".join(_bulk(b"%d" % v) for v in (rate.max, rate.window_ms, rate.block_ms))
+
+
+def _ignore_outcome(future: asyncio.Future[Reply]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+_ASKING = encode_command("ASKING")
 
 
 class RedisStore:
@@ -300,32 +329,54 @@ class RedisStore:
         sha = hashlib.sha1(GCRA_LUA.encode()).hexdigest().encode()
         self._evalsha = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % sha
 
-    async def hit(self, key: str, rate: Rate) -> Decision:
+    async def hit(self, key: str, rate: Rate, strict: bool = False) -> Decision:
+        """Decide by the GCRA script; ``strict`` changes nothing here, this store never guesses."""
+        return decision_of(await self.gcra(key, rate))
+
+    async def gcra(self, key: str, rate: Rate, asking: bool = False) -> Reply:
+        """The GCRA script's raw reply for one hit (``asking``: after a cluster ASK redirect)."""
         conn = self._conn
         if conn is None or conn.error is not None:
             conn = await self._connection()
         args = _key_args(key) + _rate_args(rate)
-        reply = await conn.send(self._evalsha + args)
+        reply = await self._send(conn, self._evalsha + args, asking)
         if isinstance(reply, RespError) and reply.message.startswith("NOSCRIPT"):
             # Script cache flushed (restart, SCRIPT FLUSH): load it again and run this hit by EVAL.
-            load = conn.send(encode_command("SCRIPT", "LOAD", GCRA_LUA))
-            reply = await conn.send(b"*8\r\n$4\r\nEVAL\r\n" + _bulk(GCRA_LUA.encode()) + args)
-            await load
-        return _decision(reply)
+            self._send(conn, encode_command("SCRIPT", "LOAD", GCRA_LUA), asking).add_done_callback(
+                _ignore_outcome
+            )
+            eval_ = b"*8\r\n$4\r\nEVAL\r\n" + _bulk(GCRA_LUA.encode()) + args
+            reply = await self._send(conn, eval_, asking)
+        return reply
 
     async def command(self, *args: str | bytes | int) -> Reply:
         """One command on the shared connection; an error reply comes back as a ``RespError``."""
-        conn = await self._connection()
-        return await conn.send(encode_command(*args))
+        return await self.request(encode_command(*args))
+
+    async def request(self, command: bytes, asking: bool = False) -> Reply:
+        """One encoded command; ``asking`` sends ASKING right before it, in the same write."""
+        return await self._send(await self._connection(), command, asking)
 
     async def evaluate(
-        self, script: Script, keys: Sequence[str], args: Sequence[str | int] = ()
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[str | int] = (),
+        asking: bool = False,
     ) -> Reply:
         tail = (len(keys), *keys, *args)
-        reply = await self.command("EVALSHA", script.sha, *tail)
+        reply = await self.request(encode_command("EVALSHA", script.sha, *tail), asking)
         if isinstance(reply, RespError) and reply.message.startswith("NOSCRIPT"):
-            reply = await self.command("EVAL", script.source, *tail)  # EVAL caches it again
+            # EVAL caches the script again.
+            reply = await self.request(encode_command("EVAL", script.source, *tail), asking)
         return reply
+
+    @staticmethod
+    def _send(conn: _Connection, command: bytes, asking: bool) -> asyncio.Future[Reply]:
+        # ASKING holds for the next command on the connection only: nothing may come between.
+        if asking:
+            conn.send(_ASKING).add_done_callback(_ignore_outcome)
+        return conn.send(command)
 
     async def ping(self) -> None:
         conn = await self._connection()

@@ -25,6 +25,7 @@ import logging
 from api_gateway.config.services import parse_instance
 from api_gateway.config.settings import ConfigError, GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
+from api_gateway.stores.cluster import ClusterStore, open_shared
 from api_gateway.stores.redis import RedisStore, Reply, RespError, Script
 
 log = logging.getLogger("api_gateway.discovery")
@@ -68,7 +69,7 @@ def instance_url(instance: Instance) -> str:
 class Registry:
     """Register, deregister and discover the instances of services in Redis."""
 
-    def __init__(self, store: RedisStore, prefix: str) -> None:
+    def __init__(self, store: RedisStore | ClusterStore, prefix: str) -> None:
         self.store, self.prefix = store, prefix
 
     async def register(self, service: str, url: str, ttl_s: float) -> None:
@@ -102,8 +103,7 @@ class Registry:
 
 def open_registry(config: GatewayConfig) -> Registry:
     """The registry in ``config.redis_url`` (which must be set), under the configured prefix."""
-    assert config.redis_url is not None
-    return Registry(RedisStore(config.redis_url), config.discovery.key_prefix)
+    return Registry(open_shared(config), config.discovery.key_prefix)
 
 
 def _checked(reply: Reply, action: str) -> Reply:
