@@ -268,9 +268,11 @@ def test_an_instance_killed_under_load_loses_only_posts_in_flight(
         posts = [pool.submit(post) for _ in range(6)]
         doomed.wait_for_requests(4, timeout_s=5.0)
         doomed.stop()
-        later = [post() for _ in range(10)] + [get(gateway).status for _ in range(10)]
         get_statuses = [f.result() for f in gets]
         post_statuses = [f.result() for f in posts]
+        # Requests sent once the gateway could see the instance gone are never lost.
+        time.sleep(0.2)
+        later = [post() for _ in range(10)] + [get(gateway).status for _ in range(10)]
 
     def posts_at(upstream: RecordingUpstream) -> int:
         return sum(1 for r in upstream.requests if r.method == "POST")

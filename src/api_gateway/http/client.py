@@ -29,6 +29,12 @@ SWEEP_S = 0.05
 BUFFERED_BODY_MAX = 64 * 1024
 INFINITY = float("inf")
 IDLE_SWEEP_TICKS = 20
+
+
+class ConnectionGone(ConnectFailed):
+    """A connection found closed before any byte of the request was written to it."""
+
+
 # Framing is the data plane's own business; X-Powered-By only tells attackers what to try.
 NOT_PASSED_ON = RESPONSE_FRAMING | {b"x-powered-by"}
 # Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
@@ -56,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.timeout_s = 0.0
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
+        self.reconnected = False  # made to replace a pooled connection that was found dead
         self._reset(None, False)
 
     def _reset(self, future: asyncio.Future[Response] | None, head: bool) -> None:
@@ -221,8 +228,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.stream.fail(error)
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        transport = self.transport
+        assert transport is not None
+        if self.closed or transport.is_closing():
+            raise ConnectionGone("the upstream closed the connection before the request went out")
+        try:
+            transport.write(data)
+        except RuntimeError as exc:  # uvloop: the handle closed before connection_lost ran
+            raise ConnectionGone("the upstream closed the connection") from exc
 
     async def drain(self) -> None:
         if self.write_paused and not self.closed:
@@ -278,7 +291,15 @@ class UpstreamPool:
         if connection is None:
             connection = await self._connect(address, timeout_s)
         while True:
-            future = self._send(connection, head, body, chunked, timeout_s, method)
+            try:
+                future = self._send(connection, head, body, chunked, timeout_s, method)
+            except ConnectionGone:
+                # Nothing went out: safe to try a new connection whatever the method, once.
+                if connection.reconnected:
+                    raise
+                connection = await self._connect(address, timeout_s)
+                connection.reconnected = True
+                continue
             try:
                 return await future
             except BadGateway:
@@ -323,7 +344,9 @@ class UpstreamPool:
         idle = self.idle.get(address)
         while idle:
             connection = idle.pop()
-            if not connection.closed:
+            transport = connection.transport
+            # A peer's close may be known to the transport before connection_lost has run.
+            if not connection.closed and transport is not None and not transport.is_closing():
                 return connection
         return None
 
