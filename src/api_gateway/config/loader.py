@@ -29,6 +29,7 @@ from api_gateway.config.settings import (
     ServiceConfig,
     UpstreamConfig,
 )
+from api_gateway.config.tenancy import build_tenancy
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
 MIN_SECRET_BYTES = 32
@@ -148,6 +149,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         discovery=build_discovery(root.section("discovery")),
         services=services,
         routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
+        tenancy=build_tenancy(root.section("tenancy")),
     )
     root.done()
     return config

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api_gateway.config.tenancy import TenancyConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -165,5 +169,6 @@ class GatewayConfig:
     discovery: DiscoveryConfig
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
+    tenancy: TenancyConfig
 
     API_PREFIX = "/api/v1"
