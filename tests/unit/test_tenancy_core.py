@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 from typing import Any
 
 import pytest
@@ -14,7 +15,12 @@ from hypothesis import strategies as st
 from api_gateway.cache import CachedLookup, TtlCache
 from api_gateway.config.loader import build, default_document
 from api_gateway.config.settings import ConfigError
+from api_gateway.directory import VenueDirectory
 from api_gateway.errors import ServiceUnavailable
+from api_gateway.hosts import PlatformHosts
+from api_gateway.network import TrustedProxies
+from api_gateway.policies.domains import VenueDomain
+from api_gateway.types import Request, Response
 from api_gateway.venue_refs import VenuePattern, VenueRefs
 
 # --- TtlCache ------------------------------------------------------------------------------------
@@ -250,3 +256,71 @@ def test_bad_tenancy_settings_are_named(overrides: dict[str, Any], key: str) -> 
     with pytest.raises(ConfigError) as caught:
         tenancy_config(**overrides)
     assert caught.value.key == key
+
+
+# --- the domain policy, over a venue service stand-in ----------------------------------------
+
+
+class VenueService:
+    """Stands in for VenueServiceClient: answers from dicts and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def resolve_domain(self, host: str) -> dict[str, object] | None:
+        self.asked.append(host)
+        known = {"tickets.venue-a.com": {"venueId": "venue-a", "tenantId": "tenant-a"}}
+        return known.get(host)
+
+    async def get_venue(self, venue_id: str) -> dict[str, object] | None:
+        self.asked.append(venue_id)
+        return {"id": venue_id, "tenantId": "tenant-a"} if venue_id == "venue-a" else None
+
+
+def domain_policy(service: VenueService, trusted: str = "10.0.0.0/8") -> VenueDomain:
+    config = tenancy_config()
+    directory = VenueDirectory(service, config, Clock())  # type: ignore[arg-type]
+    proxies = TrustedProxies((ipaddress.ip_network(trusted),))
+    return VenueDomain(directory, PlatformHosts(config.platform_domains), proxies, frozenset())
+
+
+async def passed(req: Request) -> Response:
+    return Response(200, [])
+
+
+def through(policy: VenueDomain, req: Request) -> Request:
+    async def scenario() -> None:
+        await policy(req, passed)
+
+    asyncio.run(scenario())
+    return req
+
+
+def test_a_trusted_proxys_forwarded_host_is_the_clients_host() -> None:
+    service = VenueService()
+    headers = [(b"host", b"gateway.internal"), (b"x-forwarded-host", b"x.io, tickets.venue-a.com")]
+
+    req = through(domain_policy(service), Request("GET", b"/", headers, b"", "10.1.1.1"))
+
+    assert service.asked == ["tickets.venue-a.com"]
+    assert req.upstream_headers == [
+        (b"x-venue-id", b"venue-a"),
+        (b"x-venue-tenant-id", b"tenant-a"),
+    ]
+
+
+def test_an_untrusted_peers_forwarded_host_is_ignored() -> None:
+    service = VenueService()
+    headers = [(b"host", b"gateway.test"), (b"x-forwarded-host", b"tickets.venue-a.com")]
+
+    req = through(domain_policy(service), Request("GET", b"/", headers, b"", "203.0.113.9"))
+
+    assert service.asked == [] and req.upstream_headers == []
+
+
+def test_a_request_without_host_is_the_platforms() -> None:
+    service = VenueService()
+
+    req = through(domain_policy(service), Request("GET", b"/", [], b"", "203.0.113.9", "1.0"))
+
+    assert service.asked == [] and req.upstream_headers == []
