@@ -25,6 +25,7 @@ from api_gateway.serve import listening_socket, serve
 from api_gateway.tokens import mint
 from api_gateway.types import Request, Response
 
+DEMO_TENANT = "demo-tenant"
 ECHOED = (b"x-tenant-id", b"x-user-id", b"x-user-role", b"x-request-id", b"x-forwarded-for")
 
 
@@ -35,6 +36,8 @@ class StubService:
         self.name = name
 
     async def handle(self, request: Request) -> Response:
+        if self.name == "venue" and request.header(b"x-gateway-internal") == b"true":
+            return _venue_lookup(request.target.decode("latin-1"))
         body = request.body
         size = len(body) if isinstance(body, bytes) else await _drain(body)
         path = request.target.decode("latin-1")
@@ -53,6 +56,16 @@ class StubService:
 
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
         return problem_response(error, "")
+
+
+def _venue_lookup(path: str) -> Response:
+    """The gateway's own questions to venue-service: every demo venue is the demo tenant's, and
+    no custom domain is registered."""
+    venue_id = path.removeprefix("/api/v1/venues/").split("/")[0]
+    if path.startswith("/api/v1/venues/domains/") or not venue_id:
+        return Response(404, [(b"content-type", b"application/json")], b"{}")
+    document = {"id": venue_id, "tenantId": DEMO_TENANT}
+    return Response(200, [(b"content-type", b"application/json")], orjson.dumps(document))
 
 
 async def _drain(body: object) -> int:
@@ -92,7 +105,7 @@ def run(port: int) -> int:
     config = config_module.load(None, env)
     configure(config.log_level)
     gateway_socket = listening_socket("127.0.0.1", port, reuse_port=False)
-    token = mint(config.jwt, "demo-user", "demo-tenant", "admin", 3600, "demo@tickettoken.io")
+    token = mint(config.jwt, "demo-user", DEMO_TENANT, "admin", 3600, "demo@tickettoken.io")
     base = f"http://127.0.0.1:{gateway_socket.getsockname()[1]}"
     uvloop.run(_run(config, gateway_socket, _banner(base, token)))
     return 0
@@ -110,5 +123,6 @@ Try:
   curl -s {base}/api/v1/tickets/7 -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: forged"
   curl -s {base}/api/v1/search/events?q=jazz
   curl -s {base}/api/v1/auth/login --json '{{"email":"fan@example.com"}}'
+  curl -s {base}/api/v1/venues/7 -H "Authorization: Bearer $TOKEN"   # a venue of your tenant
   curl -s -i {base}/api/v1/venues/1        # no token: 401 problem+json
 """

@@ -5,7 +5,8 @@
     │   ├── MalformedRequest (400 malformed-request, closes the connection)
     │   ├── InvalidPath (400 invalid-path)
     │   ├── ValidationFailed (400 validation-failed, with per-field ``errors``)
-    │   └── HeaderNotAllowed (400 header-not-allowed)
+    │   ├── HeaderNotAllowed (400 header-not-allowed)
+    │   └── InvalidHost (400 invalid-host)
     ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
     ├── Forbidden (403 forbidden)
     ├── RouteNotFound (404 not-found)
@@ -184,3 +185,7 @@ def problem_response(error: GatewayError, request_id: str, instance: str = "") -
     response = Response(error.status, headers, body)
     response.close = error.closes_connection
     return response
+
+
+class InvalidHost(BadRequest):
+    slug, title = "invalid-host", "Invalid Host header"

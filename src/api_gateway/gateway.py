@@ -9,6 +9,7 @@ from time import perf_counter
 
 from api_gateway.admin import Admin, Probe
 from api_gateway.config.settings import GatewayConfig
+from api_gateway.directory import VenueDirectory
 from api_gateway.errors import GatewayError, RouteNotFound, problem_response
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
@@ -63,6 +64,8 @@ class Gateway:
             name: UpstreamService(service, ServiceEndpoints(name, service.instances), rng)
             for name, service in config.services.items()
         }
+        self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
+        self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
         builder = RouteBuilder(
             config,
             self.pool,
@@ -71,12 +74,11 @@ class Gateway:
             self.services,
             clock_ms,
             port,
+            VenueDirectory(self.venue_client, config.tenancy, clock_ms),
         )
         self.routes: RouteTable[Handler] = RouteTable()
         for route in config.routes:
             self.routes.add(GatewayConfig.API_PREFIX + route.prefix, builder.build(route))
-        self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
-        self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
         probes: dict[str, Probe] = {
             "auth-service": self.auth_client.health_check,
             "venue-service": self.venue_client.health_check,

@@ -4,8 +4,12 @@
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestLimits → RateLimit(global, per client IP) → QueryValidation
-           → Authenticate → JsonBody → RateLimit(endpoint, per user) → HeaderTrust
+           → Authenticate → JsonBody → RateLimit(endpoint, per user) → VenueDomain
+           → VenueIsolation → HeaderTrust
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
+
+VenueDomain and VenueIsolation need the token's claims, so they follow Authenticate; they follow
+the endpoint limit too, so a flood that is refused anyway costs the venue service nothing.
 
 A policy a route does not need is not in its chain at all.
 """
@@ -16,15 +20,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
+from api_gateway.directory import VenueDirectory
+from api_gateway.hosts import PlatformHosts
 from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
 from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
+from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import RequestLimits
 from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
+from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
@@ -32,6 +40,7 @@ from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Policy, Request, Response
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.service import UpstreamService
+from api_gateway.venue_refs import VenueRefs
 
 GLOBAL_LIMIT = "global"
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
@@ -84,6 +93,7 @@ class RouteBuilder:
         services: Mapping[str, UpstreamService],
         clock_ms: Callable[[], float],
         port: int,
+        directory: VenueDirectory | None = None,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
         self.services, self.clock_ms, self.port = services, clock_ms, port
@@ -91,6 +101,12 @@ class RouteBuilder:
         self.global_limit = RateLimit(
             GLOBAL_LIMIT, Rate.of(config.rate_limits[GLOBAL_LIMIT]), store, by_client_ip
         )
+        self.directory = directory
+        tenancy = config.tenancy
+        self.venue_domain = None
+        if directory is not None and tenancy.domain_routing:
+            platform = PlatformHosts(tenancy.platform_domains)
+            self.venue_domain = VenueDomain(directory, platform, self.trusted, tenancy.admin_roles)
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
@@ -123,8 +139,22 @@ class RouteBuilder:
         if endpoint is not None and endpoint.rate_limit is not None:
             rate = Rate.of(self.config.rate_limits[endpoint.rate_limit])
             policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
+        policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
         call = UpstreamCall(
             self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
         )
         return chain(policies, call)
+
+    def tenancy_policies(self, route: RouteConfig) -> list[Policy]:
+        """Domain routing on every route; isolation where a request could name a venue."""
+        policies: list[Policy] = []
+        if self.venue_domain is not None:
+            policies.append(self.venue_domain)
+        tenancy = self.config.tenancy
+        if self.directory is not None and tenancy.venue_isolation:
+            patterns = [p for p in tenancy.venue_paths if p.overlaps(route.prefix)]
+            refs = VenueRefs(GatewayConfig.API_PREFIX, patterns, tenancy.venue_params)
+            if refs:
+                policies.append(VenueIsolation(self.directory, refs, tenancy.admin_roles))
+        return policies

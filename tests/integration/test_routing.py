@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from support.assertions import assert_nothing_reached, assert_problem
 from support.gateway import Fleet, GatewayProcess
 from support.tokens import mint
 from support.upstream import Reply
+
+
+@pytest.fixture(scope="module")
+def gateway_config() -> dict[str, Any]:
+    # Venue paths are answered by venue isolation first; it has tests of its own (test_tenancy).
+    return {"tenancy": {"venue_isolation": False}}
+
 
 ROUTES = [
     ("/auth", "auth"),

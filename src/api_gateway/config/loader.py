@@ -31,6 +31,7 @@ from api_gateway.config.settings import (
     ServiceConfig,
     UpstreamConfig,
 )
+from api_gateway.config.tenancy import build_tenancy
 from api_gateway.config.validation import build_validation
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
@@ -177,6 +178,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
         redis_cluster=redis_cluster,
         redis_timeout_ms=redis_timeout_ms,
+        tenancy=build_tenancy(root.section("tenancy")),
     )
     root.done()
     return config

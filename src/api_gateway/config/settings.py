@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from api_gateway.config.tenancy import TenancyConfig
     from api_gateway.config.validation import ValidationConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -185,6 +186,7 @@ class GatewayConfig:
     overload: OverloadConfig
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
+    tenancy: TenancyConfig
     redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
     redis_timeout_ms: int = 50  # bound on every Redis call
 

@@ -25,7 +25,7 @@ BLOCKED_EXACT = frozenset(
         b"x-request-deadline-ms",
     }
 )
-BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-")
+BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-")
 INTERNAL = (b"x-gateway-internal", b"true")
 PEER_CACHE_SIZE = 4096
 

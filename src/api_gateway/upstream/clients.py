@@ -91,6 +91,11 @@ class VenueServiceClient(ServiceClient):
         status, _ = await self.get(path)
         return 200 <= status < 300
 
+    async def resolve_domain(self, host: str) -> Document | None:
+        """The venue whose custom domain ``host`` is (canonical, e.g. ``tickets.venue.com``):
+        ``{"venueId": ..., "tenantId": ...}``; None when no venue has it."""
+        return await self.get_document(f"/api/v1/venues/domains/{quote(host, safe='')}")
+
 
 async def read_body(response: Response, label: str) -> bytes:
     body = response.body

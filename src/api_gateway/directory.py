@@ -1,0 +1,87 @@
+"""What the venue service says about venues and domains, cached per worker process.
+
+Only facts are cached (which venue a domain is, which tenant a venue belongs to), never a
+decision about a particular token: whoever asks next gets the same fact and its own decision,
+so no answer prepared for tenant A can reach tenant B.
+
+A lookup that fails (service down, circuit open, timeout, a malformed answer) is a 503, never
+"no such venue": isolation fails closed, and a venue's domain does not silently turn into the
+platform's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from api_gateway.cache import CachedLookup
+from api_gateway.config.tenancy import TenancyConfig
+from api_gateway.errors import GatewayError, ServiceUnavailable
+from api_gateway.types import Headers
+from api_gateway.upstream.clients import Document, VenueServiceClient
+
+# Ids travel as header values, so they must be safe header tokens (the rule claims follow).
+SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+VENUE_HEADER = b"x-venue-id"
+VENUE_TENANT_HEADER = b"x-venue-tenant-id"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainVenue:
+    """The venue a custom domain belongs to, with its upstream headers rendered once."""
+
+    venue_id: str
+    tenant_id: str
+    headers: Headers = field(compare=False)
+
+    @classmethod
+    def of(cls, venue_id: str, tenant_id: str) -> DomainVenue:
+        headers = [(VENUE_HEADER, venue_id.encode()), (VENUE_TENANT_HEADER, tenant_id.encode())]
+        return cls(venue_id, tenant_id, headers)
+
+
+class VenueDirectory:
+    def __init__(
+        self, client: VenueServiceClient, config: TenancyConfig, clock_ms: Callable[[], float]
+    ) -> None:
+        self.client = client
+        negative, size = config.negative_ttl_ms, config.cache_size
+        self.domains: CachedLookup[DomainVenue] = CachedLookup(
+            self._load_domain, config.domain_cache_ttl_ms, negative, size, clock_ms
+        )
+        self.owners: CachedLookup[str] = CachedLookup(
+            self._load_owner, config.venue_cache_ttl_ms, negative, size, clock_ms
+        )
+
+    async def _load_domain(self, host: str) -> DomainVenue | None:
+        try:
+            document = await self.client.resolve_domain(host)
+        except GatewayError as error:
+            raise unavailable(f"the venue of domain {host}", error) from error
+        if document is None:
+            return None
+        venue_id = safe_id(document, "venueId", f"domain {host}")
+        return DomainVenue.of(venue_id, safe_id(document, "tenantId", f"domain {host}"))
+
+    async def _load_owner(self, venue_id: str) -> str | None:
+        try:
+            document = await self.client.get_venue(venue_id)
+        except GatewayError as error:
+            raise unavailable(f"the tenant of venue {venue_id}", error) from error
+        if document is None:
+            return None
+        return safe_id(document, "tenantId", f"venue {venue_id}")
+
+
+def safe_id(document: Document, key: str, subject: str) -> str:
+    value = document.get(key)
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value):
+        raise ServiceUnavailable(f"venue-service sent no valid {key} for {subject}")
+    return value
+
+
+def unavailable(what: str, error: GatewayError) -> ServiceUnavailable:
+    # Keep Retry-After when the venue service's circuit is open: the client may use it.
+    retry_after = [header for header in error.headers if header[0] == b"retry-after"]
+    return ServiceUnavailable(f"{what} could not be resolved: {error.detail}", retry_after)
