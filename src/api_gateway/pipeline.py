@@ -5,6 +5,7 @@
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestLimits → RateLimit(global, per client IP) → Authenticate
            → RateLimit(endpoint, per user) → HeaderTrust
+           → ResponseCache (routes with a ``cache`` section)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
 A policy a route does not need is not in its chain at all.
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from api_gateway.cache import open_cache
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
+from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
 from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
@@ -90,6 +93,8 @@ class RouteBuilder:
         self.global_limit = RateLimit(
             GLOBAL_LIMIT, Rate.of(config.rate_limits[GLOBAL_LIMIT]), store, by_client_ip
         )
+        self.cache = open_cache(config, store)
+        self.flights = Flights()
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
@@ -118,7 +123,25 @@ class RouteBuilder:
             rate = Rate.of(self.config.rate_limits[endpoint.rate_limit])
             policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
         policies.append(HeaderTrust(self.trusted, self.port))
+        if route.cache is not None and route.cache.enabled:
+            policies.append(self._response_cache(route, prefix))
         call = UpstreamCall(
             self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
         )
         return chain(policies, call)
+
+    def _response_cache(self, route: RouteConfig, prefix: str) -> ResponseCache:
+        assert route.cache is not None
+        settings = self.config.cache
+        max_body = route.cache.max_body_bytes
+        return ResponseCache(
+            self.cache,
+            self.flights,
+            RouteCache(
+                prefix,
+                route.cache.ttl_ms,
+                route.cache.per_user,
+                settings.max_body_bytes if max_body is None else max_body,
+                settings.max_ttl_ms,
+            ),
+        )

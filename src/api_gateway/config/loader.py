@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.services import build_discovery, build_services, resilience_defaults
 from api_gateway.config.settings import (
@@ -148,6 +149,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         discovery=build_discovery(root.section("discovery")),
         services=services,
         routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
+        cache=build_cache(root.section("cache")),
     )
     root.done()
     return config
@@ -258,6 +260,7 @@ def build_routes(
                     for i, e in enumerate(entry.raw("endpoints", []))
                 ),
                 idempotency_key_retries=entry.flag("idempotency_key_retries", False),
+                cache=build_route_cache(entry),
             )
         )
         entry.done()

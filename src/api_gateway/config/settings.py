@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # config.cache reads sections, which need ConfigError from here
+    from api_gateway.config.cache import CacheConfig, RouteCacheConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -150,6 +154,7 @@ class RouteConfig:
     endpoints: tuple[EndpointConfig, ...]
     # POST and PATCH may be retried when the request carries an Idempotency-Key.
     idempotency_key_retries: bool = False
+    cache: RouteCacheConfig | None = None  # None: responses of the route are not cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,5 +170,6 @@ class GatewayConfig:
     discovery: DiscoveryConfig
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
+    cache: CacheConfig
 
     API_PREFIX = "/api/v1"
