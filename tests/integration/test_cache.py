@@ -196,6 +196,20 @@ def test_a_routes_default_ttl_and_size_cap(gateway: GatewayProcess, services: Fl
     assert len(services["marketplace"].requests) == 3
 
 
+def test_a_large_streamed_body_under_the_cap_is_stored_whole(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    body = b"".join(b"line %d\r\n" % i for i in range(40_000))  # ~400 KB: it streams
+    services["search"].respond(Reply(headers=PUBLIC_MINUTE, body=body))
+    target = f"/api/v1/search/big-{fresh_id()}"
+
+    answers = [get(gateway, target) for _ in range(2)]
+
+    assert [r.header("x-cache") for r in answers] == ["MISS", "HIT"]
+    assert answers[0].body == answers[1].body == body
+    assert answers[1].header("content-length") == str(len(body))
+
+
 def test_a_body_cut_short_is_never_stored(gateway: GatewayProcess, services: Fleet) -> None:
     target = f"/api/v1/search/cut-{fresh_id()}"
     services["search"].respond(
