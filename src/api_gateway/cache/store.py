@@ -64,8 +64,8 @@ class CacheStore:
         await self._guarded(self.storage.put(key, wire.encode(entry), ttl_ms), None)
 
     async def invalidate(self, resources: tuple[str, ...]) -> None:
-        for resource in resources:
-            await self._guarded(self.storage.invalidate(resource), None)
+        calls = (self._guarded(self.storage.invalidate(r), None) for r in resources)
+        await asyncio.gather(*calls)
 
     async def _read(self, key: str) -> Entry | Variants | None:
         data = await self._guarded(self.storage.get(key), None)
