@@ -5,7 +5,7 @@
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestLimits → RateLimit(global, per client IP) → Authenticate
            → RateLimit(endpoint, per user) → HeaderTrust
-           → ResponseCache (routes with a ``cache`` section)
+           → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
 A policy a route does not need is not in its chain at all.
