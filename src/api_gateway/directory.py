@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from api_gateway.cache import CachedLookup
 from api_gateway.config.tenancy import TenancyConfig
 from api_gateway.errors import GatewayError, ServiceUnavailable
+from api_gateway.lookups import CachedLookup
 from api_gateway.types import Headers
 from api_gateway.upstream.clients import Document, VenueServiceClient
 

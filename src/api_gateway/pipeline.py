@@ -6,6 +6,7 @@
            RequestLimits → RateLimit(global, per client IP) → QueryValidation
            → Authenticate → JsonBody → RateLimit(endpoint, per user) → VenueDomain
            → VenueIsolation → HeaderTrust
+           → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
 VenueDomain and VenueIsolation need the token's claims, so they follow Authenticate; they follow
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from api_gateway.cache import open_cache
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.directory import VenueDirectory
@@ -26,6 +28,7 @@ from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import Authenticate
+from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
 from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
@@ -107,6 +110,8 @@ class RouteBuilder:
         if directory is not None and tenancy.domain_routing:
             platform = PlatformHosts(tenancy.platform_domains)
             self.venue_domain = VenueDomain(directory, platform, self.trusted, tenancy.admin_roles)
+        self.cache = open_cache(config, store)
+        self.flights = Flights()
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
@@ -141,6 +146,8 @@ class RouteBuilder:
             policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
         policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
+        if route.cache is not None and route.cache.enabled:
+            policies.append(self._response_cache(route, prefix))
         call = UpstreamCall(
             self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
         )
@@ -158,3 +165,19 @@ class RouteBuilder:
             if refs:
                 policies.append(VenueIsolation(self.directory, refs, tenancy.admin_roles))
         return policies
+
+    def _response_cache(self, route: RouteConfig, prefix: str) -> ResponseCache:
+        assert route.cache is not None
+        settings = self.config.cache
+        max_body = route.cache.max_body_bytes
+        return ResponseCache(
+            self.cache,
+            self.flights,
+            RouteCache(
+                prefix,
+                route.cache.ttl_ms,
+                route.cache.per_user,
+                settings.max_body_bytes if max_body is None else max_body,
+                settings.max_ttl_ms,
+            ),
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from api_gateway.stores.redis import (
@@ -75,6 +77,19 @@ def test_nothing_comes_out_until_a_reply_is_complete() -> None:
     assert parser.feed(b"$3\r\nab") == []
     assert parser.feed(b"c\r\n:9") == [[1, b"abc"]]
     assert parser.feed(b"\r\n") == [9]
+
+
+def test_a_large_bulk_full_of_crlf_parses_in_linear_time() -> None:
+    # A cached answer of 1 MiB made of short lines: gluing line by line took seconds.
+    body = (b"a line of text\r\n" * 70_000)[: 1 << 20]
+    stream = b"$%d\r\n%s\r\n+OK\r\n" % (len(body), body)
+    parser = RespParser()
+    replies: list[Reply] = []
+    started = time.perf_counter()
+    for offset in range(0, len(stream), 65536):
+        replies += parser.feed(stream[offset : offset + 65536])
+    assert replies == [body, "OK"]
+    assert time.perf_counter() - started < 0.5
 
 
 def test_error_replies_are_values_with_a_code() -> None:

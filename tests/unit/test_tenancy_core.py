@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.cache import CachedLookup, TtlCache
 from api_gateway.config.loader import build, default_document
 from api_gateway.config.settings import ConfigError
 from api_gateway.directory import VenueDirectory
 from api_gateway.errors import ServiceUnavailable
 from api_gateway.hosts import PlatformHosts
+from api_gateway.lookups import CachedLookup, TtlCache
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.types import Request, Response

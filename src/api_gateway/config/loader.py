@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import build_security_headers
 from api_gateway.config.services import build_discovery, build_services, resilience_defaults
@@ -179,6 +180,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         redis_cluster=redis_cluster,
         redis_timeout_ms=redis_timeout_ms,
         tenancy=build_tenancy(root.section("tenancy")),
+        cache=build_cache(root.section("cache")),
     )
     root.done()
     return config
@@ -292,6 +294,7 @@ def build_routes(
                 validation=None
                 if entry.raw("validation", None) is None
                 else build_validation(entry.section("validation")),
+                cache=build_route_cache(entry),
             )
         )
         entry.done()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from api_gateway.config.cache import CacheConfig, RouteCacheConfig
     from api_gateway.config.tenancy import TenancyConfig
     from api_gateway.config.validation import ValidationConfig
 
@@ -166,6 +167,7 @@ class RouteConfig:
     # POST and PATCH may be retried when the request carries an Idempotency-Key.
     idempotency_key_retries: bool = False
     validation: ValidationConfig | None = None
+    cache: RouteCacheConfig | None = None  # None: responses of the route are not cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,7 @@ class GatewayConfig:
     services: dict[str, ServiceConfig]
     routes: tuple[RouteConfig, ...]
     tenancy: TenancyConfig
+    cache: CacheConfig
     redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
     redis_timeout_ms: int = 50  # bound on every Redis call
 

@@ -109,9 +109,14 @@ class RespParser:
 
     def __init__(self) -> None:
         self._buf = b""
+        self._wanted = 0  # a large bulk reply is not re-parsed before all of it is here
 
     def feed(self, data: bytes) -> list[Reply]:
-        lines = (self._buf + data if self._buf else data).split(b"\r\n")
+        buf = self._buf + data if self._buf else data
+        if len(buf) < self._wanted:
+            self._buf = buf
+            return []
+        lines = buf.split(b"\r\n")
         last = len(lines) - 1  # lines[last] is the unterminated tail, usually b""
         replies: list[Reply] = []
         i = 0
@@ -126,6 +131,7 @@ class RespParser:
         if i == last and len(lines[last]) > MAX_LINE:
             raise ProtocolError("reply header too long")
         self._buf = b"\r\n".join(lines[i:])
+        self._wanted = _bulk_end(self._buf)
         return replies
 
     def _reply(self, lines: list[bytes], i: int, last: int) -> tuple[Reply, int]:
@@ -158,14 +164,23 @@ class RespParser:
         # split() also cut the payload at every CRLF inside it: glue the pieces back.
         if i >= last or size < 0:
             raise ProtocolError("bad bulk length") if size < 0 else _Incomplete
-        value, i = lines[i], i + 1
-        while len(value) < size:
+        pieces, length, i = [lines[i]], len(lines[i]), i + 1
+        while length < size:  # joined once: gluing piece by piece is quadratic
             if i >= last:
                 raise _Incomplete
-            value, i = value + b"\r\n" + lines[i], i + 1
-        if len(value) != size:
+            pieces.append(lines[i])
+            length, i = length + 2 + len(lines[i]), i + 1
+        if length != size:
             raise ProtocolError("bulk string longer than announced")
-        return value, i
+        return (pieces[0] if len(pieces) == 1 else b"\r\n".join(pieces)), i
+
+
+def _bulk_end(buf: bytes) -> int:
+    """How long ``buf`` must be to hold the bulk string it starts with (0: not known)."""
+    end = buf.find(b"\r\n", 0, 32)
+    if buf[:1] != b"$" or end < 0 or not buf[1:end].isdigit():
+        return 0
+    return end + 2 + int(buf[1:end]) + 2
 
 
 class _Connection(asyncio.Protocol):

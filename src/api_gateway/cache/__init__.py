@@ -1,0 +1,35 @@
+"""The response cache: rules (pure), the entry format, storage in memory or Redis."""
+
+from __future__ import annotations
+
+import time
+
+from api_gateway.cache.storage import CacheStorage, MemoryCacheStorage
+from api_gateway.cache.store import CacheStore
+from api_gateway.config.settings import GatewayConfig
+from api_gateway.stores import Store
+
+
+def open_cache(config: GatewayConfig, store: Store) -> CacheStore:
+    """In Redis next to the other shared state when it is configured, else in this process."""
+    settings = config.cache
+    storage: CacheStorage
+    if config.redis_url is None:
+        storage = MemoryCacheStorage(
+            settings.max_entries,
+            settings.max_bytes,
+            settings.max_ttl_ms,
+            lambda: time.monotonic() * 1000,
+        )
+    else:
+        from api_gateway.cache.redis import RedisCacheStorage
+        from api_gateway.stores.cluster import ClusterStore
+        from api_gateway.stores.fallback import FallbackStore
+        from api_gateway.stores.redis import RedisStore
+
+        # The cache has no in-memory stand-in: it speaks to Redis itself, and a miss is its
+        # answer while Redis is down.
+        shared = store.primary if isinstance(store, FallbackStore) else store
+        assert isinstance(shared, RedisStore | ClusterStore)
+        storage = RedisCacheStorage(shared, settings.max_ttl_ms)
+    return CacheStore(storage, settings.timeout_ms / 1000)

@@ -1,0 +1,189 @@
+"""What may be cached, for how long, and under which key: pure functions, no I/O, no clock.
+
+Storable: a 200, 203 or 204 answer to GET, without ``Set-Cookie``, whose ``Cache-Control`` has
+none of ``no-store``, ``private``, ``no-cache``, and whose ``Vary`` is not ``*``. Its lifetime is
+``s-maxage``, else ``max-age``, else the route's ``ttl_ms`` (0: not stored), less the upstream's
+``Age``, capped by ``max_ttl_ms``. A request with credentials (``Authorization``, ``Cookie``) on
+a route not keyed per user is shared by the tenant's users, so, as RFC 9111 §3.5 asks of shared
+caches, its answer is stored only when marked ``public`` or given ``s-maxage`` (or the route
+sets ``ttl_ms``, the operator's explicit consent).
+
+Keys: ``cache:{<resource>}:<generation>:<digest>``. The resource is the route prefix plus the
+first segment below it (``/api/v1/events/42`` for ``/api/v1/events/42/tickets``); the digest
+covers the method, the canonical path, the query with its parameters sorted by name, the tenant
+and, on ``per_user`` routes, the user. The hash tag keeps a resource's keys in one Redis Cluster
+slot. A write bumps the generation of its resource and of the route's collection, so older
+entries become unreachable and expire on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from hashlib import blake2b
+
+from api_gateway.types import Headers, Request
+
+STORABLE_STATUSES = frozenset({200, 203, 204})
+READS = frozenset({"GET", "HEAD"})
+# Requests the cache does not answer: a hit would be the wrong answer (a part, or not a 304).
+BYPASS_HEADERS = frozenset(
+    {b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match"}
+    | {b"if-unmodified-since"}
+)
+CREDENTIALS = frozenset({b"authorization", b"cookie"})
+PUBLIC_TENANT = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    no_store: bool = False
+    no_cache: bool = False
+    private: bool = False
+    public: bool = False
+    max_age: int | None = None
+    s_maxage: int | None = None
+
+
+def parse_cache_control(value: bytes | None) -> CacheControl:
+    """The response directives that matter here; an unreadable age counts as 0 (stale)."""
+    if not value:
+        return CacheControl()
+    flags: set[str] = set()
+    ages: dict[str, int] = {}
+    for part in value.decode("latin-1").split(","):
+        name, _, argument = part.partition("=")
+        name = name.strip().lower()
+        if name in ("max-age", "s-maxage"):
+            argument = argument.strip().strip('"')
+            seconds = int(argument) if argument.isdigit() and argument.isascii() else 0
+            # Repeated with different values: the shorter one is the safe reading.
+            ages[name] = min(seconds, ages.get(name, seconds))
+        elif name:
+            flags.add(name)
+    return CacheControl(
+        no_store="no-store" in flags,
+        no_cache="no-cache" in flags,
+        private="private" in flags,
+        public="public" in flags,
+        max_age=ages.get("max-age"),
+        s_maxage=ages.get("s-maxage"),
+    )
+
+
+def header_value(headers: Headers, name: bytes) -> bytes | None:
+    values = [value for key, value in headers if key == name]
+    return b", ".join(values) if values else None
+
+
+def bypasses(request: Request) -> bool:
+    """Conditional and range requests go straight through: the cache keeps whole answers."""
+    return any(name in BYPASS_HEADERS for name, _ in request.headers)
+
+
+def carries_credentials(request: Request) -> bool:
+    return request.claims is not None or any(name in CREDENTIALS for name, _ in request.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    ttl_ms: int  # how much longer the answer may be served
+    age_s: int  # how old the upstream said it already was (its Age)
+
+
+def freshness(
+    status: int, headers: Headers, default_ttl_ms: int, shared_only: bool, max_ttl_ms: int
+) -> Freshness | None:
+    """How long an upstream answer may be served from the cache; None: it is not stored.
+
+    ``shared_only``: the request carried credentials and the key is not per user, so only an
+    answer the upstream marked shareable may be kept (unless the route sets a default TTL).
+    """
+    if status not in STORABLE_STATUSES or any(name == b"set-cookie" for name, _ in headers):
+        return None
+    control = parse_cache_control(header_value(headers, b"cache-control"))
+    if control.no_store or control.no_cache or control.private:
+        return None
+    if vary_names(headers) is None:
+        return None
+    if control.s_maxage is not None:
+        lifetime_ms = control.s_maxage * 1000
+    elif shared_only and not control.public and default_ttl_ms == 0:
+        return None
+    elif control.max_age is not None:
+        lifetime_ms = control.max_age * 1000
+    else:
+        lifetime_ms = default_ttl_ms
+    age_s = _age(header_value(headers, b"age"))
+    ttl_ms = min(lifetime_ms - age_s * 1000, max_ttl_ms)
+    return Freshness(ttl_ms, age_s) if ttl_ms > 0 else None
+
+
+def _age(value: bytes | None) -> int:
+    text = (value or b"").split(b",")[0].strip()
+    return int(text) if text.isdigit() else 0
+
+
+def vary_names(headers: Headers) -> tuple[bytes, ...] | None:
+    """The request headers an answer varies on, sorted; None for ``Vary: *`` (never stored)."""
+    value = header_value(headers, b"vary")
+    if value is None:
+        return ()
+    names = {name.strip().lower() for name in value.split(b",")} - {b""}
+    return None if b"*" in names else tuple(sorted(names))
+
+
+def vary_values(request: Request, names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:
+    return tuple(request.header_list(name) for name in names)
+
+
+def canonical_query(query: bytes) -> bytes:
+    """Parameters sorted by name; repeated names keep their order (it may mean something)."""
+    params = [param for param in query.split(b"&") if param]
+    params.sort(key=lambda param: param.partition(b"=")[0])
+    return b"&".join(params)
+
+
+def scope(request: Request, per_user: bool) -> tuple[str, str]:
+    """The tenant and (on per-user routes) the user a cached answer belongs to."""
+    claims = request.claims
+    if claims is None:
+        return PUBLIC_TENANT, "anonymous" if per_user else ""
+    return claims.tenant_id, claims.user_id if per_user else ""
+
+
+def digest(*parts: bytes) -> str:
+    """One hash of length-prefixed parts: no two different part lists give the same input."""
+    hasher = blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(len(part).to_bytes(4, "big"))
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+def resource(path: str, prefix: str) -> str:
+    """The resource a path belongs to: the prefix and the first segment below it, if any."""
+    segment = path[len(prefix) + 1 :].split("/", 1)[0]
+    return f"{prefix}/{segment}" if segment else prefix
+
+
+def invalidated(path: str, prefix: str) -> tuple[str, ...]:
+    """The resources a successful write to ``path`` makes stale: its own and the collection."""
+    own = resource(path, prefix)
+    return (own,) if own == prefix else (own, prefix)
+
+
+def generation_key(resource_path: str) -> str:
+    return f"cache:{{{resource_path}}}:gen"
+
+
+def entry_key(request: Request, resource_path: str, generation: str, per_user: bool) -> str:
+    """The key of the answer to ``request`` (HEAD shares GET's), before any ``Vary``."""
+    tenant, user = scope(request, per_user)
+    parts = (b"GET", request.path.encode(), canonical_query(request.query))
+    hashed = digest(*parts, tenant.encode(), user.encode())
+    return f"cache:{{{resource_path}}}:{generation}:{hashed}"
+
+
+def variant_key(key: str, values: tuple[bytes | None, ...]) -> str:
+    """The key of one variant of an answer with ``Vary``: its request headers' values."""
+    return f"{key}:{digest(*(b'-' if v is None else b'+' + v for v in values))}"

@@ -1,0 +1,134 @@
+"""The ResponseCache policy driven without sockets: an in-memory cache in front of a terminal
+handler that counts its calls and answers with bytes or with a stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api_gateway.cache.storage import MemoryCacheStorage
+from api_gateway.cache.store import CacheStore
+from api_gateway.errors import BadGateway
+from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
+from api_gateway.types import Body, Headers, Request, Response
+
+PREFIX = "/api/v1/search"
+MINUTE: Headers = [(b"cache-control", b"max-age=60")]
+
+
+class Chunks:
+    """A streamed body: these chunks, then optionally a failure (the upstream hung up)."""
+
+    def __init__(self, chunks: list[bytes], fail: bool = False) -> None:
+        self.chunks, self.fail, self.aborted = chunks, fail, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            await asyncio.sleep(0)
+            yield chunk
+        if self.fail:
+            raise BadGateway("the upstream closed the connection")
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class Service:
+    def __init__(self, headers: Headers, body: Body | None = None, delay_s: float = 0.0) -> None:
+        self.headers, self.body, self.delay_s, self.calls = headers, body, delay_s, 0
+
+    async def __call__(self, request: Request) -> Response:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        body = self.body if self.body is not None else b"answer %d" % self.calls
+        return Response(200, list(self.headers), body)
+
+
+def policy(max_body: int = 1000) -> ResponseCache:
+    storage = MemoryCacheStorage(100, 1 << 20, 86_400_000, lambda: 0.0)
+    route = RouteCache(PREFIX, 0, False, max_body, 86_400_000)
+    return ResponseCache(CacheStore(storage, 1.0), Flights(), route, lambda: 0.0)
+
+
+def get(path: str = "/api/v1/search/q", headers: Headers | None = None) -> Request:
+    request = Request("GET", path.encode(), headers or [], b"", "127.0.0.1")
+    request.path = path
+    return request
+
+
+async def body_of(response: Response) -> bytes:
+    if isinstance(response.body, bytes):
+        return response.body
+    return b"".join([chunk async for chunk in response.body])
+
+
+def x_cache(response: Response) -> bytes | None:
+    return dict(response.headers).get(b"x-cache")
+
+
+def test_waiters_with_other_vary_values_go_upstream_themselves() -> None:
+    async def scenario() -> None:
+        cache = policy()
+        service = Service([*MINUTE, (b"vary", b"accept-language")], delay_s=0.05)
+        requests = [get(headers=[(b"accept-language", lang)]) for lang in (b"en", b"en", b"fr")]
+        answers = await asyncio.gather(*(cache(r, service) for r in requests))
+        assert [x_cache(a) for a in answers] == [b"MISS", b"HIT", b"MISS"]
+        assert service.calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_over_the_cap_is_replayed_whole_and_not_stored() -> None:
+    async def scenario() -> None:
+        cache = policy(max_body=10)
+        service = Service(MINUTE, Chunks([b"0123456", b"789abc", b"def"]))
+        first = await cache(get(), service)
+        assert await body_of(first) == b"0123456789abcdef"
+        service.body = Chunks([b"again"])
+        second = await cache(get(), service)
+        assert await body_of(second) == b"again"
+        assert [x_cache(first), x_cache(second)] == [b"MISS", b"MISS"]
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_under_the_cap_is_stored() -> None:
+    async def scenario() -> None:
+        cache = policy()
+        service = Service(MINUTE, Chunks([b"abc", b"def"]))
+        first = await cache(get(), service)
+        await asyncio.sleep(0)  # the background save
+        second = await cache(get(), service)
+        assert (first.body, second.body, x_cache(second)) == (b"abcdef", b"abcdef", b"HIT")
+        assert service.calls == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_cut_short_is_an_error_and_not_stored() -> None:
+    async def scenario() -> None:
+        cache = policy()
+        stream = Chunks([b"abc"], fail=True)
+        with pytest.raises(BadGateway):
+            await cache(get(), Service(MINUTE, stream))
+        assert stream.aborted
+        again = await cache(get(), Service(MINUTE))
+        assert x_cache(again) == b"MISS"
+
+    asyncio.run(scenario())
+
+
+def test_waiters_are_answered_when_the_first_request_fails() -> None:
+    async def scenario() -> None:
+        cache = policy()
+        failing = Service(MINUTE, Chunks([b"abc"], fail=True), delay_s=0.05)
+        first = asyncio.ensure_future(cache(get(), failing))
+        await asyncio.sleep(0.01)
+        waiter = await cache(get(), Service(MINUTE))
+        assert x_cache(waiter) == b"MISS" and waiter.body == b"answer 1"
+        with pytest.raises(BadGateway):
+            await first
+
+    asyncio.run(scenario())

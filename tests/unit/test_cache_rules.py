@@ -1,0 +1,262 @@
+"""The response cache's pure parts: Cache-Control, freshness, Vary, keys, the entry format and
+the bounded in-memory storage (with an injected clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api_gateway.cache import entry as wire
+from api_gateway.cache import rules
+from api_gateway.cache.entry import Entry, Variants
+from api_gateway.cache.storage import INITIAL_GENERATION, MemoryCacheStorage
+from api_gateway.types import Claims, Headers, Request
+
+DAY_MS = 86_400_000
+
+
+def request(
+    path: str = "/api/v1/events/42",
+    query: bytes = b"",
+    tenant: str | None = "tenant-a",
+    user: str = "user-1",
+    headers: Headers | None = None,
+) -> Request:
+    req = Request("GET", path.encode() + (b"?" + query if query else b""), headers or [], b"", "")
+    req.path, req.query = path, query
+    if tenant is not None:
+        req.claims = Claims(user, tenant, "customer", "u@example.com", 0.0)
+    return req
+
+
+def fresh(headers: Headers, status: int = 200, default_ttl_ms: int = 0, shared_only: bool = False):
+    return rules.freshness(status, headers, default_ttl_ms, shared_only, DAY_MS)
+
+
+# --- Cache-Control and freshness -----------------------------------------------------------------
+
+
+def test_cache_control_directives_are_read_case_insensitively() -> None:
+    control = rules.parse_cache_control(b'Public, MAX-AGE=60, s-maxage="30", x-other')
+    assert control.public and control.max_age == 60 and control.s_maxage == 30
+    assert not control.no_store and not control.private
+
+
+def test_an_unreadable_or_repeated_max_age_is_read_safely() -> None:
+    assert rules.parse_cache_control(b"max-age=soon").max_age == 0
+    assert rules.parse_cache_control(b"max-age=60, max-age=5").max_age == 5
+
+
+def test_s_maxage_wins_over_max_age_and_age_is_deducted() -> None:
+    found = fresh([(b"cache-control", b"max-age=600, s-maxage=60"), (b"age", b"10")])
+    assert found == rules.Freshness(50_000, 10)
+
+
+def test_what_is_never_stored() -> None:
+    ok = (b"cache-control", b"max-age=60")
+    assert fresh([ok]) is not None
+    assert fresh([ok, (b"set-cookie", b"session=1")]) is None
+    assert fresh([(b"cache-control", b"private, max-age=60")]) is None
+    assert fresh([(b"cache-control", b"no-store, max-age=60")]) is None
+    assert fresh([(b"cache-control", b"no-cache, max-age=60")]) is None
+    assert fresh([ok, (b"vary", b"accept, *")]) is None
+    assert fresh([(b"cache-control", b"max-age=0")], default_ttl_ms=5000) is None
+    for status in (201, 206, 301, 304, 404, 500):
+        assert fresh([ok], status=status) is None
+
+
+def test_without_a_lifetime_only_the_routes_default_stores() -> None:
+    assert fresh([]) is None
+    assert fresh([], default_ttl_ms=5000) == rules.Freshness(5000, 0)
+
+
+def test_lifetimes_are_capped() -> None:
+    assert rules.freshness(200, [(b"cache-control", b"max-age=999999")], 0, False, 1000) == (
+        rules.Freshness(1000, 0)
+    )
+
+
+def test_an_answer_to_credentials_needs_the_upstreams_consent_to_be_shared() -> None:
+    assert fresh([(b"cache-control", b"max-age=60")], shared_only=True) is None
+    assert fresh([(b"cache-control", b"public, max-age=60")], shared_only=True) is not None
+    assert fresh([(b"cache-control", b"s-maxage=60")], shared_only=True) is not None
+    assert fresh([], default_ttl_ms=1000, shared_only=True) is not None
+
+
+def test_vary_names_are_normalized() -> None:
+    assert rules.vary_names([(b"vary", b"Accept-Language, accept"), (b"vary", b"")]) == (
+        b"accept",
+        b"accept-language",
+    )
+    assert rules.vary_names([]) == ()
+    assert rules.vary_names([(b"vary", b"*")]) is None
+
+
+def test_conditional_and_range_requests_bypass() -> None:
+    assert rules.bypasses(request(headers=[(b"range", b"bytes=0-1")]))
+    assert rules.bypasses(request(headers=[(b"if-none-match", b'"x"')]))
+    assert not rules.bypasses(request(headers=[(b"accept", b"*/*")]))
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+params = st.lists(
+    st.tuples(st.sampled_from([b"a", b"b", b"page", b"q", b"sort"]), st.binary(max_size=5)),
+    max_size=6,
+    unique_by=lambda p: p[0],
+)
+
+
+@given(params, st.randoms())
+def test_the_order_of_query_parameters_never_changes_the_key(
+    pairs: list[tuple[bytes, bytes]], rnd: random.Random
+) -> None:
+    query = b"&".join(n + b"=" + v.replace(b"&", b"") for n, v in pairs)
+    shuffled = query.split(b"&")
+    rnd.shuffle(shuffled)
+    first = rules.entry_key(request(query=query), "/r", "0", False)
+    second = rules.entry_key(request(query=b"&".join(shuffled)), "/r", "0", False)
+    assert first == second
+
+
+def test_the_order_of_a_repeated_parameter_is_kept() -> None:
+    assert rules.canonical_query(b"b=1&a=2&a=1") == b"a=2&a=1&b=1"
+
+
+tenants = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8)
+
+
+@given(tenants, tenants, st.booleans())
+def test_different_tenants_never_share_a_key(first: str, second: str, per_user: bool) -> None:
+    if first == second:
+        return
+    one = rules.entry_key(request(tenant=first), "/r", "0", per_user)
+    other = rules.entry_key(request(tenant=second), "/r", "0", per_user)
+    assert one != other
+
+
+def test_anonymous_requests_have_a_tenant_of_their_own() -> None:
+    anonymous = rules.entry_key(request(tenant=None), "/r", "0", False)
+    assert anonymous != rules.entry_key(request(tenant="public-ish"), "/r", "0", False)
+
+
+def test_users_share_a_key_unless_the_route_is_per_user() -> None:
+    one, two = request(user="u1"), request(user="u2")
+    assert rules.entry_key(one, "/r", "0", False) == rules.entry_key(two, "/r", "0", False)
+    assert rules.entry_key(one, "/r", "0", True) != rules.entry_key(two, "/r", "0", True)
+
+
+def test_the_generation_and_path_are_part_of_the_key() -> None:
+    base = rules.entry_key(request(), "/r", "0", False)
+    assert base != rules.entry_key(request(), "/r", "1", False)
+    assert base != rules.entry_key(request(path="/api/v1/events/43"), "/r", "0", False)
+
+
+def test_variants_are_keyed_by_the_request_header_values() -> None:
+    assert rules.variant_key("k", (b"en",)) != rules.variant_key("k", (b"fr",))
+    assert rules.variant_key("k", (None,)) != rules.variant_key("k", (b"",))
+
+
+def test_resources_and_what_a_write_invalidates() -> None:
+    prefix = "/api/v1/events"
+    assert rules.resource("/api/v1/events", prefix) == prefix
+    assert rules.resource("/api/v1/events/", prefix) == prefix
+    assert rules.resource("/api/v1/events/42/tickets", prefix) == "/api/v1/events/42"
+    assert rules.invalidated("/api/v1/events/42/tickets/7", prefix) == ("/api/v1/events/42", prefix)
+    assert rules.invalidated("/api/v1/events", prefix) == (prefix,)
+
+
+def test_a_resources_keys_share_one_hash_tag() -> None:
+    tag = "{/api/v1/events/42}"
+    assert tag in rules.generation_key("/api/v1/events/42")
+    assert tag in rules.entry_key(request(), "/api/v1/events/42", "0", False)
+
+
+# --- the entry format ----------------------------------------------------------------------------
+
+
+def test_entries_round_trip() -> None:
+    entry = Entry(200, [(b"content-type", b"application/json")], b'{"a":1}\r\n', 1.5e12, 3)
+    assert wire.decode(wire.encode(entry)) == entry
+    variants = Variants((b"accept", b"accept-language"))
+    assert wire.decode(wire.encode_variants(variants)) == variants
+
+
+@given(st.binary(max_size=64))
+def test_any_foreign_value_decodes_to_a_miss_or_a_safe_entry(data: bytes) -> None:
+    found = wire.decode(data)
+    if isinstance(found, Entry):
+        assert 200 <= found.status <= 299
+        for name, value in found.headers:
+            assert name and not any(c in name for c in (b"\r", b"\n", b":"))
+            assert b"\r" not in value and b"\n" not in value
+
+
+def test_truncated_or_foreign_values_are_misses() -> None:
+    data = wire.encode(Entry(200, [(b"etag", b'"1"')], b"body", 0.0, 0))
+    assert wire.decode(data[:10]) is None
+    assert wire.decode(b"\x02" + data[1:]) is None
+    assert wire.decode(b"not an entry at all") is None
+    split = wire.encode(Entry(200, [(b"x", b"1\r\nset-cookie: a=1")], b"", 0.0, 0))
+    assert wire.decode(split) is None
+
+
+def test_age_grows_with_residence() -> None:
+    entry = Entry(200, [], b"", 10_000.0, 5)
+    assert entry.age_at(12_500.0) == 7
+    assert entry.age_at(9_000.0) == 5  # another process's clock a little behind
+
+
+# --- the in-memory storage -----------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_entries_expire_and_are_bounded() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        storage = MemoryCacheStorage(2, 10, DAY_MS, clock)
+        await storage.put("a", b"1234", 100)
+        assert await storage.get("a") == b"1234"
+        clock.now += 100
+        assert await storage.get("a") is None
+        await storage.put("a", b"1234", 1000)
+        await storage.put("b", b"1234", 1000)
+        await storage.get("a")  # a is now the most recently used
+        await storage.put("c", b"1234", 1000)
+        assert await storage.get("b") is None and await storage.get("a") == b"1234"
+        await storage.put("d", b"12345678", 1000)  # over the byte bound: the oldest go
+        assert storage.size <= 10 and await storage.get("d") == b"12345678"
+        await storage.put("huge", b"x" * 11, 1000)
+        assert await storage.get("huge") is None
+
+    asyncio.run(scenario())
+
+
+def test_memory_generations_change_and_never_come_back_early() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        storage = MemoryCacheStorage(2, 1000, 500, clock)
+        assert await storage.generation("r") == INITIAL_GENERATION
+        await storage.invalidate("r")
+        first = await storage.generation("r")
+        await storage.invalidate("r")
+        assert first != await storage.generation("r") != INITIAL_GENERATION
+        await storage.put("k", b"v", 100)
+        await storage.invalidate("s")
+        await storage.invalidate("t")  # too many live generations: everything is dropped
+        assert await storage.get("k") is None
+        assert await storage.generation("r") == INITIAL_GENERATION
+        clock.now += 500
+        assert await storage.generation("t") == INITIAL_GENERATION
+
+    asyncio.run(scenario())
