@@ -33,13 +33,10 @@ class HeaderTrust:
     """Decides every header an upstream sees: the client's, filtered, and the gateway's own."""
 
     def __init__(self, trusted: TrustedProxies, port: int) -> None:
-        self.trusted = trusted
+        self.trusted = trusted if trusted else None
         self.port = str(port).encode()
-        self.untrusted_tail: Headers = [
-            (b"x-forwarded-proto", b"http"),
-            (b"x-forwarded-port", self.port),
-        ]
-        self.peer_headers: dict[str, tuple[bytes, bytes]] = {}
+        # What a direct client's request gets before X-Forwarded-Host, rendered once per address.
+        self.direct_headers: dict[str, Headers] = {}
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         kept: Headers = []
@@ -58,27 +55,30 @@ class HeaderTrust:
                 host = header[1]  # the upstream gets its own Host; the client's is forwarded
                 continue
             kept.append(header)
-        if self.trusted and self.trusted.contains(request.peer_ip):
+        trusted = self.trusted
+        if trusted is not None and trusted.contains(request.peer_ip):
             added = self.forwarded_by_proxy(request)
         else:
-            added = [self.peer_header(request.peer_ip), *self.untrusted_tail]
+            added = self.direct_headers.get(request.peer_ip) or self.direct(request.peer_ip)
             if host is not None:
-                added.append((b"x-forwarded-host", host))
-        added += ((b"x-request-id", request.request_id.encode("ascii")), INTERNAL)
+                added = [*added, (b"x-forwarded-host", host)]
+        added = [*added, (b"x-request-id", request.request_id.encode("ascii")), INTERNAL]
         if request.claims is not None:
             added += request.claims.identity
         request.headers = kept
         request.upstream_headers += added
         return call_next(request)
 
-    def peer_header(self, peer_ip: str) -> tuple[bytes, bytes]:
-        """X-Forwarded-For for a direct client, rendered once per address."""
-        header = self.peer_headers.get(peer_ip)
-        if header is None:
-            if len(self.peer_headers) >= PEER_CACHE_SIZE:
-                self.peer_headers.clear()
-            header = self.peer_headers[peer_ip] = (b"x-forwarded-for", peer_ip.encode("ascii"))
-        return header
+    def direct(self, peer_ip: str) -> Headers:
+        """X-Forwarded-For, -Proto and -Port for a direct client, kept for the next request."""
+        if len(self.direct_headers) >= PEER_CACHE_SIZE:
+            self.direct_headers.clear()
+        headers = self.direct_headers[peer_ip] = [
+            (b"x-forwarded-for", peer_ip.encode("ascii")),
+            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-port", self.port),
+        ]
+        return headers
 
     def forwarded_by_proxy(self, request: Request) -> Headers:
         """A trusted proxy's X-Forwarded-* are believed; the peer is appended to the chain."""

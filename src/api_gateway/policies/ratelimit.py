@@ -32,6 +32,7 @@ class RateLimit:
     def __init__(self, name: str, rate: Rate, store: Store, key: KeyFunction) -> None:
         self.name, self.rate, self.store, self.key = name, rate, store, key
         self.prefix = name + ":"
+        self.ip_prefix = self.prefix + "ip:"
         self.limit_header = (b"x-ratelimit-limit", str(rate.max).encode())
         self.last_warning = 0.0
         # Header values seen on every response, rendered at start-up rather than per request.
@@ -46,14 +47,31 @@ class RateLimit:
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        if self.decide is None:
+        decide = self.decide
+        if decide is None:
             return self._ask_store(request, call_next)
+        # The per-IP key is built in place: one call less for the limit every request passes.
+        if self.key is by_client_ip:
+            key = self.ip_prefix + request.client_ip
+        else:
+            key = self.prefix + self.key(request)
         try:
-            decision = self.decide(self.prefix + self.key(request), self.rate)
+            decision = decide(key, self.rate)
         except StoreUnavailable as exc:
             self._warn(exc)
             return call_next(request)
-        self._apply(decision, request)
+        if not decision.allowed:
+            self._apply(decision, request)
+        remaining, reset_s = decision.remaining, -(-decision.reset_ms // 1000)
+        request.response_headers += (
+            self.limit_header,
+            self.remaining_headers[remaining]
+            if remaining < len(self.remaining_headers)
+            else (b"x-ratelimit-remaining", b"%d" % remaining),
+            self.reset_headers[reset_s]
+            if reset_s < len(self.reset_headers)
+            else (b"x-ratelimit-reset", b"%d" % reset_s),
+        )
         return call_next(request)
 
     async def _ask_store(self, request: Request, call_next: Handler) -> Response:
