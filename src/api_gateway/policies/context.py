@@ -19,7 +19,7 @@ from api_gateway.types import Handler, Request, Response
 log = logging.getLogger("api_gateway")
 
 VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-STAMP = b"x-request-id: %s\r\nx-response-time: %.3fms\r\n%s%s"
+STAMP = b"x-request-id: %s\r\nx-response-time: %sms\r\n%s%s"
 
 
 _ID_PREFIX = os.urandom(8).hex()
@@ -62,10 +62,12 @@ class RequestContext:
         if request.response_headers:
             response.headers += request.response_headers
         duration = self.clock() - request.start
-        stamp(response, request.request_id, duration)
+        # Formatted once for both the X-Response-Time header and the access log.
+        elapsed = b"%.3f" % (duration * 1000)
+        stamp_formatted(response, request.request_id, elapsed)
         self.metrics.observe(request.route, request.method, response.status, duration)
         if self.access_log is not None:
-            self.access_log.record(request, response, duration)
+            self.access_log.record(request, response, elapsed.decode("ascii"))
         return response
 
 
@@ -85,7 +87,12 @@ def as_problem(error: Exception, request: Request) -> Response:
 
 
 def stamp(response: Response, request_id: str, duration_s: float) -> None:
-    """What every response carries: the security headers, its request id and its timing.
+    """What every response carries: the security headers, its request id and its timing."""
+    stamp_formatted(response, request_id, b"%.3f" % (duration_s * 1000))
+
+
+def stamp_formatted(response: Response, request_id: str, elapsed_ms: bytes) -> None:
+    """``stamp`` with the duration already formatted.
 
     The id and timing follow every listed header; when the response sets none of the security
     headers (nearly always) all three go out as one pre-rendered block, in the same order.
@@ -93,7 +100,7 @@ def stamp(response: Response, request_id: str, duration_s: float) -> None:
     if NAMES.isdisjoint(map(itemgetter(0), response.headers)):
         response.rendered = STAMP % (
             request_id.encode("ascii"),
-            duration_s * 1000,
+            elapsed_ms,
             response.rendered,
             RENDERED,
         )
@@ -101,5 +108,5 @@ def stamp(response: Response, request_id: str, duration_s: float) -> None:
     add_security_headers(response)
     response.headers += (
         (b"x-request-id", request_id.encode("ascii")),
-        (b"x-response-time", b"%.3fms" % (duration_s * 1000)),
+        (b"x-response-time", elapsed_ms + b"ms"),
     )
