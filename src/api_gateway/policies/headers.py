@@ -27,6 +27,8 @@ BLOCKED_EXACT = frozenset(
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-")
 INTERNAL = (b"x-gateway-internal", b"true")
 PEER_CACHE_SIZE = 4096
+# One byte looked up by value: ``b"_" in name`` raises and swallows a TypeError on every call.
+UNDERSCORE = ord("_")
 
 
 class HeaderTrust:
@@ -43,7 +45,7 @@ class HeaderTrust:
         host = None
         for header in request.headers:
             name = header[0]
-            if b"_" in name:
+            if UNDERSCORE in name:
                 raise HeaderNotAllowed(
                     f"header names with '_' are not accepted ({name.decode('latin-1')})"
                 )
