@@ -27,8 +27,18 @@ BLOCKED_EXACT = frozenset(
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-")
 INTERNAL = (b"x-gateway-internal", b"true")
 PEER_CACHE_SIZE = 4096
-# One byte looked up by value: ``b"_" in name`` raises and swallows a TypeError on every call.
-UNDERSCORE = ord("_")
+NAME_CACHE_SIZE = 4096
+
+# What happens to a client's header, by name.
+KEEP, DROP, HOST, REFUSE = range(4)
+
+
+def classify(name: bytes) -> int:
+    if ord("_") in name:  # by value: ``b"_" in name`` raises and swallows a TypeError
+        return REFUSE
+    if name.startswith(b"x-") and (name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES)):
+        return DROP
+    return HOST if name == b"host" else KEEP
 
 
 class HeaderTrust:
@@ -39,37 +49,50 @@ class HeaderTrust:
         self.port = str(port).encode()
         # What a direct client's request gets before X-Forwarded-Host, rendered once per address.
         self.direct_headers: dict[str, Headers] = {}
+        # Clients send few distinct names: each is classified once, then looked up.
+        self.kinds: dict[bytes, int] = {}
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         kept: Headers = []
         host = None
+        kinds = self.kinds
         for header in request.headers:
-            name = header[0]
-            if UNDERSCORE in name:
-                raise HeaderNotAllowed(
-                    f"header names with '_' are not accepted ({name.decode('latin-1')})"
-                )
-            if name.startswith(b"x-") and (
-                name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES)
-            ):
-                continue
-            if name == b"host":
+            kind = kinds.get(header[0])
+            if kind is None:
+                kind = self.kind(header[0])
+            if kind == KEEP:
+                kept.append(header)
+            elif kind == HOST:
                 host = header[1]  # the upstream gets its own Host; the client's is forwarded
-                continue
-            kept.append(header)
+            elif kind == REFUSE:
+                raise HeaderNotAllowed(
+                    f"header names with '_' are not accepted ({header[0].decode('latin-1')})"
+                )
+        request_id = (b"x-request-id", request.request_id.encode("ascii"))
         trusted = self.trusted
         if trusted is not None and trusted.contains(request.peer_ip):
             added = self.forwarded_by_proxy(request)
+            added += (request_id, INTERNAL)
         else:
-            added = self.direct_headers.get(request.peer_ip) or self.direct(request.peer_ip)
-            if host is not None:
-                added = [*added, (b"x-forwarded-host", host)]
-        added = [*added, (b"x-request-id", request.request_id.encode("ascii")), INTERNAL]
+            direct = self.direct_headers.get(request.peer_ip) or self.direct(request.peer_ip)
+            if host is None:
+                added = [*direct, request_id, INTERNAL]
+            else:
+                added = [*direct, (b"x-forwarded-host", host), request_id, INTERNAL]
         if request.claims is not None:
             added += request.claims.identity
         request.headers = kept
-        request.upstream_headers += added
+        if request.upstream_headers:
+            request.upstream_headers += added
+        else:
+            request.upstream_headers = added
         return call_next(request)
+
+    def kind(self, name: bytes) -> int:
+        if len(self.kinds) >= NAME_CACHE_SIZE:
+            self.kinds.clear()
+        kind = self.kinds[name] = classify(name)
+        return kind
 
     def direct(self, peer_ip: str) -> Headers:
         """X-Forwarded-For, -Proto and -Port for a direct client, kept for the next request."""
