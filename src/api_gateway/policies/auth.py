@@ -26,11 +26,15 @@ class Authenticate:
             and (relative.rstrip("/") or "/") not in public.exact
             and not (public.subtrees and relative in public)
         ):
-            request.claims = self.verifier.verify(bearer_token(request))
+            credentials = authorization(request)
+            request.claims = self.verifier.known(credentials) or self.verifier.verify_credentials(
+                credentials, bearer(credentials)
+            )
         return call_next(request)
 
 
-def bearer_token(request: Request) -> str:
+def authorization(request: Request) -> bytes:
+    """The request's one Authorization value."""
     header = None
     for name, value in request.headers:
         if name == b"authorization":
@@ -40,6 +44,11 @@ def bearer_token(request: Request) -> str:
             header = value
     if header is None:
         raise Unauthorized("an access token is required", error="")
+    return header
+
+
+def bearer(header: bytes) -> str:
+    """The token of a ``Bearer <token>`` Authorization value."""
     scheme, _, token = header.partition(b" ")
     token = token.strip()
     if scheme.lower() != b"bearer" or not token:

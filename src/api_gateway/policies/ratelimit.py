@@ -15,6 +15,7 @@ from api_gateway.types import Handler, Request, Response
 log = logging.getLogger("api_gateway.ratelimit")
 WARN_EVERY_S = 10.0
 HEADER_TABLE = 4096
+KEY_CACHE_SIZE = 4096
 
 KeyFunction = Callable[[Request], str]
 
@@ -33,6 +34,7 @@ class RateLimit:
         self.name, self.rate, self.store, self.key = name, rate, store, key
         self.prefix = name + ":"
         self.ip_prefix = self.prefix + "ip:"
+        self.ip_keys: dict[str, str] = {}
         self.limit_header = (b"x-ratelimit-limit", str(rate.max).encode())
         self.last_warning = 0.0
         # Header values seen on every response, rendered at start-up rather than per request.
@@ -52,7 +54,8 @@ class RateLimit:
             return self._ask_store(request, call_next)
         # The per-IP key is built in place: one call less for the limit every request passes.
         if self.key is by_client_ip:
-            key = self.ip_prefix + request.client_ip
+            # One key object per address: its hash is computed once, not for every hit.
+            key = self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
         else:
             key = self.prefix + self.key(request)
         try:
@@ -73,6 +76,12 @@ class RateLimit:
             else (b"x-ratelimit-reset", b"%d" % reset_s),
         )
         return call_next(request)
+
+    def ip_key(self, client_ip: str) -> str:
+        if len(self.ip_keys) >= KEY_CACHE_SIZE:
+            self.ip_keys.clear()
+        key = self.ip_keys[client_ip] = self.ip_prefix + client_ip
+        return key
 
     async def _ask_store(self, request: Request, call_next: Handler) -> Response:
         try:
