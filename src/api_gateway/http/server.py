@@ -42,6 +42,12 @@ TASK_NAME = "http-request"
 INFINITY = float("inf")
 
 NO_BODY_STATUSES = frozenset({204, 304})
+# The usual methods as shared strings: no decoding, and their hashes are computed once for every
+# set and dict lookup after the parser.
+METHODS = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+}
 
 
 class App(Protocol):
@@ -239,8 +245,9 @@ class HttpConnection(asyncio.Protocol):
             self._check_framing(framing, version)
             headers = framing.end_to_end(self.headers)
             content_length = framing.content_length
+        method = parser.get_method()
         request = Request(
-            parser.get_method().decode("ascii"),
+            METHODS.get(method) or method.decode("ascii"),
             self.url,
             headers,
             b"",
