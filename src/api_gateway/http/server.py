@@ -28,6 +28,7 @@ from api_gateway.errors import (
 from api_gateway.http.body import BodyStream
 from api_gateway.http.framing import (
     CONTINUE,
+    PLAIN_CONNECTION,
     REQUEST_FRAMING,
     STATUS_LINES,
     RequestFraming,
@@ -215,6 +216,8 @@ class HttpConnection(asyncio.Protocol):
         elif name == b"host":
             self.hosts += 1
             self.headers.append((name, value))
+        elif name == b"connection" and value.lower() in PLAIN_CONNECTION:
+            pass  # llhttp applies it; it names no field, so no framing state is needed for it
         else:
             framing = self.framing
             if framing is None:
