@@ -130,6 +130,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers: Headers = []
         # Created only for a head with framing fields besides Host (most requests have none).
         self.framing: RequestFraming | None = None
+        self.plain_connection = False
         self.hosts = 0
         self.header_bytes = 0
         self.header_count = 0
@@ -194,6 +195,7 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.framing = None
+        self.plain_connection = False
         self.hosts = 0
         self.header_bytes = 0
         self.header_count = 0
@@ -217,7 +219,8 @@ class HttpConnection(asyncio.Protocol):
             self.hosts += 1
             self.headers.append((name, value))
         elif name == b"connection" and value.lower() in PLAIN_CONNECTION:
-            pass  # llhttp applies it; it names no field, so no framing state is needed for it
+            # llhttp applies it; it names no field, so no framing state is needed for it.
+            self.plain_connection = True
         else:
             framing = self.framing
             if framing is None:
@@ -235,8 +238,14 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self.parser
-        version = parser.get_http_version()
+        keep_alive = parser.should_keep_alive()
         framing = self.framing
+        if keep_alive and framing is None and not self.plain_connection:
+            # llhttp accepts HTTP/0.9, 1.0, 1.1 and 2.0 only, and keeps a connection alive by
+            # default for 1.1 alone: asking for the version string costs more than all of this.
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
         if framing is None:
             if version != "1.1" or self.hosts != 1:
                 # Rare enough to build the full check for: HTTP/1.0, or not exactly one Host.
@@ -260,7 +269,7 @@ class HttpConnection(asyncio.Protocol):
             self.server_port,
             perf_counter(),
         )
-        request.keep_alive = parser.should_keep_alive()
+        request.keep_alive = keep_alive
         if framing is not None and (framing.encodings or content_length):
             self.body_request = request
             self.body_chunks = []
