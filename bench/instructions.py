@@ -1,6 +1,7 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's noise cannot move.
 
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
+        [--log-level info] [--header 'Connection: keep-alive']
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
@@ -40,14 +41,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--path", default="/api/v1/tickets/1")
     parser.add_argument("--log-level", default="info", help="LOG_LEVEL (info: access log on)")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="one more request header, e.g. 'Connection: keep-alive' as browsers send (repeatable)",
+    )
     return parser.parse_args()
 
 
-async def drive(port: int, path: str, token: str, count: int) -> None:
+async def drive(port: int, path: str, token: str, count: int, extra: list[str]) -> None:
     """Exactly ``count`` requests over CONCURRENCY keep-alive connections."""
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {token}\r\nAccept: */*\r\n\r\n"
+        f"Authorization: Bearer {token}\r\nAccept: */*\r\n"
+        + "".join(f"{header}\r\n" for header in extra)
+        + "\r\n"
     ).encode()
 
     async def one_connection(n: int) -> None:
@@ -96,9 +106,9 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     try:
         wait_ready(port, process)
         token = mint_token()
-        asyncio.run(drive(port, args.path, token, WARM_UP))
+        asyncio.run(drive(port, args.path, token, WARM_UP, args.header))
         if requests:
-            asyncio.run(drive(port, args.path, token, requests))
+            asyncio.run(drive(port, args.path, token, requests, args.header))
     finally:
         process.terminate()
         process.wait(60)
@@ -126,7 +136,11 @@ def main() -> int:
         origin.terminate()
         origin.wait(10)
     per_request = (loaded - base) / args.requests
-    print(f"{per_request:,.0f} instructions per request ({args.path}, LOG_LEVEL={args.log_level})")
+    extra = "".join(f", {header}" for header in args.header)
+    print(
+        f"{per_request:,.0f} instructions per request "
+        f"({args.path}, LOG_LEVEL={args.log_level}{extra})"
+    )
     return 0
 
 

@@ -26,6 +26,8 @@ class TokenVerifier:
         self.capacity = config.cache_size
         self.clock = clock
         self.cache: dict[str, Claims] = {}
+        # Authorization values already verified, so that a repeated one is not even parsed.
+        self.credentials: dict[bytes, Claims] = {}
 
     def verify(self, token: str) -> Claims:
         claims = self.cache.get(token)
@@ -40,6 +42,23 @@ class TokenVerifier:
                 # Oldest first: insertion order is a cheap, good-enough eviction order.
                 del self.cache[next(iter(self.cache))]
             self.cache[token] = claims
+        return claims
+
+    def known(self, credentials: bytes) -> Claims | None:
+        """The claims of an Authorization value verified before, if they are still valid."""
+        claims = self.credentials.get(credentials)
+        if claims is not None and claims.expires_at + self.leeway >= self.clock():
+            return claims
+        return None
+
+    def verify_credentials(self, credentials: bytes, token: str) -> Claims:
+        """``verify(token)``, remembering the Authorization value ``token`` came from."""
+        self.credentials.pop(credentials, None)
+        claims = self.verify(token)
+        if self.capacity:
+            if len(self.credentials) >= self.capacity:
+                del self.credentials[next(iter(self.credentials))]
+            self.credentials[credentials] = claims
         return claims
 
     def _verify_uncached(self, token: str) -> Claims:

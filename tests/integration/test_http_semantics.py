@@ -266,3 +266,34 @@ def test_an_upstream_that_closes_after_each_response_still_serves_every_request(
 
     assert statuses == [200] * 4
     assert len(services["event"].requests) == 4
+
+
+@pytest.mark.parametrize(
+    ("version", "connection", "stays_open"),
+    [
+        ("1.1", None, True),
+        ("1.1", "close", False),
+        ("1.1", "keep-alive", True),
+        ("1.0", None, False),
+        ("1.0", "keep-alive", True),
+        ("1.0", "close", False),
+    ],
+)
+def test_keep_alive_follows_the_version_and_the_connection_header(
+    gateway: GatewayProcess, services: Fleet, version: str, connection: str | None, stays_open: bool
+) -> None:
+    head = f"GET /api/v1/search/kept HTTP/{version}\r\nHost: gateway.test\r\n"
+    if connection is not None:
+        head += f"Connection: {connection}\r\n"
+    with RawConnection(gateway.port) as raw:
+        raw.send((head + "\r\n").encode())
+        response = raw.read_response()
+        closed = raw.is_closed_by_peer(timeout_s=1)
+
+    assert response.status == 200
+    assert closed is not stays_open
+    if version == "1.0" and stays_open:
+        assert response.header("connection") == "keep-alive"
+    if not stays_open:
+        assert response.header("connection") == "close"
+    assert services["search"].only_request().header("connection") is None

@@ -447,3 +447,38 @@ def test_parse_ttl_rejects_garbage(text: str) -> None:
 def test_parse_ttl_scales_by_unit(amount: int, unit: tuple[str, int]) -> None:
     suffix, factor = unit
     assert parse_ttl(f"{amount}{suffix}") == amount * factor
+
+
+# --- verified Authorization values --------------------------------------------------------------
+
+
+def test_a_verified_authorization_value_is_known_until_it_expires(
+    verifier: TokenVerifier, clock: Clock, now: float
+) -> None:
+    token = sign(payload(now))
+    credentials = b"Bearer " + token.encode()
+    assert verifier.known(credentials) is None
+    claims = verifier.verify_credentials(credentials, token)
+    assert verifier.known(credentials) is claims
+    clock.now = now + 600 + LEEWAY + 1
+    assert verifier.known(credentials) is None
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify_credentials(credentials, token)
+    assert credentials not in verifier.credentials
+
+
+def test_known_authorization_values_are_bounded(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(cache_size=2), clock=clock)
+    values = []
+    for user in ("a", "b", "c"):
+        token = sign(payload(now, sub=user))
+        values.append(b"Bearer " + token.encode())
+        verifier.verify_credentials(values[-1], token)
+    assert list(verifier.credentials) == values[1:]
+
+
+def test_nothing_is_remembered_without_a_cache(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(cache_size=0), clock=clock)
+    token = sign(payload(now))
+    verifier.verify_credentials(b"Bearer " + token.encode(), token)
+    assert verifier.known(b"Bearer " + token.encode()) is None

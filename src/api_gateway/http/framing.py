@@ -34,6 +34,10 @@ def status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
 
+# Connection values that name no other field (llhttp applies them itself): by far the most common,
+# and nothing to split.
+PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
 # Fields the data plane consumes itself: they describe this hop, not the message.
 REQUEST_FRAMING = HOP_BY_HOP | {b"content-length", b"expect", b"host"}
 RESPONSE_FRAMING = HOP_BY_HOP | {b"content-length"}
@@ -66,7 +70,7 @@ class RequestFraming:
             self.encodings.append(value)
         elif name == b"expect":
             self.expect_continue = value.lower() == b"100-continue"
-        elif name == b"connection":
+        elif name == b"connection" and value.lower() not in PLAIN_CONNECTION:
             self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
         return False
 

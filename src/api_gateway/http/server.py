@@ -26,14 +26,29 @@ from api_gateway.errors import (
     UriTooLong,
 )
 from api_gateway.http.body import BodyStream
-from api_gateway.http.framing import CONTINUE, REQUEST_FRAMING, RequestFraming, status_line
+from api_gateway.http.framing import (
+    CONTINUE,
+    PLAIN_CONNECTION,
+    REQUEST_FRAMING,
+    STATUS_LINES,
+    RequestFraming,
+    status_line,
+)
 from api_gateway.types import BodySource, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.http")
 
 MAX_PIPELINED = 32
+TASK_NAME = "http-request"
+INFINITY = float("inf")
 
 NO_BODY_STATUSES = frozenset({204, 304})
+# The usual methods as shared strings: no decoding, and their hashes are computed once for every
+# set and dict lookup after the parser.
+METHODS = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+}
 
 
 class App(Protocol):
@@ -105,12 +120,18 @@ class HttpConnection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = float("inf")
         self.callback_error: GatewayError | None = None
+        # The limits checked for every request, read from the connection rather than ``limits``.
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_header_count = limits.max_header_count
+        self.max_uri_bytes = limits.max_uri_bytes
         # Per-message parse state.
         self.in_head = False
-        self.url_parts: list[bytes] = []
-        self.url_size = 0
+        self.url = b""
         self.headers: Headers = []
-        self.framing = RequestFraming()
+        # Created only for a head with framing fields besides Host (most requests have none).
+        self.framing: RequestFraming | None = None
+        self.plain_connection = False
+        self.hosts = 0
         self.header_bytes = 0
         self.header_count = 0
         self.head_bytes = 0
@@ -161,7 +182,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.in_head:
             self.head_bytes += len(data)
-            if self.head_bytes > self.limits.max_header_bytes + self.limits.max_uri_bytes:
+            if self.head_bytes > self.max_header_bytes + self.max_uri_bytes:
                 self.fail(HeadersTooLarge("the request head is too large"))
                 return
         if self.fresh:
@@ -171,50 +192,76 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.in_head = True
-        self.url_parts = []
-        self.url_size = 0
+        self.url = b""
         self.headers = []
-        self.framing = RequestFraming()
+        self.framing = None
+        self.plain_connection = False
+        self.hosts = 0
         self.header_bytes = 0
         self.header_count = 0
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
-        self.url_size += len(url)
-        if self.url_size > self.limits.max_uri_bytes:
-            self._callback_fail(UriTooLong(f"the URI exceeds {self.limits.max_uri_bytes} bytes"))
-        self.url_parts.append(url)
+        self.url += url
+        if len(self.url) > self.max_uri_bytes:
+            self._callback_fail(UriTooLong(f"the URI exceeds {self.max_uri_bytes} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp calls this once per field: the common case is kept to one test per limit.
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.limits.max_header_bytes:
-            self._callback_fail(
-                HeadersTooLarge(f"the headers exceed {self.limits.max_header_bytes} bytes")
-            )
         self.header_count += 1
-        if self.header_count > self.limits.max_header_count:
-            self._callback_fail(
-                HeadersTooLarge(f"more than {self.limits.max_header_count} header fields")
-            )
+        if self.header_bytes > self.max_header_bytes or self.header_count > self.max_header_count:
+            self._headers_too_large()
         name = name.lower()
-        if name not in REQUEST_FRAMING or self.framing.take(name, value):
+        if name not in REQUEST_FRAMING:
             self.headers.append((name, value))
+        elif name == b"host":
+            self.hosts += 1
+            self.headers.append((name, value))
+        elif name == b"connection" and value.lower() in PLAIN_CONNECTION:
+            # llhttp applies it; it names no field, so no framing state is needed for it.
+            self.plain_connection = True
+        else:
+            framing = self.framing
+            if framing is None:
+                framing = self.framing = RequestFraming()
+            if framing.take(name, value):
+                self.headers.append((name, value))
+
+    def _headers_too_large(self) -> None:
+        if self.header_bytes > self.max_header_bytes:
+            self._callback_fail(
+                HeadersTooLarge(f"the headers exceed {self.max_header_bytes} bytes")
+            )
+        self._callback_fail(HeadersTooLarge(f"more than {self.max_header_count} header fields"))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self.parser
-        version = parser.get_http_version()
+        keep_alive = parser.should_keep_alive()
         framing = self.framing
-        try:
-            framing.check(version)
-        except GatewayError as error:
-            self._callback_fail(error)
-        content_length = framing.content_length
-        target = self.url_parts[0] if len(self.url_parts) == 1 else b"".join(self.url_parts)
+        if keep_alive and framing is None and not self.plain_connection:
+            # llhttp accepts HTTP/0.9, 1.0, 1.1 and 2.0 only, and keeps a connection alive by
+            # default for 1.1 alone: asking for the version string costs more than all of this.
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+        if framing is None:
+            if version != "1.1" or self.hosts != 1:
+                # Rare enough to build the full check for: HTTP/1.0, or not exactly one Host.
+                framing = RequestFraming()
+                self._check_framing(framing, version)
+            headers = self.headers
+            content_length = None
+        else:
+            self._check_framing(framing, version)
+            headers = framing.end_to_end(self.headers)
+            content_length = framing.content_length
+        method = parser.get_method()
         request = Request(
-            parser.get_method().decode("ascii"),
-            target,
-            framing.end_to_end(self.headers),
+            METHODS.get(method) or method.decode("ascii"),
+            self.url,
+            headers,
             b"",
             self.peer_ip,
             version,
@@ -222,13 +269,20 @@ class HttpConnection(asyncio.Protocol):
             self.server_port,
             perf_counter(),
         )
-        request.keep_alive = parser.should_keep_alive()
-        if framing.encodings or content_length:
+        request.keep_alive = keep_alive
+        if framing is not None and (framing.encodings or content_length):
             self.body_request = request
             self.body_chunks = []
             request.body = None  # type: ignore[assignment]
             self.expect_continue = framing.expect_continue and version == "1.1"
         self.fresh.append(request)
+
+    def _check_framing(self, framing: RequestFraming, version: str) -> None:
+        framing.hosts = self.hosts
+        try:
+            framing.check(version)
+        except GatewayError as error:
+            self._callback_fail(error)
 
     def on_body(self, chunk: bytes) -> None:
         if self.body_stream is not None:
@@ -259,6 +313,16 @@ class HttpConnection(asyncio.Protocol):
             self.body_stream = self._stream_for(self.body_chunks)
             last.body = self.body_stream
             self.body_chunks = []
+        if self.task is None and len(fresh) == 1 and not self.queue:
+            # The common case, one request and nothing in flight, skips the queue.
+            if self.reading_paused:
+                self._resume_reading()
+            if self.body_stream is not None:
+                self.deadline = self.loop.time() + self.limits.body_timeout_s
+            else:
+                self.deadline = INFINITY
+            self.task = asyncio.Task(self._serve(last), loop=self.loop, name=TASK_NAME)
+            return
         self.queue.extend(fresh)
         if len(self.queue) > MAX_PIPELINED and not self.reading_paused:
             self._pause_reading()
@@ -290,11 +354,12 @@ class HttpConnection(asyncio.Protocol):
         if self.body_stream is not None:
             self.deadline = self.loop.time() + self.limits.body_timeout_s
         else:
-            self.deadline = float("inf")
+            self.deadline = INFINITY
+        # A Task built with a name skips formatting "Task-<n>" for every request.
         if isinstance(item, GatewayError):
-            self.task = self.loop.create_task(self._send_rejection(item))
+            self.task = asyncio.Task(self._send_rejection(item), loop=self.loop, name=TASK_NAME)
         else:
-            self.task = self.loop.create_task(self._serve(item))
+            self.task = asyncio.Task(self._serve(item), loop=self.loop, name=TASK_NAME)
 
     async def _serve(self, request: Request) -> None:
         body = request.body
@@ -345,7 +410,7 @@ class HttpConnection(asyncio.Protocol):
         assert transport is not None
         status = response.status
         headers = response.headers
-        parts = [status_line(status)]
+        parts = [STATUS_LINES.get(status) or status_line(status)]
         if headers:
             parts += (b"\r\n".join(map(b": ".join, headers)), b"\r\n")
         parts.append(response.rendered)

@@ -18,19 +18,37 @@ class Authenticate:
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         # Tokens on public paths are ignored: a public request carries no identity upstream.
-        if request.path[self.prefix_length :] not in self.public:
-            request.claims = self.verifier.verify(bearer_token(request))
+        # The exact public paths are tested here, sparing most requests a call into `public`.
+        public = self.public
+        relative = request.path[self.prefix_length :]
+        if (
+            not public.everything
+            and (relative.rstrip("/") or "/") not in public.exact
+            and not (public.subtrees and relative in public)
+        ):
+            credentials = authorization(request)
+            request.claims = self.verifier.known(credentials) or self.verifier.verify_credentials(
+                credentials, bearer(credentials)
+            )
         return call_next(request)
 
 
-def bearer_token(request: Request) -> str:
-    values = [value for name, value in request.headers if name == b"authorization"]
-    if not values:
+def authorization(request: Request) -> bytes:
+    """The request's one Authorization value."""
+    header = None
+    for name, value in request.headers:
+        if name == b"authorization":
+            if header is not None:
+                # Which one would the upstream believe? Refuse rather than guess.
+                raise Unauthorized("more than one Authorization header", error="invalid_request")
+            header = value
+    if header is None:
         raise Unauthorized("an access token is required", error="")
-    if len(values) > 1:
-        # Which one would the upstream believe? Refuse rather than guess.
-        raise Unauthorized("more than one Authorization header", error="invalid_request")
-    header = values[0]
+    return header
+
+
+def bearer(header: bytes) -> str:
+    """The token of a ``Bearer <token>`` Authorization value."""
     scheme, _, token = header.partition(b" ")
     token = token.strip()
     if scheme.lower() != b"bearer" or not token:

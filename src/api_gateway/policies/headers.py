@@ -28,58 +28,83 @@ BLOCKED_EXACT = frozenset(
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-")
 INTERNAL = (b"x-gateway-internal", b"true")
 PEER_CACHE_SIZE = 4096
+NAME_CACHE_SIZE = 4096
+
+# What happens to a client's header, by name.
+KEEP, DROP, HOST, REFUSE = range(4)
+
+
+def classify(name: bytes) -> int:
+    if ord("_") in name:  # by value: ``b"_" in name`` raises and swallows a TypeError
+        return REFUSE
+    if name.startswith(b"x-") and (name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES)):
+        return DROP
+    return HOST if name == b"host" else KEEP
 
 
 class HeaderTrust:
     """Decides every header an upstream sees: the client's, filtered, and the gateway's own."""
 
     def __init__(self, trusted: TrustedProxies, port: int) -> None:
-        self.trusted = trusted
+        self.trusted = trusted if trusted else None
         self.port = str(port).encode()
-        self.untrusted_tail: Headers = [
-            (b"x-forwarded-proto", b"http"),
-            (b"x-forwarded-port", self.port),
-        ]
-        self.peer_headers: dict[str, tuple[bytes, bytes]] = {}
+        # What a direct client's request gets before X-Forwarded-Host, rendered once per address.
+        self.direct_headers: dict[str, Headers] = {}
+        # Clients send few distinct names: each is classified once, then looked up.
+        self.kinds: dict[bytes, int] = {}
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         kept: Headers = []
         host = None
+        kinds = self.kinds
         for header in request.headers:
-            name = header[0]
-            if b"_" in name:
-                raise HeaderNotAllowed(
-                    f"header names with '_' are not accepted ({name.decode('latin-1')})"
-                )
-            if name.startswith(b"x-") and (
-                name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES)
-            ):
-                continue
-            if name == b"host":
+            kind = kinds.get(header[0])
+            if kind is None:
+                kind = self.kind(header[0])
+            if kind == KEEP:
+                kept.append(header)
+            elif kind == HOST:
                 host = header[1]  # the upstream gets its own Host; the client's is forwarded
-                continue
-            kept.append(header)
-        if self.trusted and self.trusted.contains(request.peer_ip):
+            elif kind == REFUSE:
+                raise HeaderNotAllowed(
+                    f"header names with '_' are not accepted ({header[0].decode('latin-1')})"
+                )
+        request_id = (b"x-request-id", request.request_id.encode("ascii"))
+        trusted = self.trusted
+        if trusted is not None and trusted.contains(request.peer_ip):
             added = self.forwarded_by_proxy(request)
+            added += (request_id, INTERNAL)
         else:
-            added = [self.peer_header(request.peer_ip), *self.untrusted_tail]
-            if host is not None:
-                added.append((b"x-forwarded-host", host))
-        added += ((b"x-request-id", request.request_id.encode("ascii")), INTERNAL)
+            direct = self.direct_headers.get(request.peer_ip) or self.direct(request.peer_ip)
+            if host is None:
+                added = [*direct, request_id, INTERNAL]
+            else:
+                added = [*direct, (b"x-forwarded-host", host), request_id, INTERNAL]
         if request.claims is not None:
             added += request.claims.identity
         request.headers = kept
-        request.upstream_headers += added
+        if request.upstream_headers:
+            request.upstream_headers += added
+        else:
+            request.upstream_headers = added
         return call_next(request)
 
-    def peer_header(self, peer_ip: str) -> tuple[bytes, bytes]:
-        """X-Forwarded-For for a direct client, rendered once per address."""
-        header = self.peer_headers.get(peer_ip)
-        if header is None:
-            if len(self.peer_headers) >= PEER_CACHE_SIZE:
-                self.peer_headers.clear()
-            header = self.peer_headers[peer_ip] = (b"x-forwarded-for", peer_ip.encode("ascii"))
-        return header
+    def kind(self, name: bytes) -> int:
+        if len(self.kinds) >= NAME_CACHE_SIZE:
+            self.kinds.clear()
+        kind = self.kinds[name] = classify(name)
+        return kind
+
+    def direct(self, peer_ip: str) -> Headers:
+        """X-Forwarded-For, -Proto and -Port for a direct client, kept for the next request."""
+        if len(self.direct_headers) >= PEER_CACHE_SIZE:
+            self.direct_headers.clear()
+        headers = self.direct_headers[peer_ip] = [
+            (b"x-forwarded-for", peer_ip.encode("ascii")),
+            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-port", self.port),
+        ]
+        return headers
 
     def forwarded_by_proxy(self, request: Request) -> Headers:
         """A trusted proxy's X-Forwarded-* are believed; the peer is appended to the chain."""

@@ -15,6 +15,7 @@ from api_gateway.types import Handler, Request, Response
 log = logging.getLogger("api_gateway.ratelimit")
 WARN_EVERY_S = 10.0
 HEADER_TABLE = 4096
+KEY_CACHE_SIZE = 4096
 
 KeyFunction = Callable[[Request], str]
 
@@ -32,6 +33,8 @@ class RateLimit:
     def __init__(self, name: str, rate: Rate, store: Store, key: KeyFunction) -> None:
         self.name, self.rate, self.store, self.key = name, rate, store, key
         self.prefix = name + ":"
+        self.ip_prefix = self.prefix + "ip:"
+        self.ip_keys: dict[str, str] = {}
         self.limit_header = (b"x-ratelimit-limit", str(rate.max).encode())
         self.last_warning = 0.0
         # Header values seen on every response, rendered at start-up rather than per request.
@@ -46,15 +49,39 @@ class RateLimit:
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        if self.decide is None:
+        decide = self.decide
+        if decide is None:
             return self._ask_store(request, call_next)
+        # The per-IP key is built in place: one call less for the limit every request passes.
+        if self.key is by_client_ip:
+            # One key object per address: its hash is computed once, not for every hit.
+            key = self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
+        else:
+            key = self.prefix + self.key(request)
         try:
-            decision = self.decide(self.prefix + self.key(request), self.rate)
+            decision = decide(key, self.rate)
         except StoreUnavailable as exc:
             self._warn(exc)
             return call_next(request)
-        self._apply(decision, request)
+        if not decision.allowed:
+            self._apply(decision, request)
+        remaining, reset_s = decision.remaining, -(-decision.reset_ms // 1000)
+        request.response_headers += (
+            self.limit_header,
+            self.remaining_headers[remaining]
+            if remaining < len(self.remaining_headers)
+            else (b"x-ratelimit-remaining", b"%d" % remaining),
+            self.reset_headers[reset_s]
+            if reset_s < len(self.reset_headers)
+            else (b"x-ratelimit-reset", b"%d" % reset_s),
+        )
         return call_next(request)
+
+    def ip_key(self, client_ip: str) -> str:
+        if len(self.ip_keys) >= KEY_CACHE_SIZE:
+            self.ip_keys.clear()
+        key = self.ip_keys[client_ip] = self.ip_prefix + client_ip
+        return key
 
     async def _ask_store(self, request: Request, call_next: Handler) -> Response:
         try:

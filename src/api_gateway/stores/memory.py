@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from time import monotonic
 
 from api_gateway.limiter import Decision, Rate, blocked, gcra
 
@@ -12,13 +12,15 @@ SWEEP_EVERY = 10_000  # hits between sweeps of expired keys
 
 class MemoryStore:
     def __init__(self, clock_ms: Callable[[], float] | None = None) -> None:
-        self.clock_ms = clock_ms or (lambda: time.monotonic() * 1000)
+        # None: the monotonic clock, read in place (one Python call less per hit).
+        self.clock_ms = clock_ms
         self.tats: dict[str, float] = {}
         self.blocks: dict[str, float] = {}
         self.hits = 0
 
     def decide(self, key: str, rate: Rate) -> Decision:
-        now = self.clock_ms()
+        clock_ms = self.clock_ms
+        now = monotonic() * 1000 if clock_ms is None else clock_ms()
         self.hits += 1
         if self.hits % SWEEP_EVERY == 0:
             self._sweep(now)
