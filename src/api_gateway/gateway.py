@@ -16,7 +16,8 @@ from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import CONTENT_TYPE, Metrics
 from api_gateway.pipeline import RouteBuilder, chain, outer_policies
-from api_gateway.policies.context import RequestContext, new_request_id, stamp
+from api_gateway.policies.context import RequestContext, Stamper, new_request_id
+from api_gateway.policies.security_headers import SecurityHeaders
 from api_gateway.routing import RouteTable, normalize, split_target
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.fallback import FallbackStore
@@ -94,7 +95,8 @@ class Gateway:
             else None
         )
         trusted = TrustedProxies(config.server.trusted_proxies)
-        context = RequestContext(trusted, perf_counter, self.metrics, access_log)
+        self.stamper = Stamper(SecurityHeaders(config.security_headers))
+        context = RequestContext(trusted, perf_counter, self.metrics, access_log, self.stamper)
         self.handler = chain(outer_policies(config, context), self.dispatch)
 
     def handle(self, request: Request) -> Awaitable[Response]:
@@ -116,7 +118,7 @@ class Gateway:
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
         request_id = new_request_id()
         response = problem_response(error, request_id)
-        stamp(response, request_id, 0.0)
+        self.stamper.stamp(response, request_id, 0.0)
         return response
 
     def breaker_states(self) -> dict[str, object]:

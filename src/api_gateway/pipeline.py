@@ -59,8 +59,10 @@ def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:
 
 
 def _bind(policy: Policy, call_next: Handler) -> Handler:
+    call = policy.__call__  # bound once: calling the instance looks __call__ up every time
+
     def link(request: Request) -> Awaitable[Response]:
-        return policy(request, call_next)
+        return call(request, call_next)
 
     return link
 

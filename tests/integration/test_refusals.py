@@ -10,6 +10,7 @@ from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
+from support.upstream import Reply
 
 
 def test_trace_is_not_forwarded(gateway: GatewayProcess, services: Fleet) -> None:
@@ -57,3 +58,33 @@ def test_a_502_carries_the_security_headers(service_fleet: Fleet, tmp_path: Path
 
     assert_problem(response, 502)
     assert response.header("x-frame-options") == "SAMEORIGIN"
+
+
+def test_security_headers_follow_the_configuration(service_fleet: Fleet, tmp_path: Path) -> None:
+    config = {
+        "security_headers": {
+            "content-security-policy": "default-src 'none'",
+            "x-frame-options": None,
+            "permissions-policy": "camera=()",
+        }
+    }
+    with running_gateway(tmp_path, service_fleet.urls(), config) as gateway:
+        answered = gateway.get("/api/v1/search/q")
+        refused = gateway.get("/api/v1/nowhere")
+
+    for response in (answered, refused):
+        assert response.header("content-security-policy") == "default-src 'none'"
+        assert response.header("x-frame-options") is None
+        assert response.header("permissions-policy") == "camera=()"
+        assert response.header("x-content-type-options") == "nosniff"
+
+
+def test_an_upstream_x_powered_by_is_not_passed_on(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    services["search"].respond(Reply(headers=(("X-Powered-By", "Express"),), body=b"{}"))
+
+    response = gateway.get("/api/v1/search/q")
+
+    assert response.status == 200
+    assert response.header("x-powered-by") is None

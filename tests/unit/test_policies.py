@@ -15,7 +15,7 @@ from api_gateway.network import TrustedProxies
 from api_gateway.observability.metrics import BUCKETS, Metrics
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
-from api_gateway.policies.security_headers import HELMET_DEFAULTS, add_security_headers
+from api_gateway.policies.security_headers import DEFAULT, HELMET_DEFAULTS, SecurityHeaders
 from api_gateway.types import Claims, Handler, Headers, Request, Response
 
 T = TypeVar("T")
@@ -248,7 +248,7 @@ def sent_headers(response: Response) -> Headers:
 
 def secured(headers: Headers) -> Response:
     response = Response(200, list(headers), b"ok")
-    add_security_headers(response)
+    DEFAULT.add(response)
     return response
 
 
@@ -314,3 +314,20 @@ def test_metrics_include_gauges_and_end_with_newline() -> None:
     rendered = metrics.render()
     assert rendered.endswith(b"\n")
     assert "gateway_up 1" in rendered.decode().splitlines()
+
+
+def test_security_headers_can_be_replaced_added_and_removed() -> None:
+    headers = SecurityHeaders(
+        [
+            ("content-security-policy", "default-src 'none'"),
+            ("x-frame-options", None),
+            ("permissions-policy", "camera=()"),
+        ]
+    )
+    table = dict(headers.headers)
+    assert table[b"content-security-policy"] == b"default-src 'none'"
+    assert b"x-frame-options" not in table and b"x-frame-options" not in headers.rendered
+    assert table[b"permissions-policy"] == b"camera=()"
+    assert (
+        table[b"strict-transport-security"] == dict(HELMET_DEFAULTS)[b"strict-transport-security"]
+    )

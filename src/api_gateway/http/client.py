@@ -153,7 +153,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.length = value
         elif name == b"transfer-encoding":
             self.chunked = True
-        elif name == b"connection":
+        # Nearly every upstream sends a plain keep-alive or close: nothing to split.
+        elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
             self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
 
     def on_headers_complete(self) -> None:

@@ -13,7 +13,7 @@ from api_gateway.errors import GatewayError, problem_response
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import Metrics
-from api_gateway.policies.security_headers import NAMES, RENDERED, add_security_headers
+from api_gateway.policies.security_headers import DEFAULT, SecurityHeaders
 from api_gateway.types import Handler, Request, Response
 
 log = logging.getLogger("api_gateway")
@@ -45,11 +45,13 @@ class RequestContext:
         clock: Callable[[], float],
         metrics: Metrics,
         access_log: AccessLog | None,
+        stamper: Stamper | None = None,
     ) -> None:
         self.trusted = trusted if trusted else None
         self.clock = clock
         self.metrics = metrics
         self.access_log = access_log
+        self.stamp = stamper or DEFAULT_STAMPER
 
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         request.request_id = incoming_request_id(request) or new_request_id()
@@ -64,7 +66,7 @@ class RequestContext:
         duration = self.clock() - request.start
         # Formatted once for both the X-Response-Time header and the access log.
         elapsed = b"%.3f" % (duration * 1000)
-        stamp_formatted(response, request.request_id, elapsed)
+        self.stamp(response, request.request_id, elapsed)
         self.metrics.observe(request.route, request.method, response.status, duration)
         if self.access_log is not None:
             self.access_log.record(request, response, elapsed.decode("ascii"))
@@ -86,27 +88,34 @@ def as_problem(error: Exception, request: Request) -> Response:
     return problem_response(error, request.request_id, request.path)
 
 
-def stamp(response: Response, request_id: str, duration_s: float) -> None:
-    """What every response carries: the security headers, its request id and its timing."""
-    stamp_formatted(response, request_id, b"%.3f" % (duration_s * 1000))
-
-
-def stamp_formatted(response: Response, request_id: str, elapsed_ms: bytes) -> None:
-    """``stamp`` with the duration already formatted.
+class Stamper:
+    """What every response carries: the security headers, its request id and its timing.
 
     The id and timing follow every listed header; when the response sets none of the security
     headers (nearly always) all three go out as one pre-rendered block, in the same order.
     """
-    if NAMES.isdisjoint(map(itemgetter(0), response.headers)):
-        response.rendered = STAMP % (
-            request_id.encode("ascii"),
-            elapsed_ms,
-            response.rendered,
-            RENDERED,
+
+    def __init__(self, security: SecurityHeaders) -> None:
+        self.security = security
+        self.names, self.rendered = security.names, security.rendered
+
+    def __call__(self, response: Response, request_id: str, elapsed_ms: bytes) -> None:
+        if self.names.isdisjoint(map(itemgetter(0), response.headers)):
+            response.rendered = STAMP % (
+                request_id.encode("ascii"),
+                elapsed_ms,
+                response.rendered,
+                self.rendered,
+            )
+            return
+        self.security.add(response)
+        response.headers += (
+            (b"x-request-id", request_id.encode("ascii")),
+            (b"x-response-time", elapsed_ms + b"ms"),
         )
-        return
-    add_security_headers(response)
-    response.headers += (
-        (b"x-request-id", request_id.encode("ascii")),
-        (b"x-response-time", elapsed_ms + b"ms"),
-    )
+
+    def stamp(self, response: Response, request_id: str, duration_s: float) -> None:
+        self(response, request_id, b"%.3f" % (duration_s * 1000))
+
+
+DEFAULT_STAMPER = Stamper(DEFAULT)

@@ -57,8 +57,3 @@ class SecurityHeaders:
 
 
 DEFAULT = SecurityHeaders()
-NAMES, RENDERED = DEFAULT.names, DEFAULT.rendered
-
-
-def add_security_headers(response: Response) -> None:
-    DEFAULT.add(response)
