@@ -94,6 +94,7 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
         "JWT_SECRET": JWT_SECRET,
         "TICKET_SERVICE_URL": f"http://127.0.0.1:{upstream}",
         "RATE_LIMIT_MAX": "100000000",
+        "RATE_LIMIT_USER_MAX": "100000000",
         "LOG_LEVEL": args.log_level,
         "PYTHONHASHSEED": "0",
     }

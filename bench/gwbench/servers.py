@@ -228,6 +228,7 @@ def gateway_env(upstream_port: int, files_port: int, redis_url: str | None) -> d
         {
             "JWT_SECRET": JWT_SECRET,
             "RATE_LIMIT_MAX": "100000000",
+            "RATE_LIMIT_USER_MAX": "100000000",
             "RATE_LIMIT_WINDOW_MS": "60000",
             "LOG_LEVEL": "info",
         }

@@ -15,6 +15,7 @@ from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import CONTENT_TYPE, Metrics
+from api_gateway.overload import OverloadMonitor
 from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper, new_request_id
 from api_gateway.policies.security_headers import SecurityHeaders
@@ -67,6 +68,7 @@ class Gateway:
         }
         self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
         self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
+        self.overload = OverloadMonitor(config.overload, loop)
         builder = RouteBuilder(
             config,
             self.pool,
@@ -76,6 +78,7 @@ class Gateway:
             clock_ms,
             port,
             VenueDirectory(self.venue_client, config.tenancy, clock_ms),
+            self.overload,
         )
         self.routes: RouteTable[Handler] = RouteTable()
         for route in config.routes:
@@ -182,12 +185,14 @@ class Gateway:
         self.health_checker = HealthChecker(endpoints, health, self.pool)
         self.discovery.start()
         self.health_checker.start()
+        self.overload.start()
 
     def instance_states(self) -> dict[str, object]:
         now_ms = self.loop.time() * 1000
         return {name: service.endpoints.snapshot(now_ms) for name, service in self.services.items()}
 
     async def stop_background(self) -> None:
+        self.overload.stop()
         if self.health_checker is not None:
             await self.health_checker.close()
         if self.discovery is not None:

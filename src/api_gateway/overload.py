@@ -1,8 +1,8 @@
 """Overload detection, so rate limits can tighten while the gateway itself is struggling.
 
 The signals are sampled, never measured per request: event-loop lag (how late a timer fires)
-and requests in flight (the loop's task count; every request runs as a task). Overload starts
-when either crosses its threshold and ends only after both stayed below for
+and requests in flight (the data plane runs every request as a task of its own name).
+Overload starts when either crosses its threshold and ends only after both stayed below for
 ``recover_after_ms``, so limits do not flap at the boundary.
 """
 
@@ -13,8 +13,14 @@ import logging
 from collections.abc import Callable
 
 from api_gateway.config.settings import OverloadConfig
+from api_gateway.http.server import TASK_NAME
 
 log = logging.getLogger("api_gateway.overload")
+
+
+def requests_in_flight(loop: asyncio.AbstractEventLoop) -> int:
+    """The data plane runs each request as a task of its own name; background work does not."""
+    return sum(1 for task in asyncio.all_tasks(loop) if task.get_name() == TASK_NAME)
 
 
 class OverloadState:
@@ -54,7 +60,7 @@ class OverloadMonitor:
         self.interval_s = config.sample_interval_ms / 1000
         self.expected = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        self.count_tasks: Callable[[], int] = lambda: len(asyncio.all_tasks(loop))
+        self.count_requests: Callable[[], int] = lambda: requests_in_flight(loop)
         self.last_lag_ms = 0.0
 
     @property
@@ -76,7 +82,7 @@ class OverloadMonitor:
     def _sample(self) -> None:
         now = self.loop.time()
         self.last_lag_ms = max(0.0, (now - self.expected) * 1000)
-        in_flight = self.count_tasks()
+        in_flight = self.count_requests()
         if self.state.observe(self.last_lag_ms, in_flight, now * 1000):
             if self.state.overloaded:
                 log.warning(

@@ -4,7 +4,7 @@
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestLimits → RateLimit(global, per client IP) → QueryValidation
-           → Authenticate → JsonBody → RateLimit(endpoint, per user) → VenueDomain
+           → Authenticate → JsonBody → RateLimit(user) → RateLimit(endpoint) → VenueDomain
            → VenueIsolation → HeaderTrust
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
@@ -17,6 +17,7 @@ A policy a route does not need is not in its chain at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from api_gateway.cache import open_cache
@@ -27,6 +28,7 @@ from api_gateway.hosts import PlatformHosts
 from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
+from api_gateway.overload import OverloadMonitor
 from api_gateway.policies.auth import Authenticate
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
 from api_gateway.policies.context import RequestContext
@@ -34,7 +36,13 @@ from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import RequestLimits
-from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
+from api_gateway.policies.ratelimit import (
+    KeyFunction,
+    RateLimit,
+    by_client_ip,
+    by_user,
+    by_user_or_ip,
+)
 from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.routing import PublicPaths
@@ -45,7 +53,9 @@ from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.venue_refs import VenueRefs
 
+PARAMETERS = re.compile(r";[^/]*")
 GLOBAL_LIMIT = "global"
+USER_LIMIT = "user"
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
 STANDARD_METHODS = HTTP_METHODS
 
@@ -76,13 +86,23 @@ def outer_policies(config: GatewayConfig, context: RequestContext) -> list[Polic
 
 
 class Endpoints:
-    """A route whose endpoints (method + exact path) have chains of their own."""
+    """A route whose endpoints (method + path) have chains of their own.
+
+    Matching ignores case, a trailing slash and ``;parameters``: a service that routes
+    ``/Purchase/;x`` as ``/purchase`` must not let it slip past the purchase limit.
+    """
 
     def __init__(self, prefix: str, default: Handler, special: dict[tuple[str, str], Handler]):
-        self.prefix_length, self.default, self.special = len(prefix), default, special
+        self.prefix_length, self.default = len(prefix), default
+        self.special = {
+            (method, path.lower()): handler for (method, path), handler in special.items()
+        }
 
     def __call__(self, request: Request) -> Awaitable[Response]:
-        key = (request.method, request.path[self.prefix_length :].rstrip("/"))
+        rest = request.path[self.prefix_length :]
+        if ";" in rest:
+            rest = PARAMETERS.sub("", rest)
+        key = (request.method, rest.rstrip("/").lower())
         return self.special.get(key, self.default)(request)
 
 
@@ -99,13 +119,21 @@ class RouteBuilder:
         clock_ms: Callable[[], float],
         port: int,
         directory: VenueDirectory | None = None,
+        overload: OverloadMonitor | None = None,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
         self.services, self.clock_ms, self.port = services, clock_ms, port
+        self.overload = overload
         self.trusted = TrustedProxies(config.server.trusted_proxies)
-        self.global_limit = RateLimit(
-            GLOBAL_LIMIT, Rate.of(config.rate_limits[GLOBAL_LIMIT]), store, by_client_ip
-        )
+        # One instance per failure mode, shared by the routes with that mode: the same buckets.
+        self.global_limits = {
+            closed: self._limit(GLOBAL_LIMIT, by_client_ip, closed) for closed in (False, True)
+        }
+        self.user_limits = {
+            closed: self._limit(USER_LIMIT, by_user, closed)
+            for closed in (False, True)
+            if USER_LIMIT in config.rate_limits
+        }
         self.directory = directory
         tenancy = config.tenancy
         self.venue_domain = None
@@ -136,16 +164,17 @@ class RouteBuilder:
         policies: list[Policy] = [
             RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes)
         ]
-        policies.append(self.global_limit)
+        policies.append(self.global_limits[route.fail_closed])
         validation = route.validation
         if validation is not None and validation.query:
             policies.append(QueryValidation(validation.query))
         policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))
         if validation is not None and validation.json_body:
             policies.append(JsonBody())
+        if self.user_limits:
+            policies.append(self.user_limits[route.fail_closed])
         if endpoint is not None and endpoint.rate_limit is not None:
-            rate = Rate.of(self.config.rate_limits[endpoint.rate_limit])
-            policies.append(RateLimit(endpoint.rate_limit, rate, self.store, by_user_or_ip))
+            policies.append(self._limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
         policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
         if route.cache is not None and route.cache.enabled:
@@ -154,6 +183,11 @@ class RouteBuilder:
             self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
         )
         return chain(policies, call)
+
+    def _limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
+        rate = Rate.of(self.config.rate_limits[name])
+        factor = self.config.overload.tighten_factor
+        return RateLimit(name, rate, self.store, key, self.overload, factor, fail_closed)
 
     def tenancy_policies(self, route: RouteConfig) -> list[Policy]:
         """Domain routing on every route; isolation where a request could name a venue."""

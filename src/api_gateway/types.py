@@ -34,6 +34,8 @@ class Request:
         "headers",
         "http_version",
         "keep_alive",
+        "limit_at",
+        "limit_remaining",
         "method",
         "path",
         "peer_ip",
@@ -80,6 +82,10 @@ class Request:
         self.upstream_headers: Headers = []
         # Headers a policy wants on whatever response this request gets, an error included.
         self.response_headers: Headers = []
+        # Where the reported rate limit's headers sit in response_headers (-1: none yet), and
+        # what it has left: when several limits apply, the tightest is the one reported.
+        self.limit_at = -1
+        self.limit_remaining = 0
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

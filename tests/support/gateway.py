@@ -41,7 +41,8 @@ LIVE_PROBE_TIMEOUT_S = 1.0
 # Settings a developer's shell might carry that would change what the tests see.
 _INHERITED_SETTINGS = (
     "HOST", "PORT", "GATEWAY_WORKERS", "LOG_LEVEL", "JWT_ISSUER", "REDIS_URL", "TRUSTED_PROXIES",
-    "CORS_ORIGINS", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS", "REDIS_CLUSTER",
+    "CORS_ORIGINS", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS", "RATE_LIMIT_USER_MAX",
+    "RATE_LIMIT_USER_WINDOW_MS", "REDIS_CLUSTER",
 )  # fmt: skip
 # High enough that no test meets the global per-IP limit unless it asks for it.
 UNLIMITED_RATE = "1000000"
@@ -84,7 +85,12 @@ def gateway_env(urls: Mapping[str, str], extra: Mapping[str, str] | None = None)
         and not key.startswith("JWT_")
         and key not in _INHERITED_SETTINGS
     }
-    env.update(JWT_SECRET=JWT_SECRET, RATE_LIMIT_MAX=UNLIMITED_RATE, PYTHONUNBUFFERED="1")
+    env.update(
+        JWT_SECRET=JWT_SECRET,
+        RATE_LIMIT_MAX=UNLIMITED_RATE,
+        RATE_LIMIT_USER_MAX=UNLIMITED_RATE,
+        PYTHONUNBUFFERED="1",
+    )
     env.update(service_env(urls))
     env.update(extra or {})
     return env

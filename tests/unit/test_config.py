@@ -160,6 +160,7 @@ def test_seed_jwt(seed: GatewayConfig) -> None:
 def test_seed_rate_limits(seed: GatewayConfig) -> None:
     assert seed.rate_limits == {
         "global": LimitConfig(100, 60000, 0),
+        "user": LimitConfig(300, 60000, 0),
         "ticket_purchase": LimitConfig(5, 60000, 300000),
     }
 

@@ -369,7 +369,7 @@ def test_key_functions() -> None:
 
 
 class DownStore:
-    async def hit(self, key: str, rate: Rate) -> Decision:
+    async def hit(self, key: str, rate: Rate, strict: bool = False) -> Decision:
         raise StoreUnavailable("redis is down")
 
     async def ping(self) -> None:
@@ -390,7 +390,7 @@ def test_policy_fails_open_when_store_is_unavailable() -> None:
 @given(st.integers(1, 600_000))
 def test_retry_after_rounds_up(retry_ms: int) -> None:
     class Fixed:
-        async def hit(self, key: str, rate: Rate) -> Decision:
+        async def hit(self, key: str, rate: Rate, strict: bool = False) -> Decision:
             return Decision(False, 0, retry_ms, retry_ms)
 
         async def ping(self) -> None:

@@ -110,11 +110,14 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
         document["cors_origins"] = split_list(env["CORS_ORIGINS"])
     if env.get("CORS_CREDENTIALS"):
         document["cors_credentials"] = env["CORS_CREDENTIALS"]
-    limit = document["rate_limit"]["global"]
-    if env.get("RATE_LIMIT_MAX"):
-        limit["max"] = env["RATE_LIMIT_MAX"]
-    if env.get("RATE_LIMIT_WINDOW_MS"):
-        limit["window_ms"] = env["RATE_LIMIT_WINDOW_MS"]
+    for name, prefix in (("global", "RATE_LIMIT_"), ("user", "RATE_LIMIT_USER_")):
+        limit = document["rate_limit"].get(name)
+        for key in ("max", "window_ms"):
+            variable = prefix + key.upper()
+            if env.get(variable):
+                if not isinstance(limit, dict):
+                    raise ConfigError(f"rate_limit.{name}", "must be a mapping")
+                limit[key] = env[variable]
     for name, service in document["services"].items():
         variable = f"{name.upper()}_SERVICE_URL"
         if env.get(variable):
@@ -291,6 +294,7 @@ def build_routes(
                     for i, e in enumerate(entry.raw("endpoints", []))
                 ),
                 idempotency_key_retries=entry.flag("idempotency_key_retries", False),
+                fail_closed=entry.flag("fail_closed", False),
                 validation=None
                 if entry.raw("validation", None) is None
                 else build_validation(entry.section("validation")),

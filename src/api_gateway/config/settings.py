@@ -167,6 +167,8 @@ class RouteConfig:
     # POST and PATCH may be retried when the request carries an Idempotency-Key.
     idempotency_key_retries: bool = False
     validation: ValidationConfig | None = None
+    # When the rate-limit store cannot answer: 503 rather than decide without it.
+    fail_closed: bool = False
     cache: RouteCacheConfig | None = None  # None: responses of the route are not cached
 
 

@@ -1,5 +1,12 @@
-"""Rate limiting: a limit, a key, a store. Answers 429 with Retry-After; fails open when the
-store is unreachable, because a limiter outage must not become a platform outage."""
+"""Rate limiting: a limit, a key, a store. Answers 429 with Retry-After.
+
+Allowed and refused answers carry the limit in both header families clients use
+(``RateLimit-Limit/-Remaining/-Reset`` and ``X-RateLimit-*``); when several limits apply, the
+one with the fewest requests left is the one reported. While the gateway is overloaded, limits
+tighten by the configured factor. When the store cannot answer, a route that fails closed
+answers 503; every other route is decided by the in-memory stand-in (``FallbackStore``) or,
+failing that, let through, because a limiter outage must not become a platform outage.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from api_gateway.errors import RateLimited
+from api_gateway.errors import RateLimited, ServiceUnavailable
 from api_gateway.limiter import Decision, Rate
+from api_gateway.overload import OverloadMonitor
 from api_gateway.stores import Store, StoreUnavailable
-from api_gateway.types import Handler, Request, Response
+from api_gateway.types import Handler, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.ratelimit")
 WARN_EVERY_S = 10.0
 HEADER_TABLE = 4096
 KEY_CACHE_SIZE = 4096
 
-KeyFunction = Callable[[Request], str]
+KeyFunction = Callable[[Request], str | None]
+Pair = tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
 
 
 def by_client_ip(request: Request) -> str:
@@ -29,53 +38,81 @@ def by_user_or_ip(request: Request) -> str:
     return "user:" + claims.user_id if claims is not None else "ip:" + request.client_ip
 
 
+def by_user(request: Request) -> str | None:
+    """Authenticated traffic only: an anonymous request is not counted by this limit."""
+    claims = request.claims
+    return None if claims is None else "user:" + claims.user_id
+
+
+def _pair(field: bytes, value: int) -> Pair:
+    value_bytes = b"%d" % value
+    return (b"x-ratelimit-" + field, value_bytes), (b"ratelimit-" + field, value_bytes)
+
+
+class LimitHeaders:
+    """The headers of one rate, rendered at start-up for the values every response uses."""
+
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self.limit = _pair(b"limit", rate.max)
+        self.remaining = [_pair(b"remaining", n) for n in range(min(rate.max, HEADER_TABLE))]
+        window_s = -(-rate.window_ms // 1000)
+        self.reset = [_pair(b"reset", n) for n in range(min(window_s, HEADER_TABLE) + 1)]
+
+    def of(self, decision: Decision) -> Headers:
+        remaining, reset_s = decision.remaining, -(-decision.reset_ms // 1000)
+        left = self.remaining
+        resets = self.reset
+        return [
+            *self.limit,
+            *(left[remaining] if remaining < len(left) else _pair(b"remaining", remaining)),
+            *(resets[reset_s] if reset_s < len(resets) else _pair(b"reset", reset_s)),
+        ]
+
+
 class RateLimit:
-    def __init__(self, name: str, rate: Rate, store: Store, key: KeyFunction) -> None:
-        self.name, self.rate, self.store, self.key = name, rate, store, key
+    def __init__(
+        self,
+        name: str,
+        rate: Rate,
+        store: Store,
+        key: KeyFunction,
+        overload: OverloadMonitor | None = None,
+        tighten_factor: float = 1.0,
+        fail_closed: bool = False,
+    ) -> None:
+        self.name, self.store, self.key = name, store, key
         self.prefix = name + ":"
         self.ip_prefix = self.prefix + "ip:"
         self.ip_keys: dict[str, str] = {}
-        self.limit_header = (b"x-ratelimit-limit", str(rate.max).encode())
+        self.headers = LimitHeaders(rate)
+        tight = Rate(max(1, int(rate.max * tighten_factor)), rate.window_ms, rate.block_ms)
+        self.tight_headers = LimitHeaders(tight)
+        self.overload = overload if overload is not None and tight != rate else None
+        self.fail_closed = fail_closed
         self.last_warning = 0.0
-        # Header values seen on every response, rendered at start-up rather than per request.
-        self.remaining_headers = [
-            (b"x-ratelimit-remaining", b"%d" % n) for n in range(min(rate.max, HEADER_TABLE))
-        ]
-        window_s = -(-rate.window_ms // 1000)
-        self.reset_headers = [
-            (b"x-ratelimit-reset", b"%d" % n) for n in range(min(window_s, HEADER_TABLE) + 1)
-        ]
         # A store that can decide without I/O is called directly, saving a coroutine.
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
+        key = self._key(request)
+        if key is None:
+            return call_next(request)
+        headers = self.headers
+        if self.overload is not None and self.overload.overloaded:
+            headers = self.tight_headers
         decide = self.decide
         if decide is None:
-            return self._ask_store(request, call_next)
-        # The per-IP key is built in place: one call less for the limit every request passes.
+            return self._ask_store(request, call_next, key, headers)
+        self._apply(decide(key, headers.rate), request, headers)
+        return call_next(request)
+
+    def _key(self, request: Request) -> str | None:
         if self.key is by_client_ip:
             # One key object per address: its hash is computed once, not for every hit.
-            key = self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
-        else:
-            key = self.prefix + self.key(request)
-        try:
-            decision = decide(key, self.rate)
-        except StoreUnavailable as exc:
-            self._warn(exc)
-            return call_next(request)
-        if not decision.allowed:
-            self._apply(decision, request)
-        remaining, reset_s = decision.remaining, -(-decision.reset_ms // 1000)
-        request.response_headers += (
-            self.limit_header,
-            self.remaining_headers[remaining]
-            if remaining < len(self.remaining_headers)
-            else (b"x-ratelimit-remaining", b"%d" % remaining),
-            self.reset_headers[reset_s]
-            if reset_s < len(self.reset_headers)
-            else (b"x-ratelimit-reset", b"%d" % reset_s),
-        )
-        return call_next(request)
+            return self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
+        key = self.key(request)
+        return None if key is None else self.prefix + key
 
     def ip_key(self, client_ip: str) -> str:
         if len(self.ip_keys) >= KEY_CACHE_SIZE:
@@ -83,40 +120,40 @@ class RateLimit:
         key = self.ip_keys[client_ip] = self.ip_prefix + client_ip
         return key
 
-    async def _ask_store(self, request: Request, call_next: Handler) -> Response:
+    async def _ask_store(
+        self, request: Request, call_next: Handler, key: str, headers: LimitHeaders
+    ) -> Response:
         try:
-            decision = await self.store.hit(self.prefix + self.key(request), self.rate)
+            decision = await self.store.hit(key, headers.rate, self.fail_closed)
         except StoreUnavailable as exc:
+            if self.fail_closed:
+                raise ServiceUnavailable(
+                    "rate limits cannot be checked right now; try again shortly",
+                    [(b"retry-after", b"1")],
+                ) from None
             self._warn(exc)
             return await call_next(request)
-        self._apply(decision, request)
+        self._apply(decision, request, headers)
         return await call_next(request)
 
-    def _apply(self, decision: Decision, request: Request) -> None:
-        """429 when denied; otherwise the limit headers go on the response."""
-        reset_s = self.seconds(decision.reset_ms)
+    def _apply(self, decision: Decision, request: Request, headers: LimitHeaders) -> None:
+        """429 when refused; otherwise the limit's headers, if it is the tightest so far."""
         if not decision.allowed:
+            rate = headers.rate
             raise RateLimited(
-                f"the {self.name} limit of {self.rate.max} requests per "
-                f"{self.rate.window_ms // 1000} s is exceeded",
+                f"the {self.name} limit of {rate.max} requests per "
+                f"{rate.window_ms // 1000} s is exceeded",
                 -(-decision.retry_after_ms // 1000),
-                [self.limit_header, (b"x-ratelimit-remaining", b"0"), reset_s],
+                headers.of(decision),
             )
-        remaining = decision.remaining
-        request.response_headers += (
-            self.limit_header,
-            self.remaining_headers[remaining]
-            if remaining < len(self.remaining_headers)
-            else (b"x-ratelimit-remaining", b"%d" % remaining),
-            reset_s,
-        )
-
-    def seconds(self, ms: int) -> tuple[bytes, bytes]:
-        """The reset header for ``ms``, in whole seconds rounded up (rendered once each)."""
-        seconds = -(-ms // 1000)
-        if seconds < len(self.reset_headers):
-            return self.reset_headers[seconds]
-        return (b"x-ratelimit-reset", b"%d" % seconds)
+        at = request.limit_at
+        if at < 0:
+            request.limit_at = len(request.response_headers)
+            request.limit_remaining = decision.remaining
+            request.response_headers += headers.of(decision)
+        elif decision.remaining < request.limit_remaining:
+            request.limit_remaining = decision.remaining
+            request.response_headers[at : at + 6] = headers.of(decision)
 
     def _warn(self, exc: StoreUnavailable) -> None:
         now = time.monotonic()
