@@ -55,19 +55,22 @@ class LimitHeaders:
     def __init__(self, rate: Rate) -> None:
         self.rate = rate
         self.limit = _pair(b"limit", rate.max)
-        self.remaining = [_pair(b"remaining", n) for n in range(min(rate.max, HEADER_TABLE))]
+        # The limit's pair and each remaining count's pair as one tuple: one concatenation less.
+        self.limit_and_remaining = [
+            self.limit + _pair(b"remaining", n) for n in range(min(rate.max, HEADER_TABLE))
+        ]
         window_s = -(-rate.window_ms // 1000)
         self.reset = [_pair(b"reset", n) for n in range(min(window_s, HEADER_TABLE) + 1)]
 
     def of(self, decision: Decision) -> Headers:
         remaining, reset_s = decision.remaining, -(-decision.reset_ms // 1000)
-        left = self.remaining
-        resets = self.reset
-        return [
-            *self.limit,
-            *(left[remaining] if remaining < len(left) else _pair(b"remaining", remaining)),
-            *(resets[reset_s] if reset_s < len(resets) else _pair(b"reset", reset_s)),
-        ]
+        table, resets = self.limit_and_remaining, self.reset
+        first = (
+            table[remaining]
+            if remaining < len(table)
+            else self.limit + _pair(b"remaining", remaining)
+        )
+        return [*first, *(resets[reset_s] if reset_s < len(resets) else _pair(b"reset", reset_s))]
 
 
 class RateLimit:
@@ -95,9 +98,15 @@ class RateLimit:
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        key = self._key(request)
-        if key is None:
-            return call_next(request)
+        if self.key is by_client_ip:
+            # The limit every request passes: its key looked up in place, one call less. One key
+            # object per address, so its hash is computed once, not for every hit.
+            key = self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
+        else:
+            user_key = self.key(request)
+            if user_key is None:
+                return call_next(request)
+            key = self.prefix + user_key
         headers = self.headers
         if self.overload is not None and self.overload.overloaded:
             headers = self.tight_headers
@@ -106,13 +115,6 @@ class RateLimit:
             return self._ask_store(request, call_next, key, headers)
         self._apply(decide(key, headers.rate), request, headers)
         return call_next(request)
-
-    def _key(self, request: Request) -> str | None:
-        if self.key is by_client_ip:
-            # One key object per address: its hash is computed once, not for every hit.
-            return self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
-        key = self.key(request)
-        return None if key is None else self.prefix + key
 
     def ip_key(self, client_ip: str) -> str:
         if len(self.ip_keys) >= KEY_CACHE_SIZE:
