@@ -38,6 +38,8 @@ class Admin:
         self.service_states = service_states or dict
         # Each service's instances and what is known of them; the gateway sets it once started.
         self.instance_states: Callable[[], dict[str, object]] = dict
+        # Set on SIGTERM: the worker is going away, so load balancers must stop sending to it.
+        self.draining = False
 
     def endpoints(self) -> dict[str, Handler]:
         return {"/health": self.health, "/ready": self.ready, "/live": self.live}
@@ -59,6 +61,11 @@ class Admin:
         )
 
     async def ready(self, request: Request) -> Response:
+        if self.draining:
+            return json_response(
+                503,
+                {"status": "draining", "checks": {"shutdown": "draining"}, "failed": ["shutdown"]},
+            )
         names = list(self.probes)
         results = await asyncio.gather(*(self.probes[n]() for n in names))
         checks = {n: ("ok" if r is None else r) for n, r in zip(names, results, strict=True)}

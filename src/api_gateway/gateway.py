@@ -10,6 +10,7 @@ from time import perf_counter
 from api_gateway.admin import Admin, Probe
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.directory import VenueDirectory
+from api_gateway.docs import DocsSite
 from api_gateway.errors import GatewayError, RouteNotFound, problem_response
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
@@ -92,6 +93,7 @@ class Gateway:
         self.admin = Admin(probes, self.breaker_states)
         self.metrics = Metrics(lambda: self.breaker_gauges() + self.store_gauges())
         self.exact: dict[str, Handler] = {**self.admin.endpoints(), "/metrics": self.render_metrics}
+        self.exact.update(DocsSite(config).endpoints())
         access_log = (
             AccessLog(loop)
             if config.server.access_log and config.log_level in ("trace", "debug", "info")

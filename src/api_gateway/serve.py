@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
+from types import FrameType
 
 import uvloop
 
@@ -59,11 +61,23 @@ async def serve(config: GatewayConfig, sock: socket.socket) -> None:
         loop.add_signal_handler(signum, stop.set)
     log.info("listening", extra={"host": config.server.host, "port": port})
     await stop.wait()
-    log.info("shutting down")
+    grace_s = config.server.shutdown_grace_ms / 1000
+    log.info("shutting down", extra={"grace_s": grace_s})
+    # In this order: /ready says 503 on any connection still open, then no new connection is
+    # accepted, then idle ones close and busy ones finish within the grace period.
+    gateway.admin.draining = True
     server.close()
-    await connections.shutdown(config.server.shutdown_grace_ms / 1000)
+    await connections.shutdown(grace_s)
     await gateway.close()
 
 
+def _stop_before_serving(signum: int, frame: FrameType | None) -> None:
+    # Nothing has been accepted yet, so there is nothing to drain: a clean stop.
+    os._exit(0)
+
+
 def run_worker(config: GatewayConfig, sock: socket.socket) -> None:
+    # Until serve() installs its own handlers, a stop signal must still mean a clean exit.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop_before_serving)
     uvloop.run(serve(config, sock))

@@ -36,6 +36,8 @@ class Supervisor:
         self.config = config
         self.workers: dict[int, int] = {}  # pid -> slot
         self.stopping = False
+        # Non-zero once a worker failed to stop cleanly (an error, or killed after the grace).
+        self.exit_code = 0
 
     def run(self) -> int:
         host, port = self.config.server.host, self.config.server.port
@@ -78,7 +80,12 @@ class Supervisor:
             except InterruptedError:
                 continue
             slot = self.workers.pop(pid, None)
-            if slot is None or self.stopping:
+            if slot is None:
+                continue
+            if self.stopping:
+                if os.waitstatus_to_exitcode(status) != 0:
+                    log.error("worker %d (pid %d) stopped with status %d", slot, pid, status)
+                    self.exit_code = 1
                 continue
             log.error("worker %d (pid %d) exited with status %d; restarting", slot, pid, status)
             since = time.monotonic() - last_restart.get(slot, 0.0)
@@ -87,7 +94,7 @@ class Supervisor:
             last_restart[slot] = time.monotonic()
             if not self.stopping:
                 self._spawn(slot)
-        return 0
+        return self.exit_code
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:

@@ -75,6 +75,8 @@ class Connections:
         self.open: set[HttpConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = loop.call_later(1.0, self._sweep)
         self.drained: asyncio.Event | None = None
+        # Shutting down: each connection closes once it has answered what it already received.
+        self.draining = False
 
     def discard(self, connection: HttpConnection) -> None:
         self.open.discard(connection)
@@ -89,16 +91,22 @@ class Connections:
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     async def shutdown(self, grace_s: float) -> None:
+        """Close idle connections now, let busy ones finish for up to ``grace_s``, cut the rest."""
+        self.draining = True
         for connection in list(self.open):
             connection.close_when_idle()
         self.drained = asyncio.Event()
         if self.open:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drained.wait(), grace_s)
+        if self.open:
+            log.warning("grace period over: cutting %d connections", len(self.open))
         for connection in list(self.open):
-            connection.abort()
+            connection.cut()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        # Let the cut connections' callbacks run, cancelling their requests' tasks.
+        await asyncio.sleep(0)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -396,6 +404,9 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.queue:
             self._start_next()
+        elif self.connections.draining and not self.in_head:
+            # A streamed answer whose head went out before the drain began ends the connection.
+            transport.close()
         else:
             self.deadline = self.loop.time() + self.limits.keep_alive_timeout_s
 
@@ -414,7 +425,9 @@ class HttpConnection(asyncio.Protocol):
         if headers:
             parts += (b"\r\n".join(map(b": ".join, headers)), b"\r\n")
         parts.append(response.rendered)
-        if response.close:
+        if response.close or (self.connections.draining and not self.more_requests()):
+            # While draining, the last answer a connection owes says so, and the client knows
+            # to take its next request elsewhere.
             self.closing = True
         if self.closing:
             parts.append(b"connection: close\r\n")
@@ -476,6 +489,14 @@ class HttpConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             body.abort()
             raise
+        except Exception:
+            # A bug, not a network failure: this response is lost, never the worker.
+            log.exception("streaming a response failed")
+            body.abort()
+            self.closing = True
+            transport.abort()
+            self._finish()
+            return
         if chunked:
             transport.write(b"0\r\n\r\n")
         self._finish()
@@ -524,10 +545,20 @@ class HttpConnection(asyncio.Protocol):
             self.fail(RequestTimeout("the client was too slow sending the request"))
             self.deadline = self.loop.time() + self.limits.header_timeout_s
 
+    def more_requests(self) -> bool:
+        """Whether a request already received (or arriving) waits behind the current one."""
+        return bool(self.queue) or self.in_head
+
     def close_when_idle(self) -> None:
-        self.closing = True
-        if self.task is None and self.transport is not None:
+        if self.task is None and not self.more_requests() and self.transport is not None:
+            self.closing = True
             self.transport.close()
+
+    def cut(self) -> None:
+        """Drop the connection now, whatever is in flight (the grace period is over)."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def abort(self) -> None:
         if self.transport is not None:

@@ -1,0 +1,151 @@
+"""The reusable parts of the OpenAPI document: problem schema, error responses, headers, auth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_gateway.errors import PROBLEM_BASE
+
+Json = dict[str, Any]
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def ref(kind: str, name: str) -> Json:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _header(description: str, kind: str = "integer") -> Json:
+    return {"description": description, "schema": {"type": kind}}
+
+
+RATE_LIMIT_HEADERS: dict[str, str] = {
+    "RateLimit-Limit": "RateLimitLimit",
+    "RateLimit-Remaining": "RateLimitRemaining",
+    "RateLimit-Reset": "RateLimitReset",
+    "X-RateLimit-Limit": "XRateLimitLimit",
+    "X-RateLimit-Remaining": "XRateLimitRemaining",
+    "X-RateLimit-Reset": "XRateLimitReset",
+}
+COMMON_HEADERS: dict[str, str] = {
+    "X-Request-ID": "RequestId",
+    "X-Response-Time": "ResponseTime",
+}
+
+HEADERS: Json = {
+    "RateLimitLimit": _header("Requests allowed per window by the tightest limit that applies."),
+    "RateLimitRemaining": _header("Requests left in that limit's window."),
+    "RateLimitReset": _header("Seconds until that limit's bucket is full again."),
+    "XRateLimitLimit": _header("Same as RateLimit-Limit, for clients of the previous gateway."),
+    "XRateLimitRemaining": _header("Same as RateLimit-Remaining."),
+    "XRateLimitReset": _header("Same as RateLimit-Reset."),
+    "RetryAfter": _header("Seconds to wait before trying again."),
+    "RequestId": _header("The request's id: a valid incoming X-Request-ID, else new.", "string"),
+    "ResponseTime": _header("Time to the response head, e.g. `1.204ms`.", "string"),
+    "XCache": {
+        "description": "Whether the answer came from the gateway's response cache.",
+        "schema": {"type": "string", "enum": ["HIT", "MISS"]},
+    },
+    "WWWAuthenticate": _header("`Bearer` challenge naming what was wrong.", "string"),
+    "Allow": _header("The methods the route accepts.", "string"),
+}
+
+PROBLEM_SCHEMA: Json = {
+    "type": "object",
+    "description": "An RFC 9457 problem document: every error the gateway answers itself.",
+    "required": ["type", "title", "status", "detail", "request_id"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "format": "uri",
+            "description": f"`{PROBLEM_BASE}<slug>`, e.g. `{PROBLEM_BASE}rate-limited`.",
+        },
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The canonical request path."},
+        "request_id": {"type": "string", "description": "Same as the X-Request-ID header."},
+        "errors": {
+            "type": "array",
+            "description": "Every failed field of a `validation-failed` problem.",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+# status -> (component name, description, extra headers)
+ERRORS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "400": ("BadRequest", "Malformed request, refused path or host, or failed validation.", ()),
+    "401": ("Unauthorized", "Missing or invalid bearer token.", ("WWW-Authenticate",)),
+    "403": ("Forbidden", "Not allowed for this token's tenant, or a refused CORS origin.", ()),
+    "404": ("NotFound", "No route for this path.", ()),
+    "405": ("MethodNotAllowed", "The route does not accept this method.", ("Allow",)),
+    "413": ("PayloadTooLarge", "The body exceeds the route's limit.", ()),
+    "415": ("UnsupportedMediaType", "The route takes JSON bodies only.", ()),
+    "429": ("TooManyRequests", "A rate limit refused the request.", ("Retry-After",)),
+    "502": ("BadGateway", "The service refused, reset or answered garbage.", ()),
+    "503": (
+        "ServiceUnavailable",
+        "The service's circuit is open, or a dependency cannot answer.",
+        ("Retry-After",),
+    ),
+    "504": ("GatewayTimeout", "The service did not answer within the deadline.", ()),
+}
+HEADER_REFS = {
+    "WWW-Authenticate": "WWWAuthenticate",
+    "Allow": "Allow",
+    "Retry-After": "RetryAfter",
+}
+
+
+def _error_response(description: str, extra: tuple[str, ...], status: str) -> Json:
+    headers = {name: ref("headers", HEADER_REFS[name]) for name in extra}
+    if status == "429":
+        headers |= {name: ref("headers", key) for name, key in RATE_LIMIT_HEADERS.items()}
+    headers |= {name: ref("headers", key) for name, key in COMMON_HEADERS.items()}
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {PROBLEM_TYPE: {"schema": ref("schemas", "Problem")}},
+    }
+
+
+def _forwarded(cacheable: bool) -> Json:
+    names = RATE_LIMIT_HEADERS | COMMON_HEADERS | ({"X-Cache": "XCache"} if cacheable else {})
+    return {
+        "description": "The service's answer, forwarded"
+        + (" or served from the gateway's cache." if cacheable else "."),
+        "headers": {name: ref("headers", key) for name, key in names.items()},
+    }
+
+
+def components() -> Json:
+    return {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An HS256 access token with `sub` (or `user_id`), `tenant_id`, "
+                "`exp`, the configured `iss`, and optionally `role` and `email`.",
+            }
+        },
+        "schemas": {"Problem": PROBLEM_SCHEMA},
+        "headers": HEADERS,
+        "responses": {
+            "Forwarded": _forwarded(cacheable=False),
+            "ForwardedCacheable": _forwarded(cacheable=True),
+            **{
+                name: _error_response(description, extra, status)
+                for status, (name, description, extra) in ERRORS.items()
+            },
+        },
+    }
+
+
+def error_refs(statuses: list[str]) -> Json:
+    return {status: ref("responses", ERRORS[status][0]) for status in statuses}

@@ -1,0 +1,170 @@
+"""Graceful shutdown on SIGTERM: /ready turns 503, the listener closes, idle connections close,
+requests in flight (streams too) finish within the grace period, and the process exits 0."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.client import IncompleteResponse, RawConnection, build_request
+from support.gateway import Fleet, GatewayProcess, launch_gateway
+from support.patterns import pattern_blocks, pattern_sha256
+from support.upstream import Reply
+
+SLOW_S = 2.0
+EXIT_BOUND_S = 10.0
+PROMPTLY_S = 2.0
+POLL_S = 0.05
+DOWNLOAD_BYTES = 32 * 1024 * 1024
+UPLOAD_BYTES = 8 * 1024 * 1024
+SHORT_GRACE_MS = 1000
+# A request cut at the grace period: the worker exits soon after, well before the upstream answers.
+CUT_MARGIN_S = 3.0
+
+
+@contextlib.contextmanager
+def gateway_process(
+    fleet: Fleet, tmp_path: Path, workers: int = 1, grace_ms: int | None = None
+) -> Iterator[GatewayProcess]:
+    config = {"server": {"shutdown_grace_ms": grace_ms}} if grace_ms is not None else None
+    gateway = launch_gateway(
+        tmp_path, fleet.urls(), config=config, extra_args=["--workers", str(workers)]
+    )
+    try:
+        gateway.wait_ready()
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def wait_until_refused(port: int, timeout_s: float = PROMPTLY_S) -> bool:
+    """True once a new connection to the port is refused (the listener is closed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        time.sleep(POLL_S)
+    return False
+
+
+def header_has(response_headers: list[tuple[str, str]], name: str, token: str) -> bool:
+    return any(k.lower() == name and token in v.lower() for k, v in response_headers)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_drains_a_worker_and_finishes_what_is_in_flight(
+    service_fleet: Fleet, tmp_path: Path, workers: int
+) -> None:
+    upstream = service_fleet["search"]
+    with gateway_process(service_fleet, tmp_path, workers) as gateway:
+        upstream.reset()
+        upstream.respond(Reply(delay_s=SLOW_S), path="/api/v1/search/slow")
+        with RawConnection(gateway.port) as busy, RawConnection(gateway.port) as idle:
+            idle.send(build_request("GET", "/live"))
+            assert idle.read_response().status == 200
+            busy.send(build_request("GET", "/api/v1/search/slow"))
+            upstream.wait_for_requests(1)
+
+            gateway.process.send_signal(signal.SIGTERM)
+
+            assert idle.is_closed_by_peer(PROMPTLY_S), "an idle keep-alive connection stayed open"
+            assert wait_until_refused(gateway.port), "new connections were still accepted"
+            busy.send(build_request("GET", "/ready"))  # behind the request still in flight
+            slow = busy.read_response()
+            ready = busy.read_response()
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+
+    assert slow.status == 200
+    assert slow.json()["target"] == "/api/v1/search/slow"
+    assert ready.status == 503
+    assert ready.json()["status"] == "draining"
+    assert header_has(ready.headers, "connection", "close")
+    assert exit_code == 0
+
+
+def test_a_streaming_download_in_flight_is_delivered_whole(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    upstream = service_fleet["file"]
+    digest, received = hashlib.sha256(), 0
+    with gateway_process(service_fleet, tmp_path) as gateway:
+        upstream.reset()
+        upstream.respond(Reply(generated_size=DOWNLOAD_BYTES, chunked=True))
+
+        def sink(piece: bytes) -> None:
+            nonlocal received
+            if received == 0:
+                gateway.process.send_signal(signal.SIGTERM)
+                time.sleep(0.3)  # the gateway drains while the body is still on its way
+            received += len(piece)
+            digest.update(piece)
+
+        with RawConnection(gateway.port) as connection:
+            connection.send(build_request("GET", "/api/v1/files/health"))
+            response = connection.stream_response(sink)
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+
+    assert response.status == 200
+    assert received == DOWNLOAD_BYTES
+    assert digest.hexdigest() == pattern_sha256(DOWNLOAD_BYTES)
+    assert exit_code == 0
+
+
+def test_a_streaming_upload_in_flight_reaches_the_service_whole(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    upstream = service_fleet["file"]
+    pieces = list(pattern_blocks(UPLOAD_BYTES))
+    half = len(pieces) // 2
+    with gateway_process(service_fleet, tmp_path) as gateway:
+        upstream.reset()
+        with RawConnection(gateway.port) as connection:
+            head = build_request(
+                "POST", "/api/v1/files/health", [("Content-Length", str(UPLOAD_BYTES))]
+            )
+            connection.send(head + b"".join(pieces[:half]))
+            upstream.wait_for_requests(1)
+            gateway.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            connection.send(b"".join(pieces[half:]))
+            response = connection.read_response()
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+
+    record = upstream.only_request()
+    assert response.status == 200
+    assert record.body_complete and record.body_length == UPLOAD_BYTES
+    assert record.body_sha256 == pattern_sha256(UPLOAD_BYTES)
+    assert exit_code == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_request_longer_than_the_grace_period_is_cut_and_the_process_exits_0(
+    service_fleet: Fleet, tmp_path: Path, workers: int
+) -> None:
+    upstream = service_fleet["search"]
+    grace_s = SHORT_GRACE_MS / 1000
+    with gateway_process(service_fleet, tmp_path, workers, SHORT_GRACE_MS) as gateway:
+        upstream.reset()
+        upstream.respond(Reply(delay_s=grace_s + 2 * CUT_MARGIN_S))
+        with RawConnection(gateway.port) as connection:
+            connection.send(build_request("GET", "/api/v1/search/endless"))
+            upstream.wait_for_requests(1)
+            started = time.monotonic()
+            gateway.process.send_signal(signal.SIGTERM)
+            with pytest.raises((IncompleteResponse, OSError)):
+                connection.read_response()
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+        elapsed = time.monotonic() - started
+
+    assert exit_code == 0
+    assert grace_s * 0.9 <= elapsed < grace_s + CUT_MARGIN_S

@@ -1,0 +1,99 @@
+"""The OpenAPI document: valid OpenAPI 3.1, and true to the compiled configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from openapi_spec_validator import validate
+
+from api_gateway.config.loader import load
+from api_gateway.docs.components import ERRORS
+from api_gateway.docs.openapi import aggregate_paths, build_document
+from api_gateway.docs.site import DocsSite
+
+ENV = {"JWT_SECRET": "s" * 40}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return build_document(load(None, ENV))
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+
+
+def test_the_served_bytes_are_the_document(document: dict[str, Any]) -> None:
+    assert orjson.loads(DocsSite(load(None, ENV)).document) == document
+
+
+def test_the_gateways_own_endpoints_are_public(document: dict[str, Any]) -> None:
+    for path in ("/health", "/ready", "/live", "/metrics", "/docs", "/docs/openapi.json"):
+        assert document["paths"][path]["get"]["security"] == []
+
+
+def test_every_prefix_is_described_with_its_subtree(document: dict[str, Any]) -> None:
+    config = load(None, ENV)
+    for route in config.routes:
+        prefix = "/api/v1" + route.prefix
+        assert prefix in document["paths"]
+        assert prefix + "/{path}" in document["paths"]
+
+
+def test_protected_paths_need_a_bearer_token_and_public_ones_do_not(
+    document: dict[str, Any],
+) -> None:
+    paths = document["paths"]
+    assert paths["/api/v1/tickets/{path}"]["get"]["security"] == [{"bearerAuth": []}]
+    assert "401" in paths["/api/v1/tickets/{path}"]["get"]["responses"]
+    assert paths["/api/v1/auth/login"]["post"]["security"] == []
+    assert "401" not in paths["/api/v1/auth/login"]["post"]["responses"]
+    assert paths["/api/v1/payments/webhooks/{path}"]["post"]["security"] == []
+    assert paths["/api/v1/search/{path}"]["get"]["security"] == []
+    assert set(paths["/api/v1/webhooks/{path}"]) == {"post"}
+
+
+def test_the_purchase_endpoint_shows_its_own_limit_and_timeout(document: dict[str, Any]) -> None:
+    purchase = document["paths"]["/api/v1/tickets/purchase"]
+    facts = purchase["post"]["x-gateway"]
+    assert facts["timeout_ms"] == 30000
+    assert {"name": "ticket_purchase", "max": 5, "window_ms": 60000, "block_ms": 300000} in facts[
+        "rate_limits"
+    ]
+    assert "ticket_purchase" not in str(purchase["get"]["x-gateway"])
+
+
+def test_declared_query_rules_become_parameters(document: dict[str, Any]) -> None:
+    parameters = document["paths"]["/api/v1/search/{path}"]["get"]["parameters"]
+    by_name = {p["name"]: p for p in parameters}
+    assert by_name["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert by_name["order"]["schema"]["enum"] == ["asc", "desc"]
+
+
+def test_rate_limit_headers_and_problem_responses(document: dict[str, Any]) -> None:
+    components = document["components"]
+    assert components["securitySchemes"]["bearerAuth"]["bearerFormat"] == "JWT"
+    assert {"type", "title", "status", "detail", "request_id", "errors"} <= set(
+        components["schemas"]["Problem"]["properties"]
+    )
+    for status in ("401", "403", "404", "413", "429", "502", "503", "504"):
+        response = components["responses"][ERRORS[status][0]]
+        assert "application/problem+json" in response["content"]
+    too_many = components["responses"]["TooManyRequests"]
+    assert {"Retry-After", "RateLimit-Limit", "X-RateLimit-Remaining"} <= set(too_many["headers"])
+    forwarded = components["responses"]["ForwardedCacheable"]
+    default = document["paths"]["/api/v1/events/{path}"]["get"]["responses"]["default"]
+    assert default == {"$ref": "#/components/responses/ForwardedCacheable"}
+    assert {"RateLimit-Reset", "X-RateLimit-Reset", "X-Cache"} <= set(forwarded["headers"])
+
+
+def test_aggregates_are_described_when_configured(document: dict[str, Any]) -> None:
+    class Aggregate:
+        path, methods, public = "/dashboard", ("GET",), False
+
+    paths = aggregate_paths([Aggregate()])
+    assert paths["/api/v1/dashboard"]["get"]["security"] == [{"bearerAuth": []}]
+    validate({**document, "paths": {**document["paths"], **paths}})
