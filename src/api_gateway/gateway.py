@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import Awaitable
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from api_gateway.admin import Admin, Probe
 from api_gateway.config.settings import GatewayConfig
@@ -14,8 +15,11 @@ from api_gateway.docs import DocsSite
 from api_gateway.errors import GatewayError, RouteNotFound, problem_response
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
+from api_gateway.observability import exporters
 from api_gateway.observability.access import AccessLog
-from api_gateway.observability.metrics import CONTENT_TYPE, Metrics
+from api_gateway.observability.exposition import CONTENT_TYPE, Family, render
+from api_gateway.observability.metrics import Metrics
+from api_gateway.observability.snapshots import WorkerMetrics
 from api_gateway.overload import OverloadMonitor
 from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper, new_request_id
@@ -26,11 +30,15 @@ from api_gateway.stores.fallback import FallbackStore
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
+from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
 from api_gateway.upstream.discovery import Discovery, open_discovery
 from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.health import HealthChecker
 from api_gateway.upstream.service import UpstreamService
+
+if TYPE_CHECKING:
+    from api_gateway.observability.tracing import Tracing
 
 
 def open_store(config: GatewayConfig) -> Store:
@@ -45,6 +53,7 @@ class Gateway:
     # Background work, running between start() and close().
     discovery: Discovery | None = None
     health_checker: HealthChecker | None = None
+    tracing: Tracing | None = None
 
     def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop, port: int) -> None:
         self.config, self.loop = config, loop
@@ -70,6 +79,13 @@ class Gateway:
         self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
         self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
         self.overload = OverloadMonitor(config.overload, loop)
+        call_type = UpstreamCall
+        if config.observability.tracing:
+            # Imported only when on: tracing off must not cost even the import.
+            from api_gateway.observability.tracing import Tracing, traced_call_type
+
+            self.tracing = Tracing(config.observability)
+            call_type = traced_call_type(self.tracing)
         builder = RouteBuilder(
             config,
             self.pool,
@@ -80,7 +96,9 @@ class Gateway:
             port,
             VenueDirectory(self.venue_client, config.tenancy, clock_ms),
             self.overload,
+            call_type,
         )
+        self.builder = builder
         self.routes: RouteTable[Handler] = RouteTable()
         for route in config.routes:
             self.routes.add(GatewayConfig.API_PREFIX + route.prefix, builder.build(route))
@@ -91,18 +109,24 @@ class Gateway:
         if config.redis_url:
             probes["redis"] = self._redis_probe
         self.admin = Admin(probes, self.breaker_states)
-        self.metrics = Metrics(lambda: self.breaker_gauges() + self.store_gauges())
+        self.metrics = Metrics(
+            {GatewayConfig.API_PREFIX + route.prefix: route.service for route in config.routes}
+        )
+        self.worker_metrics = WorkerMetrics.from_environment(self.collect_metrics, loop)
         self.exact: dict[str, Handler] = {**self.admin.endpoints(), "/metrics": self.render_metrics}
         self.exact.update(DocsSite(config).endpoints())
         access_log = (
-            AccessLog(loop)
+            AccessLog(loop, sample_rate=config.observability.access_log_sample_rate)
             if config.server.access_log and config.log_level in ("trace", "debug", "info")
             else None
         )
         trusted = TrustedProxies(config.server.trusted_proxies)
         self.stamper = Stamper(SecurityHeaders(config.security_headers))
         context = RequestContext(trusted, perf_counter, self.metrics, access_log, self.stamper)
-        self.handler = chain(outer_policies(config, context), self.dispatch)
+        policies = outer_policies(config, context)
+        if self.tracing is not None:
+            policies.insert(0, self.tracing.server_span)
+        self.handler = chain(policies, self.dispatch)
 
     def handle(self, request: Request) -> Awaitable[Response]:
         return self.handler(request)
@@ -130,46 +154,18 @@ class Gateway:
         now_ms = self.loop.time() * 1000
         return {service.label: service.snapshot(now_ms) for service in self.services.values()}
 
-    def breaker_gauges(self) -> list[str]:
-        lines = [
-            "# HELP gateway_circuit_open 1 while a service's circuit is open or half-open.",
-            "# TYPE gateway_circuit_open gauge",
-        ]
-        for name, service in self.services.items():
-            is_open = int(service.breaker.state.value != "CLOSED")
-            lines.append(f'gateway_circuit_open{{service="{name}"}} {is_open}')
-        lines += [
-            "# HELP gateway_upstream_events_total Breaker events, retries, budget exhaustion,"
-            " ejections and panics by service.",
-            "# TYPE gateway_upstream_events_total counter",
-        ]
-        for name, service in self.services.items():
-            for event, count in sorted(service.events.items()):
-                lines.append(
-                    f'gateway_upstream_events_total{{service="{name}",event="{event}"}} {count}'
-                )
-        return lines
-
-    def store_gauges(self) -> list[str]:
-        store = self.store
-        if not isinstance(store, FallbackStore):
-            return []
+    def collect_metrics(self) -> list[Family]:
+        """This worker's metric families (cheap: read from counters kept anyway)."""
         return [
-            "# HELP gateway_ratelimit_store_degraded 1 while Redis cannot answer and rate limits"
-            " are decided in memory, per process.",
-            "# TYPE gateway_ratelimit_store_degraded gauge",
-            f"gateway_ratelimit_store_degraded {int(store.degraded)}",
-            "# HELP gateway_ratelimit_fallback_decisions_total Rate-limit decisions taken in"
-            " memory because Redis could not answer.",
-            "# TYPE gateway_ratelimit_fallback_decisions_total counter",
-            f"gateway_ratelimit_fallback_decisions_total {store.fallback_decisions}",
-            "# HELP gateway_ratelimit_store_outages_total Times Redis became unavailable.",
-            "# TYPE gateway_ratelimit_store_outages_total counter",
-            f"gateway_ratelimit_store_outages_total {store.outages}",
+            *self.metrics.collect(),
+            *exporters.service_families(self.services),
+            *exporters.limit_families(self.builder.limits, self.store),
+            *exporters.cache_families(self.builder.caches),
+            *exporters.process_families(self.loop, self.overload),
         ]
 
     async def render_metrics(self, request: Request) -> Response:
-        return Response(200, [CONTENT_TYPE], self.metrics.render())
+        return Response(200, [CONTENT_TYPE], render(self.worker_metrics.families()))
 
     async def _redis_probe(self) -> str | None:
         try:
@@ -188,6 +184,7 @@ class Gateway:
         self.discovery.start()
         self.health_checker.start()
         self.overload.start()
+        self.worker_metrics.start()
 
     def instance_states(self) -> dict[str, object]:
         now_ms = self.loop.time() * 1000
@@ -195,6 +192,7 @@ class Gateway:
 
     async def stop_background(self) -> None:
         self.overload.stop()
+        self.worker_metrics.stop()
         if self.health_checker is not None:
             await self.health_checker.close()
         if self.discovery is not None:
@@ -204,3 +202,5 @@ class Gateway:
         await self.stop_background()
         self.pool.close()
         await self.store.close()
+        if self.tracing is not None:
+            await self.tracing.close()

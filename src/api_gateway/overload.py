@@ -68,8 +68,8 @@ class OverloadMonitor:
         return self.state.overloaded
 
     def start(self) -> None:
-        if self.state.config.enabled:
-            self._schedule()
+        # Sampled even when limits do not tighten: the lag is a metric as well.
+        self._schedule()
 
     def stop(self) -> None:
         if self.timer is not None:
@@ -83,7 +83,9 @@ class OverloadMonitor:
         now = self.loop.time()
         self.last_lag_ms = max(0.0, (now - self.expected) * 1000)
         in_flight = self.count_requests()
-        if self.state.observe(self.last_lag_ms, in_flight, now * 1000):
+        if self.state.config.enabled and self.state.observe(
+            self.last_lag_ms, in_flight, now * 1000
+        ):
             if self.state.overloaded:
                 log.warning(
                     "overloaded: rate limits tightened",

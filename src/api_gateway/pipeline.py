@@ -120,10 +120,14 @@ class RouteBuilder:
         port: int,
         directory: VenueDirectory | None = None,
         overload: OverloadMonitor | None = None,
+        call_type: type[UpstreamCall] = UpstreamCall,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
         self.services, self.clock_ms, self.port = services, clock_ms, port
-        self.overload = overload
+        self.overload, self.call_type = overload, call_type
+        # Every rate limit and response cache built, for the metrics exporter.
+        self.limits: list[RateLimit] = []
+        self.caches: list[ResponseCache] = []
         self.trusted = TrustedProxies(config.server.trusted_proxies)
         # One instance per failure mode, shared by the routes with that mode: the same buckets.
         self.global_limits = {
@@ -179,7 +183,7 @@ class RouteBuilder:
         policies.append(HeaderTrust(self.trusted, self.port))
         if route.cache is not None and route.cache.enabled:
             policies.append(self._response_cache(route, prefix))
-        call = UpstreamCall(
+        call = self.call_type(
             self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
         )
         return chain(policies, call)
@@ -187,7 +191,9 @@ class RouteBuilder:
     def _limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
         rate = Rate.of(self.config.rate_limits[name])
         factor = self.config.overload.tighten_factor
-        return RateLimit(name, rate, self.store, key, self.overload, factor, fail_closed)
+        limit = RateLimit(name, rate, self.store, key, self.overload, factor, fail_closed)
+        self.limits.append(limit)
+        return limit
 
     def tenancy_policies(self, route: RouteConfig) -> list[Policy]:
         """Domain routing on every route; isolation where a request could name a venue."""
@@ -206,7 +212,7 @@ class RouteBuilder:
         assert route.cache is not None
         settings = self.config.cache
         max_body = route.cache.max_body_bytes
-        return ResponseCache(
+        cache = ResponseCache(
             self.cache,
             self.flights,
             RouteCache(
@@ -217,3 +223,5 @@ class RouteBuilder:
                 settings.max_ttl_ms,
             ),
         )
+        self.caches.append(cache)
+        return cache

@@ -6,11 +6,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from types import FrameType
 
 from api_gateway.config.settings import GatewayConfig
+from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE
 from api_gateway.serve import listening_socket, run_worker
 
 log = logging.getLogger("api_gateway.supervisor")
@@ -48,16 +51,22 @@ class Supervisor:
         self.port = port
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        for slot in range(self.config.server.workers):
-            self._spawn(slot)
-        log.info("supervising %d workers on port %d", len(self.workers), port)
-        return self._watch()
+        # Where workers leave their metrics for each other (see observability.snapshots).
+        metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="api-gateway-")
+        try:
+            for slot in range(self.config.server.workers):
+                self._spawn(slot)
+            log.info("supervising %d workers on port %d", len(self.workers), port)
+            return self._watch()
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
     def _spawn(self, slot: int) -> None:
         sock = listening_socket(self.config.server.host, self.port, reuse_port=True)
         pid = os.fork()
         if pid == 0:
             die_with_parent()
+            os.environ[WORKER_VARIABLE] = str(slot)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0

@@ -27,7 +27,9 @@ class Request:
     """One client request, as the data plane parsed it and the policies enriched it."""
 
     __slots__ = (
+        "attempts",
         "body",
+        "cache",
         "claims",
         "client_ip",
         "content_length",
@@ -46,6 +48,7 @@ class Request:
         "server_port",
         "start",
         "target",
+        "upstream",
         "upstream_headers",
     )
 
@@ -86,6 +89,11 @@ class Request:
         # what it has left: when several limits apply, the tightest is the one reported.
         self.limit_at = -1
         self.limit_remaining = 0
+        # For the access log and traces: the instance of the last attempt ("" when none was
+        # made), how many attempts were made, and the response cache's verdict (HIT, MISS).
+        self.upstream = ""
+        self.attempts = 0
+        self.cache = ""
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 
 from api_gateway.observability.access import AccessLog
-from api_gateway.types import Request, Response
+from api_gateway.types import Claims, Request, Response
+
+
+def recorded(log: AccessLog, statuses: list[int]) -> list[dict[str, object]]:
+    request = Request("GET", b"/api/v1/tickets/1", [], b"", "10.0.0.7")
+    for status in statuses:
+        log.record(request, Response(status, []), "1.000")
+    log.flush()
+    assert isinstance(log.stream, io.BytesIO)
+    return [json.loads(line) for line in log.stream.getvalue().decode().splitlines()]
 
 
 def test_a_batch_is_one_json_line_per_request() -> None:
@@ -31,7 +41,7 @@ def test_a_batch_is_one_json_line_per_request() -> None:
     first = json.loads(lines[0])
     assert list(first) == [
         "time", "level", "msg", "request_id", "method", "path", "route", "status",
-        "duration_ms", "client_ip",
+        "duration_ms", "client_ip", "upstream", "attempts", "tenant", "user", "cache", "limit",
     ]  # fmt: skip
     assert first["level"] == "info" and first["msg"] == "request"
     assert isinstance(first["time"], int)
@@ -42,7 +52,9 @@ def test_a_batch_is_one_json_line_per_request() -> None:
     )
     assert (first["path"], first["route"]) == ("/api/v1/tickets/1", "/api/v1/tickets")
     assert (first["status"], first["duration_ms"]) == (200, 1.25)
-    assert lines[1].endswith('"status":404,"duration_ms":0.010,"client_ip":"10.0.0.7"}')
+    assert (first["upstream"], first["attempts"], first["tenant"], first["user"]) == ("", 0, "", "")
+    assert (first["cache"], first["limit"]) == ("", "")
+    assert '"status":404,"duration_ms":0.010,"client_ip":"10.0.0.7"' in lines[1]
 
 
 def test_nothing_pending_writes_nothing() -> None:
@@ -53,3 +65,49 @@ def test_nothing_pending_writes_nothing() -> None:
     finally:
         loop.close()
     assert stream.getvalue() == b""
+
+
+def test_the_upstream_identity_cache_and_limit_outcome_are_logged() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        log = AccessLog(loop, io.BytesIO())
+        request = Request("GET", b"/api/v1/tickets/1", [], b"", "10.0.0.7")
+        request.claims = Claims("user-1", "tenant-1", "admin", "a@example.com", 0.0)
+        request.upstream, request.attempts, request.cache = "10.1.0.5:3004", 2, "MISS"
+        request.limit_at = 0
+        log.record(request, Response(200, []), "1.000")
+        request.limit_at = -2
+        log.record(request, Response(429, []), "1.000")
+        log.flush()
+        lines = [json.loads(line) for line in log.stream.getvalue().decode().splitlines()]
+    finally:
+        loop.close()
+    assert lines[0]["upstream"] == "10.1.0.5:3004" and lines[0]["attempts"] == 2
+    assert (lines[0]["tenant"], lines[0]["user"], lines[0]["cache"]) == (
+        "tenant-1",
+        "user-1",
+        "MISS",
+    )
+    assert (lines[0]["limit"], lines[1]["limit"]) == ("allowed", "refused")
+    assert "a@example.com" not in log.stream.getvalue().decode()
+
+
+def test_sampling_keeps_about_the_rate_and_every_server_error() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        log = AccessLog(loop, io.BytesIO(), sample_rate=0.1, draw=random.Random(7))
+        lines = recorded(log, [200] * 1000 + [503] * 20)
+    finally:
+        loop.close()
+    ok = [line for line in lines if line["status"] == 200]
+    assert 50 <= len(ok) <= 150
+    assert sum(1 for line in lines if line["status"] == 503) == 20
+
+
+def test_a_sample_rate_of_zero_logs_only_server_errors() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        lines = recorded(AccessLog(loop, io.BytesIO(), sample_rate=0.0), [200, 404, 500])
+    finally:
+        loop.close()
+    assert [line["status"] for line in lines] == [500]

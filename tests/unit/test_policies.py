@@ -1,5 +1,5 @@
 """Unit tests for the small request policies and helpers, driven without sockets: trusted proxies
-and client address, header trust, CORS, security headers and metrics."""
+and client address, header trust, CORS and security headers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 from api_gateway.errors import Forbidden, HeaderNotAllowed
 from api_gateway.network import TrustedProxies
-from api_gateway.observability.metrics import BUCKETS, Metrics
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.security_headers import DEFAULT, HELMET_DEFAULTS, SecurityHeaders
@@ -266,54 +265,6 @@ def test_upstream_security_header_keeps_its_value() -> None:
     assert values(headers, b"referrer-policy") == [b"origin"]
     assert values(headers, b"x-content-type-options") == [b"nosniff"]
     assert sorted(name for name, _ in headers) == sorted(name for name, _ in HELMET_DEFAULTS)
-
-
-# --- metrics ------------------------------------------------------------------------------------
-
-
-def metric_lines(metrics: Metrics) -> list[str]:
-    return metrics.render().decode().splitlines()
-
-
-def test_metrics_count_by_route_method_status() -> None:
-    metrics = Metrics()
-    for _ in range(3):
-        metrics.observe("/api/v1/events", "GET", 200, 0.002)
-    metrics.observe("/api/v1/events", "POST", 201, 0.002)
-    lines = metric_lines(metrics)
-    assert 'gateway_requests_total{route="/api/v1/events",method="GET",status="200"} 3' in lines
-    assert 'gateway_requests_total{route="/api/v1/events",method="POST",status="201"} 1' in lines
-
-
-def test_metrics_histogram_is_cumulative_with_inclusive_bounds() -> None:
-    metrics = Metrics()
-    for seconds in (0.001, 0.003, 0.3, 60.0):
-        metrics.observe("r", "GET", 200, seconds)
-    lines = metric_lines(metrics)
-    bucket = 'gateway_request_duration_seconds_bucket{route="r",le="%s"} %d'
-    assert bucket % ("0.001", 1) in lines
-    assert bucket % ("0.005", 2) in lines
-    assert bucket % ("0.25", 2) in lines
-    assert bucket % ("0.5", 3) in lines
-    assert bucket % ("30.0", 3) in lines
-    assert bucket % ("+Inf", 4) in lines
-    assert 'gateway_request_duration_seconds_count{route="r"} 4' in lines
-    total = next(x for x in lines if x.startswith("gateway_request_duration_seconds_sum"))
-    assert float(total.split()[-1]) == pytest.approx(60.304)
-
-
-def test_metrics_render_has_one_bucket_line_per_bound() -> None:
-    metrics = Metrics()
-    metrics.observe("r", "GET", 200, 0.1)
-    buckets = [x for x in metric_lines(metrics) if "_bucket{" in x]
-    assert len(buckets) == len(BUCKETS) + 1
-
-
-def test_metrics_include_gauges_and_end_with_newline() -> None:
-    metrics = Metrics(gauges=lambda: ["gateway_up 1"])
-    rendered = metrics.render()
-    assert rendered.endswith(b"\n")
-    assert "gateway_up 1" in rendered.decode().splitlines()
 
 
 def test_security_headers_can_be_replaced_added_and_removed() -> None:

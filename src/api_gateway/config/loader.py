@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from api_gateway.config.cache import build_cache, build_route_cache
+from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import build_security_headers
 from api_gateway.config.services import build_discovery, build_services, resilience_defaults
@@ -124,6 +125,7 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
             if not isinstance(service, dict):
                 raise ConfigError(f"services.{name}", "must be a mapping")
             service["url"] = env[variable]
+    apply_observability_environment(document, env)
 
 
 def build(document: Mapping[str, Any]) -> GatewayConfig:
@@ -184,6 +186,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         redis_timeout_ms=redis_timeout_ms,
         tenancy=build_tenancy(root.section("tenancy")),
         cache=build_cache(root.section("cache")),
+        observability=build_observability(root.section("observability")),
     )
     root.done()
     return config

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from api_gateway.config.cache import CacheConfig, RouteCacheConfig
+    from api_gateway.config.observability import ObservabilityConfig
     from api_gateway.config.tenancy import TenancyConfig
     from api_gateway.config.validation import ValidationConfig
 
@@ -192,6 +193,7 @@ class GatewayConfig:
     routes: tuple[RouteConfig, ...]
     tenancy: TenancyConfig
     cache: CacheConfig
+    observability: ObservabilityConfig
     redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
     redis_timeout_ms: int = 50  # bound on every Redis call
 

@@ -1,58 +1,64 @@
-"""Prometheus metrics kept in plain dicts: a counter and a latency histogram per route."""
+"""The per-request metric: requests and their latency by route, method and status class.
+
+One dict lookup per request, keyed by a tuple of what is already at hand (the route template,
+never the raw path, so the label set stays bounded); the service label and the status class's
+name are filled in at scrape time, not per request.
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Mapping
 
-BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-CONTENT_TYPE = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+from api_gateway.observability.exposition import (
+    BUCKETS,
+    COUNTER,
+    HISTOGRAM,
+    Family,
+    Histogram,
+    Labels,
+)
 
-
-class Histogram:
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.sum = 0.0
+# The gateway's own answers (admin endpoints, unmatched paths) have no service.
+NO_SERVICE = "gateway"
 
 
 class Metrics:
-    def __init__(self, gauges: Callable[[], list[str]] | None = None) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.latency: dict[str, Histogram] = {}
-        self.gauges = gauges or list
+    def __init__(self, services: Mapping[str, str] | None = None) -> None:
+        self.services = services or {}  # route template -> service name
+        self.requests: dict[tuple[str, str, int], Histogram] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        histogram = self.latency.get(route)
+        key = (route, method, status // 100)
+        histogram = self.requests.get(key)
         if histogram is None:
-            histogram = self.latency[route] = Histogram()
+            histogram = self.requests[key] = Histogram()
         histogram.counts[bisect_left(BUCKETS, seconds)] += 1
         histogram.sum += seconds
 
-    def render(self) -> bytes:
-        lines = [
-            "# HELP gateway_requests_total Requests answered, by route, method and status.",
-            "# TYPE gateway_requests_total counter",
+    def collect(self) -> list[Family]:
+        counts: dict[Labels, float] = {}
+        latency: dict[Labels, list[float]] = {}
+        for (route, method, status_class), histogram in self.requests.items():
+            labels = (
+                ("route", route),
+                ("service", self.services.get(route, NO_SERVICE)),
+                ("method", method),
+                ("status_class", f"{status_class}xx"),
+            )
+            counts[labels] = sum(histogram.counts)
+            latency[labels] = histogram.sample()
+        return [
+            (
+                "gateway_requests_total",
+                COUNTER,
+                "Requests answered, by route template, service, method and status class.",
+                counts,
+            ),
+            (
+                "gateway_request_duration_seconds",
+                HISTOGRAM,
+                "Time to the response head, by route template, service, method and status class.",
+                latency,
+            ),
         ]
-        for (route, method, status), count in sorted(self.requests.items()):
-            labels = f'route="{route}",method="{method}",status="{status}"'
-            lines.append(f"gateway_requests_total{{{labels}}} {count}")
-        lines += [
-            "# HELP gateway_request_duration_seconds Time to the response head, by route.",
-            "# TYPE gateway_request_duration_seconds histogram",
-        ]
-        for route, histogram in sorted(self.latency.items()):
-            cumulative = 0
-            for bound, count in zip((*BUCKETS, "+Inf"), histogram.counts, strict=True):
-                cumulative += count
-                lines.append(
-                    f'gateway_request_duration_seconds_bucket{{route="{route}",le="{bound}"}} '
-                    f"{cumulative}"
-                )
-            lines.append(f'gateway_request_duration_seconds_sum{{route="{route}"}} {histogram.sum}')
-            lines.append(f'gateway_request_duration_seconds_count{{route="{route}"}} {cumulative}')
-        lines += self.gauges()
-        return ("\n".join(lines) + "\n").encode()

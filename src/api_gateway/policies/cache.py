@@ -69,29 +69,31 @@ class ResponseCache:
         clock_ms: Callable[[], float] = wall_clock_ms,
     ) -> None:
         self.store, self.flights, self.route, self.clock_ms = store, flights, route, clock_ms
+        # Read by the metrics exporter.
+        self.hits = self.misses = self.stores = 0
 
     async def __call__(self, request: Request, call_next: Handler) -> Response:
         if request.method not in rules.READS:
             return await self._write(request, call_next)
         if rules.bypasses(request):
-            return _marked(await call_next(request))
+            return self._marked(request, await call_next(request))
         resource = rules.resource(request.path, self.route.prefix)
         generation = await self.store.generation(resource)
         if generation is None:
-            return _marked(await call_next(request))
+            return self._marked(request, await call_next(request))
         key = rules.entry_key(request, resource, generation, self.route.per_user)
         entry = await self.store.lookup(key, request)
         if entry is not None:
-            return self._hit(entry)
+            return self._hit(request, entry)
         if request.method == "HEAD":
-            return _marked(await call_next(request))
+            return self._marked(request, await call_next(request))
         flight = self.flights.running.get(key)
         if flight is None:
             return await self._fetch(key, request, call_next)
         shared = await asyncio.shield(flight)
         if shared is not None and rules.vary_values(request, shared.names) == shared.values:
-            return self._hit(shared.entry)
-        return _marked(await call_next(request))
+            return self._hit(request, shared.entry)
+        return self._marked(request, await call_next(request))
 
     async def _write(self, request: Request, call_next: Handler) -> Response:
         response = await call_next(request)
@@ -99,7 +101,9 @@ class ResponseCache:
             await self.store.invalidate(rules.invalidated(request.path, self.route.prefix))
         return response
 
-    def _hit(self, entry: Entry) -> Response:
+    def _hit(self, request: Request, entry: Entry) -> Response:
+        self.hits += 1
+        request.cache = "HIT"
         age = b"%d" % entry.age_at(self.clock_ms())
         return Response(entry.status, [*entry.headers, HIT, (b"age", age)], entry.body)
 
@@ -111,7 +115,7 @@ class ResponseCache:
         try:
             response = await call_next(request)
             shared = await self._keep(key, request, response)
-            return _marked(response)
+            return self._marked(request, response)
         finally:
             del self.flights.running[key]
             flight.set_result(shared)
@@ -131,12 +135,14 @@ class ResponseCache:
         headers = [header for header in response.headers if header[0] not in NOT_STORED]
         entry = Entry(response.status, headers, body, self.clock_ms(), fresh.age_s)
         self.store.save(key, entry, names, fresh.ttl_ms, request)
+        self.stores += 1
         return Shared(entry, names, rules.vary_values(request, names))
 
-
-def _marked(response: Response) -> Response:
-    response.headers.append(MISS)
-    return response
+    def _marked(self, request: Request, response: Response) -> Response:
+        self.misses += 1
+        request.cache = "MISS"
+        response.headers.append(MISS)
+        return response
 
 
 async def collect(response: Response, limit: int) -> bytes | None:

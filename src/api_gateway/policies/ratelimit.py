@@ -24,6 +24,8 @@ log = logging.getLogger("api_gateway.ratelimit")
 WARN_EVERY_S = 10.0
 HEADER_TABLE = 4096
 KEY_CACHE_SIZE = 4096
+# ``Request.limit_at`` below zero: no limit reported yet, or why the request was stopped.
+REFUSED, UNAVAILABLE = -2, -3
 
 KeyFunction = Callable[[Request], str | None]
 Pair = tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
@@ -96,6 +98,9 @@ class RateLimit:
         self.last_warning = 0.0
         # A store that can decide without I/O is called directly, saving a coroutine.
         self.decide: Callable[[str, Rate], Decision] | None = getattr(store, "decide", None)
+        # Decisions, read by the metrics exporter: allowed, refused (429), unavailable (503 of a
+        # route that fails closed), unchecked (let through because the store could not answer).
+        self.allowed = self.refused = self.unavailable = self.unchecked = 0
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         if self.key is by_client_ip:
@@ -129,10 +134,13 @@ class RateLimit:
             decision = await self.store.hit(key, headers.rate, self.fail_closed)
         except StoreUnavailable as exc:
             if self.fail_closed:
+                self.unavailable += 1
+                request.limit_at = UNAVAILABLE
                 raise ServiceUnavailable(
                     "rate limits cannot be checked right now; try again shortly",
                     [(b"retry-after", b"1")],
                 ) from None
+            self.unchecked += 1
             self._warn(exc)
             return await call_next(request)
         self._apply(decision, request, headers)
@@ -141,6 +149,8 @@ class RateLimit:
     def _apply(self, decision: Decision, request: Request, headers: LimitHeaders) -> None:
         """429 when refused; otherwise the limit's headers, if it is the tightest so far."""
         if not decision.allowed:
+            self.refused += 1
+            request.limit_at = REFUSED
             rate = headers.rate
             raise RateLimited(
                 f"the {self.name} limit of {rate.max} requests per "
@@ -148,6 +158,7 @@ class RateLimit:
                 -(-decision.retry_after_ms // 1000),
                 headers.of(decision),
             )
+        self.allowed += 1
         at = request.limit_at
         if at < 0:
             request.limit_at = len(request.response_headers)

@@ -60,9 +60,11 @@ class UpstreamCall:
         endpoint = service.balancer.pick(request, now, ())
         if service.balancer.panicking is not service.panicking:
             service.note_panic(service.balancer.panicking)
+        request.upstream, request.attempts = endpoint.authority, 1
         budget = service.budget
         budget.active_requests += 1
         endpoint.in_flight += 1
+        sent = now
         try:
             # The first attempt is awaited here rather than through ``_attempt``: one coroutine
             # less on the path nearly every request takes.
@@ -76,6 +78,7 @@ class UpstreamCall:
             finally:
                 endpoint.in_flight -= 1
             now = clock()
+            service.observe_attempt(endpoint.authority, now - sent)
             if isinstance(outcome, Response) and outcome.status not in FAILURE_STATUSES:
                 service.succeeded(endpoint, now)
                 return outcome
@@ -111,8 +114,11 @@ class UpstreamCall:
                 attempt += 1
                 endpoint = service.balancer.pick(request, now, tried)
                 service.note_panic(service.balancer.panicking)
+                request.upstream, request.attempts = endpoint.authority, attempt
+                sent = now
                 failure = await self._attempt(request, endpoint, expires - now)
                 now = clock()
+                service.observe_attempt(endpoint.authority, now - sent)
                 if isinstance(failure, Response) and failure.status not in FAILURE_STATUSES:
                     service.succeeded(endpoint, now)
                     return failure

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import random
+from bisect import bisect_left
 from collections import Counter
 
 from api_gateway.config.settings import ServiceConfig
 from api_gateway.errors import UpstreamTimeout
+from api_gateway.observability.exposition import BUCKETS_MS, Histogram
 from api_gateway.upstream.balancer import build_balancer
 from api_gateway.upstream.breaker import SUCCESS_ONLY, Breaker, Event, Outcome
 from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
@@ -36,6 +38,15 @@ class UpstreamService:
         # Breaker events by name, plus "retry", "budget_exhausted", "ejection", "panic".
         self.events: Counter[str] = Counter()
         self.panicking = False
+        # Attempts and their time to the response head (ms), by instance authority.
+        self.attempt_latency: dict[str, Histogram] = {}
+
+    def observe_attempt(self, authority: str, elapsed_ms: float) -> None:
+        histogram = self.attempt_latency.get(authority)
+        if histogram is None:
+            histogram = self.attempt_latency[authority] = Histogram()
+        histogram.counts[bisect_left(BUCKETS_MS, elapsed_ms)] += 1
+        histogram.sum += elapsed_ms
 
     def admit(self, now_ms: float) -> bool:
         allowed, events = self.breaker.allow(now_ms)

@@ -1,0 +1,116 @@
+"""Families read at scrape time from what the gateway keeps anyway: breakers and their
+events, upstream attempts, rate-limit decisions and the store's fallbacks, the response cache,
+requests in flight and event-loop lag. Nothing here runs per request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from api_gateway.observability.exposition import COUNTER, GAUGE, HISTOGRAM, Family, Labels
+from api_gateway.overload import OverloadMonitor, requests_in_flight
+from api_gateway.policies.cache import ResponseCache
+from api_gateway.policies.ratelimit import RateLimit
+from api_gateway.stores import Store
+from api_gateway.stores.fallback import FallbackStore
+from api_gateway.upstream.breaker import Event, State
+from api_gateway.upstream.service import UpstreamService
+
+STATES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
+TRANSITIONS = {Event.OPEN: "open", Event.CLOSE: "closed", Event.HALF_OPEN: "half_open"}
+DECISIONS = ("allowed", "refused", "unavailable", "unchecked")
+
+
+def _add(samples: dict[Labels, float], labels: Labels, value: float) -> None:
+    samples[labels] = samples.get(labels, 0) + value
+
+
+def service_families(services: Mapping[str, UpstreamService]) -> list[Family]:
+    state, is_open, transitions, events, retries, exhausted = ({} for _ in range(6))
+    attempts: dict[Labels, float] = {}
+    latency: dict[Labels, list[float]] = {}
+    for name, service in services.items():
+        one: Labels = (("service", name),)
+        state[one] = STATES[service.breaker.state]
+        is_open[one] = int(service.breaker.state is not State.CLOSED)
+        for event, label in TRANSITIONS.items():
+            transitions[(*one, ("to", label))] = service.events[event]
+        for event, count in service.events.items():
+            events[(*one, ("event", event))] = count
+        retries[one] = service.events["retry"]
+        exhausted[one] = service.events["budget_exhausted"]
+        for authority, histogram in service.attempt_latency.items():
+            labels = (*one, ("instance", authority))
+            attempts[labels] = sum(histogram.counts)
+            latency[labels] = histogram.sample(scale=0.001)
+    return [
+        ("gateway_circuit_state", GAUGE,
+         "Circuit breaker state by service: 0 closed, 1 half-open, 2 open.", state),
+        ("gateway_circuit_open", GAUGE,
+         "1 while a service's circuit is open or half-open.", is_open),
+        ("gateway_circuit_transitions_total", COUNTER,
+         "Circuit breaker transitions by service and the state entered.", transitions),
+        ("gateway_upstream_events_total", COUNTER,
+         "Breaker events, retries, budget exhaustion, ejections and panics by service.", events),
+        ("gateway_upstream_retries_total", COUNTER, "Retried attempts by service.", retries),
+        ("gateway_upstream_retry_budget_exhausted_total", COUNTER,
+         "Retries refused because the service's retry budget was spent.", exhausted),
+        ("gateway_upstream_attempts_total", COUNTER,
+         "Attempts sent to a service, by service and instance.", attempts),
+        ("gateway_upstream_attempt_duration_seconds", HISTOGRAM,
+         "Time from sending an attempt to its response head (or error), by service and"
+         " instance.", latency),
+    ]  # fmt: skip
+
+
+def limit_families(limits: Iterable[RateLimit], store: Store) -> list[Family]:
+    decisions: dict[Labels, float] = {}
+    for limit in limits:
+        for decision in DECISIONS:
+            _add(
+                decisions, (("limit", limit.name), ("decision", decision)), getattr(limit, decision)
+            )
+    families: list[Family] = [
+        ("gateway_ratelimit_decisions_total", COUNTER,
+         "Rate-limit decisions by limit: allowed, refused (429), unavailable (503, the store"
+         " could not answer a route that fails closed), unchecked (let through).", decisions),
+    ]  # fmt: skip
+    if isinstance(store, FallbackStore):
+        families += [
+            ("gateway_ratelimit_store_degraded", GAUGE,
+             "1 while Redis cannot answer and rate limits are decided in memory.",
+             {(): int(store.degraded)}),
+            ("gateway_ratelimit_fallback_decisions_total", COUNTER,
+             "Rate-limit decisions taken in memory because Redis could not answer.",
+             {(): store.fallback_decisions}),
+            ("gateway_ratelimit_store_outages_total", COUNTER,
+             "Times Redis became unavailable.", {(): store.outages}),
+        ]  # fmt: skip
+    return families
+
+
+def cache_families(caches: Iterable[ResponseCache]) -> list[Family]:
+    requests: dict[Labels, float] = {}
+    stores: dict[Labels, float] = {}
+    for cache in caches:
+        route = ("route", cache.route.prefix)
+        _add(requests, (route, ("result", "hit")), cache.hits)
+        _add(requests, (route, ("result", "miss")), cache.misses)
+        _add(stores, (route,), cache.stores)
+    return [
+        ("gateway_cache_requests_total", COUNTER,
+         "GET and HEAD requests on caching routes by route and result (hit, miss).", requests),
+        ("gateway_cache_stores_total", COUNTER, "Responses stored in the cache by route.", stores),
+    ]  # fmt: skip
+
+
+def process_families(loop: asyncio.AbstractEventLoop, overload: OverloadMonitor) -> list[Family]:
+    return [
+        ("gateway_requests_in_flight", GAUGE, "Requests being handled now.",
+         {(): requests_in_flight(loop)}),
+        ("gateway_event_loop_lag_seconds", GAUGE,
+         "How late the latest event-loop timer fired (sampled every"
+         " overload.sample_interval_ms).", {(): overload.last_lag_ms / 1000}),
+        ("gateway_overloaded", GAUGE, "1 while rate limits are tightened for overload.",
+         {(): int(overload.overloaded)}),
+    ]  # fmt: skip

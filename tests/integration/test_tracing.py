@@ -1,0 +1,139 @@
+"""OpenTelemetry tracing: W3C trace context in, a server span and a client span per attempt out
+to a real OTLP/HTTP collector stand-in, and the gateway's span as the upstream's parent."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.collector import Collector, dumps
+from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.tokens import mint
+from support.upstream import Reply
+
+TOKEN = mint()
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+SERVER, CLIENT = 2, 3
+# The flags: bit 0 is "sampled" (bit 1, "random trace id", is set on traces the SDK starts).
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def sampled(match: re.Match[str]) -> bool:
+    return bool(int(match.group(3), 16) & 1)
+
+
+QUIET_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    collector = Collector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(
+    service_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, collector: Collector
+) -> Iterator[GatewayProcess]:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with running_gateway(tmp_path_factory.mktemp("traced"), service_fleet.urls(), env=env) as gw:
+        yield gw
+
+
+def test_a_client_trace_continues_through_the_gateway_to_the_service(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    headers = [
+        ("traceparent", f"00-{TRACE_ID}-{CLIENT_SPAN}-01"),
+        ("tracestate", "vendor=opaque"),
+        ("X-Request-Id", "trace-1"),
+    ]
+    assert traced.get("/api/v1/tickets/1", token=TOKEN, headers=headers).status == 200
+
+    upstream = services["ticket"].requests[-1]
+    sent = TRACEPARENT.fullmatch(upstream.header("traceparent") or "")
+    assert sent is not None and sent.group(1) == TRACE_ID and sampled(sent)
+    assert upstream.header("tracestate") == "vendor=opaque"
+    [server] = collector.wait_for(1, **{"gateway.request_id": "trace-1"})
+    clients = [s for s in collector.wait_for(1) if s.kind == CLIENT and s.trace_id == TRACE_ID]
+    assert len(clients) == 1, dumps(collector.spans)
+    client = clients[0]
+    assert (server.kind, server.trace_id, server.parent_span_id) == (SERVER, TRACE_ID, CLIENT_SPAN)
+    assert server.name == "GET /api/v1/tickets" and server.service_name == "api-gateway"
+    assert server.attributes["http.response.status_code"] == 200
+    assert (client.parent_span_id, client.span_id) == (server.span_id, sent.group(2))
+    assert client.attributes["gateway.service"] == "ticket"
+    assert client.attributes["gateway.instance"] == services["ticket"].url.removeprefix("http://")
+    assert client.attributes["gateway.attempt"] == 1
+
+
+def test_each_attempt_has_its_own_client_span(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    services["event"].respond(Reply(status=503))
+    trace_id = "5bf92f3577b34da6a3ce929d0e0e4736"
+    headers = [("traceparent", f"00-{trace_id}-{CLIENT_SPAN}-01"), ("X-Request-Id", "trace-2")]
+    assert traced.get("/api/v1/events/1", token=TOKEN, headers=headers).status == 503
+    [server] = collector.wait_for(1, **{"gateway.request_id": "trace-2"})
+    deadline = time.monotonic() + 10
+    while True:
+        clients = [s for s in collector.spans if s.kind == CLIENT and s.trace_id == trace_id]
+        if len(clients) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sorted(s.attributes["gateway.attempt"] for s in clients) == [1, 2]
+    assert {s.parent_span_id for s in clients} == {server.span_id}
+    sent = {
+        TRACEPARENT.fullmatch(r.header("traceparent") or "") for r in services["event"].requests
+    }
+    assert {m.group(2) for m in sent if m} == {s.span_id for s in clients}
+
+
+def test_a_request_without_trace_context_starts_a_trace(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    response = traced.get("/api/v1/tickets/2", token=TOKEN, headers=[("X-Request-Id", "trace-3")])
+    assert response.status == 200, services["ticket"].requests
+    [server] = collector.wait_for(1, **{"gateway.request_id": "trace-3"})
+    assert server.parent_span_id == "" and len(server.trace_id) == 32
+    sent = TRACEPARENT.fullmatch(services["ticket"].requests[-1].header("traceparent") or "")
+    assert sent is not None and sent.group(1) == server.trace_id
+
+
+def test_an_unsampled_parent_is_not_exported_but_still_propagated(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    trace_id = "6bf92f3577b34da6a3ce929d0e0e4736"
+    headers = [("traceparent", f"00-{trace_id}-{CLIENT_SPAN}-00")]
+    assert traced.get("/api/v1/tickets/3", token=TOKEN, headers=headers).status == 200
+    sent = TRACEPARENT.fullmatch(services["ticket"].requests[-1].header("traceparent") or "")
+    assert sent is not None and sent.group(1) == trace_id and not sampled(sent)
+    time.sleep(QUIET_S)
+    assert not [s for s in collector.spans if s.trace_id == trace_id]
+
+
+def test_without_an_endpoint_nothing_is_traced_and_trace_headers_pass_unchanged(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
+    headers = [("traceparent", traceparent), ("tracestate", "vendor=opaque")]
+    assert gateway.get("/api/v1/tickets/1", token=TOKEN, headers=headers).status == 200
+    upstream = services["ticket"].requests[-1]
+    assert upstream.header_values("traceparent") == [traceparent]
+    assert upstream.header_values("tracestate") == ["vendor=opaque"]
+
+
+def test_a_bad_otlp_endpoint_is_a_readable_start_up_error(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}
+    with (
+        pytest.raises(AssertionError, match=r"observability\.otlp_endpoint: must be an http"),
+        running_gateway(tmp_path, service_fleet.urls(), env=env),
+    ):
+        pass
