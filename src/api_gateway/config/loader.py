@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from api_gateway.config.aggregates import build_aggregates
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import build_security_headers
@@ -184,6 +185,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         redis_timeout_ms=redis_timeout_ms,
         tenancy=build_tenancy(root.section("tenancy")),
         cache=build_cache(root.section("cache")),
+        aggregates=build_aggregates(root.section("aggregates"), services, default_timeout_ms),
     )
     root.done()
     return config

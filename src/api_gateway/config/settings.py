@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from api_gateway.config.aggregates import AggregateConfig
     from api_gateway.config.cache import CacheConfig, RouteCacheConfig
     from api_gateway.config.tenancy import TenancyConfig
     from api_gateway.config.validation import ValidationConfig
@@ -194,5 +195,6 @@ class GatewayConfig:
     cache: CacheConfig
     redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
     redis_timeout_ms: int = 50  # bound on every Redis call
+    aggregates: tuple[AggregateConfig, ...] = ()  # under /api/v1/aggregate
 
     API_PREFIX = "/api/v1"
