@@ -43,7 +43,11 @@ def gateway_config() -> dict[str, Any]:
                 "path": "/venues/{venueId}/overview",
                 "timeout_ms": 2000,
                 "sources": {
-                    "venue": {"service": "venue", "path": "/api/v1/venues/{venueId}", "required": True},
+                    "venue": {
+                        "service": "venue",
+                        "path": "/api/v1/venues/{venueId}",
+                        "required": True,
+                    },
                     "events": {
                         "service": "event",
                         "path": "/api/v1/events?venue={venueId}&tenant={user.tenantId}",
@@ -53,7 +57,7 @@ def gateway_config() -> dict[str, Any]:
                 },
             },
         }
-    }  # fmt: skip
+    }
 
 
 def json_reply(document: object, **kwargs: Any) -> Reply:
