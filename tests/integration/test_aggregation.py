@@ -38,6 +38,17 @@ def gateway_config() -> dict[str, Any]:
                     "listings": {"timeout_ms": int(OPTIONAL_TIMEOUT_S * 1000)},
                 },
             },
+            "event-card": {
+                "path": "/event-cards/{eventId}",
+                "auth": "optional",
+                "sources": {
+                    "event": {
+                        "service": "event",
+                        "path": "/api/v1/events/{eventId}",
+                        "required": True,
+                    }
+                },
+            },
             # Declared here only: no code knows about it.
             "venue-overview": {
                 "path": "/venues/{venueId}/overview",
@@ -253,3 +264,18 @@ def test_paths_that_fit_no_aggregate_are_404(gateway: GatewayProcess, fleet: Fle
     for path in ("/api/v1/aggregate/events", "/api/v1/aggregate/events/e1/more"):
         assert_problem(gateway.get(path, token=TOKEN), 404)
     assert_nothing_reached(fleet)
+
+
+def test_an_optional_auth_aggregate_serves_anonymous_callers_without_identity(
+    gateway: GatewayProcess, fleet: Fleet
+) -> None:
+    anonymous = gateway.get("/api/v1/aggregate/event-cards/e1")
+    assert anonymous.status == 200, anonymous.body
+    assert anonymous.json()["data"] == {"event": EVENT}
+    assert "x-user-id" not in fleet["event"].only_request().header_names()
+
+    signed_in = gateway.get("/api/v1/aggregate/event-cards/e1", token=TOKEN)
+    assert signed_in.status == 200, signed_in.body
+    assert fleet["event"].wait_for_requests(2)[1].header("x-user-id") == "fan@1"
+
+    assert_problem(gateway.get("/api/v1/aggregate/event-cards/e1", token="not-a-token"), 401)
