@@ -55,7 +55,17 @@ def test_a_value_that_is_missing_or_not_scalar_is_refused(scope: Any, message: s
 
 @pytest.mark.parametrize(
     "text",
-    ["relative/{x}", "/a//b", "/a/./b", "/a/../b", "/a/x{id}", "/a/{bad-name}", "/a?q={", "/a#f"],
+    [
+        "relative/{x}",
+        "/caf\u00e9",
+        "/a//b",
+        "/a/./b",
+        "/a/../b",
+        "/a/x{id}",
+        "/a/{bad-name}",
+        "/a?q={",
+        "/a#f",
+    ],
 )
 def test_malformed_templates_are_refused(text: str) -> None:
     with pytest.raises(TemplateError):

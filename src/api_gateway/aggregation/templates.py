@@ -105,8 +105,8 @@ def lookup(scope: Mapping[str, object], variable: Variable) -> str:
 
 def parse(text: str) -> Template:
     """A source's template: ``/path/{var}/more?query={var}``."""
-    if not text.startswith("/") or "#" in text:
-        raise TemplateError(f"{text!r} must be an absolute path without a fragment")
+    if not text.startswith("/") or "#" in text or not text.isascii():
+        raise TemplateError(f"{text!r} must be an ASCII absolute path without a fragment")
     path, mark, query = text.partition("?")
     parts: list[Part] = []
     _parse_path(path, parts)
@@ -119,8 +119,8 @@ def parse(text: str) -> Template:
 def parse_route(text: str) -> Template:
     """An aggregate's own path (``/events/{eventId}``): one part per segment, no query, and
     placeholders that are plain names."""
-    if not text.startswith("/") or "?" in text or "#" in text:
-        raise TemplateError(f"{text!r} must be an absolute path without a query")
+    if not text.startswith("/") or "?" in text or "#" in text or not text.isascii():
+        raise TemplateError(f"{text!r} must be an ASCII absolute path without a query")
     parts: list[Part] = [""]
     for segment in text[1:].split("/"):
         variable = _whole_segment(segment, False)
