@@ -53,6 +53,8 @@ class StubService:
                 "body_bytes": size,
                 "headers": seen,
             }
+            if self.name == "event":
+                document["venueId"] = "7"  # what the event details aggregate looks the venue up by
         return Response(200, [(b"content-type", b"application/json")], orjson.dumps(document))
 
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
@@ -126,4 +128,5 @@ Try:
   curl -s {base}/api/v1/auth/login --json '{{"email":"fan@example.com"}}'
   curl -s {base}/api/v1/venues/7 -H "Authorization: Bearer $TOKEN"   # a venue of your tenant
   curl -s -i {base}/api/v1/venues/1        # no token: 401 problem+json
+  curl -s {base}/api/v1/aggregate/events/42 -H "Authorization: Bearer $TOKEN"  # 4 services merged
 """

@@ -102,6 +102,8 @@ class Gateway:
         self.routes: RouteTable[Handler] = RouteTable()
         for route in config.routes:
             self.routes.add(GatewayConfig.API_PREFIX + route.prefix, builder.build(route))
+        for prefix, handler in builder.aggregate_routes().items():
+            self.routes.add(prefix, handler)
         probes: dict[str, Probe] = {
             "auth-service": self.auth_client.health_check,
             "venue-service": self.venue_client.health_check,

@@ -13,6 +13,9 @@ VenueDomain and VenueIsolation need the token's claims, so they follow Authentic
 the endpoint limit too, so a flood that is refused anyway costs the venue service nothing.
 
 A policy a route does not need is not in its chain at all.
+
+Aggregates (``/api/v1/aggregate/...``) have the same chain up to HeaderTrust, without body or
+query validation and the response cache, and end in ``Aggregate`` instead of UpstreamCall.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from api_gateway.aggregation.aggregate import Aggregate, AggregateRoutes
+from api_gateway.aggregation.fetch import Fetcher
+from api_gateway.aggregation.templates import literal_prefix
 from api_gateway.cache import open_cache
+from api_gateway.config.aggregates import AggregateConfig
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.directory import VenueDirectory
@@ -36,6 +43,7 @@ from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.limits import RequestLimits
+from api_gateway.policies.optional_auth import OptionalAuthenticate
 from api_gateway.policies.ratelimit import (
     KeyFunction,
     RateLimit,
@@ -56,6 +64,8 @@ from api_gateway.venue_refs import VenueRefs
 PARAMETERS = re.compile(r";[^/]*")
 GLOBAL_LIMIT = "global"
 USER_LIMIT = "user"
+AGGREGATE_BASE = GatewayConfig.API_PREFIX + "/aggregate"
+AGGREGATE_METHODS = frozenset({"GET", "HEAD"})
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
 STANDARD_METHODS = HTTP_METHODS
 
@@ -195,14 +205,40 @@ class RouteBuilder:
         self.limits.append(limit)
         return limit
 
-    def tenancy_policies(self, route: RouteConfig) -> list[Policy]:
+    def aggregate_routes(self) -> dict[str, Handler]:
+        """Route-table prefix -> handler of the aggregates found under it."""
+        fetch = Fetcher(self.services, self.pool, self.clock_ms)
+        grouped: dict[str, list[tuple[AggregateConfig, Handler]]] = {}
+        for aggregate in self.config.aggregates:
+            prefix = AGGREGATE_BASE + literal_prefix(aggregate.path)
+            handler = self._aggregate_chain(aggregate, prefix, fetch)
+            grouped.setdefault(prefix, []).append((aggregate, handler))
+        return {
+            prefix: AggregateRoutes(AGGREGATE_BASE, [(a.path, h) for a, h in entries])
+            for prefix, entries in grouped.items()
+        }
+
+    def _aggregate_chain(self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher) -> Handler:
+        policies: list[Policy] = [RequestLimits(AGGREGATE_METHODS, 0), self.global_limits[False]]
+        if aggregate.auth_required:
+            policies.append(Authenticate(self.verifier, PublicPaths.parse([]), prefix))
+        else:
+            policies.append(OptionalAuthenticate(self.verifier))
+        if self.user_limits:
+            policies.append(self.user_limits[False])
+        policies += self.tenancy_policies(prefix.removeprefix(GatewayConfig.API_PREFIX))
+        policies.append(HeaderTrust(self.trusted, self.port))
+        return chain(policies, Aggregate(aggregate, AGGREGATE_BASE, fetch, self.clock_ms))
+
+    def tenancy_policies(self, route: RouteConfig | str) -> list[Policy]:
         """Domain routing on every route; isolation where a request could name a venue."""
+        prefix = route if isinstance(route, str) else route.prefix
         policies: list[Policy] = []
         if self.venue_domain is not None:
             policies.append(self.venue_domain)
         tenancy = self.config.tenancy
         if self.directory is not None and tenancy.venue_isolation:
-            patterns = [p for p in tenancy.venue_paths if p.overlaps(route.prefix)]
+            patterns = [p for p in tenancy.venue_paths if p.overlaps(prefix)]
             refs = VenueRefs(GatewayConfig.API_PREFIX, patterns, tenancy.venue_params)
             if refs:
                 policies.append(VenueIsolation(self.directory, refs, tenancy.admin_roles))

@@ -88,6 +88,10 @@ def test_every_printed_line_works_as_printed(demo: Demo) -> None:
     for line, output in outputs.items():
         if line.endswith("/health"):
             assert json.loads(output)["status"] == "healthy"
+        elif "/aggregate/" in line:
+            merged = json.loads(output)
+            assert merged["meta"]["complete"] is True, output
+            assert merged["data"]["venue"]["path"] == "/api/v1/venues/7"
         elif "/venues/1" in line:
             assert output.startswith("HTTP/1.1 401")
             assert "application/problem+json" in output

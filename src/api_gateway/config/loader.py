@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from api_gateway.config.aggregates import build_aggregates
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
@@ -187,6 +188,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         tenancy=build_tenancy(root.section("tenancy")),
         cache=build_cache(root.section("cache")),
         observability=build_observability(root.section("observability")),
+        aggregates=build_aggregates(root.section("aggregates"), services, default_timeout_ms),
     )
     root.done()
     return config

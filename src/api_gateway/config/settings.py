@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from api_gateway.config.aggregates import AggregateConfig
     from api_gateway.config.cache import CacheConfig, RouteCacheConfig
     from api_gateway.config.observability import ObservabilityConfig
     from api_gateway.config.tenancy import TenancyConfig
@@ -196,5 +197,6 @@ class GatewayConfig:
     observability: ObservabilityConfig
     redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
     redis_timeout_ms: int = 50  # bound on every Redis call
+    aggregates: tuple[AggregateConfig, ...] = ()  # under /api/v1/aggregate
 
     API_PREFIX = "/api/v1"

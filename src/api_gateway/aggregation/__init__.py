@@ -1,0 +1,1 @@
+"""Aggregation: one client request answered from several services (README: "Aggregation")."""

@@ -1,0 +1,26 @@
+"""Optional authentication: a token is verified when one is sent; without one, no identity.
+
+For aggregates declared ``auth: optional``. A token that is sent must be valid (401 otherwise):
+a client that means to be someone and is not must hear so, not get the anonymous answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from api_gateway.policies.auth import authorization, bearer
+from api_gateway.tokens import TokenVerifier
+from api_gateway.types import Handler, Request, Response
+
+
+class OptionalAuthenticate:
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+
+    def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
+        if request.header(b"authorization") is not None:
+            credentials = authorization(request)
+            request.claims = self.verifier.known(credentials) or self.verifier.verify_credentials(
+                credentials, bearer(credentials)
+            )
+        return call_next(request)
