@@ -111,3 +111,19 @@ def test_a_sample_rate_of_zero_logs_only_server_errors() -> None:
     finally:
         loop.close()
     assert [line["status"] for line in lines] == [500]
+
+
+def test_a_quote_in_the_path_cannot_write_fields_of_its_own() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        stream = io.BytesIO()
+        log = AccessLog(loop, stream)
+        request = Request("GET", b"/x", [], b"", "10.0.0.7")
+        request.path = '/api/v1/search/a","level":"fatal\\'
+        log.record(request, Response(200, []), "1.000")
+        log.flush()
+    finally:
+        loop.close()
+    line = json.loads(stream.getvalue())
+    assert line["level"] == "info"
+    assert line["path"] == '/api/v1/search/a","level":"fatal\\'

@@ -20,10 +20,10 @@ import orjson
 from api_gateway.types import Request, Response
 
 # Every field is JSON-safe by construction (a validated request id, an llhttp-checked method,
-# a canonical path, an IP address, claims checked against SAFE_CLAIM, fixed words), so one
-# f-string (the cheapest way Python has to build a string) replaces building and encoding a
-# dict for every request. The time is read once per batch, when it is written: every line of a
-# batch is recorded in the same loop iteration.
+# a canonical path with its quotes escaped, an IP address, claims checked against SAFE_CLAIM,
+# fixed words), so one f-string (the cheapest way Python has to build a string) replaces
+# building and encoding a dict for every request. The time is read once per batch, when it is
+# written: every line of a batch is recorded in the same loop iteration.
 TIME = '{"time":%d,'
 # ``Request.limit_at``: where the reported limit's headers are (>= 0), or why there are none.
 LIMIT_OUTCOMES = {-1: "", -2: "refused", -3: "unavailable"}
@@ -61,9 +61,14 @@ class AccessLog:
         else:
             identity = f'"tenant":"{claims.tenant_id}","user":"{claims.user_id}"'
         at = request.limit_at
+        path = request.path
+        if '"' in path or "\\" in path:
+            # A quote is legal in a request target and survives normalization: escaped here,
+            # or it would end the field and let a client write fields of its own.
+            path = orjson.dumps(path).decode()[1:-1]
         line = (
             f'"level":"info","msg":"request","request_id":"{request.request_id}",'
-            f'"method":"{request.method}","path":"{request.path}","route":"{request.route}",'
+            f'"method":"{request.method}","path":"{path}","route":"{request.route}",'
             f'"status":{status},"duration_ms":{duration_ms},'
             f'"client_ip":"{request.client_ip}","upstream":{upstream},'
             f'"attempts":{request.attempts},{identity},"cache":"{request.cache}",'
