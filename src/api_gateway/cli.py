@@ -19,7 +19,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"api-gateway: invalid configuration: {exc}", file=sys.stderr)
         code = 1
+    except CannotListen as exc:
+        print(f"api-gateway: {exc}", file=sys.stderr)
+        code = 1
     sys.exit(code)
+
+
+class CannotListen(Exception):
+    """The listening socket could not be opened (address in use, no permission)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +96,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if config.server.workers == 1:
         from api_gateway.serve import listening_socket, run_worker
 
-        sock = listening_socket(config.server.host, config.server.port, reuse_port=False)
+        host, port = config.server.host, config.server.port
+        try:
+            sock = listening_socket(host, port, reuse_port=False)
+        except OSError as exc:
+            raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         run_worker(config, sock)
         return 0
     from api_gateway.supervisor import Supervisor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -123,3 +125,22 @@ def test_token_command_mints_a_token_the_gateway_accepts(
     assert request.header_values("x-user-id") == ["u1"]
     assert request.header_values("x-tenant-id") == ["t1"]
     assert request.header_values("x-user-role") == ["admin"]
+
+
+def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [GATEWAY_BINARY, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, "JWT_SECRET": JWT_SECRET},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"api-gateway: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
