@@ -17,6 +17,9 @@ from api_gateway.types import Claims
 
 ALGORITHM = "HS256"
 SAFE_CLAIM = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+# NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
+# would make a token that never expires.
+MAX_NUMERIC_DATE = 253_402_300_799
 JWS = jwt.PyJWS()
 
 
@@ -92,6 +95,8 @@ class TokenVerifier:
         for name, value in (("exp", exp), ("nbf", nbf)):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise Unauthorized(f"the access token's '{name}' claim is not a number")
+            if not abs(value) <= MAX_NUMERIC_DATE:  # so written, NaN is refused too
+                raise Unauthorized(f"the access token's '{name}' claim is not a time in seconds")
         assert isinstance(exp, int | float) and isinstance(nbf, int | float)
         if exp + self.leeway < now:
             raise Unauthorized("the access token has expired")

@@ -249,6 +249,26 @@ def test_critical_header_extension_is_rejected(verifier: TokenVerifier, now: flo
     rejected(verifier, signed_text(json.dumps(payload(now)), header=header))
 
 
+@pytest.mark.parametrize(
+    ("claim", "text"),
+    [
+        # Milliseconds: the token would expire in the year 55 000.
+        pytest.param("exp", str((int(NOW) + 600) * 1000), id="exp-in-milliseconds"),
+        # Overflowed float() on the way to Claims: an error 500.
+        pytest.param("exp", "1" + "0" * 400, id="exp-401-digits"),
+        # JSON's own spelling of a float that is infinite.
+        pytest.param("exp", "1e400", id="exp-1e400"),
+        pytest.param("nbf", "-1e400", id="nbf-minus-1e400"),
+    ],
+)
+def test_time_claim_that_is_not_a_time_in_seconds_is_rejected(
+    verifier: TokenVerifier, now: float, claim: str, text: str
+) -> None:
+    document = json.dumps({**payload(now, **{claim: None}), claim: 0})
+    error = rejected(verifier, signed_text(document[:-2] + text + "}"))
+    assert "seconds" in error.detail
+
+
 def test_fractional_exp_is_accepted(verifier: TokenVerifier, now: float) -> None:
     assert verifier.verify(sign(payload(now, exp=now + 0.5))).expires_at == now + 0.5
 
