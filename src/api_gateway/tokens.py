@@ -17,6 +17,9 @@ from api_gateway.types import Claims
 
 ALGORITHM = "HS256"
 SAFE_CLAIM = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+# Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
+# refused before any decoding, so one token has one string (and one cache key).
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
 # would make a token that never expires.
 MAX_NUMERIC_DATE = 253_402_300_799
@@ -67,6 +70,8 @@ class TokenVerifier:
         return claims
 
     def _verify_uncached(self, token: str) -> Claims:
+        if not TOKEN_SHAPE.fullmatch(token):
+            raise Unauthorized("the access token is not three base64url segments")
         try:
             # The signature alone: the payload is read below by stricter rules than PyJWT's.
             signed = JWS.decode_complete(token, self.secret, algorithms=[ALGORITHM])

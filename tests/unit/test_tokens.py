@@ -181,6 +181,24 @@ def test_malformed_token_is_rejected(verifier: TokenVerifier, token: str) -> Non
     rejected(verifier, token)
 
 
+@pytest.mark.parametrize(
+    "respell",
+    [
+        pytest.param(lambda t: t + "=", id="padded-signature"),
+        pytest.param(lambda t: t.replace(".", "==.", 1), id="padded-header"),
+        pytest.param(lambda t: t.replace(".", ".\t", 1), id="tab-inside"),
+        pytest.param(lambda t: t + ".", id="fourth-empty-segment"),
+    ],
+)
+def test_token_spelled_other_than_unpadded_base64url_is_rejected(
+    verifier: TokenVerifier, now: float, respell: Any
+) -> None:
+    # One token, one string: a second spelling would be a second cache entry, and an upstream
+    # that reads the forwarded token strictly would refuse what the gateway let through.
+    error = rejected(verifier, respell(sign(payload(now))))
+    assert "base64url" in error.detail
+
+
 def test_wrong_issuer_is_rejected(verifier: TokenVerifier, now: float) -> None:
     rejected(verifier, sign(payload(now, iss="someone-else")))
 
