@@ -7,6 +7,8 @@ tests run (``mint`` alone reads the wall clock).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -179,6 +181,24 @@ def test_malformed_token_is_rejected(verifier: TokenVerifier, token: str) -> Non
     rejected(verifier, token)
 
 
+@pytest.mark.parametrize(
+    "respell",
+    [
+        pytest.param(lambda t: t + "=", id="padded-signature"),
+        pytest.param(lambda t: t.replace(".", "==.", 1), id="padded-header"),
+        pytest.param(lambda t: t.replace(".", ".\t", 1), id="tab-inside"),
+        pytest.param(lambda t: t + ".", id="fourth-empty-segment"),
+    ],
+)
+def test_token_spelled_other_than_unpadded_base64url_is_rejected(
+    verifier: TokenVerifier, now: float, respell: Any
+) -> None:
+    # One token, one string: a second spelling would be a second cache entry, and an upstream
+    # that reads the forwarded token strictly would refuse what the gateway let through.
+    error = rejected(verifier, respell(sign(payload(now))))
+    assert "base64url" in error.detail
+
+
 def test_wrong_issuer_is_rejected(verifier: TokenVerifier, now: float) -> None:
     rejected(verifier, sign(payload(now, iss="someone-else")))
 
@@ -197,6 +217,74 @@ def test_non_numeric_time_claim_is_rejected(
     verifier: TokenVerifier, now: float, claim: str, value: Any
 ) -> None:
     rejected(verifier, sign(payload(now, **{claim: value})))
+
+
+def signed_text(claims_json: str, secret: str = SECRET, header: str = '{"alg":"HS256"}') -> str:
+    """A token whose header and payload are exactly the JSON texts given."""
+    signing_input = f"{b64_raw(header.encode())}.{b64_raw(claims_json.encode())}"
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64_raw(mac)}"
+
+
+def b64_raw(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("claim", ["tenant_id", "sub", "exp", "iss"])
+def test_repeated_claim_is_rejected(verifier: TokenVerifier, now: float, claim: str) -> None:
+    # Parsers differ on which copy wins: the gateway and an upstream could see two tenants.
+    text = json.dumps(payload(now))[:-1] + f', "{claim}": "other"}}'
+    error = rejected(verifier, signed_text(text))
+    assert "repeated" in error.detail
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+def test_non_json_number_in_time_claim_is_rejected(
+    verifier: TokenVerifier, now: float, claim: str, constant: str
+) -> None:
+    # `exp: NaN` compares false with everything, so it would never expire.
+    text = json.dumps({**payload(now, **{claim: None}), claim: 0})[:-2] + constant + "}"
+    assert text.endswith(f'"{claim}": {constant}}}')
+    rejected(verifier, signed_text(text))
+
+
+@pytest.mark.parametrize("text", ["[]", '"claims"', "42", "null", "{"])
+def test_payload_that_is_not_one_json_object_is_rejected(
+    verifier: TokenVerifier, text: str
+) -> None:
+    rejected(verifier, signed_text(text))
+
+
+def test_audience_is_rejected_since_the_gateway_is_in_none(
+    verifier: TokenVerifier, now: float
+) -> None:
+    rejected(verifier, sign(payload(now, aud="billing")))
+
+
+def test_critical_header_extension_is_rejected(verifier: TokenVerifier, now: float) -> None:
+    header = '{"alg":"HS256","crit":["exp-ms"],"exp-ms":true}'
+    rejected(verifier, signed_text(json.dumps(payload(now)), header=header))
+
+
+@pytest.mark.parametrize(
+    ("claim", "text"),
+    [
+        # Milliseconds: the token would expire in the year 55 000.
+        pytest.param("exp", str((int(NOW) + 600) * 1000), id="exp-in-milliseconds"),
+        # Overflowed float() on the way to Claims: an error 500.
+        pytest.param("exp", "1" + "0" * 400, id="exp-401-digits"),
+        # JSON's own spelling of a float that is infinite.
+        pytest.param("exp", "1e400", id="exp-1e400"),
+        pytest.param("nbf", "-1e400", id="nbf-minus-1e400"),
+    ],
+)
+def test_time_claim_that_is_not_a_time_in_seconds_is_rejected(
+    verifier: TokenVerifier, now: float, claim: str, text: str
+) -> None:
+    document = json.dumps({**payload(now, **{claim: None}), claim: 0})
+    error = rejected(verifier, signed_text(document[:-2] + text + "}"))
+    assert "seconds" in error.detail
 
 
 def test_fractional_exp_is_accepted(verifier: TokenVerifier, now: float) -> None:

@@ -13,19 +13,21 @@ from api_gateway.network import TrustedProxies
 from api_gateway.types import Handler, Headers, Request, Response
 
 # Identity the client may not claim, and the headers the gateway writes itself for every request.
+# Where the request came from is said by the gateway's X-Forwarded-* alone: a client's Forwarded,
+# X-Real-IP and the like would be a second answer an upstream might believe.
 BLOCKED_EXACT = frozenset(
     {
         b"x-tenant-id",
         b"x-admin-token",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-port",
         b"x-request-id",
         b"x-request-deadline-ms",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"true-client-ip",
     }
 )
-BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-")
+BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-", b"x-forwarded-")
 INTERNAL = (b"x-gateway-internal", b"true")
 PEER_CACHE_SIZE = 4096
 NAME_CACHE_SIZE = 4096
@@ -37,7 +39,7 @@ KEEP, DROP, HOST, REFUSE = range(4)
 def classify(name: bytes) -> int:
     if ord("_") in name:  # by value: ``b"_" in name`` raises and swallows a TypeError
         return REFUSE
-    if name.startswith(b"x-") and (name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES)):
+    if name in BLOCKED_EXACT or name.startswith(BLOCKED_PREFIXES):
         return DROP
     return HOST if name == b"host" else KEEP
 
