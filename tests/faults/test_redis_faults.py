@@ -91,5 +91,11 @@ def test_redis_killed_and_restarted_under_load(
     time.sleep(0.3)
     answers = load.stop()
 
+    fallbacks = metric(gateway, "gateway_ratelimit_fallback_decisions_total")
+    after = watched_statuses(gateway)
+
     assert_calm(answers)
-    assert watched_statuses(gateway) == [200] * LIMIT + [429]
+    assert after == [200] * LIMIT + [429]
+    # Decided by the new Redis (its script cache empty), not by memory after a second outage.
+    assert metric(gateway, "gateway_ratelimit_store_outages_total") == 1
+    assert metric(gateway, "gateway_ratelimit_fallback_decisions_total") == fallbacks
