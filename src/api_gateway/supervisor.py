@@ -1,11 +1,12 @@
 """Several workers on one port (SO_REUSEPORT), restarted when they die, stopped together, and
 replaced one at a time on SIGHUP (a rolling restart).
 
-Each worker slot has its own listening socket, created once and kept open by the supervisor for
-as long as it runs: a worker that replaces another (after a crash or in a rolling restart)
-inherits the same socket, so connections the kernel already queued on it are accepted by the
-new worker instead of being reset when the old one closes its copy. The supervisor lets go of
-the sockets only when it stops, so that new connections are then refused.
+Each worker slot has its own listening socket, kept open by the supervisor: in a rolling
+restart the new worker inherits the old one's socket, so connections the kernel already queued
+on it are accepted by the new worker instead of being reset when the old one closes its copy.
+A worker that dies gets a fresh socket (its old one is closed at once, so that meanwhile the
+other workers take the new connections). The supervisor lets go of the sockets when it stops,
+so that new connections are then refused.
 """
 
 from __future__ import annotations
@@ -133,11 +134,16 @@ class Supervisor:
                 self.exit_code = 1
             return
         log.error("worker %d (pid %d) exited with status %d; restarting", slot, pid, status)
+        # Nobody accepts on a dead worker's socket: close it now, so that new connections go to
+        # the other workers meanwhile instead of waiting (or, should the worker keep dying at
+        # start, hanging) in its queue; the replacement gets a fresh one.
+        self.sockets[slot].close()
         since = time.monotonic() - last_restart.get(slot, 0.0)
         if since < RESTART_BACKOFF_S:
             time.sleep(RESTART_BACKOFF_S - since)
         last_restart[slot] = time.monotonic()
         if not self.stopping:
+            self.sockets[slot] = listening_socket(self.config.server.host, self.port, True)
             self._spawn(slot)
 
     def _request_roll(self, signum: int, frame: FrameType | None) -> None:
