@@ -56,7 +56,12 @@ class Load(threading.Thread):
             status = http_request(self.port, "GET", "/api/v1/search/q?q=load").status
         except ConnectionRefusedError:
             return "refused"
-        except (OSError, IncompleteResponse) as exc:
+        except IncompleteResponse as exc:
+            # Queued by the kernel but never accepted when the listener closed: reset unanswered.
+            return "unaccepted" if "before a response head: b''" in str(exc) else f"broken: {exc}"
+        except ConnectionResetError:
+            return "unaccepted"
+        except OSError as exc:
             return f"broken: {type(exc).__name__}"
         return str(status)
 
@@ -168,6 +173,8 @@ def test_sigterm_under_load_finishes_long_requests_and_streams(
     assert download.status == 200 and received == DOWNLOAD_BYTES
     assert digest.hexdigest() == pattern_sha256(DOWNLOAD_BYTES)
     assert exit_code == 0
-    # Once the listeners close, new connections are refused; nothing accepted is left unanswered.
+    # Once the listeners close, new connections are refused, and the few the kernel had queued
+    # but no worker accepted yet are reset unanswered (README: Shutdown); no answer is cut.
     assert outcomes["200"] > 20
-    assert not [kind for kind in outcomes if kind not in ("200", "refused")], outcomes
+    assert not [kind for kind in outcomes if kind not in ("200", "refused", "unaccepted")], outcomes
+    assert outcomes["unaccepted"] <= LOAD_THREADS, outcomes
