@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType
 
 import uvloop
@@ -43,7 +44,9 @@ def limits_from(config: GatewayConfig) -> ServerLimits:
     )
 
 
-async def serve(config: GatewayConfig, sock: socket.socket) -> None:
+async def serve(
+    config: GatewayConfig, sock: socket.socket, on_ready: Callable[[], None] | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     port = sock.getsockname()[1]
     gateway = Gateway(config, loop, port)
@@ -60,6 +63,8 @@ async def serve(config: GatewayConfig, sock: socket.socket) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log.info("listening", extra={"host": config.server.host, "port": port})
+    if on_ready is not None:
+        on_ready()  # the supervisor may now stop the worker this one replaces
     await stop.wait()
     grace_s = config.server.shutdown_grace_ms / 1000
     log.info("shutting down", extra={"grace_s": grace_s})
@@ -76,8 +81,10 @@ def _stop_before_serving(signum: int, frame: FrameType | None) -> None:
     os._exit(0)
 
 
-def run_worker(config: GatewayConfig, sock: socket.socket) -> None:
+def run_worker(
+    config: GatewayConfig, sock: socket.socket, on_ready: Callable[[], None] | None = None
+) -> None:
     # Until serve() installs its own handlers, a stop signal must still mean a clean exit.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop_before_serving)
-    uvloop.run(serve(config, sock))
+    uvloop.run(serve(config, sock, on_ready))

@@ -1,4 +1,13 @@
-"""Several workers on one port (SO_REUSEPORT), restarted when they die, stopped together."""
+"""Several workers on one port (SO_REUSEPORT), restarted when they die, stopped together, and
+replaced one at a time on SIGHUP (a rolling restart).
+
+Each worker slot has its own listening socket, kept open by the supervisor: in a rolling
+restart the new worker inherits the old one's socket, so connections the kernel already queued
+on it are accepted by the new worker instead of being reset when the old one closes its copy.
+A worker that dies gets a fresh socket (its old one is closed at once, so that meanwhile the
+other workers take the new connections). The supervisor lets go of the sockets when it stops,
+so that new connections are then refused.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +15,13 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import shutil
 import signal
+import socket
 import tempfile
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from api_gateway.config.settings import GatewayConfig
@@ -20,6 +32,8 @@ log = logging.getLogger("api_gateway.supervisor")
 
 RESTART_BACKOFF_S = 1.0
 STOP_EXTRA_S = 5.0
+WATCH_POLL_S = 0.1
+READY_TIMEOUT_S = 30.0
 
 
 PR_SET_PDEATHSIG = 1
@@ -38,7 +52,10 @@ class Supervisor:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.workers: dict[int, int] = {}  # pid -> slot
+        self.sockets: dict[int, socket.socket] = {}  # slot -> its listening socket
+        self.retiring: set[int] = set()  # replaced workers still draining
         self.stopping = False
+        self.roll_requested = False
         # Non-zero once a worker failed to stop cleanly (an error, or killed after the grace).
         self.exit_code = 0
 
@@ -51,65 +68,132 @@ class Supervisor:
         self.port = port
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._request_roll)
         # Where workers leave their metrics for each other (see observability.snapshots).
         metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="api-gateway-")
         try:
             for slot in range(self.config.server.workers):
+                self.sockets[slot] = listening_socket(host, port, reuse_port=True)
                 self._spawn(slot)
             log.info("supervising %d workers on port %d", len(self.workers), port)
             return self._watch()
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
-    def _spawn(self, slot: int) -> None:
-        sock = listening_socket(self.config.server.host, self.port, reuse_port=True)
+    def _spawn(self, slot: int, ready_fd: int | None = None) -> int:
+        """Fork a worker for ``slot``; it writes a byte to ``ready_fd`` once it listens."""
         pid = os.fork()
         if pid == 0:
             die_with_parent()
+            for other, sock in self.sockets.items():
+                if other != slot:
+                    sock.close()  # else a draining worker would keep other slots' ports open
             os.environ[WORKER_VARIABLE] = str(slot)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
             code = 0
             try:
-                run_worker(self.config, sock)
+                run_worker(self.config, self.sockets[slot], _notifier(ready_fd))
             except BaseException:
                 log.exception("worker %d failed", slot)
                 code = 1
             os._exit(code)
-        sock.close()
         self.workers[pid] = slot
+        return pid
 
     def _watch(self) -> int:
         last_restart: dict[int, float] = {}
-        while self.workers:
+        while self.workers or self.retiring:
+            if self.roll_requested and not self.stopping:
+                self.roll_requested = False
+                self._roll()
             try:
-                pid, status = os.wait()
+                # Polled rather than blocking, so that a SIGHUP is acted on from here.
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
-            except InterruptedError:
+            if pid == 0:
+                time.sleep(WATCH_POLL_S)
                 continue
-            slot = self.workers.pop(pid, None)
-            if slot is None:
-                continue
-            if self.stopping:
-                if os.waitstatus_to_exitcode(status) != 0:
-                    log.error("worker %d (pid %d) stopped with status %d", slot, pid, status)
-                    self.exit_code = 1
-                continue
-            log.error("worker %d (pid %d) exited with status %d; restarting", slot, pid, status)
-            since = time.monotonic() - last_restart.get(slot, 0.0)
-            if since < RESTART_BACKOFF_S:
-                time.sleep(RESTART_BACKOFF_S - since)
-            last_restart[slot] = time.monotonic()
-            if not self.stopping:
-                self._spawn(slot)
+            self._reaped(pid, status, last_restart)
         return self.exit_code
+
+    def _reaped(self, pid: int, status: int, last_restart: dict[int, float]) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if pid in self.retiring:
+            self.retiring.discard(pid)
+            if code != 0:
+                log.error("replaced worker (pid %d) stopped with status %d", pid, status)
+            return
+        slot = self.workers.pop(pid, None)
+        if slot is None:
+            return
+        if self.stopping:
+            if code != 0:
+                log.error("worker %d (pid %d) stopped with status %d", slot, pid, status)
+                self.exit_code = 1
+            return
+        log.error("worker %d (pid %d) exited with status %d; restarting", slot, pid, status)
+        # Nobody accepts on a dead worker's socket: close it now, so that new connections go to
+        # the other workers meanwhile instead of waiting (or, should the worker keep dying at
+        # start, hanging) in its queue; the replacement gets a fresh one.
+        self.sockets[slot].close()
+        since = time.monotonic() - last_restart.get(slot, 0.0)
+        if since < RESTART_BACKOFF_S:
+            time.sleep(RESTART_BACKOFF_S - since)
+        last_restart[slot] = time.monotonic()
+        if not self.stopping:
+            self.sockets[slot] = listening_socket(self.config.server.host, self.port, True)
+            self._spawn(slot)
+
+    def _request_roll(self, signum: int, frame: FrameType | None) -> None:
+        self.roll_requested = True
+
+    def _roll(self) -> None:
+        """Replace every worker in turn: start the new one, wait until it listens, then stop
+        the old one, which drains what it has (README: Shutdown)."""
+        log.info("rolling restart of %d workers", len(self.workers))
+        for old, slot in sorted(self.workers.items(), key=lambda item: item[1]):
+            if self.stopping:
+                return
+            read_fd, write_fd = os.pipe()
+            try:
+                new = self._spawn(slot, write_fd)
+                os.close(write_fd)
+                ready = self._wait_ready(read_fd)
+            finally:
+                os.close(read_fd)
+            if self.stopping:
+                return  # the new worker was told to stop with the others
+            if not ready:
+                log.error("worker %d (pid %d) did not start; rolling restart abandoned", slot, new)
+                self.workers.pop(new, None)
+                self.retiring.add(new)  # reaped quietly, not restarted: the old one stays
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(new, signal.SIGKILL)
+                return
+            self.workers.pop(old, None)
+            self.retiring.add(old)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(old, signal.SIGTERM)
+        log.info("rolling restart done")
+
+    def _wait_ready(self, read_fd: int) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.stopping and time.monotonic() < deadline:
+            readable, _, _ = select.select([read_fd], [], [], WATCH_POLL_S)
+            if readable:
+                return os.read(read_fd, 1) == b"1"  # b"": the worker died before listening
+        return False
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
             return
         self.stopping = True
-        for pid in list(self.workers):
+        # Let go of the listening sockets: once the workers close theirs, connections are refused.
+        for sock in self.sockets.values():
+            sock.close()
+        for pid in [*self.workers, *self.retiring]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = self.config.server.shutdown_grace_ms / 1000 + STOP_EXTRA_S
@@ -117,6 +201,18 @@ class Supervisor:
         signal.alarm(max(int(deadline), 1))
 
     def _kill_remaining(self, signum: int, frame: FrameType | None) -> None:
-        for pid in list(self.workers):
+        for pid in [*self.workers, *self.retiring]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _notifier(ready_fd: int | None) -> Callable[[], None] | None:
+    if ready_fd is None:
+        return None
+
+    def notify() -> None:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+
+    return notify

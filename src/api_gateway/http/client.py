@@ -7,6 +7,7 @@ nothing above this module sees an ``OSError`` or a parser exception.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import cast
@@ -287,8 +288,9 @@ class UpstreamPool:
         A pooled connection that turns out to have been closed by the upstream before it
         answered anything is retried once on a new connection, for idempotent requests only.
         """
-        connection = self._acquire(address)
-        may_retry = connection is not None and method in IDEMPOTENT and isinstance(body, bytes)
+        replayable = method in IDEMPOTENT and isinstance(body, bytes)
+        connection = self._acquire(address, checked=not replayable)
+        may_retry = connection is not None and replayable
         if connection is None:
             connection = await self._connect(address, timeout_s)
         while True:
@@ -341,14 +343,25 @@ class UpstreamPool:
         self.busy.add(connection)
         return future
 
-    def _acquire(self, address: Address) -> UpstreamConnection | None:
+    def _acquire(self, address: Address, checked: bool) -> UpstreamConnection | None:
+        """The most recently used idle connection still open.
+
+        ``checked``: for a request that cannot be sent again (a POST, a streamed body), also ask
+        the kernel whether the upstream already closed the connection (its FIN may be queued
+        but not yet read by the loop: an upstream that closes right after answering, without
+        ``Connection: close``). One syscall; replayable requests skip it, they are retried.
+        """
         idle = self.idle.get(address)
         while idle:
             connection = idle.pop()
             transport = connection.transport
             # A peer's close may be known to the transport before connection_lost has run.
-            if not connection.closed and transport is not None and not transport.is_closing():
-                return connection
+            if connection.closed or transport is None or transport.is_closing():
+                continue
+            if checked and _has_pending_input(transport):
+                connection.close()  # an idle connection has nothing to read unless it is over
+                continue
+            return connection
         return None
 
     async def _connect(self, address: Address, timeout_s: float) -> UpstreamConnection:
@@ -399,6 +412,17 @@ class UpstreamPool:
             for connection in list(idle):
                 connection.close()
         self.idle.clear()
+
+
+def _has_pending_input(transport: asyncio.Transport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 async def _send_body(

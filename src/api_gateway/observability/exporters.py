@@ -108,6 +108,9 @@ def process_families(loop: asyncio.AbstractEventLoop, overload: OverloadMonitor)
     return [
         ("gateway_requests_in_flight", GAUGE, "Requests being handled now.",
          {(): requests_in_flight(loop)}),
+        # Every task, background work included: a count that only grows is a leak (bench/soak.py).
+        ("gateway_event_loop_tasks", GAUGE, "Tasks alive on the worker's event loop.",
+         {(): len(asyncio.all_tasks(loop))}),
         ("gateway_event_loop_lag_seconds", GAUGE,
          "How late the latest event-loop timer fired (sampled every"
          " overload.sample_interval_ms).", {(): overload.last_lag_ms / 1000}),
