@@ -660,3 +660,25 @@ def test_service_url_port_zero_is_rejected() -> None:
     assert config_error({"TICKET_SERVICE_URL": "http://ticket:0"}).key.startswith(
         "services.ticket.url"
     )
+
+
+def test_secrets_may_come_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "jwt_secret"
+    secret.write_text("s" * 40 + "\n")
+    redis = tmp_path / "redis_url"
+    redis.write_text("redis://cache:6379/0")
+    env = {"JWT_SECRET_FILE": str(secret), "REDIS_URL_FILE": str(redis)}
+    config = load(None, env)
+    assert config.jwt.access_secret == config.jwt.refresh_secret == "s" * 40
+    assert config.redis_url == "redis://cache:6379/0"
+
+
+def test_a_secret_file_that_cannot_be_read_or_a_doubled_secret_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load(None, {"JWT_SECRET_FILE": str(tmp_path / "nope")})
+    assert missing.value.key == "JWT_SECRET_FILE"
+    secret = tmp_path / "jwt_secret"
+    secret.write_text("s" * 40)
+    with pytest.raises(ConfigError) as doubled:
+        load(None, {"JWT_SECRET_FILE": str(secret), "JWT_SECRET": "t" * 40})
+    assert doubled.value.key == "JWT_SECRET_FILE"

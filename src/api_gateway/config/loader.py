@@ -39,6 +39,7 @@ from api_gateway.config.validation import build_validation
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
 MIN_SECRET_BYTES = 32
+SECRET_VARIABLES = ("JWT_SECRET", "JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "REDIS_URL")
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
 )
@@ -54,7 +55,7 @@ def load(path: str | None = None, env: Mapping[str, str] | None = None) -> Gatew
     document = default_document()
     if path:
         merge(document, read_yaml(path), "")
-    apply_environment(document, os.environ if env is None else env)
+    apply_environment(document, with_secret_files(os.environ if env is None else env))
     return build(document)
 
 
@@ -80,6 +81,24 @@ def merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str) -> Non
             merge(base[key], value, f"{prefix}{key}.")
         else:
             base[key] = value
+
+
+def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``<NAME>_FILE`` holds a secret's value in a file (the container-secrets convention)."""
+    expanded = dict(env)
+    for variable in SECRET_VARIABLES:
+        path = env.get(variable + "_FILE")
+        if not path:
+            continue
+        key = variable + "_FILE"
+        if env.get(variable):
+            raise ConfigError(key, f"set {variable} or {key}, not both")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                expanded[variable] = handle.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from exc
+    return expanded
 
 
 def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
