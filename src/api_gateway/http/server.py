@@ -220,6 +220,11 @@ class HttpConnection(asyncio.Protocol):
         self.header_count += 1
         if self.header_bytes > self.max_header_bytes or self.header_count > self.max_header_count:
             self._headers_too_large()
+        if not self.in_head:
+            # A trailer field, after a chunked body. Merged into the head it would slip past
+            # every check made on the head (a second Host, say), so it is counted and dropped:
+            # RFC 9110 §6.5.1 lets a recipient discard trailers.
+            return
         name = name.lower()
         if name not in REQUEST_FRAMING:
             self.headers.append((name, value))
