@@ -141,6 +141,22 @@ def test_normalize_rejects_encoded_separators_and_controls(raw: bytes) -> None:
         normalize(raw)
 
 
+@pytest.mark.parametrize(
+    "raw", [b"/public/..;/private", b"/a/..;x=1/b", b"/a/.;/b", b"/a/%2e%2e;/b", b"/a/.%2E;v/b"]
+)
+def test_normalize_rejects_dot_segments_with_parameters(raw: bytes) -> None:
+    # Servers that strip path parameters read `..;` as `..`: a public prefix would be left.
+    with pytest.raises(InvalidPath):
+        normalize(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(b"/a/..x;/b", "/a/..x;/b"), (b"/a;/../b", "/b"), (b"/a/b;..", "/a/b;..")]
+)
+def test_normalize_keeps_parameters_on_names(raw: bytes, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
 @pytest.mark.parametrize("raw", [b"/a%zz", b"/a%4", b"/a%", b"/%g1/b", b"/a%4/b", b"/a%%41"])
 def test_normalize_rejects_invalid_percent_encoding(raw: bytes) -> None:
     with pytest.raises(InvalidPath):
