@@ -46,6 +46,15 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form target ``split_target`` accepted; None for a path."""
+    if target[:1] == b"/":
+        return None
+    start = target.index(b"//") + 2
+    end = _AUTHORITY_END.search(target, start)
+    return target[start:] if end is None else target[start : end.start()]
+
+
 def normalize(path: bytes) -> str:
     """Return the canonical form of a raw path, or raise ``InvalidPath``."""
     if _PLAIN_PATH.fullmatch(path):

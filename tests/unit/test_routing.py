@@ -7,7 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from api_gateway.errors import InvalidPath
-from api_gateway.routing import PublicPaths, RouteTable, normalize, split_target
+from api_gateway.routing import PublicPaths, RouteTable, normalize, split_target, target_authority
 
 UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
 FORBIDDEN_ENCODED = [ord(c) for c in "/\\#?"] + list(range(0x20)) + [0x7F]
@@ -460,3 +460,16 @@ def test_route_match_equals_brute_force_longest_prefix(
     holding = [p for p in prefixes if bare == p or bare.startswith(p + "/")]
     expected = max(holding, key=len, default=None)
     assert routes.match(path) == (None if expected is None else (expected, expected.upper()))
+
+
+@pytest.mark.parametrize(
+    ("target", "authority"),
+    [
+        (b"/a/b", None),
+        (b"http://h.test/a", b"h.test"),
+        (b"HTTPS://h.test:8443?x=1", b"h.test:8443"),
+        (b"http://u@h.test", b"u@h.test"),
+    ],
+)
+def test_target_authority(target: bytes, authority: bytes | None) -> None:
+    assert target_authority(target) == authority
