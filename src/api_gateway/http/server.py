@@ -178,8 +178,6 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.body_stream is not None:
             self.deadline = self.loop.time() + self.limits.body_timeout_s
-        elif not self.in_head and self.task is None:
-            self.deadline = self.loop.time() + self.limits.header_timeout_s
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -199,6 +197,10 @@ class HttpConnection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_message_begin(self) -> None:
+        # The header timeout runs from the request line, not from any byte: llhttp skips empty
+        # lines before it, and they must not keep an idle connection open forever.
+        if self.task is None:
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
         self.in_head = True
         self.url = b""
         self.headers = []
@@ -412,6 +414,9 @@ class HttpConnection(asyncio.Protocol):
         elif self.connections.draining and not self.in_head:
             # A streamed answer whose head went out before the drain began ends the connection.
             transport.close()
+        elif self.in_head:
+            # The next head began while this request was in flight: it is a head, not idle.
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
         else:
             self.deadline = self.loop.time() + self.limits.keep_alive_timeout_s
 
