@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("quick", max_examples=150, deadline=None)
 settings.register_profile(
     "long",
-    max_examples=200_000,
+    max_examples=20_000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
