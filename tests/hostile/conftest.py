@@ -1,7 +1,7 @@
 """Hostile-input tests: hypothesis profiles for the fuzz tests.
 
 The default profile keeps the fuzz short enough for every ``make test``; the long run is
-``HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/hostile -k fuzz -p no:timeout``.
+``HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/hostile -k fuzz --timeout=0``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 normalization and the public-path decision, header trust, and the bearer-token pre-checks.
 
 Short in ``make test``; the long run (see the README) is
-``HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/hostile -k fuzz -p no:timeout``.
+``HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/hostile -k fuzz --timeout=0``.
 """
 
 from __future__ import annotations
