@@ -13,6 +13,7 @@ from api_gateway.config.settings import GatewayConfig
 from api_gateway.directory import VenueDirectory
 from api_gateway.docs import DocsSite
 from api_gateway.errors import GatewayError, RouteNotFound, problem_response
+from api_gateway.hosts import check_target_authority
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
 from api_gateway.observability import exporters
@@ -24,7 +25,7 @@ from api_gateway.overload import OverloadMonitor
 from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper, new_request_id
 from api_gateway.policies.security_headers import SecurityHeaders
-from api_gateway.routing import RouteTable, normalize, split_target
+from api_gateway.routing import RouteTable, normalize, split_target, target_authority
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.fallback import FallbackStore
 from api_gateway.stores.memory import MemoryStore
@@ -135,6 +136,9 @@ class Gateway:
 
     def dispatch(self, request: Request) -> Awaitable[Response]:
         path, request.query = split_target(request.target)
+        authority = target_authority(request.target)
+        if authority is not None:
+            check_target_authority(authority, request.header(b"host"))
         request.path = normalize(path)
         handler = self.exact.get(request.path)
         if handler is None:

@@ -76,6 +76,17 @@ def normalize_host(raw: bytes) -> Authority:
     return Authority(name, port)
 
 
+def check_target_authority(authority: bytes, host: bytes | None) -> None:
+    """An absolute-form target must name the Host header's host.
+
+    RFC 9112 §3.2.2 has a server follow the target and ignore Host, while the gateway resolves
+    venues from Host: a proxy in front routing on one and the gateway on the other would
+    disagree about which venue was asked for, so a request naming two hosts is refused.
+    """
+    if host is None or normalize_host(authority).key != normalize_host(host).key:
+        raise InvalidHost("the request target names another host than the Host header")
+
+
 def _port(text: str) -> int | None:
     """None for no port or a default one; an empty port (``host:``) is no port (RFC 3986)."""
     if not text:

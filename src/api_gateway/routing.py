@@ -26,6 +26,7 @@ _UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 _AUTHORITY_END = re.compile(rb"[/?]")
 # Paths that are already canonical: segments of plain characters, none starting with a dot.
 _PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*/?")
+_DOT_SEGMENTS = (b".", b"..")
 _FORBIDDEN_DECODED = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
 
 
@@ -45,6 +46,15 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form target ``split_target`` accepted; None for a path."""
+    if target[:1] == b"/":
+        return None
+    start = target.index(b"//") + 2
+    end = _AUTHORITY_END.search(target, start)
+    return target[start:] if end is None else target[start : end.start()]
+
+
 def normalize(path: bytes) -> str:
     """Return the canonical form of a raw path, or raise ``InvalidPath``."""
     if _PLAIN_PATH.fullmatch(path):
@@ -56,6 +66,10 @@ def normalize(path: bytes) -> str:
             if segments:
                 segments.pop()
         elif segment not in (b"", b"."):
+            if segment[:1] == b"." and segment.partition(b";")[0] in _DOT_SEGMENTS:
+                # `..;x` is a plain name to us but `..` to servers that strip path parameters
+                # (Tomcat, Spring): `/public/..;/private` would pass as public and land elsewhere.
+                raise InvalidPath("a dot segment with parameters is not allowed")
             segments.append(segment)
     trailing = decoded.endswith(b"/") or decoded.endswith(b"/.") or decoded.endswith(b"/..")
     canonical = b"/" + b"/".join(segments)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api_gateway.errors import InvalidHost
-from api_gateway.hosts import Authority, PlatformHosts, normalize_host
+from api_gateway.hosts import Authority, PlatformHosts, check_target_authority, normalize_host
 
 
 @pytest.mark.parametrize(
@@ -164,3 +164,25 @@ def test_other_hosts_may_be_a_venues(raw: bytes) -> None:
 def test_a_wildcard_does_not_cover_its_apex() -> None:
     assert Authority("venue.com") not in PlatformHosts(["*.venue.com"])
     assert Authority("www.venue.com") in PlatformHosts(["*.venue.com"])
+
+
+@pytest.mark.parametrize(
+    ("authority", "host"),
+    [(b"a.test", b"A.Test."), (b"a.test:80", b"a.test"), (b"[::1]:8080", b"[0:0::1]:8080")],
+)
+def test_a_target_naming_the_host_header_is_accepted(authority: bytes, host: bytes) -> None:
+    check_target_authority(authority, host)
+
+
+@pytest.mark.parametrize(
+    ("authority", "host"),
+    [
+        (b"b.test", b"a.test"),
+        (b"u@a.test", b"a.test"),
+        (b"a.test:8080", b"a.test"),
+        (b"a.test", None),
+    ],
+)
+def test_a_target_naming_another_host_is_refused(authority: bytes, host: bytes | None) -> None:
+    with pytest.raises(InvalidHost):
+        check_target_authority(authority, host)

@@ -7,7 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from api_gateway.errors import InvalidPath
-from api_gateway.routing import PublicPaths, RouteTable, normalize, split_target
+from api_gateway.routing import PublicPaths, RouteTable, normalize, split_target, target_authority
 
 UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
 FORBIDDEN_ENCODED = [ord(c) for c in "/\\#?"] + list(range(0x20)) + [0x7F]
@@ -139,6 +139,22 @@ def test_normalize_resolves_encoded_dots(raw: bytes, expected: str) -> None:
 def test_normalize_rejects_encoded_separators_and_controls(raw: bytes) -> None:
     with pytest.raises(InvalidPath):
         normalize(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"/public/..;/private", b"/a/..;x=1/b", b"/a/.;/b", b"/a/%2e%2e;/b", b"/a/.%2E;v/b"]
+)
+def test_normalize_rejects_dot_segments_with_parameters(raw: bytes) -> None:
+    # Servers that strip path parameters read `..;` as `..`: a public prefix would be left.
+    with pytest.raises(InvalidPath):
+        normalize(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(b"/a/..x;/b", "/a/..x;/b"), (b"/a;/../b", "/b"), (b"/a/b;..", "/a/b;..")]
+)
+def test_normalize_keeps_parameters_on_names(raw: bytes, expected: str) -> None:
+    assert normalize(raw) == expected
 
 
 @pytest.mark.parametrize("raw", [b"/a%zz", b"/a%4", b"/a%", b"/%g1/b", b"/a%4/b", b"/a%%41"])
@@ -444,3 +460,16 @@ def test_route_match_equals_brute_force_longest_prefix(
     holding = [p for p in prefixes if bare == p or bare.startswith(p + "/")]
     expected = max(holding, key=len, default=None)
     assert routes.match(path) == (None if expected is None else (expected, expected.upper()))
+
+
+@pytest.mark.parametrize(
+    ("target", "authority"),
+    [
+        (b"/a/b", None),
+        (b"http://h.test/a", b"h.test"),
+        (b"HTTPS://h.test:8443?x=1", b"h.test:8443"),
+        (b"http://u@h.test", b"u@h.test"),
+    ],
+)
+def test_target_authority(target: bytes, authority: bytes | None) -> None:
+    assert target_authority(target) == authority

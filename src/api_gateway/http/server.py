@@ -178,8 +178,6 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.body_stream is not None:
             self.deadline = self.loop.time() + self.limits.body_timeout_s
-        elif not self.in_head and self.task is None:
-            self.deadline = self.loop.time() + self.limits.header_timeout_s
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -199,6 +197,10 @@ class HttpConnection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_message_begin(self) -> None:
+        # The header timeout runs from the request line, not from any byte: llhttp skips empty
+        # lines before it, and they must not keep an idle connection open forever.
+        if self.task is None:
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
         self.in_head = True
         self.url = b""
         self.headers = []
@@ -220,6 +222,11 @@ class HttpConnection(asyncio.Protocol):
         self.header_count += 1
         if self.header_bytes > self.max_header_bytes or self.header_count > self.max_header_count:
             self._headers_too_large()
+        if not self.in_head:
+            # A trailer field, after a chunked body. Merged into the head it would slip past
+            # every check made on the head (a second Host, say), so it is counted and dropped:
+            # RFC 9110 §6.5.1 lets a recipient discard trailers.
+            return
         name = name.lower()
         if name not in REQUEST_FRAMING:
             self.headers.append((name, value))
@@ -407,6 +414,9 @@ class HttpConnection(asyncio.Protocol):
         elif self.connections.draining and not self.in_head:
             # A streamed answer whose head went out before the drain began ends the connection.
             transport.close()
+        elif self.in_head:
+            # The next head began while this request was in flight: it is a head, not idle.
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
         else:
             self.deadline = self.loop.time() + self.limits.keep_alive_timeout_s
 
