@@ -238,3 +238,22 @@ def run_until_exit(gateway: GatewayProcess, timeout_s: float = 10.0) -> int | No
     except subprocess.TimeoutExpired:
         gateway.stop()
         return None
+
+
+# Generous: the machine running the tests may be busy; exactness is what those tests check.
+PATIENT_REDIS = {"redis": {"timeout_ms": 2000}}
+
+
+@contextlib.contextmanager
+def gateways_sharing(
+    workdir: Path, urls: Mapping[str, str], redis_url: str, limit: int
+) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    """Two gateway processes sharing one Redis (server or cluster) and one global limit."""
+    env = {"REDIS_URL": redis_url, "RATE_LIMIT_MAX": str(limit), "RATE_LIMIT_WINDOW_MS": "60000"}
+    (workdir / "a").mkdir()
+    (workdir / "b").mkdir()
+    with (
+        running_gateway(workdir / "a", urls, config=PATIENT_REDIS, env=env) as first,
+        running_gateway(workdir / "b", urls, config=PATIENT_REDIS, env=env) as second,
+    ):
+        yield first, second
