@@ -42,6 +42,12 @@ class Section:
             raise ConfigError(self.key(name), f"must be at least {minimum}, got {value}")
         return value
 
+    def percent(self, name: str, minimum: int = 0) -> int:
+        value = self.integer(name, minimum)
+        if value > 100:
+            raise ConfigError(self.key(name), "must be at most 100")
+        return value
+
     def text(self, name: str, default: Any = ...) -> str:
         value = self.raw(name, default)
         if not isinstance(value, str) or not value:

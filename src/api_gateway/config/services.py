@@ -30,31 +30,25 @@ T = TypeVar("T")
 
 
 def build_breaker(s: Section) -> BreakerConfig:
-    config = BreakerConfig(
-        error_threshold_pct=s.integer("error_threshold_pct", 1),
+    return BreakerConfig(
+        error_threshold_pct=s.percent("error_threshold_pct", 1),
         reset_timeout_ms=s.integer("reset_timeout_ms", 1),
         volume_threshold=s.integer("volume_threshold", 1),
         window_ms=s.integer("window_ms", 10),
         half_open_probes=s.integer("half_open_probes", 1),
     )
-    if config.error_threshold_pct > 100:
-        raise ConfigError(s.key("error_threshold_pct"), "must be at most 100")
-    return config
 
 
 def build_retry(s: Section) -> RetryConfig:
     per_try = s.raw("per_try_timeout_ms", None)
-    config = RetryConfig(
+    return RetryConfig(
         attempts=s.integer("attempts", 1),
         base_ms=s.integer("base_ms", 1),
         max_backoff_ms=s.integer("max_backoff_ms", 1),
         per_try_timeout_ms=None if per_try is None else s.integer("per_try_timeout_ms", 1),
-        budget_pct=s.integer("budget_pct", 0),
+        budget_pct=s.percent("budget_pct"),
         budget_min_concurrent=s.integer("budget_min_concurrent", 0),
     )
-    if config.budget_pct > 100:
-        raise ConfigError(s.key("budget_pct"), "must be at most 100")
-    return config
 
 
 def build_balancer(s: Section) -> BalancerConfig:
@@ -69,14 +63,11 @@ def build_balancer(s: Section) -> BalancerConfig:
 
 
 def build_outlier(s: Section) -> OutlierConfig:
-    config = OutlierConfig(
+    return OutlierConfig(
         consecutive_failures=s.integer("consecutive_failures", 1),
         base_ejection_ms=s.integer("base_ejection_ms", 1),
-        max_ejection_pct=s.integer("max_ejection_pct", 0),
+        max_ejection_pct=s.percent("max_ejection_pct"),
     )
-    if config.max_ejection_pct > 100:
-        raise ConfigError(s.key("max_ejection_pct"), "must be at most 100")
-    return config
 
 
 def build_health_check(s: Section) -> HealthCheckConfig:
