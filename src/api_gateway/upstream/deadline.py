@@ -14,7 +14,6 @@ from typing import TypeVar
 from api_gateway.errors import DeadlineExceeded
 
 T = TypeVar("T")
-DEADLINE_HEADER = b"x-request-deadline-ms"
 
 
 class Deadline:
@@ -26,9 +25,6 @@ class Deadline:
 
     def remaining_ms(self) -> float:
         return self.expires_ms - self.clock_ms()
-
-    def header(self) -> tuple[bytes, bytes]:
-        return DEADLINE_HEADER, b"%d" % max(0, int(self.remaining_ms()))
 
 
 class TimeoutController:
