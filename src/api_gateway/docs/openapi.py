@@ -17,9 +17,9 @@ from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConf
 from api_gateway.config.validation import FieldRule
 from api_gateway.docs.admin_paths import admin_paths
 from api_gateway.docs.components import Json, components, error_refs, ref
+from api_gateway.http.framing import BODY_METHODS
 
 API = GatewayConfig.API_PREFIX
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # HEAD and OPTIONS go wherever GET does; said once in the description rather than per path.
 IMPLIED_METHODS = frozenset({"HEAD", "OPTIONS"})
 REST = "/{path}"

@@ -97,3 +97,7 @@ class RequestFraming:
         """Drop the fields ``Connection`` named (the rest of hop-by-hop is never kept)."""
         tokens = self.connection_tokens - {b"", b"close", b"keep-alive"}
         return [h for h in headers if h[0] not in tokens] if tokens else headers
+
+
+# Methods whose requests carry a body by their nature (the others may, but rarely do).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -11,9 +11,9 @@ import orjson
 
 from api_gateway.config.validation import FieldRule
 from api_gateway.errors import UnsupportedMediaType, ValidationFailed
+from api_gateway.http.framing import BODY_METHODS
 from api_gateway.types import Handler, Request, Response
 
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 Error = dict[str, str]
 
 

@@ -7,9 +7,8 @@ instance's ``Host``, the remaining deadline and the body framing are added here,
 
 from __future__ import annotations
 
+from api_gateway.http.framing import BODY_METHODS
 from api_gateway.types import Request
-
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def render_head(request: Request, host_line: bytes, deadline_ms: int) -> tuple[bytes, bool]:
