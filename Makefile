@@ -2,24 +2,32 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The request path compiled with mypyc; rebuilt whenever any source changes (see tools/compile.py).
+COMPILED := src/api_gateway/_compiled/manifest.json
+SOURCES := $(shell find src/api_gateway -name '*.py' -not -path '*/_compiled/*')
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench compiled
 
 $(BIN)/api-gateway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/api-gateway
+$(COMPILED): $(BIN)/api-gateway tools/compile.py $(SOURCES)
+	$(BIN)/python tools/compile.py
+
+compiled: $(COMPILED)
+
+demo: $(COMPILED)
 	$(BIN)/api-gateway demo
 
 lint: $(BIN)/api-gateway
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy --strict src
 
-test: lint
+test: lint $(COMPILED)
 	$(BIN)/pytest -q
 
-bench: $(BIN)/api-gateway
+bench: $(COMPILED)
 	$(BIN)/python bench/run.py

@@ -12,14 +12,15 @@ platform's.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from api_gateway.config.tenancy import TenancyConfig
 from api_gateway.errors import GatewayError, ServiceUnavailable
 from api_gateway.lookups import CachedLookup
 from api_gateway.types import Headers
-from api_gateway.upstream.clients import Document, VenueServiceClient
+from api_gateway.upstream.clients import Document
 
 # Ids travel as header values, so they must be safe header tokens (the rule claims follow).
 SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
@@ -41,9 +42,17 @@ class DomainVenue:
         return cls(venue_id, tenant_id, headers)
 
 
+class VenueLookups(Protocol):
+    """The venue service's answers the directory caches (``VenueServiceClient`` in the gateway)."""
+
+    def resolve_domain(self, host: str) -> Awaitable[Document | None]: ...
+
+    def get_venue(self, venue_id: str) -> Awaitable[Document | None]: ...
+
+
 class VenueDirectory:
     def __init__(
-        self, client: VenueServiceClient, config: TenancyConfig, clock_ms: Callable[[], float]
+        self, client: VenueLookups, config: TenancyConfig, clock_ms: Callable[[], float]
     ) -> None:
         self.client = client
         negative, size = config.negative_ttl_ms, config.cache_size

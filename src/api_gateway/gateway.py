@@ -31,7 +31,7 @@ from api_gateway.stores.fallback import FallbackStore
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
-from api_gateway.upstream.call import UpstreamCall
+from api_gateway.upstream.call import AttemptHook
 from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
 from api_gateway.upstream.discovery import Discovery, open_discovery
 from api_gateway.upstream.endpoints import ServiceEndpoints
@@ -80,13 +80,13 @@ class Gateway:
         self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
         self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
         self.overload = OverloadMonitor(config.overload, loop)
-        call_type = UpstreamCall
+        around_attempt: AttemptHook | None = None
         if config.observability.tracing:
             # Imported only when on: tracing off must not cost even the import.
-            from api_gateway.observability.tracing import Tracing, traced_call_type
+            from api_gateway.observability.tracing import Tracing
 
             self.tracing = Tracing(config.observability)
-            call_type = traced_call_type(self.tracing)
+            around_attempt = self.tracing.client_span
         builder = RouteBuilder(
             config,
             self.pool,
@@ -97,7 +97,7 @@ class Gateway:
             port,
             VenueDirectory(self.venue_client, config.tenancy, clock_ms),
             self.overload,
-            call_type,
+            around_attempt,
         )
         self.builder = builder
         self.routes: RouteTable[Handler] = RouteTable()

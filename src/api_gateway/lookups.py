@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
 class Hit(Generic[V]):
     """A cached answer; ``value`` may itself be None (a cached "no such thing")."""
 
-    value: V
+    __slots__ = ("value",)
+
+    def __init__(self, value: V) -> None:
+        self.value = value
 
 
 class TtlCache(Generic[V]):

@@ -32,7 +32,6 @@ from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.directory import VenueDirectory
 from api_gateway.hosts import PlatformHosts
-from api_gateway.http.client import UpstreamPool
 from api_gateway.limiter import Rate
 from api_gateway.network import TrustedProxies
 from api_gateway.overload import OverloadMonitor
@@ -56,8 +55,8 @@ from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
-from api_gateway.types import Handler, Policy, Request, Response
-from api_gateway.upstream.call import UpstreamCall
+from api_gateway.types import Handler, Policy, Pool, Request, Response
+from api_gateway.upstream.call import AttemptHook, UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.venue_refs import VenueRefs
 
@@ -122,7 +121,7 @@ class RouteBuilder:
     def __init__(
         self,
         config: GatewayConfig,
-        pool: UpstreamPool,
+        pool: Pool,
         verifier: TokenVerifier,
         store: Store,
         services: Mapping[str, UpstreamService],
@@ -130,11 +129,11 @@ class RouteBuilder:
         port: int,
         directory: VenueDirectory | None = None,
         overload: OverloadMonitor | None = None,
-        call_type: type[UpstreamCall] = UpstreamCall,
+        around_attempt: AttemptHook | None = None,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
         self.services, self.clock_ms, self.port = services, clock_ms, port
-        self.overload, self.call_type = overload, call_type
+        self.overload, self.around_attempt = overload, around_attempt
         # Every rate limit and response cache built, for the metrics exporter.
         self.limits: list[RateLimit] = []
         self.caches: list[ResponseCache] = []
@@ -193,8 +192,13 @@ class RouteBuilder:
         policies.append(HeaderTrust(self.trusted, self.port))
         if route.cache is not None and route.cache.enabled:
             policies.append(self._response_cache(route, prefix))
-        call = self.call_type(
-            self.services[route.service], self.pool, timeout_ms, key_retries, self.clock_ms
+        call = UpstreamCall(
+            self.services[route.service],
+            self.pool,
+            timeout_ms,
+            key_retries,
+            self.clock_ms,
+            around_attempt=self.around_attempt,
         )
         return chain(policies, call)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from api_gateway.errors import InvalidPath
@@ -129,11 +129,11 @@ class PublicPaths:
         return False
 
 
-@dataclass(slots=True)
 class RouteTable(Generic[T]):
     """Segment-exact longest-prefix match: ``/tickets`` holds ``/tickets/1``, not ``/ticketsX``."""
 
-    entries: dict[str, T] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.entries: dict[str, T] = {}
 
     def add(self, prefix: str, target: T) -> None:
         self.entries[prefix] = target

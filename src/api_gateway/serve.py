@@ -13,6 +13,7 @@ from types import FrameType
 
 import uvloop
 
+from api_gateway import compiled
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.gateway import Gateway
 from api_gateway.http.server import Connections, HttpConnection, ServerLimits
@@ -62,7 +63,9 @@ async def serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("listening", extra={"host": config.server.host, "port": port})
+    log.info(
+        "listening", extra={"host": config.server.host, "port": port, "compiled": compiled.ACTIVE}
+    )
     if on_ready is not None:
         on_ready()  # the supervisor may now stop the worker this one replaces
     await stop.wait()

@@ -96,17 +96,27 @@ class TokenVerifier:
 
     def _check_times(self, payload: dict[str, Any]) -> None:
         now = self.clock()
-        exp, nbf = payload.get("exp"), payload.get("nbf", 0)
-        for name, value in (("exp", exp), ("nbf", nbf)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise Unauthorized(f"the access token's '{name}' claim is not a number")
-            if not abs(value) <= MAX_NUMERIC_DATE:  # so written, NaN is refused too
-                raise Unauthorized(f"the access token's '{name}' claim is not a time in seconds")
-        assert isinstance(exp, int | float) and isinstance(nbf, int | float)
+        exp = numeric_date("exp", payload.get("exp"))
+        nbf = numeric_date("nbf", payload.get("nbf", 0))
         if exp + self.leeway < now:
             raise Unauthorized("the access token has expired")
         if nbf - self.leeway > now:
             raise Unauthorized("the access token is not valid yet")
+
+
+def numeric_date(name: str, value: object) -> float:
+    """A claim in seconds since the epoch. An int is bounded before it becomes a float: one too
+    large for a float must be refused, not overflow."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unauthorized(f"the access token's '{name}' claim is not a number")
+    in_range = (
+        -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
+        if isinstance(value, int)
+        else abs(value) <= MAX_NUMERIC_DATE  # so written, NaN is refused too
+    )
+    if not in_range:
+        raise Unauthorized(f"the access token's '{name}' claim is not a time in seconds")
+    return float(value)
 
 
 def parse_payload(data: bytes) -> dict[str, Any]:

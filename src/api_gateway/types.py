@@ -152,6 +152,20 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class Pool(Protocol):
+    """Upstream connections: one request out, its response (head in, body streaming) back."""
+
+    def request(
+        self,
+        address: tuple[str, int],
+        head: bytes,
+        body: Body,
+        chunked: bool,
+        timeout_s: float,
+        method: str,
+    ) -> Awaitable[Response]: ...
+
+
 class Policy(Protocol):
     """``__call__(request, call_next)`` returns the awaitable response.
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from api_gateway.aggregation.fetch import Fetcher, SourceAnswered
+from api_gateway.aggregation.fetch import Fetch, SourceAnswered
 from api_gateway.aggregation.results import Outcome, Status, merge, meta
 from api_gateway.aggregation.templates import Template, TemplateError
 from api_gateway.config.aggregates import AggregateConfig, SourceConfig
@@ -38,7 +38,7 @@ Tasks = dict["asyncio.Task[Outcome]", SourceConfig]
 
 class Aggregate:
     def __init__(
-        self, config: AggregateConfig, base: str, fetch: Fetcher, clock_ms: Callable[[], float]
+        self, config: AggregateConfig, base: str, fetch: Fetch, clock_ms: Callable[[], float]
     ) -> None:
         self.config, self.fetch, self.clock_ms = config, fetch, clock_ms
         self.base_length = len(base)  # config.path is relative to /api/v1/aggregate

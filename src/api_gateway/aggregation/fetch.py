@@ -10,13 +10,12 @@ services that check the token themselves; nothing else of the client's request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
 from api_gateway.errors import BadGateway, Forbidden, GatewayError, RouteNotFound
-from api_gateway.http.client import UpstreamPool
-from api_gateway.types import Headers, Request
+from api_gateway.types import Headers, Pool, Request
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.clients import read_body
 from api_gateway.upstream.service import UpstreamService
@@ -38,11 +37,15 @@ class SourceAnswered(GatewayError):
         return PASSED_ON.get(self.answered, BadGateway)(self.detail)
 
 
+# What an aggregate calls per source: (service, target, budget_ms, client request) -> JSON.
+Fetch = Callable[[str, str, float, Request], Awaitable[object]]
+
+
 class Fetcher:
     def __init__(
         self,
         services: Mapping[str, UpstreamService],
-        pool: UpstreamPool,
+        pool: Pool,
         clock_ms: Callable[[], float],
     ) -> None:
         self.services, self.pool, self.clock_ms = services, pool, clock_ms

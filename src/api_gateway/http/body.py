@@ -6,6 +6,9 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
+from api_gateway.errors import PayloadTooLarge
+from api_gateway.types import BodySource
+
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
@@ -115,3 +118,24 @@ class BodyStream:
                 self._waiter = asyncio.get_running_loop().create_future()
                 await self._waiter
                 self._waiter = None
+
+
+class CountedBody:
+    """A body of unknown length cut off with 413 once it passes ``max_bytes``."""
+
+    __slots__ = ("inner", "max_bytes")
+
+    def __init__(self, inner: BodySource, max_bytes: int) -> None:
+        self.inner, self.max_bytes = inner, max_bytes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self.inner:
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                self.inner.abort()
+                raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
+            yield chunk
+
+    def abort(self) -> None:
+        self.inner.abort()

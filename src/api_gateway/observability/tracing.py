@@ -1,7 +1,7 @@
 """OpenTelemetry tracing: a server span per request and a client span per upstream attempt.
 
 Built only when an OTLP endpoint is configured; otherwise neither this module's policy nor
-its traced upstream call is in any chain, and the OpenTelemetry packages are not even imported,
+its attempt hook is in any chain, and the OpenTelemetry packages are not even imported,
 so tracing off costs the request path nothing (a client's ``traceparent`` and ``tracestate``
 still reach the upstream as they came, like any other header).
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from opentelemetry import context, trace
@@ -29,14 +28,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from api_gateway.config.observability import ObservabilityConfig
 from api_gateway.types import Handler, Headers, Request, Response
-from api_gateway.upstream.call import UpstreamCall
+from api_gateway.upstream.call import Send
 
 if TYPE_CHECKING:
     from api_gateway.upstream.endpoints import Endpoint
 
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 SHUTDOWN_TIMEOUT_S = 5.0
-Send = Callable[[Request, "Endpoint", float], Awaitable[Response]]
 
 
 class Tracing:
@@ -141,16 +139,3 @@ class Tracing:
         done = loop.run_in_executor(None, self.provider.shutdown)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done, SHUTDOWN_TIMEOUT_S)
-
-
-def traced_call_type(tracing: Tracing) -> type[UpstreamCall]:
-    """``UpstreamCall`` whose every attempt (first and retries alike) is a client span."""
-
-    class TracedUpstreamCall(UpstreamCall):
-        def _send(
-            self, request: Request, endpoint: Endpoint, remaining_ms: float
-        ) -> Awaitable[Response]:
-            send = super()._send
-            return tracing.client_span(send, request, endpoint, remaining_ms, self.service.name)
-
-    return TracedUpstreamCall

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 
 from api_gateway.errors import MethodNotAllowed, PayloadTooLarge
-from api_gateway.types import BodySource, Handler, Request, Response
+from api_gateway.http.body import CountedBody
+from api_gateway.types import Handler, Request, Response
 
 
 class RequestLimits:
@@ -32,22 +33,3 @@ class RequestLimits:
         elif declared is None:
             request.body = CountedBody(body, self.max_bytes)
         return call_next(request)
-
-
-class CountedBody:
-    __slots__ = ("inner", "max_bytes")
-
-    def __init__(self, inner: BodySource, max_bytes: int) -> None:
-        self.inner, self.max_bytes = inner, max_bytes
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen = 0
-        async for chunk in self.inner:
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                self.inner.abort()
-                raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
-            yield chunk
-
-    def abort(self) -> None:
-        self.inner.abort()

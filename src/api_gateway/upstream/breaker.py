@@ -12,6 +12,7 @@ count them without the core doing any I/O.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 from api_gateway.config.settings import BreakerConfig
 
@@ -27,13 +28,13 @@ class State(Enum):
 class Event:
     """Event names (plain strings: they are counted on every call)."""
 
-    OPEN = "open"
-    CLOSE = "close"
-    HALF_OPEN = "halfOpen"
-    FAILURE = "failure"
-    TIMEOUT = "timeout"
-    REJECT = "reject"
-    SUCCESS = "success"
+    OPEN: Final = "open"
+    CLOSE: Final = "close"
+    HALF_OPEN: Final = "halfOpen"
+    FAILURE: Final = "failure"
+    TIMEOUT: Final = "timeout"
+    REJECT: Final = "reject"
+    SUCCESS: Final = "success"
 
 
 class Outcome(Enum):

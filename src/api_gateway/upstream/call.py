@@ -24,8 +24,7 @@ from api_gateway.errors import (
     GatewayError,
     UpstreamTimeout,
 )
-from api_gateway.http.client import UpstreamPool
-from api_gateway.types import Request, Response
+from api_gateway.types import Pool, Request, Response
 from api_gateway.upstream.breaker import State
 from api_gateway.upstream.endpoints import Endpoint
 from api_gateway.upstream.forward import render_head
@@ -36,20 +35,25 @@ from api_gateway.upstream.service import UpstreamService
 FAILURE_STATUSES = frozenset({500, 502, 503, 504})
 IDEMPOTENCY_KEY = b"idempotency-key"
 Failure = Response | GatewayError
+Send = Callable[[Request, Endpoint, float], Awaitable[Response]]
+# Wraps every attempt (tracing gives each its own span): (send, request, endpoint, ms, service).
+AttemptHook = Callable[[Send, Request, Endpoint, float, str], Awaitable[Response]]
 
 
 class UpstreamCall:
     def __init__(
         self,
         service: UpstreamService,
-        pool: UpstreamPool,
+        pool: Pool,
         timeout_ms: int,
         idempotency_key_retries: bool,
         clock_ms: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        around_attempt: AttemptHook | None = None,
     ) -> None:
         self.service, self.pool, self.timeout_ms = service, pool, timeout_ms
         self.key_retries, self.clock_ms, self.sleep = idempotency_key_retries, clock_ms, sleep
+        self.around_attempt = around_attempt
 
     async def __call__(self, request: Request) -> Response:
         service, clock = self.service, self.clock_ms
@@ -142,6 +146,15 @@ class UpstreamCall:
             endpoint.in_flight -= 1
 
     def _send(
+        self, request: Request, endpoint: Endpoint, remaining_ms: float
+    ) -> Awaitable[Response]:
+        if self.around_attempt is None:
+            return self._forward(request, endpoint, remaining_ms)
+        return self.around_attempt(
+            self._forward, request, endpoint, remaining_ms, self.service.name
+        )
+
+    def _forward(
         self, request: Request, endpoint: Endpoint, remaining_ms: float
     ) -> Awaitable[Response]:
         per_try = self.service.per_try_ms

@@ -13,8 +13,7 @@ from urllib.parse import quote
 import orjson
 
 from api_gateway.errors import BadGateway, GatewayError
-from api_gateway.http.client import UpstreamPool
-from api_gateway.types import Headers, Request, Response
+from api_gateway.types import Headers, Pool, Request, Response
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 
@@ -33,7 +32,7 @@ class ServiceClient:
     def __init__(
         self,
         service: UpstreamService,
-        pool: UpstreamPool,
+        pool: Pool,
         clock_ms: Callable[[], float],
         timeout_ms: int = CLIENT_TIMEOUT_MS,
     ) -> None:

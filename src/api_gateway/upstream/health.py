@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from api_gateway.config.settings import HealthCheckConfig
 from api_gateway.errors import GatewayError
-from api_gateway.http.client import UpstreamPool
-from api_gateway.types import Body
+from api_gateway.types import Body, Pool
 from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
 
 log = logging.getLogger("api_gateway.health")
@@ -71,7 +70,7 @@ class HealthChecker:
         self,
         services: Mapping[str, ServiceEndpoints],
         configs: Mapping[str, HealthCheckConfig],
-        pool: UpstreamPool,
+        pool: Pool,
     ) -> None:
         self.services, self.pool = services, pool
         self.configs = {name: c for name, c in configs.items() if c.enabled and name in services}
