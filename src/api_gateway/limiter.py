@@ -9,7 +9,6 @@ runs the same arithmetic in a Lua script, so both modes decide identically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import floor
 
 from api_gateway.config.settings import LimitConfig
 
@@ -18,12 +17,30 @@ from api_gateway.config.settings import LimitConfig
 EPSILON_MS = 1e-6
 
 
-@dataclass(slots=True)
 class Decision:
-    allowed: bool
-    remaining: int
-    retry_after_ms: int  # when denied: how long until one request would be allowed
-    reset_ms: int  # how long until the bucket is full again
+    """One request's answer. A plain class, not a dataclass: compiled, a dataclass's generated
+    ``__init__`` would still run interpreted, twice per request."""
+
+    __slots__ = ("allowed", "remaining", "reset_ms", "retry_after_ms")
+
+    def __init__(self, allowed: bool, remaining: int, retry_after_ms: int, reset_ms: int) -> None:
+        self.allowed = allowed
+        self.remaining = remaining
+        self.retry_after_ms = retry_after_ms  # when denied: until one request would be allowed
+        self.reset_ms = reset_ms  # until the bucket is full again
+
+    def fields(self) -> tuple[bool, int, int, int]:
+        return self.allowed, self.remaining, self.retry_after_ms, self.reset_ms
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decision) and self.fields() == other.fields()
+
+    def __hash__(self) -> int:
+        return hash(self.fields())
+
+    def __repr__(self) -> str:
+        allowed, remaining, retry_after_ms, reset_ms = self.fields()
+        return f"Decision({allowed}, {remaining}, {retry_after_ms}, {reset_ms})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +71,11 @@ def gcra(tat_ms: float | None, now_ms: float, rate: Rate) -> tuple[Decision, flo
     window = rate.window_ms
     tat = now_ms if tat_ms is None or tat_ms < now_ms else tat_ms
     ahead = tat - now_ms
+    # Every value truncated below is positive, so int() is floor(), and cheaper once compiled.
     if ahead > window - interval + EPSILON_MS:
-        return Decision(False, 0, floor(ahead + interval - window) + 1, floor(ahead) + 1), None
-    remaining = floor((window - ahead) * rate.max / window + EPSILON_MS) - 1
-    return Decision(True, remaining, 0, floor(ahead + interval) + 1), tat + interval
+        return Decision(False, 0, int(ahead + interval - window) + 1, int(ahead) + 1), None
+    remaining = int((window - ahead) * rate.max / window + EPSILON_MS) - 1
+    return Decision(True, remaining, 0, int(ahead + interval) + 1), tat + interval
 
 
 def blocked(until_ms: float | None, now_ms: float) -> Decision | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from api_gateway.errors import InvalidPath
 
@@ -24,8 +24,12 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 # Decoded, these would change how the path splits or terminates, so their encoded forms are refused.
 _AUTHORITY_END = re.compile(rb"[/?]")
-# Paths that are already canonical: segments of plain characters, none starting with a dot.
-_PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*/?")
+# Paths that are already canonical: segments of these characters, none empty and none starting
+# with a dot. A table indexed by byte: one pass, no regular expression (which costs more than
+# the rest of routing) and no method calls.
+_PLAIN_NAME_BYTES = frozenset(b"_~!$&'()*+,;=:@-0123456789") | frozenset(_UNRESERVED)
+_PLAIN_TABLE: Final = bytes(1 if byte in _PLAIN_NAME_BYTES else 0 for byte in range(256))
+SLASH, DOT = ord("/"), ord(".")
 _DOT_SEGMENTS = (b".", b"..")
 _FORBIDDEN_DECODED = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
 
@@ -57,7 +61,7 @@ def target_authority(target: bytes) -> bytes | None:
 
 def normalize(path: bytes) -> str:
     """Return the canonical form of a raw path, or raise ``InvalidPath``."""
-    if _PLAIN_PATH.fullmatch(path):
+    if is_plain(path):
         return path.decode("ascii")
     decoded = _decode(path)
     segments: list[bytes] = []
@@ -76,6 +80,27 @@ def normalize(path: bytes) -> str:
     if trailing and segments:
         canonical += b"/"
     return canonical.decode("ascii")
+
+
+def is_plain(path: bytes) -> bool:
+    """Already canonical: ``/``-separated segments of plain characters, none empty, none
+    starting with a dot, and at most one trailing ``/``."""
+    table = _PLAIN_TABLE
+    previous = SLASH
+    for index in range(len(path)):
+        byte = path[index]
+        if byte == SLASH:
+            if previous == SLASH and index:
+                return False  # an empty segment
+        elif byte == DOT:
+            if previous == SLASH:
+                return False  # a dot segment, or a name starting with a dot
+        elif not table[byte]:
+            return False
+        elif not index:
+            return False  # not an absolute path
+        previous = byte
+    return True
 
 
 def _decode(path: bytes) -> bytes:

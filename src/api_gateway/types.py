@@ -49,6 +49,7 @@ class Request:
         "start",
         "target",
         "upstream",
+        "upstream_block",
         "upstream_headers",
     )
 
@@ -83,6 +84,8 @@ class Request:
         self.claims: Claims | None = None
         # Headers the gateway itself adds for the upstream, after the client's were filtered.
         self.upstream_headers: Headers = []
+        # Header lines the gateway adds for the upstream, already in wire form (``HeaderTrust``).
+        self.upstream_block = b""
         # Headers a policy wants on whatever response this request gets, an error included.
         self.response_headers: Headers = []
         # Where the reported rate limit's headers sit in response_headers (-1: none yet), and
@@ -120,13 +123,14 @@ class Claims:
         self.role = role
         self.email = email
         self.expires_at = expires_at
-        # The identity headers for upstreams, rendered once per token (tokens are cached).
-        self.identity: Headers = [
+        # The identity header lines for upstreams, rendered once per token (tokens are cached).
+        identity = [
             (b"x-tenant-id", tenant_id.encode("ascii")),
             (b"x-user-id", user_id.encode("ascii")),
         ]
         if role:
-            self.identity.append((b"x-user-role", role.encode("ascii")))
+            identity.append((b"x-user-role", role.encode("ascii")))
+        self.identity = header_lines(identity)
 
 
 class Response:
@@ -150,6 +154,11 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def header_lines(headers: Headers) -> bytes:
+    """Headers in wire form: ``name: value\r\n`` each."""
+    return b"".join([name + b": " + value + b"\r\n" for name, value in headers])
 
 
 class Pool(Protocol):

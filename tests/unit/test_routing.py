@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from api_gateway.errors import InvalidPath
-from api_gateway.routing import PublicPaths, RouteTable, normalize, split_target, target_authority
+from api_gateway.routing import (
+    PublicPaths,
+    RouteTable,
+    is_plain,
+    normalize,
+    split_target,
+    target_authority,
+)
 
 UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
 FORBIDDEN_ENCODED = [ord(c) for c in "/\\#?"] + list(range(0x20)) + [0x7F]
@@ -247,6 +256,23 @@ def accepted(raw: bytes) -> str | None:
         return normalize(raw)
     except InvalidPath:
         return None
+
+
+# The grammar of a path that needs no normalization, as a regular expression: the reference the
+# byte-level check in ``is_plain`` must agree with.
+PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*/?")
+
+
+@given(
+    st.binary(max_size=12)
+    | st.lists(st.sampled_from(b"/./%;a-~Z9\\ ?#\x7f\x80"), max_size=10).map(bytes)
+)
+@example(b"/a/.b")
+@example(b"/a//b")
+@example(b"/a/b/")
+@example(b"")
+def test_the_plain_path_check_agrees_with_the_grammar(raw: bytes) -> None:
+    assert is_plain(raw) == bool(PLAIN_PATH.fullmatch(raw))
 
 
 @given(accepted_candidates)

@@ -74,4 +74,5 @@ def source_request(target: str, client: Request) -> Request:
     request.client_ip, request.request_id = client.client_ip, client.request_id
     request.claims = client.claims  # consistent-hash balancing by user sees the same user
     request.upstream_headers = [*client.upstream_headers, *GATEWAY_HEADERS]
+    request.upstream_block = client.upstream_block  # identity and forwarding, as for the client
     return request

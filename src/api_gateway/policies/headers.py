@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 
 from api_gateway.errors import HeaderNotAllowed
 from api_gateway.network import TrustedProxies
-from api_gateway.types import Handler, Headers, Request, Response
+from api_gateway.types import Handler, Headers, Request, Response, header_lines
 
 # Identity the client may not claim, and the headers the gateway writes itself for every request.
 # Where the request came from is said by the gateway's X-Forwarded-* alone: a client's Forwarded,
@@ -28,7 +28,7 @@ BLOCKED_EXACT = frozenset(
     }
 )
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-", b"x-forwarded-")
-INTERNAL = (b"x-gateway-internal", b"true")
+INTERNAL = b"x-gateway-internal: true\r\n"
 PEER_CACHE_SIZE = 4096
 NAME_CACHE_SIZE = 4096
 
@@ -51,7 +51,7 @@ class HeaderTrust:
         self.trusted = trusted if trusted else None
         self.port = str(port).encode()
         # What a direct client's request gets before X-Forwarded-Host, rendered once per address.
-        self.direct_headers: dict[str, Headers] = {}
+        self.direct_lines: dict[str, bytes] = {}
         # Clients send few distinct names: each is classified once, then looked up.
         self.kinds: dict[bytes, int] = {}
 
@@ -71,24 +71,27 @@ class HeaderTrust:
                 raise HeaderNotAllowed(
                     f"header names with '_' are not accepted ({header[0].decode('latin-1')})"
                 )
-        request_id = (b"x-request-id", request.request_id.encode("ascii"))
         trusted = self.trusted
         if trusted is not None and trusted.contains(request.peer_ip):
-            added = self.forwarded_by_proxy(request)
-            added += (request_id, INTERNAL)
+            forwarded = header_lines(self.forwarded_by_proxy(request))
+            host_lines: tuple[bytes, ...] = ()
         else:
-            direct = self.direct_headers.get(request.peer_ip) or self.direct(request.peer_ip)
-            if host is None:
-                added = [*direct, request_id, INTERNAL]
-            else:
-                added = [*direct, (b"x-forwarded-host", host), request_id, INTERNAL]
-        if request.claims is not None:
-            added += request.claims.identity
+            forwarded = self.direct_lines.get(request.peer_ip) or self.direct(request.peer_ip)
+            host_lines = () if host is None else (b"x-forwarded-host: ", host, b"\r\n")
+        claims = request.claims
         request.headers = kept
-        if request.upstream_headers:
-            request.upstream_headers += added
-        else:
-            request.upstream_headers = added
+        # Rendered here in one piece (the same for every attempt), not as a header per line.
+        request.upstream_block = b"".join(
+            (
+                forwarded,
+                *host_lines,
+                b"x-request-id: ",
+                request.request_id.encode("ascii"),
+                b"\r\n",
+                INTERNAL,
+                b"" if claims is None else claims.identity,
+            )
+        )
         return call_next(request)
 
     def kind(self, name: bytes) -> int:
@@ -97,16 +100,18 @@ class HeaderTrust:
         kind = self.kinds[name] = classify(name)
         return kind
 
-    def direct(self, peer_ip: str) -> Headers:
+    def direct(self, peer_ip: str) -> bytes:
         """X-Forwarded-For, -Proto and -Port for a direct client, kept for the next request."""
-        if len(self.direct_headers) >= PEER_CACHE_SIZE:
-            self.direct_headers.clear()
-        headers = self.direct_headers[peer_ip] = [
-            (b"x-forwarded-for", peer_ip.encode("ascii")),
-            (b"x-forwarded-proto", b"http"),
-            (b"x-forwarded-port", self.port),
-        ]
-        return headers
+        if len(self.direct_lines) >= PEER_CACHE_SIZE:
+            self.direct_lines.clear()
+        lines = self.direct_lines[peer_ip] = header_lines(
+            [
+                (b"x-forwarded-for", peer_ip.encode("ascii")),
+                (b"x-forwarded-proto", b"http"),
+                (b"x-forwarded-port", self.port),
+            ]
+        )
+        return lines
 
     def forwarded_by_proxy(self, request: Request) -> Headers:
         """A trusted proxy's X-Forwarded-* are believed; the peer is appended to the chain."""

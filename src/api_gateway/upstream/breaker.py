@@ -51,7 +51,9 @@ EVENTS = {
     Outcome.FAILURE: Event.FAILURE,
     Outcome.TIMEOUT: Event.TIMEOUT,
 }
-SUCCESS_ONLY = (Event.SUCCESS,)
+# Returned as this very object, so callers test it with `is` (typed variable-length: compiled,
+# a fixed-length tuple would be rebuilt, and a new object, at every return).
+SUCCESS_ONLY: Final[tuple[str, ...]] = (Event.SUCCESS,)
 
 
 class Breaker:

@@ -1,0 +1,117 @@
+"""Time the policy chain alone: the full default chain for a proxied request, in process.
+
+    .venv/bin/python bench/chain.py [--requests 200000]
+    API_GATEWAY_COMPILED=0 .venv/bin/python bench/chain.py      # the interpreted modules
+
+Builds the gateway from the default configuration (JWT, per-IP and per-user limits in memory,
+breaker, metrics, access log at info, request id, header rules) and sends ``GET
+/api/v1/tickets/1`` with a valid token through ``Gateway.handle``, ending in a pool that answers
+at once: no sockets, no parser, so what is left is routing and policies. A quick way to compare
+a change to them (the machine's noise still applies: repeat and compare medians); the figures
+that count come from ``bench/run`` and ``bench/instructions.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gwbench.servers import JWT_SECRET, mint_token  # noqa: E402
+
+from api_gateway import compiled  # noqa: E402
+from api_gateway.config import loader  # noqa: E402
+from api_gateway.gateway import Gateway  # noqa: E402
+from api_gateway.pipeline import RouteBuilder  # noqa: E402
+from api_gateway.routing import RouteTable  # noqa: E402
+from api_gateway.types import Body, Response  # noqa: E402
+
+PATH = b"/api/v1/tickets/1"
+
+
+class AnsweringPool:
+    """Answers every request with a small JSON body, as the benchmark's upstream does."""
+
+    async def request(
+        self,
+        address: tuple[str, int],
+        head: bytes,
+        body: Body,
+        chunked: bool,
+        timeout_s: float,
+        method: str,
+    ) -> Response:
+        return Response(200, [(b"content-type", b"application/json")], b'{"id":1}')
+
+
+def gateway(loop: asyncio.AbstractEventLoop) -> Gateway:
+    env = {
+        "JWT_SECRET": JWT_SECRET,
+        "RATE_LIMIT_MAX": "100000000",
+        "RATE_LIMIT_USER_MAX": "100000000",
+        "LOG_LEVEL": "info",
+        "TICKET_SERVICE_URL": "http://127.0.0.1:9",
+    }
+    config = loader.load(None, env)
+    built = Gateway(config, loop, 3000)
+    old = built.builder
+    builder = RouteBuilder(
+        config, AnsweringPool(), old.verifier, old.store, old.services, old.clock_ms, 3000
+    )
+    built.routes = RouteTable()
+    for route in config.routes:
+        built.routes.add(config.API_PREFIX + route.prefix, builder.build(route))
+    return built
+
+
+async def run(requests: int, rounds: int) -> list[float]:
+    from api_gateway.types import Request
+
+    loop = asyncio.get_running_loop()
+    target = gateway(loop)
+    headers = [
+        (b"host", b"127.0.0.1:3000"),
+        (b"authorization", b"Bearer " + mint_token().encode()),
+        (b"accept", b"*/*"),
+    ]
+    clock = time.perf_counter
+    per_request = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(requests):
+            request = Request(
+                "GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000, start=clock()
+            )
+            response = await target.handle(request)
+            if response.status != 200:
+                raise RuntimeError(f"unexpected status {response.status}")
+        per_request.append((time.perf_counter() - started) / requests * 1e6)
+    return per_request
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    logging.getLogger().setLevel(logging.WARNING)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    figures = asyncio.run(run(args.requests, args.rounds))
+    mode = "compiled" if compiled.ACTIVE else "interpreted"
+    print(  # stdout carries the access log
+        f"policy chain ({mode}): median {statistics.median(figures):.2f} µs per request "
+        f"(rounds: {', '.join(f'{f:.2f}' for f in figures)})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
