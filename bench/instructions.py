@@ -1,7 +1,7 @@
 """Instructions per proxied request, counted by valgrind: a figure the machine's noise cannot move.
 
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
-        [--log-level info] [--header 'Connection: keep-alive']
+        [--log-level info] [--header 'Connection: keep-alive'] [--redis-url redis://127.0.0.1:6379]
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--path", default="/api/v1/tickets/1")
     parser.add_argument("--log-level", default="info", help="LOG_LEVEL (info: access log on)")
+    parser.add_argument("--redis-url", help="REDIS_URL: Redis-backed rate limits (default: memory)")
     parser.add_argument(
         "--header",
         action="append",
@@ -98,6 +99,9 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
         "LOG_LEVEL": args.log_level,
         "PYTHONHASHSEED": "0",
     }
+    env.pop("REDIS_URL", None)
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
     out = work / f"callgrind.{requests}"
     command = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
 import orjson
 
@@ -13,7 +14,7 @@ from api_gateway.types import Handler, Request, Response
 
 JSON = (b"content-type", b"application/json")
 NO_STORE = (b"cache-control", b"no-store")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 
 Probe = Callable[[], Awaitable[str | None]]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from api_gateway.config.tenancy import TenancyConfig
 from api_gateway.errors import GatewayError, ServiceUnavailable
@@ -23,9 +23,9 @@ from api_gateway.types import Headers
 from api_gateway.upstream.clients import Document
 
 # Ids travel as header values, so they must be safe header tokens (the rule claims follow).
-SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
-VENUE_HEADER = b"x-venue-id"
-VENUE_TENANT_HEADER = b"x-venue-tenant-id"
+SAFE_ID: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+VENUE_HEADER: Final = b"x-venue-id"
+VENUE_TENANT_HEADER: Final = b"x-venue-tenant-id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,16 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from api_gateway.errors import InvalidHost
 
-DEFAULT_PORTS = frozenset({80, 443})
-MAX_HOST_BYTES = 260  # a 253-byte DNS name and a port
-MAX_NAME_LENGTH = 253
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_PORT = re.compile(r"[0-9]{1,5}")
-_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+DEFAULT_PORTS: Final = frozenset({80, 443})
+MAX_HOST_BYTES: Final = 260  # a 253-byte DNS name and a port
+MAX_NAME_LENGTH: Final = 253
+_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+_DOTTED_QUAD: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 # Special-use names (RFC 2606, 6761, 6762, the ICANN-reserved .internal) can never be a venue's
 # public custom domain, so asking the venue service about them would only cost a lookup.
 SPECIAL_USE_SUFFIXES = (
@@ -34,7 +35,7 @@ SPECIAL_USE_SUFFIXES = (
     ".example.net",
     ".example.org",
 )
-SPECIAL_USE_NAMES = frozenset(
+SPECIAL_USE_NAMES: Final = frozenset(
     {"localhost", "example.com", "example.net", "example.org"}
     | {suffix[1:] for suffix in SPECIAL_USE_SUFFIXES}
 )

@@ -9,12 +9,13 @@ runs the same arithmetic in a Lua script, so both modes decide identically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from api_gateway.config.settings import LimitConfig
 
 # Clock readings have fractions, so sums of intervals carry rounding error; a nanosecond of
 # tolerance keeps a full burst from losing its last request to that error.
-EPSILON_MS = 1e-6
+EPSILON_MS: Final = 1e-6
 
 
 class Decision:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final
 
 from api_gateway.aggregation.aggregate import Aggregate, AggregateRoutes
 from api_gateway.aggregation.fetch import Fetcher
@@ -60,13 +61,13 @@ from api_gateway.upstream.call import AttemptHook, UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.venue_refs import VenueRefs
 
-PARAMETERS = re.compile(r";[^/]*")
-GLOBAL_LIMIT = "global"
-USER_LIMIT = "user"
-AGGREGATE_BASE = GatewayConfig.API_PREFIX + "/aggregate"
-AGGREGATE_METHODS = frozenset({"GET", "HEAD"})
+PARAMETERS: Final = re.compile(r";[^/]*")
+GLOBAL_LIMIT: Final = "global"
+USER_LIMIT: Final = "user"
+AGGREGATE_BASE: Final = GatewayConfig.API_PREFIX + "/aggregate"
+AGGREGATE_METHODS: Final = frozenset({"GET", "HEAD"})
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
-STANDARD_METHODS = HTTP_METHODS
+STANDARD_METHODS: Final = HTTP_METHODS
 
 
 def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:

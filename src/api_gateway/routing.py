@@ -20,18 +20,20 @@ T = TypeVar("T")
 # integer, and the TypeError it raises and swallows costs more than the search itself.
 HASH, BACKSLASH = ord("#"), ord("\\")
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+_UNRESERVED: Final = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+)
 # Decoded, these would change how the path splits or terminates, so their encoded forms are refused.
-_AUTHORITY_END = re.compile(rb"[/?]")
+_AUTHORITY_END: Final = re.compile(rb"[/?]")
 # Paths that are already canonical: segments of these characters, none empty and none starting
 # with a dot. A table indexed by byte: one pass, no regular expression (which costs more than
 # the rest of routing) and no method calls.
-_PLAIN_NAME_BYTES = frozenset(b"_~!$&'()*+,;=:@-0123456789") | frozenset(_UNRESERVED)
-_PLAIN_TABLE: Final = bytes(1 if byte in _PLAIN_NAME_BYTES else 0 for byte in range(256))
+_PLAIN_NAME_BYTES: Final = frozenset(b"_~!$&'()*+,;=:@-0123456789") | frozenset(_UNRESERVED)
+_PLAIN_TABLE: Final = bytes([1 if byte in _PLAIN_NAME_BYTES else 0 for byte in range(256)])
 SLASH, DOT = ord("/"), ord(".")
 _DOT_SEGMENTS = (b".", b"..")
-_FORBIDDEN_DECODED = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
+_FORBIDDEN_DECODED: Final = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

@@ -7,7 +7,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import jwt
 
@@ -15,15 +15,15 @@ from api_gateway.config.settings import JwtConfig
 from api_gateway.errors import Unauthorized
 from api_gateway.types import Claims
 
-ALGORITHM = "HS256"
-SAFE_CLAIM = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+ALGORITHM: Final = "HS256"
+SAFE_CLAIM: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
 # refused before any decoding, so one token has one string (and one cache key).
-TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
 # would make a token that never expires.
-MAX_NUMERIC_DATE = 253_402_300_799
-JWS = jwt.PyJWS()
+MAX_NUMERIC_DATE: Final = 253_402_300_799
+JWS: Final = jwt.PyJWS()
 
 
 class TokenVerifier:

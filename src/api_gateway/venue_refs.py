@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote, unquote_to_bytes
 
 from api_gateway.config.settings import ConfigError
 
-PLACEHOLDER = "{venue}"
+PLACEHOLDER: Final = "{venue}"
 
 
 @dataclass(frozen=True, slots=True)

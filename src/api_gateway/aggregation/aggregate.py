@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import orjson
 
@@ -30,9 +31,9 @@ from api_gateway.errors import (
 from api_gateway.types import Handler, Request, Response
 from api_gateway.upstream.deadline import Deadline, TimeoutController
 
-JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+JSON_HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 # How long cancelled source calls get to unwind (close their connections) before we answer.
-CANCEL_GRACE_S = 1.0
+CANCEL_GRACE_S: Final = 1.0
 Tasks = dict["asyncio.Task[Outcome]", SourceConfig]
 
 

@@ -11,6 +11,7 @@ services that check the token themselves; nothing else of the client's request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
 import orjson
 
@@ -21,9 +22,9 @@ from api_gateway.upstream.clients import read_body
 from api_gateway.upstream.service import UpstreamService
 
 GATEWAY_HEADERS: Headers = [(b"accept", b"application/json"), (b"user-agent", b"api-gateway")]
-FORWARDED_CLIENT_HEADERS = frozenset({b"authorization"})
+FORWARDED_CLIENT_HEADERS: Final = frozenset({b"authorization"})
 # A required source's own 4xx that says something true about the client's request.
-PASSED_ON = {404: RouteNotFound, 403: Forbidden}
+PASSED_ON: Final = {404: RouteNotFound, 403: Forbidden}
 
 
 class SourceAnswered(GatewayError):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import quote, unquote
 
-NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-VARIABLE = re.compile(rf"{NAME}(?:\.{NAME})*")
-STRUCTURAL = frozenset({"", ".", ".."})
+NAME: Final = r"[A-Za-z_][A-Za-z0-9_]*"
+PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
+VARIABLE: Final = re.compile(rf"{NAME}(?:\.{NAME})*")
+STRUCTURAL: Final = frozenset({"", ".", ".."})
 
 
 class TemplateError(ValueError):

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from api_gateway.types import Headers
 
-VERSION = 1
+VERSION: Final = 1
 ENTRY, VARY = b"E", b"V"
-_HEAD = struct.Struct(">BcHdIH")  # version, kind, status, stored at (ms), upstream age (s), count
-_NAME = struct.Struct(">H")
-_VALUE = struct.Struct(">I")
+_HEAD: Final = struct.Struct(
+    ">BcHdIH"
+)  # version, kind, status, stored at (ms), upstream age (s), count
+_NAME: Final = struct.Struct(">H")
+_VALUE: Final = struct.Struct(">I")
 _FORBIDDEN = (b"\r", b"\n", b"\0")
 _FORBIDDEN_IN_NAMES = (*_FORBIDDEN, b":", b" ", b"\t")
 

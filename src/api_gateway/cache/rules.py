@@ -20,18 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import blake2b
+from typing import Final
 
 from api_gateway.types import Headers, Request
 
-STORABLE_STATUSES = frozenset({200, 203, 204})
-READS = frozenset({"GET", "HEAD"})
+STORABLE_STATUSES: Final = frozenset({200, 203, 204})
+READS: Final = frozenset({"GET", "HEAD"})
 # Requests the cache does not answer: a hit would be the wrong answer (a part, or not a 304).
-BYPASS_HEADERS = frozenset(
+BYPASS_HEADERS: Final = frozenset(
     {b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match"}
     | {b"if-unmodified-since"}
 )
-CREDENTIALS = frozenset({b"authorization", b"cookie"})
-PUBLIC_TENANT = "public"
+CREDENTIALS: Final = frozenset({b"authorization", b"cookie"})
+PUBLIC_TENANT: Final = "public"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
-INITIAL_GENERATION = "0"
+INITIAL_GENERATION: Final = "0"
 
 
 def new_generation() -> str:

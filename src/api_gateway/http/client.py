@@ -10,7 +10,7 @@ import asyncio
 import select
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 import httptools
 
@@ -26,10 +26,10 @@ from api_gateway.http.framing import RESPONSE_FRAMING
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
-SWEEP_S = 0.05
-BUFFERED_BODY_MAX = 64 * 1024
-INFINITY = float("inf")
-IDLE_SWEEP_TICKS = 20
+SWEEP_S: Final = 0.05
+BUFFERED_BODY_MAX: Final = 64 * 1024
+INFINITY: Final = float("inf")
+IDLE_SWEEP_TICKS: Final = 20
 
 
 class ConnectionGone(ConnectFailed):
@@ -37,9 +37,9 @@ class ConnectionGone(ConnectFailed):
 
 
 # Framing is the data plane's own business; X-Powered-By only tells attackers what to try.
-NOT_PASSED_ON = RESPONSE_FRAMING | {b"x-powered-by"}
+NOT_PASSED_ON: Final = RESPONSE_FRAMING | {b"x-powered-by"}
 # Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.length: bytes | None = None
         self.chunked = False
         self.small_body = False
-        self.connection_tokens: set[bytes] = set()
+        # Fields a Connection header names (hop-by-hop, not passed on); None while there are none.
+        self.connection_tokens: set[bytes] | None = None
 
     # asyncio callbacks
 
@@ -156,7 +157,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.chunked = True
         # Nearly every upstream sends a plain keep-alive or close: nothing to split.
         elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
-            self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
+            tokens = {t.strip().lower() for t in value.split(b",")} - {b"", b"close", b"keep-alive"}
+            if self.connection_tokens is None:
+                self.connection_tokens = tokens
+            else:
+                self.connection_tokens |= tokens
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -172,7 +177,7 @@ class UpstreamConnection(asyncio.Protocol):
         # A small body of known length is waited for and handed over as bytes: a stream for a
         # body that merely spans two reads would cost far more than buffering it.
         self.small_body = self.length is not None and int(self.length) <= BUFFERED_BODY_MAX
-        tokens = self.connection_tokens - {b"", b"close", b"keep-alive"}
+        tokens = self.connection_tokens
         if tokens:
             self.headers = [h for h in self.headers if h[0] not in tokens]
         if self.head_request:

@@ -4,12 +4,13 @@ written, and which message framings are refused."""
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
 from api_gateway.errors import MalformedRequest
 from api_gateway.types import Headers
 
 # RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection).
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -23,10 +24,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-STATUS_LINES = {
+STATUS_LINES: Final = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
 }
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def status_line(status: int) -> bytes:
@@ -36,11 +37,11 @@ def status_line(status: int) -> bytes:
 
 # Connection values that name no other field (llhttp applies them itself): by far the most common,
 # and nothing to split.
-PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 
 # Fields the data plane consumes itself: they describe this hop, not the message.
-REQUEST_FRAMING = HOP_BY_HOP | {b"content-length", b"expect", b"host"}
-RESPONSE_FRAMING = HOP_BY_HOP | {b"content-length"}
+REQUEST_FRAMING: Final = HOP_BY_HOP | {b"content-length", b"expect", b"host"}
+RESPONSE_FRAMING: Final = HOP_BY_HOP | {b"content-length"}
 
 
 class RequestFraming:
@@ -100,4 +101,4 @@ class RequestFraming:
 
 
 # Methods whose requests carry a body by their nature (the others may, but rarely do).
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import httptools
 
@@ -38,14 +38,14 @@ from api_gateway.types import BodySource, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.http")
 
-MAX_PIPELINED = 32
-TASK_NAME = "http-request"
-INFINITY = float("inf")
+MAX_PIPELINED: Final = 32
+TASK_NAME: Final = "http-request"
+INFINITY: Final = float("inf")
 
-NO_BODY_STATUSES = frozenset({204, 304})
+NO_BODY_STATUSES: Final = frozenset({204, 304})
 # The usual methods as shared strings: no decoding, and their hashes are computed once for every
 # set and dict lookup after the parser.
-METHODS = {
+METHODS: Final = {
     name.encode(): name
     for name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 }
@@ -432,8 +432,11 @@ class HttpConnection(asyncio.Protocol):
         status = response.status
         headers = response.headers
         parts = [STATUS_LINES.get(status) or status_line(status)]
-        if headers:
-            parts += (b"\r\n".join(map(b": ".join, headers)), b"\r\n")
+        for name, value in headers:  # pieces joined once below, not a bytes object per header
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
         parts.append(response.rendered)
         if response.close or (self.connections.draining and not self.more_requests()):
             # While draining, the last answer a connection owes says so, and the client knows

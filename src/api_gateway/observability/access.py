@@ -13,7 +13,7 @@ import asyncio
 import random
 import sys
 import time
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import orjson
 
@@ -24,10 +24,10 @@ from api_gateway.types import Request, Response
 # fixed words), so one f-string (the cheapest way Python has to build a string) replaces
 # building and encoding a dict for every request. The time is read once per batch, when it is
 # written: every line of a batch is recorded in the same loop iteration.
-TIME = '{"time":%d,'
+TIME: Final = '{"time":%d,'
 # ``Request.limit_at``: where the reported limit's headers are (>= 0), or why there are none.
-LIMIT_OUTCOMES = {-1: "", -2: "refused", -3: "unavailable"}
-QUOTED_CACHE_SIZE = 4096
+LIMIT_OUTCOMES: Final = {-1: "", -2: "refused", -3: "unavailable"}
+QUOTED_CACHE_SIZE: Final = 4096
 
 
 class AccessLog:

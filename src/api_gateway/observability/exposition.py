@@ -8,12 +8,12 @@ dicts and lists, so a worker's whole snapshot goes through ``marshal`` as it is.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 # Upper bounds (seconds) of every latency histogram's buckets; +Inf follows.
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-BUCKETS_MS = tuple(bound * 1000 for bound in BUCKETS)
+BUCKETS_MS: Final = tuple([bound * 1000 for bound in BUCKETS])
 CONTENT_TYPE = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
 
 Labels = tuple[tuple[str, str], ...]

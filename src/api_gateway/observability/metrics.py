@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping
+from typing import Final
 
 from api_gateway.observability.exposition import (
     BUCKETS,
@@ -20,7 +21,7 @@ from api_gateway.observability.exposition import (
 )
 
 # The gateway's own answers (admin endpoints, unmatched paths) have no service.
-NO_SERVICE = "gateway"
+NO_SERVICE: Final = "gateway"
 
 
 class Metrics:

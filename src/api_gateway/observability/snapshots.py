@@ -17,13 +17,14 @@ import marshal
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from api_gateway.observability.exposition import Family, WorkerPart, merge
 
-DIRECTORY_VARIABLE = "API_GATEWAY_METRICS_DIR"
-WORKER_VARIABLE = "API_GATEWAY_WORKER"
-WRITE_EVERY_S = 1.0
-SUFFIX = ".metrics"
+DIRECTORY_VARIABLE: Final = "API_GATEWAY_METRICS_DIR"
+WORKER_VARIABLE: Final = "API_GATEWAY_WORKER"
+WRITE_EVERY_S: Final = 1.0
+SUFFIX: Final = ".metrics"
 
 log = logging.getLogger("api_gateway.metrics")
 

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from typing import Final
 
 from api_gateway.errors import GatewayError, problem_response
 from api_gateway.network import TrustedProxies
@@ -16,7 +17,7 @@ from api_gateway.types import Handler, Request, Response
 
 log = logging.getLogger("api_gateway")
 
-VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestIds:
@@ -39,7 +40,7 @@ class RequestIds:
         return self.prefix + str(self.count)
 
 
-_IDS = RequestIds()
+_IDS: Final = RequestIds()
 # Workers are forked from the supervisor after this module is imported: each needs its own.
 os.register_at_fork(after_in_child=_IDS.reseed)
 
@@ -144,4 +145,4 @@ class Stamper:
         self(response, request_id, b"%.3f" % (duration_s * 1000))
 
 
-DEFAULT_STAMPER = Stamper(DEFAULT)
+DEFAULT_STAMPER: Final = Stamper(DEFAULT)

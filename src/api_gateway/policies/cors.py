@@ -8,12 +8,13 @@ upstream. Listed origins are echoed (with credentials unless ``cors_credentials`
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Final
 
 from api_gateway.errors import Forbidden
 from api_gateway.types import Handler, Headers, Request, Response
 
-ALLOWED_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-EXPOSED = (
+ALLOWED_METHODS: Final = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+EXPOSED: Final = (
     b"x-request-id, x-response-time, x-ratelimit-limit, x-ratelimit-remaining, "
     b"x-ratelimit-reset, retry-after"
 )

@@ -7,6 +7,7 @@ for want of a token never costs a venue-service lookup.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Final
 
 from api_gateway.directory import DomainVenue, VenueDirectory
 from api_gateway.errors import Forbidden
@@ -14,7 +15,7 @@ from api_gateway.hosts import PlatformHosts, normalize_host
 from api_gateway.network import TrustedProxies
 from api_gateway.types import Handler, Request, Response
 
-HOST_MEMO_SIZE = 4096
+HOST_MEMO_SIZE: Final = 4096
 
 
 class VenueDomain:

@@ -7,6 +7,7 @@ removed whatever their case or count.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Final
 
 from api_gateway.errors import HeaderNotAllowed
 from api_gateway.network import TrustedProxies
@@ -15,7 +16,7 @@ from api_gateway.types import Handler, Headers, Request, Response, header_lines
 # Identity the client may not claim, and the headers the gateway writes itself for every request.
 # Where the request came from is said by the gateway's X-Forwarded-* alone: a client's Forwarded,
 # X-Real-IP and the like would be a second answer an upstream might believe.
-BLOCKED_EXACT = frozenset(
+BLOCKED_EXACT: Final = frozenset(
     {
         b"x-tenant-id",
         b"x-admin-token",
@@ -28,9 +29,9 @@ BLOCKED_EXACT = frozenset(
     }
 )
 BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-", b"x-forwarded-")
-INTERNAL = b"x-gateway-internal: true\r\n"
-PEER_CACHE_SIZE = 4096
-NAME_CACHE_SIZE = 4096
+INTERNAL: Final = b"x-gateway-internal: true\r\n"
+PEER_CACHE_SIZE: Final = 4096
+NAME_CACHE_SIZE: Final = 4096
 
 # What happens to a client's header, by name.
 KEEP, DROP, HOST, REFUSE = range(4)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from api_gateway.errors import RateLimited, ServiceUnavailable
 from api_gateway.limiter import Decision, Rate
@@ -22,9 +23,9 @@ from api_gateway.stores.memory import MemoryStore
 from api_gateway.types import Handler, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.ratelimit")
-WARN_EVERY_S = 10.0
-HEADER_TABLE = 4096
-KEY_CACHE_SIZE = 4096
+WARN_EVERY_S: Final = 10.0
+HEADER_TABLE: Final = 4096
+KEY_CACHE_SIZE: Final = 4096
 # ``Request.limit_at`` below zero: no limit reported yet, or why the request was stopped.
 REFUSED, UNAVAILABLE = -2, -3
 

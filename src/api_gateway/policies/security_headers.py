@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import itemgetter
+from typing import Final
 
 from api_gateway.types import Headers, Response
 
@@ -56,4 +57,4 @@ class SecurityHeaders:
         headers.extend(h for h in self.headers if h[0] not in present)
 
 
-DEFAULT = SecurityHeaders()
+DEFAULT: Final = SecurityHeaders()

@@ -8,6 +8,7 @@ tenant B's venue ids exist.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Final
 
 from api_gateway.directory import VenueDirectory
 from api_gateway.errors import BadRequest, Forbidden
@@ -15,7 +16,7 @@ from api_gateway.types import Handler, Request, Response
 from api_gateway.venue_refs import VenueRefs
 
 # Each named venue may cost a lookup: a request naming dozens is refused, not fanned out.
-MAX_VENUES_PER_REQUEST = 16
+MAX_VENUES_PER_REQUEST: Final = 16
 
 
 class VenueIsolation:

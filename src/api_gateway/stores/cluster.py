@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.limiter import Decision, Rate
@@ -38,9 +39,9 @@ from api_gateway.stores.slots import (
     parse_redirect,
 )
 
-MAX_REDIRECTS = 5  # a slot moving twice during one command is already rare
-_SLOTS_COMMAND = encode_command("CLUSTER", "SLOTS")
-_PING = encode_command("PING")
+MAX_REDIRECTS: Final = 5  # a slot moving twice during one command is already rare
+_SLOTS_COMMAND: Final = encode_command("CLUSTER", "SLOTS")
+_PING: Final = encode_command("PING")
 
 Send = Callable[[RedisStore, bool], Awaitable[Reply]]
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Final
 
 from api_gateway.limiter import Decision, Rate
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
 
 log = logging.getLogger("api_gateway.ratelimit")
-PROBE_EVERY_S = 1.0
+PROBE_EVERY_S: Final = 1.0
 
 
 class FallbackStore:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from time import monotonic
+from typing import Final
 
 from api_gateway.limiter import Decision, Rate, blocked, gcra
 
-SWEEP_EVERY = 10_000  # hits between sweeps of expired keys
+SWEEP_EVERY: Final = 10_000  # hits between sweeps of expired keys
 
 
 class MemoryStore:

@@ -8,10 +8,11 @@ a slot, which is what lets one script touch several of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import parse_qs
 
-SLOT_COUNT = 16384
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+SLOT_COUNT: Final = 16384
+CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 def is_cluster_url(url: str) -> bool:
@@ -28,7 +29,7 @@ def _crc_table() -> tuple[int, ...]:
     return tuple(table)
 
 
-_TABLE = _crc_table()
+_TABLE: Final = _crc_table()
 
 
 def crc16(data: bytes) -> int:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from api_gateway.config.settings import BalancerConfig
 from api_gateway.types import Request
 from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
 
-RING_POINTS = 160  # per instance: keeps each instance's share of keys within a few percent
+RING_POINTS: Final = 160  # per instance: keeps each instance's share of keys within a few percent
 
 
 class Strategy(Protocol):

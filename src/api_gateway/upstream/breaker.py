@@ -16,7 +16,7 @@ from typing import Final
 
 from api_gateway.config.settings import BreakerConfig
 
-BUCKETS = 10
+BUCKETS: Final = 10
 
 
 class State(Enum):
@@ -46,7 +46,7 @@ class Outcome(Enum):
     IGNORED = "ignored"  # not the service's doing (the client went away): a probe is returned
 
 
-EVENTS = {
+EVENTS: Final = {
     Outcome.SUCCESS: Event.SUCCESS,
     Outcome.FAILURE: Event.FAILURE,
     Outcome.TIMEOUT: Event.TIMEOUT,

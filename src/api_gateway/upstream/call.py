@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from api_gateway.errors import (
     BadGateway,
@@ -32,8 +33,8 @@ from api_gateway.upstream.retry import IDEMPOTENT, retryable_error, retryable_st
 from api_gateway.upstream.service import UpstreamService
 
 # Statuses that mean the service, not the request, is at fault.
-FAILURE_STATUSES = frozenset({500, 502, 503, 504})
-IDEMPOTENCY_KEY = b"idempotency-key"
+FAILURE_STATUSES: Final = frozenset({500, 502, 503, 504})
+IDEMPOTENCY_KEY: Final = b"idempotency-key"
 Failure = Response | GatewayError
 Send = Callable[[Request, Endpoint, float], Awaitable[Response]]
 # Wraps every attempt (tracing gives each its own span): (send, request, endpoint, ms, service).

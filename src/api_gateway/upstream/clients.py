@@ -8,6 +8,7 @@ service paths follow the platform's conventions; a service that moves them chang
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 from urllib.parse import quote
 
 import orjson
@@ -17,8 +18,8 @@ from api_gateway.types import Headers, Pool, Request, Response
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 
-CLIENT_TIMEOUT_MS = 5_000
-MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+CLIENT_TIMEOUT_MS: Final = 5_000
+MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
 GATEWAY_HEADERS: Headers = [
     (b"x-gateway-internal", b"true"),
     (b"accept", b"application/json"),

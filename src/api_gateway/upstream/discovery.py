@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
@@ -22,8 +22,8 @@ from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.registry import open_registry
 
 log = logging.getLogger("api_gateway.discovery")
-JITTER = 0.1  # refreshes of many gateways spread over +-10% of the interval
-REGISTRY_TIMEOUT_S = 0.5  # a registry read must never hold a refresh round for long
+JITTER: Final = 0.1  # refreshes of many gateways spread over +-10% of the interval
+REGISTRY_TIMEOUT_S: Final = 0.5  # a registry read must never hold a refresh round for long
 
 
 class InstanceSource(Protocol):

@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from api_gateway.config.settings import HealthCheckConfig
 from api_gateway.errors import GatewayError
@@ -20,8 +21,8 @@ from api_gateway.types import Body, Pool
 from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
 
 log = logging.getLogger("api_gateway.health")
-JITTER = 0.2  # checks of many services and gateways spread over +-20% of the interval
-USER_AGENT = "api-gateway-health"
+JITTER: Final = 0.2  # checks of many services and gateways spread over +-20% of the interval
+USER_AGENT: Final = "api-gateway-health"
 
 
 @dataclass(frozen=True, slots=True)

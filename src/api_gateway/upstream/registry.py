@@ -21,6 +21,7 @@ something unusable), so callers can fall back to what they knew.
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from api_gateway.config.services import parse_instance
 from api_gateway.config.settings import ConfigError, GatewayConfig, Instance
@@ -31,7 +32,7 @@ from api_gateway.stores.redis import RedisStore, Reply, RespError, Script
 log = logging.getLogger("api_gateway.discovery")
 
 # KEYS[1] the service's key; ARGV[1] the instance URL, ARGV[2] the TTL in ms.
-REGISTER = Script(
+REGISTER: Final = Script(
     """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -44,7 +45,7 @@ return 1
 )
 
 # KEYS[1] the service's key. Returns the URLs registered and not yet expired.
-DISCOVER = Script(
+DISCOVER: Final = Script(
     """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -12,13 +12,14 @@ timeouts and 502/503/504. Never retried: 4xx, and a request whose body cannot be
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from api_gateway.config.settings import RetryConfig
 from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
 
 # RFC 9110 9.2.2: a repeat has the same effect as one request.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-RETRIED_STATUSES = frozenset({502, 503, 504})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRIED_STATUSES: Final = frozenset({502, 503, 504})
 RETRIED_ERRORS = (BadGateway, UpstreamTimeout)
 
 

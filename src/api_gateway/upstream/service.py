@@ -8,6 +8,7 @@ import logging
 import random
 from bisect import bisect_left
 from collections import Counter
+from typing import Final
 
 from api_gateway.config.settings import ServiceConfig
 from api_gateway.errors import UpstreamTimeout
@@ -19,7 +20,7 @@ from api_gateway.upstream.outlier import OutlierDetector
 from api_gateway.upstream.retry import Backoff, RetryBudget
 
 log = logging.getLogger("api_gateway.upstream")
-TRANSITIONS = frozenset({Event.OPEN, Event.CLOSE, Event.HALF_OPEN})
+TRANSITIONS: Final = frozenset({Event.OPEN, Event.CLOSE, Event.HALF_OPEN})
 
 
 class UpstreamService:
