@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gwbench.servers import JWT_SECRET, mint_token  # noqa: E402
+from gwbench.servers import JWT_SECRET, mint_token
 
-from api_gateway import compiled  # noqa: E402
-from api_gateway.config import loader  # noqa: E402
-from api_gateway.gateway import Gateway  # noqa: E402
-from api_gateway.pipeline import RouteBuilder  # noqa: E402
-from api_gateway.routing import RouteTable  # noqa: E402
-from api_gateway.types import Body, Response  # noqa: E402
+from api_gateway import compiled
+from api_gateway.config import loader
+from api_gateway.gateway import Gateway
+from api_gateway.pipeline import RouteBuilder
+from api_gateway.routing import RouteTable
+from api_gateway.types import Body, Response
 
 PATH = b"/api/v1/tickets/1"
 

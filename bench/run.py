@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 from gwbench import fastify, tools
 from gwbench.idle import idle_connections
 from gwbench.load import LoadSpec, measure, write_lua
@@ -93,7 +95,7 @@ class Settings:
     stream_bytes: int
     idle_connections: int
     pin: bool
-    redis_url: str
+    redis_url: str | None
     results_dir: Path
     work_dir: Path
     quick: bool
@@ -130,7 +132,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument("--stream-mib", type=float, help="streaming size in MiB (default 1024)")
     parser.add_argument("--idle-connections", type=int, help="idle connections (default 5000)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--redis-url",
+        help="an existing Redis for the Redis-backed row (default: a private redis-server the "
+        "bench starts on the load side's core, like the upstream; else 127.0.0.1:6379)",
+    )
     parser.add_argument(
         "--fastify",
         action=argparse.BooleanOptionalAction,
@@ -156,6 +162,7 @@ class Bench:
         self.failures: dict[str, str] = {}
         self.notes: list[str] = []
         self.facts: dict[str, str] = {}
+        self.redis_url = settings.redis_url or ""
 
     # ---- servers
     def start_base(self) -> None:
@@ -186,7 +193,7 @@ class Bench:
                 workers=workers,
                 upstream_port=self.servers["upstream"].port,
                 files_port=self.servers["origin"].port,
-                redis_url=self.settings.redis_url if redis else None,
+                redis_url=self.redis_url if redis else None,
                 # Several workers get every core, as in production; the load side then shares
                 # core 1 with one of them, which is the point of that row.
                 cpus=self.layout.proxy_cpus if workers == 1 or not self.settings.pin else "0,1",
@@ -196,6 +203,30 @@ class Bench:
             return None
         self.servers[name] = service
         return service
+
+    def start_redis(self) -> str:
+        """A private redis-server on the load side's core, as a backing service runs on its own
+        host in production: it does not take the gateway's core. Its CPU counts on the load
+        side. Without redis-server, the machine's Redis at 127.0.0.1:6379."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            return "redis://127.0.0.1:6379/0"
+        port = free_ports(1)[0]
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+        argv += ["no", "--dir", str(self.layout.work)]
+        self.servers["redis"] = self.procs.start(
+            "redis",
+            argv,
+            log_path=self.layout.logs / "redis.log",
+            port=port,
+            cpus=self.layout.load_cpus,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not redis_answers(url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.servers["redis"].snapshot_tree()
+        return url
 
     def start_fastify(self) -> list[str]:
         try:
@@ -250,11 +281,12 @@ class Bench:
         gateways = ["gateway", "gateway-2w"]
         self.start_gateway("gateway")
         self.start_gateway("gateway-2w", workers=2)
-        if redis_answers(self.settings.redis_url):
+        self.redis_url = self.settings.redis_url or self.start_redis()
+        if redis_answers(self.redis_url):
             self.start_gateway("gateway-redis", redis=True)
             gateways.append("gateway-redis")
         else:
-            self.failures["gateway-redis"] = f"Redis not reachable at {self.settings.redis_url}"
+            self.failures["gateway-redis"] = f"Redis not reachable at {self.redis_url}"
         if self.settings.fastify:
             gateways += self.start_fastify()
         self.await_proxies(gateways)
@@ -297,7 +329,7 @@ class Bench:
                 [f"Authorization: Bearer {self.token}"],
                 spec,
                 proxy=proxy,
-                upstream=self.servers["upstream"].tree,
+                upstream=self.servers["upstream"].tree + self.backing(case),
                 proxy_core=0 if self.settings.pin else None,
                 load_core=1 if self.settings.pin else None,
             )
@@ -311,6 +343,11 @@ class Bench:
                 f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests} requests"
             )
         trim_log(target)
+
+    def backing(self, case: Case) -> list[psutil.Process]:
+        """The private Redis's process, counted with the load side for the Redis-backed row."""
+        redis = self.servers.get("redis")
+        return redis.tree if redis is not None and case.target == "gateway-redis" else []
 
     # ---- streaming and idle phases
     def streaming(self) -> list[StreamRow]:
@@ -426,8 +463,20 @@ def method_notes(settings: Settings) -> list[str]:
         "(the bench's own samplers, kernel threads, anything else running on the machine): "
         "well above ~5 % means the run was disturbed.",
         "x nginx compares with the nginx proxy_pass row of the same body size in this same run.",
-        "Redis (if used) is not pinned by the bench; its CPU is not counted in CPU µs/req.",
+        redis_note(settings),
     ]
+
+
+def redis_note(settings: Settings) -> str:
+    if settings.redis_url:
+        return (
+            f"Redis-backed row: the Redis at {settings.redis_url}, not pinned by the bench; "
+            "its CPU is not counted in CPU µs/req."
+        )
+    return (
+        "Redis-backed row: a private redis-server started by the bench on core 1 (the load "
+        "side's core), counted with the load side, not in CPU µs/req."
+    )
 
 
 def summary(result: CaseResult) -> str:
