@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 # Bytes are searched for one byte by its value: ``b"#" in target`` first tries the operand as an
 # integer, and the TypeError it raises and swallows costs more than the search itself.
-HASH, BACKSLASH = ord("#"), ord("\\")
+HASH: Final = ord("#")
+BACKSLASH: Final = ord("\\")
 
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED: Final = frozenset(
@@ -31,7 +32,8 @@ _AUTHORITY_END: Final = re.compile(rb"[/?]")
 # the rest of routing) and no method calls.
 _PLAIN_NAME_BYTES: Final = frozenset(b"_~!$&'()*+,;=:@-0123456789") | frozenset(_UNRESERVED)
 _PLAIN_TABLE: Final = bytes([1 if byte in _PLAIN_NAME_BYTES else 0 for byte in range(256)])
-SLASH, DOT = ord("/"), ord(".")
+SLASH: Final = ord("/")
+DOT: Final = ord(".")
 _DOT_SEGMENTS = (b".", b"..")
 _FORBIDDEN_DECODED: Final = frozenset(b"/\\#?") | frozenset(range(0x20)) | {0x7F}
 

@@ -7,10 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api_gateway.errors import MalformedRequest
+from api_gateway.http import framing
 from api_gateway.http.framing import (
     HOP_BY_HOP,
     REQUEST_FRAMING,
     RequestFraming,
+    lower_name,
     status_line,
 )
 from api_gateway.types import Headers
@@ -190,3 +192,18 @@ def test_status_line_known_and_unknown() -> None:
     assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
     assert status_line(404) == b"HTTP/1.1 404 Not Found\r\n"
     assert status_line(599) == b"HTTP/1.1 599 Unknown\r\n"
+
+
+def test_header_names_are_lowered_to_one_shared_object_per_name() -> None:
+    first = lower_name(b"Content-Type")
+
+    assert first == b"content-type"
+    assert lower_name(b"CONTENT-TYPE") is first
+    assert lower_name(b"content-type") is first
+
+
+def test_the_lowered_name_cache_stays_bounded() -> None:
+    for n in range(framing.LOWERED_CACHE_SIZE * 2):
+        assert lower_name(b"X-Name-%d" % n) == b"x-name-%d" % n
+
+    assert len(framing._LOWERED) <= framing.LOWERED_CACHE_SIZE + 1

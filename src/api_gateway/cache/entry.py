@@ -13,7 +13,8 @@ from typing import Final
 from api_gateway.types import Headers
 
 VERSION: Final = 1
-ENTRY, VARY = b"E", b"V"
+ENTRY: Final = b"E"
+VARY: Final = b"V"
 _HEAD: Final = struct.Struct(
     ">BcHdIH"
 )  # version, kind, status, stored at (ms), upstream age (s), count

@@ -22,7 +22,7 @@ from api_gateway.errors import (
     UpstreamTimeout,
 )
 from api_gateway.http.body import BodyStream
-from api_gateway.http.framing import RESPONSE_FRAMING
+from api_gateway.http.framing import RESPONSE_FRAMING, lower_name
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
@@ -148,7 +148,7 @@ class UpstreamConnection(asyncio.Protocol):
     # llhttp callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
+        name = lower_name(name)
         if name not in NOT_PASSED_ON:
             self.headers.append((name, value))
         elif name == b"content-length":

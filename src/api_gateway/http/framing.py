@@ -30,6 +30,24 @@ STATUS_LINES: Final = {
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+# Header names as received -> lower-cased, for the few distinct names clients and services send:
+# a lookup instead of a method call per field, and every lowered name is one shared object
+# whose hash is computed once for every later set and dict lookup. Bounded: cleared when full.
+_LOWERED: Final[dict[bytes, bytes]] = {}
+LOWERED_CACHE_SIZE: Final = 4096
+
+
+def lower_name(name: bytes) -> bytes:
+    lowered = _LOWERED.get(name)
+    if lowered is None:
+        if len(_LOWERED) >= LOWERED_CACHE_SIZE:
+            _LOWERED.clear()
+        lowered = name.lower()
+        lowered = _LOWERED.setdefault(lowered, lowered)  # the canonical object for this name
+        _LOWERED[name] = lowered
+    return lowered
+
+
 def status_line(status: int) -> bytes:
     line = STATUS_LINES.get(status)
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status

@@ -32,6 +32,7 @@ from api_gateway.http.framing import (
     REQUEST_FRAMING,
     STATUS_LINES,
     RequestFraming,
+    lower_name,
     status_line,
 )
 from api_gateway.types import BodySource, Headers, Request, Response
@@ -227,7 +228,7 @@ class HttpConnection(asyncio.Protocol):
             # every check made on the head (a second Host, say), so it is counted and dropped:
             # RFC 9110 §6.5.1 lets a recipient discard trailers.
             return
-        name = name.lower()
+        name = lower_name(name)
         if name not in REQUEST_FRAMING:
             self.headers.append((name, value))
         elif name == b"host":
@@ -451,7 +452,7 @@ class HttpConnection(asyncio.Protocol):
         if not isinstance(body, bytes):
             return self._send_stream(parts, response.length, bodiless, version, body)
         if status >= 200 and status not in NO_BODY_STATUSES:
-            parts += (b"content-length: ", response.length or b"%d" % len(body), b"\r\n\r\n")
+            parts += (b"content-length: ", response.length or str(len(body)).encode(), b"\r\n\r\n")
         else:
             parts.append(b"\r\n")
         if not bodiless:

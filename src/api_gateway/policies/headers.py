@@ -34,7 +34,10 @@ PEER_CACHE_SIZE: Final = 4096
 NAME_CACHE_SIZE: Final = 4096
 
 # What happens to a client's header, by name.
-KEEP, DROP, HOST, REFUSE = range(4)
+KEEP: Final = 0
+DROP: Final = 1
+HOST: Final = 2
+REFUSE: Final = 3
 
 
 def classify(name: bytes) -> int:

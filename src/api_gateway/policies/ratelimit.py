@@ -27,7 +27,8 @@ WARN_EVERY_S: Final = 10.0
 HEADER_TABLE: Final = 4096
 KEY_CACHE_SIZE: Final = 4096
 # ``Request.limit_at`` below zero: no limit reported yet, or why the request was stopped.
-REFUSED, UNAVAILABLE = -2, -3
+REFUSED: Final = -2
+UNAVAILABLE: Final = -3
 
 KeyFunction = Callable[[Request], str | None]
 Pair = tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
@@ -49,7 +50,7 @@ def by_user(request: Request) -> str | None:
 
 
 def _pair(field: bytes, value: int) -> Pair:
-    value_bytes = b"%d" % value
+    value_bytes = str(value).encode()  # compiled, far cheaper than a bytes %-format
     return (b"x-ratelimit-" + field, value_bytes), (b"ratelimit-" + field, value_bytes)
 
 
