@@ -68,14 +68,17 @@ class LimitHeaders:
         self.reset = [_pair(b"reset", n) for n in range(min(window_s, HEADER_TABLE) + 1)]
 
     def of(self, decision: Decision) -> Headers:
+        # Built item by item: compiled, the pairs are fixed-length tuples read in place, where
+        # unpacking them with * would iterate over them as generic objects.
         remaining, reset_s = decision.remaining, -(-decision.reset_ms // 1000)
-        table, resets = self.limit_and_remaining, self.reset
-        first = (
-            table[remaining]
-            if remaining < len(table)
-            else self.limit + _pair(b"remaining", remaining)
-        )
-        return [*first, *(resets[reset_s] if reset_s < len(resets) else _pair(b"reset", reset_s))]
+        resets = self.reset
+        reset = resets[reset_s] if reset_s < len(resets) else _pair(b"reset", reset_s)
+        table = self.limit_and_remaining
+        if remaining < len(table):
+            first = table[remaining]
+            return [first[0], first[1], first[2], first[3], reset[0], reset[1]]
+        limit, count = self.limit, _pair(b"remaining", remaining)
+        return [limit[0], limit[1], count[0], count[1], reset[0], reset[1]]
 
 
 class RateLimit:
