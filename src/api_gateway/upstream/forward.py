@@ -1,8 +1,9 @@
 """Rendering the upstream request head.
 
-The header list it renders is already final: the data plane dropped the hop-by-hop fields and
-``HeaderTrust`` decided the rest (the client's, filtered, and the gateway's own); only the
-instance's ``Host``, the remaining deadline and the body framing are added here, per attempt.
+The headers it renders are already final: the data plane dropped the hop-by-hop fields and
+``HeaderTrust`` decided the rest (the client's, filtered, and the gateway's own, already in wire
+form in ``Request.upstream_block``); only the instance's ``Host``, the remaining deadline and the
+body framing are added here, per attempt.
 """
 
 from __future__ import annotations
