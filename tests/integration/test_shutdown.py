@@ -20,6 +20,7 @@ from support.upstream import Reply
 SLOW_S = 2.0
 EXIT_BOUND_S = 10.0
 PROMPTLY_S = 2.0
+ACCEPTED_S = 0.3
 POLL_S = 0.05
 DOWNLOAD_BYTES = 32 * 1024 * 1024
 UPLOAD_BYTES = 8 * 1024 * 1024
@@ -89,6 +90,31 @@ def test_sigterm_drains_a_worker_and_finishes_what_is_in_flight(
     assert ready.status == 503
     assert ready.json()["status"] == "draining"
     assert header_has(ready.headers, "connection", "close")
+    assert exit_code == 0
+
+
+def test_a_connection_accepted_before_the_drain_gets_its_first_request_answered(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    upstream = service_fleet["search"]
+    with gateway_process(service_fleet, tmp_path) as gateway:
+        upstream.reset()
+        upstream.respond(Reply(delay_s=SLOW_S), path="/api/v1/search/slow")
+        with RawConnection(gateway.port) as busy, RawConnection(gateway.port) as fresh:
+            busy.send(build_request("GET", "/api/v1/search/slow"))
+            upstream.wait_for_requests(1)
+            time.sleep(ACCEPTED_S)  # the worker has accepted the fresh connection by now
+
+            gateway.process.send_signal(signal.SIGTERM)
+            assert wait_until_refused(gateway.port), "new connections were still accepted"
+            fresh.send(build_request("GET", "/live"))  # its first request, after the drain began
+            first = fresh.read_response()
+            assert fresh.is_closed_by_peer(PROMPTLY_S)
+            assert busy.read_response().status == 200
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+
+    assert first.status == 200
+    assert header_has(first.headers, "connection", "close")
     assert exit_code == 0
 
 

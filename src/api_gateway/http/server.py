@@ -41,6 +41,8 @@ log = logging.getLogger("api_gateway.http")
 
 MAX_PIPELINED: Final = 32
 TASK_NAME: Final = "http-request"
+# While draining, how long a connection that has not sent its first request may still send it.
+FIRST_REQUEST_GRACE_S: Final = 1.0
 INFINITY: Final = float("inf")
 
 NO_BODY_STATUSES: Final = frozenset({204, 304})
@@ -124,6 +126,7 @@ class HttpConnection(asyncio.Protocol):
         self.fresh: list[Request] = []
         self.task: asyncio.Task[None] | None = None
         self.closing = False
+        self.served = False  # a request has begun on this connection
         self.reading_paused = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
@@ -203,6 +206,7 @@ class HttpConnection(asyncio.Protocol):
         if self.task is None:
             self.deadline = self.loop.time() + self.limits.header_timeout_s
         self.in_head = True
+        self.served = True
         self.url = b""
         self.headers = []
         self.framing = None
@@ -564,9 +568,16 @@ class HttpConnection(asyncio.Protocol):
         return bool(self.queue) or self.in_head
 
     def close_when_idle(self) -> None:
-        if self.task is None and not self.more_requests() and self.transport is not None:
-            self.closing = True
-            self.transport.close()
+        if self.task is not None or self.more_requests() or self.transport is None:
+            return
+        if not self.served:
+            # Accepted just before the drain began, its first request may still be on its way:
+            # the client gets a short while to send it (answered with Connection: close), not a
+            # close before it could ask anything. The sweep ends the wait.
+            self.deadline = min(self.deadline, self.loop.time() + FIRST_REQUEST_GRACE_S)
+            return
+        self.closing = True
+        self.transport.close()
 
     def cut(self) -> None:
         """Drop the connection now, whatever is in flight (the grace period is over)."""
