@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import statistics
 import sys
 import time
@@ -102,7 +101,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.WARNING)
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     figures = asyncio.run(run(args.requests, args.rounds))
     mode = "compiled" if compiled.ACTIVE else "interpreted"
     print(  # stdout carries the access log

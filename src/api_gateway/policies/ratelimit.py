@@ -50,7 +50,7 @@ def by_user(request: Request) -> str | None:
 
 
 def _pair(field: bytes, value: int) -> Pair:
-    value_bytes = str(value).encode()  # compiled, far cheaper than a bytes %-format
+    value_bytes = str(value).encode()
     return (b"x-ratelimit-" + field, value_bytes), (b"ratelimit-" + field, value_bytes)
 
 
