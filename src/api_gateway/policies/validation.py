@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable
+from typing import Final
 from urllib.parse import parse_qsl
 
 import orjson
 
-from api_gateway.config.validation import FieldRule
-from api_gateway.errors import UnsupportedMediaType, ValidationFailed
+from api_gateway.config.validation import FieldRule, ValidationConfig
+from api_gateway.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from api_gateway.http.framing import BODY_METHODS
 from api_gateway.types import Handler, Request, Response
 
 Error = dict[str, str]
+# Every byte but the four brackets, deleted to leave a body's nesting structure; every byte but
+# what opens a container or separates two values, deleted to count the values.
+NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+NOT_VALUE_MARKS: Final = bytes(b for b in range(256) if b not in b"[{,")
+OPENERS: Final = b"[{"
 
 
 def check_query(query: bytes, rules: tuple[FieldRule, ...]) -> list[Error]:
@@ -91,7 +97,16 @@ class QueryValidation:
 
 class JsonBody:
     """POST, PUT and PATCH bodies must be JSON. Checked after authentication: the gateway does
-    not read the body of a request it is about to refuse (nor answer 100 Continue for it)."""
+    not read the body of a request it is about to refuse (nor answer 100 Continue for it).
+
+    Parsing builds one Python object per value, all on the event loop: its size, nesting and
+    number of values are bounded first, by byte counts that cost well under a millisecond per
+    MiB (see ``json_bound_error``), so that no body holds the loop for more than a few ms."""
+
+    def __init__(self, config: ValidationConfig) -> None:
+        self.max_bytes = config.json_max_bytes
+        self.max_depth = config.json_max_depth
+        self.max_values = config.json_max_values
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         if request.method in BODY_METHODS:
@@ -100,19 +115,85 @@ class JsonBody:
 
     async def _checked(self, request: Request, call_next: Handler) -> Response:
         body = request.body
+        declared = request.content_length
+        if declared is not None and declared > self.max_bytes:
+            raise PayloadTooLarge(f"a JSON body may not exceed {self.max_bytes} bytes")
         if not isinstance(body, bytes):
             # Already capped by the route's body limit (RequestLimits runs first).
-            body = b"".join([chunk async for chunk in body])
+            chunks, size = [], 0
+            async for chunk in body:
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise PayloadTooLarge(f"a JSON body may not exceed {self.max_bytes} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
             request.body = body
             request.content_length = len(body)
         if body:
             _check_json_type(request.header(b"content-type"))
+            self._check_json(body)
+        return await call_next(request)
+
+    def _check_json(self, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            raise PayloadTooLarge(f"a JSON body may not exceed {self.max_bytes} bytes")
+        complaint = json_bound_error(body, self.max_depth, self.max_values)
+        if complaint is None:
             try:
                 orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                error = {"field": "body", "message": f"invalid JSON: {exc}"}
-                raise ValidationFailed([error]) from exc
-        return await call_next(request)
+                complaint = f"invalid JSON: {exc}"
+        if complaint is not None:
+            raise ValidationFailed([{"field": "body", "message": complaint}])
+
+
+def json_bound_error(body: bytes, max_depth: int, max_values: int) -> str | None:
+    """Why parsing ``body`` would cost too much, or None; only C-speed passes over the bytes
+    (about 1 ms for the worst MiB, against 120 ms to parse it).
+
+    Values are counted as arrays + objects + commas + 1 outside strings: each value but the
+    first opens a container or follows a comma (an empty container counts one too many). For a
+    body that is not JSON the count is exact up to the first error, which is as far as the
+    parser gets: it never builds more objects than counted.
+    """
+    if len(body) <= max_depth and len(body) <= max_values:
+        return None
+    outside = _outside_strings(body, max_values)
+    too_many = f"holds more than {max_values} values"
+    if outside is None:
+        return too_many
+    marks = outside.translate(None, NOT_VALUE_MARKS)
+    if len(marks) >= max_values:
+        return too_many
+    containers = len(marks) - marks.count(b",")
+    if containers > max_depth and _deeper_than(outside.translate(None, NOT_BRACKETS), max_depth):
+        return f"nested deeper than {max_depth} levels"
+    return None
+
+
+def _outside_strings(body: bytes, max_values: int) -> bytes | None:
+    """The bytes outside JSON strings; None when there are more strings than values allow."""
+    if b"\\" in body and b'\\"' in body:  # memchr first: the pair search is slower
+        # Escapes pair left to right: drop escaped backslashes first, then escaped quotes, and
+        # every quote left opens or closes a string.
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    quotes = body.count(b'"')
+    if quotes > 4 * (max_values + 1):  # a string per value and per key at most
+        return None
+    return b"".join(body.split(b'"')[::2]) if quotes else body
+
+
+def _deeper_than(brackets: bytes, max_depth: int) -> bool:
+    # Only reached with fewer containers than max_values: a short loop.
+    depth = 0
+    for byte in brackets:
+        if byte in OPENERS:
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def _check_json_type(content_type: bytes | None) -> None:
