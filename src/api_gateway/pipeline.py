@@ -34,7 +34,7 @@ from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConf
 from api_gateway.directory import VenueDirectory
 from api_gateway.hosts import PlatformHosts
 from api_gateway.limiter import Rate
-from api_gateway.network import TrustedProxies
+from api_gateway.network import AddressKeys, TrustedProxies
 from api_gateway.overload import OverloadMonitor
 from api_gateway.policies.auth import Authenticate
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
@@ -139,6 +139,7 @@ class RouteBuilder:
         self.limits: list[RateLimit] = []
         self.caches: list[ResponseCache] = []
         self.trusted = TrustedProxies(config.server.trusted_proxies)
+        self.addresses = AddressKeys(config.rate_limit_ipv6_prefix)
         # One instance per failure mode, shared by the routes with that mode: the same buckets.
         self.global_limits = {
             closed: self._limit(GLOBAL_LIMIT, by_client_ip, closed) for closed in (False, True)
@@ -184,7 +185,7 @@ class RouteBuilder:
             policies.append(QueryValidation(validation.query))
         policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))
         if validation is not None and validation.json_body:
-            policies.append(JsonBody())
+            policies.append(JsonBody(validation))
         if self.user_limits:
             policies.append(self.user_limits[route.fail_closed])
         if endpoint is not None and endpoint.rate_limit is not None:
@@ -206,13 +207,15 @@ class RouteBuilder:
     def _limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
         rate = Rate.of(self.config.rate_limits[name])
         factor = self.config.overload.tighten_factor
-        limit = RateLimit(name, rate, self.store, key, self.overload, factor, fail_closed)
+        limit = RateLimit(
+            name, rate, self.store, key, self.overload, factor, fail_closed, self.addresses
+        )
         self.limits.append(limit)
         return limit
 
     def aggregate_routes(self) -> dict[str, Handler]:
         """Route-table prefix -> handler of the aggregates found under it."""
-        fetch = Fetcher(self.services, self.pool, self.clock_ms)
+        fetch = Fetcher(self.services, self.pool, self.clock_ms, self.source_isolation())
         grouped: dict[str, list[tuple[AggregateConfig, Handler]]] = {}
         for aggregate in self.config.aggregates:
             prefix = AGGREGATE_BASE + literal_prefix(aggregate.path)
@@ -248,6 +251,15 @@ class RouteBuilder:
             if refs:
                 policies.append(VenueIsolation(self.directory, refs, tenancy.admin_roles))
         return policies
+
+    def source_isolation(self) -> VenueIsolation | None:
+        """Venue isolation of the paths aggregates build: every pattern, since a source path
+        may lie under any route."""
+        tenancy = self.config.tenancy
+        if self.directory is None or not tenancy.venue_isolation:
+            return None
+        refs = VenueRefs(GatewayConfig.API_PREFIX, tenancy.venue_paths, tenancy.venue_params)
+        return VenueIsolation(self.directory, refs, tenancy.admin_roles)
 
     def _response_cache(self, route: RouteConfig, prefix: str) -> ResponseCache:
         assert route.cache is not None
