@@ -1,46 +1,117 @@
-"""Which peers are trusted proxies, and what the client address is behind them."""
+"""Which peers are trusted proxies, what they say about the client, and how addresses are keyed.
+
+Repeated field lines of a forwarding header are one list (RFC 9110 §5.3): a trusted proxy that
+appends its own line after the client's adds the right-most element, so the right-most element
+decides, never the first line. A client address the gateway believes is a valid IP in one
+canonical form (zone id dropped, IPv4-mapped IPv6 as IPv4), so it is safe to write anywhere and
+one client cannot spell itself many ways.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import Final
 
 from api_gateway.config.settings import Network
 from api_gateway.types import Request
+
+ADDRESS_CACHE_SIZE: Final = 4096
+DEFAULT_IPV6_PREFIX: Final = 64
+
+
+@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def canonical_ip(text: str) -> str | None:
+    """The canonical form of an IP address, or None when ``text`` is not one.
+
+    A zone id (``fe80::1%eth0``) names an interface of the machine that saw the address, not a
+    host: it is dropped, or one client could vary it at will (and it may hold any character).
+    """
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def rightmost(request: Request, name: bytes) -> bytes | None:
+    """The right-most non-empty element of a list-valued header, over all its lines."""
+    value = request.header_list(name)
+    if value is None:
+        return None
+    for element in reversed(value.split(b",")):
+        element = element.strip(b" \t")
+        if element:
+            return element
+    return None
 
 
 class TrustedProxies:
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
-        self.contains = lru_cache(maxsize=4096)(self._contains)
+        self.contains = lru_cache(maxsize=ADDRESS_CACHE_SIZE)(self._contains)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
 
     def _contains(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        canonical = canonical_ip(address)
+        if canonical is None:
             return False
+        ip = ipaddress.ip_address(canonical)
         return any(ip in network for network in self.networks)
 
     def client_ip(self, request: Request) -> str:
-        """The right-most address of X-Forwarded-For that is not a trusted proxy."""
-        if not self.contains(request.peer_ip):
-            return request.peer_ip
+        """The right-most address of X-Forwarded-For that is not a trusted proxy, canonical;
+        the peer when that hop is not an IP address."""
+        peer = request.peer_ip
+        if not self.contains(peer):
+            return peer
         chain = request.header_list(b"x-forwarded-for")
         if not chain:
-            return request.peer_ip
+            return canonical_ip(peer) or peer
         for hop in reversed(chain.decode("latin-1").split(",")):
-            hop = hop.strip()
+            hop = hop.strip(" \t")
             if not self.contains(hop):
-                return hop if _is_ip(hop) else request.peer_ip
-        return request.peer_ip
+                return canonical_ip(hop) or canonical_ip(peer) or peer
+        return canonical_ip(peer) or peer
+
+    def forwarded(self, request: Request, name: bytes) -> bytes | None:
+        """What the nearest trusted proxy says in ``name`` (None from an untrusted peer)."""
+        if not self.contains(request.peer_ip):
+            return None
+        return rightmost(request, name)
+
+    def client_host(self, request: Request) -> bytes | None:
+        """The host the client asked for: Host, or what the nearest trusted proxy says it was."""
+        if self.networks:
+            forwarded = self.forwarded(request, b"x-forwarded-host")
+            if forwarded:
+                return forwarded
+        return request.header(b"host")
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+class AddressKeys:
+    """The rate-limit identity of a client address: an IPv4 address whole, an IPv6 address by
+    its network prefix (a /64 is one subscriber's, so whole addresses would hand one client
+    2^64 buckets). Memoized: computed once per address, a dictionary hit after that."""
+
+    def __init__(self, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> None:
+        self.ipv6_prefix = ipv6_prefix
+        self.keys: dict[str, str] = {}
+
+    def __call__(self, client_ip: str) -> str:
+        key = self.keys.get(client_ip)
+        return key if key is not None else self.compute(client_ip)
+
+    def compute(self, client_ip: str) -> str:
+        canonical = canonical_ip(client_ip)
+        key = client_ip if canonical is None else canonical
+        if canonical is not None and ":" in canonical and self.ipv6_prefix < 128:
+            key = str(ipaddress.IPv6Network((canonical, self.ipv6_prefix), strict=False))
+        if len(self.keys) >= ADDRESS_CACHE_SIZE:
+            self.keys.clear()
+        self.keys[client_ip] = key
+        return key

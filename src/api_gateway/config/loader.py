@@ -139,6 +139,8 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
                 if not isinstance(limit, dict):
                     raise ConfigError(f"rate_limit.{name}", "must be a mapping")
                 limit[key] = env[variable]
+    if env.get("RATE_LIMIT_IPV6_PREFIX"):
+        document["rate_limit"]["ipv6_prefix"] = env["RATE_LIMIT_IPV6_PREFIX"]
     for name, service in document["services"].items():
         variable = f"{name.upper()}_SERVICE_URL"
         if env.get(variable):
@@ -179,7 +181,12 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
             raise ConfigError("redis.url", str(exc)) from None
     redis.done()
     limits = root.section("rate_limit")
-    rate_limits = {name: build_limit(limits.section(name)) for name in limits.data}
+    ipv6_prefix = limits.integer("ipv6_prefix", 1, 64)
+    if ipv6_prefix > 128:
+        raise ConfigError("rate_limit.ipv6_prefix", f"must be at most 128, got {ipv6_prefix}")
+    rate_limits = {
+        name: build_limit(limits.section(name)) for name in limits.data if name != "ipv6_prefix"
+    }
     limits.seen.update(limits.data)
     timeouts = root.section("timeouts")
     default_timeout_ms = timeouts.integer("default_ms", 1)
@@ -208,6 +215,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         cache=build_cache(root.section("cache")),
         observability=build_observability(root.section("observability")),
         aggregates=build_aggregates(root.section("aggregates"), services, default_timeout_ms),
+        rate_limit_ipv6_prefix=ipv6_prefix,
     )
     root.done()
     return config

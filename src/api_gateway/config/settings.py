@@ -198,5 +198,7 @@ class GatewayConfig:
     redis_cluster: bool = False  # redis.url names seeds of a Redis Cluster
     redis_timeout_ms: int = 50  # bound on every Redis call
     aggregates: tuple[AggregateConfig, ...] = ()  # under /api/v1/aggregate
+    # Per-address limits key an IPv6 client by this prefix length (IPv4: the whole address).
+    rate_limit_ipv6_prefix: int = 64
 
     API_PREFIX = "/api/v1"

@@ -10,20 +10,21 @@ Authorization, cookie or token) and never a body.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import time
 from typing import BinaryIO, Final
 
-import orjson
-
 from api_gateway.types import Request, Response
 
-# Every field is JSON-safe by construction (a validated request id, an llhttp-checked method,
-# a canonical path with its quotes escaped, an IP address, claims checked against SAFE_CLAIM,
-# fixed words), so one f-string (the cheapest way Python has to build a string) replaces
-# building and encoding a dict for every request. The time is read once per batch, when it is
-# written: every line of a batch is recorded in the same loop iteration.
+# One f-string (the cheapest way Python has to build a string) replaces building and encoding
+# a dict for every request. The fields are nearly always JSON-safe already (a validated request
+# id, an llhttp-checked method, a canonical path, a canonical IP address, claims checked against
+# SAFE_CLAIM, fixed words), but "nearly" is not a guarantee a log can rest on: one cheap test of
+# all the string fields together, and each is escaped only when that test fails. The time is
+# read once per batch, when it is written: every line of a batch is recorded in the same loop
+# iteration.
 TIME: Final = '{"time":%d,'
 # ``Request.limit_at``: where the reported limit's headers are (>= 0), or why there are none.
 LIMIT_OUTCOMES: Final = {-1: "", -2: "refused", -3: "unavailable"}
@@ -56,22 +57,25 @@ class AccessLog:
             return
         upstream = self.quoted.get(request.upstream) or self.quote(request.upstream)
         claims = request.claims
-        if claims is None:
-            identity = '"tenant":"","user":""'
-        else:
-            identity = f'"tenant":"{claims.tenant_id}","user":"{claims.user_id}"'
+        tenant, user = ("", "") if claims is None else (claims.tenant_id, claims.user_id)
+        request_id, method, path = request.request_id, request.method, request.path
+        route, client_ip, cache = request.route, request.client_ip, request.cache
+        fields = request_id + method + path + route + client_ip + tenant + user + cache
+        if not (fields.isascii() and fields.isprintable()) or '"' in fields or "\\" in fields:
+            # A quote is legal in a request target and survives normalization, and an address
+            # or a route label could hold anything: escaped, or it would end its field and let
+            # a client write fields of its own.
+            request_id, method, path = escape(request_id), escape(method), escape(path)
+            route, client_ip, cache = escape(route), escape(client_ip), escape(cache)
+            tenant, user = escape(tenant), escape(user)
         at = request.limit_at
-        path = request.path
-        if '"' in path or "\\" in path:
-            # A quote is legal in a request target and survives normalization: escaped here,
-            # or it would end the field and let a client write fields of its own.
-            path = orjson.dumps(path).decode()[1:-1]
         line = (
-            f'"level":"info","msg":"request","request_id":"{request.request_id}",'
-            f'"method":"{request.method}","path":"{path}","route":"{request.route}",'
+            f'"level":"info","msg":"request","request_id":"{request_id}",'
+            f'"method":"{method}","path":"{path}","route":"{route}",'
             f'"status":{status},"duration_ms":{duration_ms},'
-            f'"client_ip":"{request.client_ip}","upstream":{upstream},'
-            f'"attempts":{request.attempts},{identity},"cache":"{request.cache}",'
+            f'"client_ip":"{client_ip}","upstream":{upstream},'
+            f'"attempts":{request.attempts},"tenant":"{tenant}","user":"{user}",'
+            f'"cache":"{cache}",'
             f'"limit":"{"allowed" if at >= 0 else LIMIT_OUTCOMES.get(at, "")}"}}'
         )
         if not self.pending:
@@ -81,7 +85,7 @@ class AccessLog:
     def quote(self, authority: str) -> str:
         if len(self.quoted) >= QUOTED_CACHE_SIZE:
             self.quoted = {"": '""'}
-        quoted = self.quoted[authority] = orjson.dumps(authority).decode()
+        quoted = self.quoted[authority] = '"' + escape(authority) + '"'
         return quoted
 
     def flush(self) -> None:
@@ -90,3 +94,9 @@ class AccessLog:
             start = TIME % (time.time() * 1000)
             self.stream.write((start + ("\n" + start).join(pending) + "\n").encode())
             self.stream.flush()
+
+
+def escape(text: str) -> str:
+    """``text`` as the inside of a JSON string, in ASCII: a lone surrogate (which orjson and
+    UTF-8 refuse) is written as its escape rather than failing the whole batch."""
+    return json.dumps(text)[1:-1]

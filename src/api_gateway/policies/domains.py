@@ -35,7 +35,7 @@ class VenueDomain:
         self.keys: dict[bytes, str | None] = {}
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        key = self.lookup_key(self.client_host(request))
+        key = self.lookup_key(self.trusted.client_host(request))
         if key is None:
             return call_next(request)
         hit = self.directory.domains.cached(key)
@@ -59,14 +59,6 @@ class VenueDomain:
         ):
             raise Forbidden("this access token belongs to another tenant than this domain")
         request.upstream_headers += venue.headers
-
-    def client_host(self, request: Request) -> bytes | None:
-        """The host the client asked for: Host, or what the nearest trusted proxy says it was."""
-        if self.trusted and self.trusted.contains(request.peer_ip):
-            forwarded = request.header(b"x-forwarded-host")
-            if forwarded:
-                return forwarded.rpartition(b",")[2].strip()
-        return request.header(b"host")
 
     def lookup_key(self, raw: bytes | None) -> str | None:
         if raw is None:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from typing import Final
 
 from api_gateway.errors import HeaderNotAllowed
-from api_gateway.network import TrustedProxies
+from api_gateway.network import TrustedProxies, rightmost
 from api_gateway.types import Handler, Headers, Request, Response, header_lines
 
 # Identity the client may not claim, and the headers the gateway writes itself for every request.
@@ -121,9 +121,13 @@ class HeaderTrust:
         """A trusted proxy's X-Forwarded-* are believed; the peer is appended to the chain."""
         peer = request.peer_ip.encode("ascii")
         chain = request.header_list(b"x-forwarded-for")
-        proto = request.header(b"x-forwarded-proto") or b"http"
-        host = request.header(b"x-forwarded-host") or request.header(b"host")
-        port = request.header(b"x-forwarded-port") or self.port
+        # Repeated lines are one list whose right-most element the nearest proxy added: the
+        # client's own line before it must not win. One value each goes on, the decided one.
+        trusted = self.trusted
+        assert trusted is not None
+        proto = rightmost(request, b"x-forwarded-proto") or b"http"
+        host = trusted.client_host(request)
+        port = rightmost(request, b"x-forwarded-port") or self.port
         headers: Headers = [
             (b"x-forwarded-for", chain + b", " + peer if chain else peer),
             (b"x-forwarded-proto", proto),

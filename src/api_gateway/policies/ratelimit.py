@@ -17,6 +17,7 @@ from typing import Final
 
 from api_gateway.errors import RateLimited, ServiceUnavailable
 from api_gateway.limiter import Decision, Rate
+from api_gateway.network import AddressKeys
 from api_gateway.overload import OverloadMonitor
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
@@ -34,6 +35,8 @@ KeyFunction = Callable[[Request], str | None]
 Pair = tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
 
 
+# The client address is keyed by ``RateLimit`` itself (``AddressKeys``: IPv6 by its prefix):
+# these two functions name the kind of key; called directly, they give the unmasked address.
 def by_client_ip(request: Request) -> str:
     return "ip:" + request.client_ip
 
@@ -91,8 +94,10 @@ class RateLimit:
         overload: OverloadMonitor | None = None,
         tighten_factor: float = 1.0,
         fail_closed: bool = False,
+        addresses: AddressKeys | None = None,
     ) -> None:
         self.name, self.store, self.key = name, store, key
+        self.addresses = addresses or AddressKeys()
         self.prefix = name + ":"
         self.ip_prefix = self.prefix + "ip:"
         self.ip_keys: dict[str, str] = {}
@@ -110,7 +115,8 @@ class RateLimit:
         self.allowed = self.refused = self.unavailable = self.unchecked = 0
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        if self.key is by_client_ip:
+        key_of = self.key
+        if key_of is by_client_ip or (key_of is by_user_or_ip and request.claims is None):
             # The limit every request passes: its key looked up in place, one call less. One key
             # object per address, so its hash is computed once, not for every hit.
             key = self.ip_keys.get(request.client_ip) or self.ip_key(request.client_ip)
@@ -131,7 +137,7 @@ class RateLimit:
     def ip_key(self, client_ip: str) -> str:
         if len(self.ip_keys) >= KEY_CACHE_SIZE:
             self.ip_keys.clear()
-        key = self.ip_keys[client_ip] = self.ip_prefix + client_ip
+        key = self.ip_keys[client_ip] = self.ip_prefix + self.addresses(client_ip)
         return key
 
     async def _ask_store(
