@@ -26,7 +26,7 @@ from types import FrameType
 
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE
-from api_gateway.serve import listening_socket, run_worker
+from api_gateway.serve import HANDOVER_SIGNAL, listening_socket, run_worker
 
 log = logging.getLogger("api_gateway.supervisor")
 
@@ -150,8 +150,9 @@ class Supervisor:
         self.roll_requested = True
 
     def _roll(self) -> None:
-        """Replace every worker in turn: start the new one, wait until it listens, then stop
-        the old one, which drains what it has (README: Shutdown)."""
+        """Replace every worker in turn: start the new one, wait until it listens, then tell
+        the old one to hand over, which stops accepting and drains what it has (README:
+        Shutdown)."""
         log.info("rolling restart of %d workers", len(self.workers))
         for old, slot in sorted(self.workers.items(), key=lambda item: item[1]):
             if self.stopping:
@@ -175,7 +176,9 @@ class Supervisor:
             self.workers.pop(old, None)
             self.retiring.add(old)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(old, signal.SIGTERM)
+                # Not SIGTERM: that one drains the listening socket's queue and shuts the
+                # socket to new handshakes, which the successor shares.
+                os.kill(old, HANDOVER_SIGNAL)
         log.info("rolling restart done")
 
     def _wait_ready(self, read_fd: int) -> bool:

@@ -93,11 +93,18 @@ class Connections:
                 connection.expire()
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
-    async def shutdown(self, grace_s: float) -> None:
-        """Close idle connections now, let busy ones finish for up to ``grace_s``, cut the rest."""
+    def begin_drain(self) -> None:
+        """From now on every connection closes once it has answered what it received; idle
+        ones close now. Connections accepted later (the listener's queue) are answered too."""
         self.draining = True
         for connection in list(self.open):
             connection.close_when_idle()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Once the listener is closed: let busy connections finish for up to ``grace_s``, then
+        cut the rest."""
+        if not self.draining:
+            self.begin_drain()
         self.drained = asyncio.Event()
         if self.open:
             with contextlib.suppress(TimeoutError):
@@ -160,6 +167,10 @@ class HttpConnection(asyncio.Protocol):
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.connections.open.add(self)
         self.deadline = self.loop.time() + self.limits.header_timeout_s
+        if self.connections.draining:
+            # Taken from the listener's queue during the drain: its request, if any, is usually
+            # here already; a client that has sent nothing gets no more than the others.
+            self.deadline = min(self.deadline, self.loop.time() + FIRST_REQUEST_GRACE_S)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)

@@ -1,0 +1,100 @@
+"""SIGTERM while the kernel holds a burst of connections in the listen queue, their requests
+sent: each one is accepted and answered (with Connection: close), none is reset.
+
+The workers are frozen (SIGSTOP) while the burst arrives, so that every connection of it waits
+in the queue, unaccepted, when the stop signal is handled: the worst case, made deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.client import IncompleteResponse, RawConnection, RawResponse, build_request
+from support.gateway import Fleet, GatewayProcess, launch_gateway
+
+BURST = 500
+EXIT_BOUND_S = 20.0
+READ_TIMEOUT_S = 20.0
+SIGNAL_BOUND_S = 10.0
+POLL_S = 0.01
+
+
+@contextlib.contextmanager
+def stopping_gateway(fleet: Fleet, tmp_path: Path, workers: int) -> Iterator[GatewayProcess]:
+    gateway = launch_gateway(tmp_path, fleet.urls(), extra_args=["--workers", str(workers)])
+    try:
+        gateway.wait_ready()
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def worker_pids(gateway: GatewayProcess, workers: int) -> list[int]:
+    if workers == 1:
+        return [gateway.pid]
+    pids = [child.pid for child in gateway.children()]
+    assert len(pids) == workers
+    return pids
+
+
+def wait_for_pending_sigterm(pid: int) -> None:
+    """Until the frozen worker has SIGTERM pending: handled first thing when it resumes."""
+    bit = 1 << (signal.SIGTERM - 1)
+    deadline = time.monotonic() + SIGNAL_BOUND_S
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        pending = [line.split()[1] for line in status.splitlines() if "Pnd:" in line]
+        if any(int(mask, 16) & bit for mask in pending):
+            return
+        time.sleep(POLL_S)
+    raise AssertionError(f"worker {pid} never got SIGTERM")
+
+
+def outcome(connection: RawConnection) -> str:
+    """What the client saw: the status, or how the connection failed."""
+    try:
+        response: RawResponse = connection.read_response()
+    except (OSError, IncompleteResponse) as exc:
+        return type(exc).__name__  # a reset reads as an IncompleteResponse
+    closes = any(v.lower() == "close" for v in response.header_values("connection"))
+    return f"{response.status}{'' if closes else ' keep-alive'}"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_answers_every_connection_waiting_in_the_listen_queue(
+    service_fleet: Fleet, tmp_path: Path, workers: int
+) -> None:
+    upstream = service_fleet["search"]
+    with stopping_gateway(service_fleet, tmp_path, workers) as gateway:
+        upstream.reset()
+        pids = worker_pids(gateway, workers)
+        connections: list[RawConnection] = []
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            for i in range(BURST):
+                connection = RawConnection(gateway.port, timeout_s=READ_TIMEOUT_S)
+                connections.append(connection)
+                connection.send(build_request("GET", f"/api/v1/search/queued?n={i}"))
+            gateway.process.send_signal(signal.SIGTERM)
+            for pid in pids:
+                wait_for_pending_sigterm(pid)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        outcomes: dict[str, int] = {}
+        for connection in connections:
+            seen = outcome(connection)
+            outcomes[seen] = outcomes.get(seen, 0) + 1
+            connection.close()
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+
+    answered = outcomes.get("200", 0) + outcomes.get("503", 0)
+    assert answered == BURST, f"of {BURST} queued connections: {outcomes}"
+    assert exit_code == 0
