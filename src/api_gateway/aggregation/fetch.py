@@ -6,6 +6,10 @@ attempt tells the service what is left in ``x-request-deadline-ms``. It carries 
 ``HeaderTrust`` decided for the client's request (identity from the verified token, request
 id, ``x-gateway-internal: true``, forwarded-for) and the client's ``Authorization`` for
 services that check the token themselves; nothing else of the client's request.
+
+Before it is sent, the source's path and query pass venue isolation exactly as a client's
+request to them would: the path was built from data (the client's ids, another service's
+answer), and an event of tenant A must not fetch a venue of tenant B for its caller.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Final
 import orjson
 
 from api_gateway.errors import BadGateway, Forbidden, GatewayError, RouteNotFound
+from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.types import Headers, Pool, Request
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.clients import read_body
@@ -48,16 +53,21 @@ class Fetcher:
         services: Mapping[str, UpstreamService],
         pool: Pool,
         clock_ms: Callable[[], float],
+        isolation: VenueIsolation | None = None,
     ) -> None:
         self.services, self.pool, self.clock_ms = services, pool, clock_ms
+        self.isolation = isolation  # None: venue isolation is off
 
     async def __call__(
         self, service_name: str, target: str, budget_ms: float, client: Request
     ) -> object:
         """The JSON answer at ``target``; a ``GatewayError`` otherwise."""
         service = self.services[service_name]
+        request = source_request(target, client)
+        if self.isolation is not None:
+            await check_venues(self.isolation, request, client)
         call = UpstreamCall(service, self.pool, max(1, int(budget_ms)), False, self.clock_ms)
-        response = await call(source_request(target, client))
+        response = await call(request)
         body = await read_body(response, service.label)
         if not 200 <= response.status < 300:
             raise SourceAnswered(f"{service.label} answered {response.status}", response.status)
@@ -65,6 +75,14 @@ class Fetcher:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             raise BadGateway(f"{service.label} sent invalid JSON") from None
+
+
+async def check_venues(isolation: VenueIsolation, request: Request, client: Request) -> None:
+    try:
+        await isolation.verify(request.path, request.query, client.claims)
+    except Forbidden:
+        # Not the id: it may come from another service's answer the client never saw.
+        raise Forbidden("a venue it names is not available to this tenant") from None
 
 
 def source_request(target: str, client: Request) -> Request:
