@@ -193,7 +193,8 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
-        # Let go of the listening sockets: once the workers close theirs, connections are refused.
+        # Let go of the listening sockets: each worker is then the last holder of its own, so
+        # it empties the queue before closing it, and from then on connections are refused.
         for sock in self.sockets.values():
             sock.close()
         for pid in [*self.workers, *self.retiring]:
