@@ -35,7 +35,10 @@ def test_gateways_share_entries_and_invalidations(
 ) -> None:
     service_fleet.reset()
     service_fleet["event"].respond(Reply(headers=SHARED_MINUTE))
-    env = {"REDIS_URL": redis_server.url}
+    # Behind one load balancer, as in production: the gateways listen on different ports here,
+    # and the port the upstream is told is part of the key, so the balancer's is the one told.
+    env = {"REDIS_URL": redis_server.url, "TRUSTED_PROXIES": "127.0.0.1/32"}
+    balanced = {"X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     target, auth = "/api/v1/events/7", mint()
@@ -43,10 +46,10 @@ def test_gateways_share_entries_and_invalidations(
         running_gateway(tmp_path / "a", service_fleet.urls(), env=env) as first,
         running_gateway(tmp_path / "b", service_fleet.urls(), env=env) as second,
     ):
-        stored = first.get(target, token=auth)
-        shared = second.get(target, token=auth)
-        write = second.request("DELETE", target, token=auth)
-        after = first.get(target, token=auth)
+        stored = first.get(target, token=auth, headers=balanced)
+        shared = second.get(target, token=auth, headers=balanced)
+        write = second.request("DELETE", target, token=auth, headers=balanced)
+        after = first.get(target, token=auth, headers=balanced)
 
     client = redis.Redis.from_url(redis_server.url)
     keys = [key.decode() for key in client.keys("cache:*")]
@@ -70,12 +73,16 @@ def test_entries_expire_in_redis(
         gw.get("/api/v1/events/1", token=mint())
         client = redis.Redis.from_url(redis_server.url)
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-        while not client.keys("cache:*") and time.monotonic() < deadline:
+        while len(client.keys("cache:*")) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        ttls = [client.pttl(key) for key in client.keys("cache:*")]
+        keys = client.keys("cache:*")
+        ttls = [client.pttl(key) for key in keys if not key.endswith(b":gen")]
+        generation_ttl = client.pttl("cache:{/api/v1/events/1}:gen")
         client.close()
 
     assert ttls and all(50_000 < ttl <= 60_000 for ttl in ttls)
+    # The generation made on the first read lives cache.max_ttl_ms (a day by default).
+    assert 86_000_000 < generation_ttl <= 86_400_000
 
 
 def test_a_redis_outage_and_corrupt_entries_are_misses(

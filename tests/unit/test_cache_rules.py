@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from api_gateway.cache import entry as wire
 from api_gateway.cache import rules
 from api_gateway.cache.entry import Entry, Variants
-from api_gateway.cache.storage import INITIAL_GENERATION, MemoryCacheStorage
+from api_gateway.cache.storage import MemoryCacheStorage
 from api_gateway.types import Claims, Headers, Request
 
 DAY_MS = 86_400_000
@@ -242,21 +242,39 @@ def test_memory_entries_expire_and_are_bounded() -> None:
     asyncio.run(scenario())
 
 
-def test_memory_generations_change_and_never_come_back_early() -> None:
+def test_memory_generations_change_and_are_never_reused() -> None:
     async def scenario() -> None:
         clock = Clock()
         storage = MemoryCacheStorage(2, 1000, 500, clock)
-        assert await storage.generation("r") == INITIAL_GENERATION
-        await storage.invalidate("r")
         first = await storage.generation("r")
+        assert await storage.generation("r") == first  # stable while nothing is written
         await storage.invalidate("r")
-        assert first != await storage.generation("r") != INITIAL_GENERATION
-        await storage.put("k", b"v", 100)
+        second = await storage.generation("r")
         await storage.invalidate("s")
-        await storage.invalidate("t")  # too many live generations: everything is dropped
-        assert await storage.get("k") is None
-        assert await storage.generation("r") == INITIAL_GENERATION
+        await storage.invalidate("t")  # too many generations: the oldest, r's, is forgotten
+        third = await storage.generation("r")
         clock.now += 500
-        assert await storage.generation("t") == INITIAL_GENERATION
+        fourth = await storage.generation("r")
+        assert len({first, second, third, fourth}) == 4
+        assert len(storage.generations) == 2
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_stored_under_an_old_generation_never_comes_back() -> None:
+    """A read that began before a write stores its (old) answer after the write; once the
+    write's generation has expired, the resource must not fall back to the read's."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        storage = MemoryCacheStorage(100, 1000, 500, clock)
+        before_write = await storage.generation("r")
+        clock.now += 10
+        await storage.invalidate("r")  # the write
+        clock.now += 10
+        await storage.put(f"r:{before_write}", b"old answer", 500)  # the slow read's save
+        clock.now += 495  # the write's generation has expired; the old answer has not
+        now = await storage.generation("r")
+        assert await storage.get(f"r:{now}") is None
 
     asyncio.run(scenario())

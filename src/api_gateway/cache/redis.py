@@ -1,7 +1,10 @@
 """Cached answers in Redis, shared by every gateway process: single-key commands only.
 
 Entries are ``SET key value PX ttl``; a resource's generation is a key of its own in the same
-hash slot (``cache:{<resource>}:gen``), so a Redis Cluster can hold them.
+hash slot (``cache:{<resource>}:gen``), so a Redis Cluster can hold them. A missing generation
+key (never written, expired, evicted under ``maxmemory``, deleted, or lost in a failover) is
+replaced by a new random token with ``SET NX``, never read as a default: the entries made under
+the lost one are unreachable from then on, instead of coming back.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from api_gateway.cache.rules import generation_key
-from api_gateway.cache.storage import INITIAL_GENERATION, new_generation
+from api_gateway.cache.storage import new_generation
 from api_gateway.stores import StoreUnavailable
 from api_gateway.stores.redis import Reply, RespError
 
@@ -25,13 +28,25 @@ class RedisCacheStorage:
         self.store, self.max_ttl_ms = store, max_ttl_ms
 
     async def generation(self, resource: str) -> str:
-        reply = await self.get(generation_key(resource))
+        key = generation_key(resource)
+        reply = await self.get(key)
         if reply is None:
-            return INITIAL_GENERATION
+            reply = await self._create(key)
         try:
             return reply.decode("ascii")
         except UnicodeDecodeError:
             raise StoreUnavailable("a cache generation is not ASCII") from None
+
+    async def _create(self, key: str) -> bytes:
+        token = new_generation().encode("ascii")
+        created = _check(await self.store.command("SET", key, token, "NX", "PX", self.max_ttl_ms))
+        if created is not None:
+            return token
+        # Another gateway process created one first: everyone uses the same.
+        reply = await self.get(key)
+        if reply is None:
+            raise StoreUnavailable("a cache generation vanished as it was created")
+        return reply
 
     async def invalidate(self, resource: str) -> None:
         key = generation_key(resource)

@@ -1,19 +1,23 @@
 """What may be cached, for how long, and under which key: pure functions, no I/O, no clock.
 
 Storable: a 200, 203 or 204 answer to GET, without ``Set-Cookie``, whose ``Cache-Control`` has
-none of ``no-store``, ``private``, ``no-cache``, and whose ``Vary`` is not ``*``. Its lifetime is
-``s-maxage``, else ``max-age``, else the route's ``ttl_ms`` (0: not stored), less the upstream's
-``Age``, capped by ``max_ttl_ms``. A request with credentials (``Authorization``, ``Cookie``) on
-a route not keyed per user is shared by the tenant's users, so, as RFC 9111 §3.5 asks of shared
-caches, its answer is stored only when marked ``public`` or given ``s-maxage`` (or the route
-sets ``ttl_ms``, the operator's explicit consent).
+none of ``no-store``, ``private``, ``no-cache``, and whose ``Vary`` is neither ``*`` nor names a
+header made anew for every request (``X-Request-Id``), which no later request could match. Its
+lifetime is ``s-maxage``, else ``max-age``, else the route's ``ttl_ms`` (0: not stored), less
+the upstream's ``Age``, capped by ``max_ttl_ms``. A request with credentials (``Authorization``,
+``Cookie``) on a route not keyed per user is shared by the tenant's users, so, as RFC 9111 §3.5
+asks of shared caches, its answer is stored only when marked ``public`` or given ``s-maxage``
+(or the route sets ``ttl_ms``, the operator's explicit consent). A request with a body, a range
+or a condition is neither answered from the cache nor stored.
 
 Keys: ``cache:{<resource>}:<generation>:<digest>``. The resource is the route prefix plus the
 first segment below it (``/api/v1/events/42`` for ``/api/v1/events/42/tickets``); the digest
-covers the method, the canonical path, the query with its parameters sorted by name, the tenant
-and, on ``per_user`` routes, the user. The hash tag keeps a resource's keys in one Redis Cluster
-slot. A write bumps the generation of its resource and of the route's collection, so older
-entries become unreachable and expire on their own.
+covers the method, the canonical path, the query with its parameters sorted by name, the origin
+the upstream was told the client used (canonical host, scheme, port) and the venue domain
+routing resolved (``view.origin``), the tenant and, on ``per_user`` routes, the user. ``Vary`` is
+read against the headers the upstream received (``view.vary_values``). The hash tag keeps a
+resource's keys in one Redis Cluster slot. A write gives its resource and the route's collection
+new generations, so older entries become unreachable and expire on their own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Final
 
+from api_gateway.cache import view
 from api_gateway.types import Headers, Request
 
 STORABLE_STATUSES: Final = frozenset({200, 203, 204})
@@ -77,8 +82,17 @@ def header_value(headers: Headers, name: bytes) -> bytes | None:
 
 
 def bypasses(request: Request) -> bool:
-    """Conditional and range requests go straight through: the cache keeps whole answers."""
-    return any(name in BYPASS_HEADERS for name, _ in request.headers)
+    """Conditional and range requests go straight through: the cache keeps whole answers.
+
+    So does a request with a body: the key does not hold the body, yet the answer may depend
+    on it (a search filter), and a stored one would be served for the bodiless request."""
+    return has_body(request) or any(name in BYPASS_HEADERS for name, _ in request.headers)
+
+
+def has_body(request: Request) -> bool:
+    """A declared length above 0, or a chunked body (a stream, or bytes read already)."""
+    body = request.body
+    return bool(request.content_length) or not isinstance(body, bytes) or len(body) > 0
 
 
 def carries_credentials(request: Request) -> bool:
@@ -125,16 +139,15 @@ def _age(value: bytes | None) -> int:
 
 
 def vary_names(headers: Headers) -> tuple[bytes, ...] | None:
-    """The request headers an answer varies on, sorted; None for ``Vary: *`` (never stored)."""
+    """The request headers an answer varies on, sorted; None for ``Vary: *`` or a header new
+    for every request (never stored: no later request could match it)."""
     value = header_value(headers, b"vary")
     if value is None:
         return ()
-    names = {name.strip().lower() for name in value.split(b",")} - {b""}
-    return None if b"*" in names else tuple(sorted(names))
-
-
-def vary_values(request: Request, names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:
-    return tuple(request.header_list(name) for name in names)
+    names = {name.strip(b" \t").lower() for name in value.split(b",")} - {b""}
+    if b"*" in names or not names.isdisjoint(view.PER_REQUEST):
+        return None
+    return tuple(sorted(names))
 
 
 def canonical_query(query: bytes) -> bytes:
@@ -181,7 +194,7 @@ def entry_key(request: Request, resource_path: str, generation: str, per_user: b
     """The key of the answer to ``request`` (HEAD shares GET's), before any ``Vary``."""
     tenant, user = scope(request, per_user)
     parts = (b"GET", request.path.encode(), canonical_query(request.query))
-    hashed = digest(*parts, tenant.encode(), user.encode())
+    hashed = digest(*parts, *view.origin(request), tenant.encode(), user.encode())
     return f"cache:{{{resource_path}}}:{generation}:{hashed}"
 
 

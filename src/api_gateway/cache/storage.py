@@ -1,8 +1,11 @@
 """Where cached answers live: one small interface, a bounded in-memory implementation.
 
-Generations: each resource has a token that is part of its entries' keys; invalidating the
-resource sets a new token, so its old entries are never read again. A token lives ``max_ttl_ms``
-(longer than any entry of the generation before it), after which it reads as "0" again safely.
+Generations: each resource has a random token that is part of its entries' keys; invalidating
+the resource sets a new token, so its old entries are never read again. A resource that has no
+token (never seen, expired after ``max_ttl_ms``, forgotten here, or lost by Redis) gets a new
+random one, never a fixed first value: a token lost after a write can then never bring back the
+entries made before that write, and forgetting a token is always safe (its entries are merely
+unreachable until they expire).
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Final, Protocol
-
-INITIAL_GENERATION: Final = "0"
+from typing import Protocol
 
 
 def new_generation() -> str:
@@ -44,16 +45,23 @@ class MemoryCacheStorage:
         self.generations: dict[str, tuple[float, str]] = {}
 
     async def generation(self, resource: str) -> str:
+        now = self.clock_ms()
         found = self.generations.get(resource)
-        if found is None or found[0] <= self.clock_ms():
-            return INITIAL_GENERATION
-        return found[1]
+        if found is not None and found[0] > now:
+            return found[1]
+        return self._renew(resource, now)
 
     async def invalidate(self, resource: str) -> None:
-        now = self.clock_ms()
+        self._renew(resource, self.clock_ms())
+
+    def _renew(self, resource: str, now: float) -> str:
+        """A new token for ``resource``; beyond ``max_entries`` tokens the oldest is forgotten."""
+        self.generations.pop(resource, None)  # re-inserted last: insertion order is age order
         if len(self.generations) >= self.max_entries:
-            self._forget_generations(now)
-        self.generations[resource] = (now + self.max_ttl_ms, new_generation())
+            del self.generations[next(iter(self.generations))]
+        token = new_generation()
+        self.generations[resource] = (now + self.max_ttl_ms, token)
+        return token
 
     async def get(self, key: str) -> bytes | None:
         found = self.entries.get(key)
@@ -77,15 +85,3 @@ class MemoryCacheStorage:
 
     def _drop(self, key: str) -> None:
         self.size -= len(self.entries.pop(key)[1])
-
-    def _forget_generations(self, now: float) -> None:
-        """Bound the generations: expired ones go; if none has, everything goes.
-
-        Forgetting a live generation would make its resource's older entries readable again,
-        so when too many resources were written recently the whole cache is emptied instead.
-        """
-        self.generations = {r: g for r, g in self.generations.items() if g[0] > now}
-        if len(self.generations) >= self.max_entries:
-            self.generations.clear()
-            self.entries.clear()
-            self.size = 0

@@ -13,8 +13,9 @@ from typing import TypeVar
 
 from api_gateway.cache import entry as wire
 from api_gateway.cache.entry import Entry, Variants
-from api_gateway.cache.rules import variant_key, vary_values
+from api_gateway.cache.rules import variant_key
 from api_gateway.cache.storage import CacheStorage
+from api_gateway.cache.view import vary_values
 from api_gateway.stores import StoreUnavailable
 from api_gateway.types import Request
 
@@ -41,10 +42,14 @@ class CacheStore:
         return found if isinstance(found, Entry) else None
 
     def save(
-        self, key: str, entry: Entry, names: tuple[bytes, ...], ttl_ms: int, request: Request
+        self,
+        key: str,
+        entry: Entry,
+        names: tuple[bytes, ...],
+        values: tuple[bytes | None, ...],
+        ttl_ms: int,
     ) -> None:
         """Store in the background: the client does not wait for the storage."""
-        values = vary_values(request, names)
         task = asyncio.get_running_loop().create_task(self._save(key, entry, names, values, ttl_ms))
         self.saving.add(task)
         task.add_done_callback(self.saving.discard)

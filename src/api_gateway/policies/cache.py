@@ -1,6 +1,6 @@
 """Response cache for GET and HEAD on the routes that enable it; writes invalidate.
 
-    GET/HEAD ─▶ conditional or range? pass through
+    GET/HEAD ─▶ a body, a condition or a range? pass through
              ─▶ generation of the resource (storage down: pass through) ─▶ key ─▶ hit? answer
              ─▶ HEAD: pass through │ same key in flight here? wait for it (single flight)
              ─▶ upstream ─▶ storable (rules.freshness) and the body complete and under the cap?
@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from api_gateway.cache import rules
+from api_gateway.cache import rules, view
 from api_gateway.cache.entry import Entry
 from api_gateway.cache.store import CacheStore
 from api_gateway.types import BodySource, Handler, Request, Response
@@ -91,7 +91,7 @@ class ResponseCache:
         if flight is None:
             return await self._fetch(key, request, call_next)
         shared = await asyncio.shield(flight)
-        if shared is not None and rules.vary_values(request, shared.names) == shared.values:
+        if shared is not None and view.vary_values(request, shared.names) == shared.values:
             return self._hit(request, shared.entry)
         return self._marked(request, await call_next(request))
 
@@ -134,9 +134,10 @@ class ResponseCache:
             return None
         headers = [header for header in response.headers if header[0] not in NOT_STORED]
         entry = Entry(response.status, headers, body, self.clock_ms(), fresh.age_s)
-        self.store.save(key, entry, names, fresh.ttl_ms, request)
+        values = view.vary_values(request, names)
+        self.store.save(key, entry, names, values, fresh.ttl_ms)
         self.stores += 1
-        return Shared(entry, names, rules.vary_values(request, names))
+        return Shared(entry, names, values)
 
     def _marked(self, request: Request, response: Response) -> Response:
         self.misses += 1

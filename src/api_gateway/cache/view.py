@@ -1,0 +1,103 @@
+"""The request as its upstream received it: what a cached answer may depend on.
+
+The cache runs after ``HeaderTrust``, which has removed what the client may not say (its
+``Host``, ``X-Forwarded-*``, ``X-Venue-*``, identity headers) and rendered what the gateway
+says instead into ``Request.upstream_block``; domain routing put the venue into
+``Request.upstream_headers``. An answer can depend only on what the upstream received, so keys
+and ``Vary`` are read from there, never from the client's own copies: a client cannot pick
+another venue's, host's or user's variant by sending the header itself, and a header the
+gateway rewrites never collapses into one variant for everyone.
+
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from api_gateway.errors import InvalidHost
+from api_gateway.hosts import normalize_host
+from api_gateway.types import Headers, Request
+
+# The origin the client asked for, as the upstream is told it: links, redirects and
+# white-label pages are built from these.
+FORWARDED_HOST: Final = b"x-forwarded-host"
+FORWARDED_PROTO: Final = b"x-forwarded-proto"
+FORWARDED_PORT: Final = b"x-forwarded-port"
+# The venue domain routing resolved (absent on the platform's own hosts).
+VENUE: Final = b"x-venue-id"
+VENUE_TENANT: Final = b"x-venue-tenant-id"
+# The upstream's Host is the instance's own address, unknown before the balancer picks one: a
+# ``Vary: Host`` is read as the host the client asked for, the one the key already holds.
+HOST: Final = b"host"
+# Headers that are new for every request or attempt: an answer varying on one of them can never
+# be served again, so it is not stored.
+PER_REQUEST: Final = frozenset({b"x-request-id", b"x-request-deadline-ms"})
+HOST_MEMO_SIZE: Final = 4096
+_HOSTS: Final[dict[bytes, bytes]] = {}
+
+
+def gateway_headers(request: Request) -> Headers:
+    """The headers the gateway itself sends the upstream: the venue's, then the rendered block."""
+    headers = list(request.upstream_headers)
+    for line in request.upstream_block.split(b"\r\n"):
+        name, sep, value = line.partition(b": ")
+        if sep:
+            headers.append((name, value))
+    return headers
+
+
+def received(request: Request, name: bytes, gateway: Headers) -> bytes | None:
+    """All values of ``name`` the upstream receives, joined as one list (RFC 9110 §5.3).
+
+    The client's headers and the gateway's never share a name: HeaderTrust removed the
+    client's copies of every name the gateway writes."""
+    if name == HOST:
+        return canonical_host(first(gateway, FORWARDED_HOST))
+    values = [value for key, value in request.headers if key == name]
+    values += [value for key, value in gateway if key == name]
+    return b", ".join(values) if values else None
+
+
+def first(headers: Headers, name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def canonical_host(raw: bytes | None) -> bytes | None:
+    """``Venue.COM.`` and ``venue.com:80`` are one host; a value that is no host stays as it
+    was, marked so that it can never equal a canonical one."""
+    if raw is None:
+        return None
+    found = _HOSTS.get(raw)
+    if found is None:
+        try:
+            found = normalize_host(raw).key.encode("ascii")
+        except InvalidHost:
+            found = b"?" + raw
+        if len(_HOSTS) >= HOST_MEMO_SIZE:
+            _HOSTS.clear()
+        _HOSTS[raw] = found
+    return found
+
+
+def origin(request: Request) -> tuple[bytes, ...]:
+    """Where the client sent the request, as the upstream is told: host, scheme, port, venue."""
+    gateway = gateway_headers(request)
+    parts = []
+    for name in (FORWARDED_HOST, FORWARDED_PROTO, FORWARDED_PORT, VENUE, VENUE_TENANT):
+        value = first(gateway, name)
+        if name == FORWARDED_HOST:
+            value = canonical_host(value)
+        parts.append(b"-" if value is None else b"+" + value)
+    return tuple(parts)
+
+
+def vary_values(request: Request, names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:
+    """The values of the headers an answer varies on, as the upstream received them."""
+    if not names:
+        return ()
+    gateway = gateway_headers(request)
+    return tuple(received(request, name, gateway) for name in names)
