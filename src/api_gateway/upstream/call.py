@@ -87,28 +87,37 @@ class UpstreamCall:
             if isinstance(outcome, Response) and outcome.status not in FAILURE_STATUSES:
                 service.succeeded(endpoint, now)
                 return outcome
-            return await self._recover(request, endpoint, outcome, now, expires)
+            return await self._recover(request, endpoint, outcome, sent, now, expires)
         finally:
             budget.active_requests -= 1
 
     async def _recover(
-        self, request: Request, endpoint: Endpoint, failure: Failure, now: float, expires: float
+        self,
+        request: Request,
+        endpoint: Endpoint,
+        failure: Failure,
+        sent: float,
+        now: float,
+        expires: float,
     ) -> Response:
         """After a failed attempt: retry while it is safe and allowed, else give up."""
-        service, clock = self.service, self.clock_ms
+        service, clock, budget = self.service, self.clock_ms, self.service.budget
         tried: list[Endpoint] = []
         attempt = 1
-        retrying = False
+        claim: str | None = None  # what this request holds of the retry budget
         try:
             while True:
                 service.attempt_failed(endpoint, now)
                 delay = self._retry_delay(request, failure, attempt, now, expires)
+                if delay is not None:
+                    lost = isinstance(failure, BadGateway)  # the connection broke, no answer
+                    claim = budget.claim(claim, endpoint.authority, sent, now, lost)
+                    if claim is None:
+                        service.events["budget_exhausted"] += 1
+                        delay = None
                 if delay is None:
                     service.gave_up(failure if isinstance(failure, Exception) else None, now)
                     return _give_up(failure)
-                if not retrying:
-                    retrying = True
-                    service.budget.active_retries += 1
                 _discard(failure)
                 service.events["retry"] += 1
                 await self.sleep(delay / 1000)
@@ -128,8 +137,7 @@ class UpstreamCall:
                     service.succeeded(endpoint, now)
                     return failure
         finally:
-            if retrying:
-                service.budget.active_retries -= 1
+            budget.release(claim)
 
     async def _attempt(self, request: Request, endpoint: Endpoint, remaining_ms: float) -> Failure:
         """One attempt: the response, or the service's error (anything else propagates)."""
@@ -182,9 +190,6 @@ class UpstreamCall:
             return None
         if service.breaker.state is not State.CLOSED:
             return None  # the service is known to be failing (or on probation): don't pile on
-        if not service.budget.allows():
-            service.events["budget_exhausted"] += 1
-            return None
         delay = service.backoff.delay_ms(attempt)
         return delay if now + delay < expires else None
 
