@@ -19,59 +19,103 @@ ALGORITHM: Final = "HS256"
 SAFE_CLAIM: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
 # refused before any decoding, so one token has one string (and one cache key).
-TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+TOKEN_SHAPE: Final = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
 # would make a token that never expires.
 MAX_NUMERIC_DATE: Final = 253_402_300_799
 JWS: Final = jwt.PyJWS()
+SCHEME: Final = b"bearer "
+SCHEME_LENGTH: Final = len(SCHEME)
+OWS: Final = b" \t"
+# What a cached token costs beyond its own bytes: the dictionary slot, the Claims object and
+# its strings and identity lines. Claims are decoded from the token, so they are never longer
+# than it: two token lengths and this bound an entry from above.
+ENTRY_OVERHEAD: Final = 512
+
+
+def entry_cost(token: bytes) -> int:
+    return 2 * len(token) + ENTRY_OVERHEAD
+
+
+def bearer_token(credentials: bytes) -> bytes:
+    """The token of an Authorization value: ``Bearer``, in any case, one space, the token.
+
+    Trailing whitespace is not part of a field value (RFC 9110 §5.5) and is ignored; anything
+    else (another scheme, two spaces, whitespace inside) is refused, so one token has one
+    spelling and padding cannot mint new cache entries.
+    """
+    value = credentials.rstrip(OWS)
+    token = value[SCHEME_LENGTH:]
+    if value[:SCHEME_LENGTH].lower() != SCHEME or not token or token[:1] in OWS:
+        raise Unauthorized(
+            "the Authorization header must be 'Bearer <token>'", error="invalid_request"
+        )
+    return token
 
 
 class TokenVerifier:
+    """Verifies access tokens and keeps the verified ones, bounded in entries and in bytes."""
+
     def __init__(self, config: JwtConfig, clock: Callable[[], float] = time.time) -> None:
         self.secret = config.access_secret
         self.issuer = config.issuer
         self.leeway = config.leeway_s
         self.capacity = config.cache_size
+        self.max_bytes = config.cache_max_bytes
+        # Longer Authorization values are refused before any parsing (the scheme and a space).
+        self.max_credentials = config.max_token_bytes + SCHEME_LENGTH
         self.clock = clock
-        self.cache: dict[str, Claims] = {}
-        # Authorization values already verified, so that a repeated one is not even parsed.
-        self.credentials: dict[bytes, Claims] = {}
+        # Verified tokens, oldest first, and what they cost together (``entry_cost``).
+        self.cache: dict[bytes, Claims] = {}
+        self.cached_bytes = 0
+
+    def authenticate(self, credentials: bytes) -> Claims:
+        """The claims of an ``Authorization`` value. The usual spelling (``Bearer <token>``)
+        of a token verified before is one dictionary lookup."""
+        if len(credentials) > self.max_credentials:
+            raise Unauthorized("the access token is longer than the gateway accepts")
+        claims = self.cache.get(credentials[SCHEME_LENGTH:])
+        if (
+            claims is None
+            or claims.expires_at + self.leeway < self.clock()
+            or credentials[:SCHEME_LENGTH].lower() != SCHEME
+        ):
+            return self.claims_of(bearer_token(credentials))
+        return claims
 
     def verify(self, token: str) -> Claims:
+        return self.claims_of(token.encode("utf-8", "surrogatepass"))
+
+    def claims_of(self, token: bytes) -> Claims:
         claims = self.cache.get(token)
         if claims is not None:
             if claims.expires_at + self.leeway >= self.clock():
                 return claims
-            del self.cache[token]
+            self.forget(token)
             raise Unauthorized("the access token has expired")
         claims = self._verify_uncached(token)
-        if self.capacity:
-            if len(self.cache) >= self.capacity:
-                # Oldest first: insertion order is a cheap, good-enough eviction order.
-                del self.cache[next(iter(self.cache))]
-            self.cache[token] = claims
+        self.remember(token, claims)
         return claims
 
-    def known(self, credentials: bytes) -> Claims | None:
-        """The claims of an Authorization value verified before, if they are still valid."""
-        claims = self.credentials.get(credentials)
-        if claims is not None and claims.expires_at + self.leeway >= self.clock():
-            return claims
-        return None
+    def remember(self, token: bytes, claims: Claims) -> None:
+        cost = entry_cost(token)
+        if not self.capacity or cost > self.max_bytes:
+            return
+        cache = self.cache
+        while cache and (len(cache) >= self.capacity or self.cached_bytes + cost > self.max_bytes):
+            # Oldest first: insertion order is a cheap, good-enough eviction order.
+            self.forget(next(iter(cache)))
+        cache[token] = claims
+        self.cached_bytes += cost
 
-    def verify_credentials(self, credentials: bytes, token: str) -> Claims:
-        """``verify(token)``, remembering the Authorization value ``token`` came from."""
-        self.credentials.pop(credentials, None)
-        claims = self.verify(token)
-        if self.capacity:
-            if len(self.credentials) >= self.capacity:
-                del self.credentials[next(iter(self.credentials))]
-            self.credentials[credentials] = claims
-        return claims
+    def forget(self, token: bytes) -> None:
+        del self.cache[token]
+        self.cached_bytes -= entry_cost(token)
 
-    def _verify_uncached(self, token: str) -> Claims:
-        if not TOKEN_SHAPE.fullmatch(token):
+    def _verify_uncached(self, token_bytes: bytes) -> Claims:
+        if not TOKEN_SHAPE.fullmatch(token_bytes):
             raise Unauthorized("the access token is not three base64url segments")
+        token = token_bytes.decode("ascii")  # the shape admits ASCII alone
         try:
             # The signature alone: the payload is read below by stricter rules than PyJWT's.
             signed = JWS.decode_complete(token, self.secret, algorithms=[ALGORITHM])

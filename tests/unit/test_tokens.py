@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from api_gateway.config.settings import JwtConfig
 from api_gateway.errors import Unauthorized
-from api_gateway.tokens import TokenVerifier, mint, parse_ttl
+from api_gateway.tokens import TokenVerifier, entry_cost, mint, parse_ttl
 
 SECRET = "s3cr3t-" + "x" * 60
 OTHER_SECRET = "other-" + "y" * 60
@@ -36,7 +36,12 @@ class Clock:
         return self.now
 
 
-def make_config(cache_size: int = 100, secret: str = SECRET) -> JwtConfig:
+def make_config(
+    cache_size: int = 100,
+    secret: str = SECRET,
+    cache_max_bytes: int = 1 << 30,
+    max_token_bytes: int = 8192,
+) -> JwtConfig:
     return JwtConfig(
         access_secret=secret,
         refresh_secret="r" * 40,
@@ -45,6 +50,8 @@ def make_config(cache_size: int = 100, secret: str = SECRET) -> JwtConfig:
         refresh_ttl_s=86400,
         leeway_s=LEEWAY,
         cache_size=cache_size,
+        cache_max_bytes=cache_max_bytes,
+        max_token_bytes=max_token_bytes,
     )
 
 
@@ -439,7 +446,7 @@ def test_cached_token_expires_by_injected_clock(
     clock.now = now + 10 + LEEWAY + 1
     error = rejected(verifier, token)
     assert "expired" in error.detail
-    assert token not in verifier.cache
+    assert token.encode() not in verifier.cache
 
 
 def test_cached_expired_token_stays_rejected(
@@ -465,7 +472,7 @@ def test_cache_evicts_oldest_entry_first(clock: Clock, now: float) -> None:
     tokens = [sign(payload(now, sub=f"user-{i}")) for i in range(3)]
     for token in tokens:
         verifier.verify(token)
-    assert list(verifier.cache) == tokens[1:]
+    assert list(verifier.cache) == [token.encode() for token in tokens[1:]]
     verifier.secret = OTHER_SECRET
     assert verifier.verify(tokens[2]).user_id == "user-2"
     rejected(verifier, tokens[0])
@@ -537,36 +544,83 @@ def test_parse_ttl_scales_by_unit(amount: int, unit: tuple[str, int]) -> None:
     assert parse_ttl(f"{amount}{suffix}") == amount * factor
 
 
-# --- verified Authorization values --------------------------------------------------------------
+# --- Authorization values -----------------------------------------------------------------------
 
 
-def test_a_verified_authorization_value_is_known_until_it_expires(
+def test_an_authorization_value_is_known_until_its_token_expires(
     verifier: TokenVerifier, clock: Clock, now: float
 ) -> None:
     token = sign(payload(now))
-    credentials = b"Bearer " + token.encode()
-    assert verifier.known(credentials) is None
-    claims = verifier.verify_credentials(credentials, token)
-    assert verifier.known(credentials) is claims
+    claims = verifier.authenticate(b"Bearer " + token.encode())
+    verifier.secret = OTHER_SECRET  # a fresh verification would now fail
+    assert verifier.authenticate(b"bearer " + token.encode()) is claims
     clock.now = now + 600 + LEEWAY + 1
-    assert verifier.known(credentials) is None
     with pytest.raises(Unauthorized, match="expired"):
-        verifier.verify_credentials(credentials, token)
-    assert credentials not in verifier.credentials
+        verifier.authenticate(b"Bearer " + token.encode())
+    assert verifier.cache == {} and verifier.cached_bytes == 0
 
 
-def test_known_authorization_values_are_bounded(clock: Clock, now: float) -> None:
-    verifier = TokenVerifier(make_config(cache_size=2), clock=clock)
-    values = []
-    for user in ("a", "b", "c"):
-        token = sign(payload(now, sub=user))
-        values.append(b"Bearer " + token.encode())
-        verifier.verify_credentials(values[-1], token)
-    assert list(verifier.credentials) == values[1:]
+@pytest.mark.parametrize("scheme", [b"Bearer", b"bearer", b"BEARER", b"bEaReR"])
+@pytest.mark.parametrize("trailing", [b"", b" ", b"\t", b"   \t  "])
+def test_every_accepted_spelling_of_a_token_is_one_entry(
+    verifier: TokenVerifier, now: float, scheme: bytes, trailing: bytes
+) -> None:
+    token = sign(payload(now)).encode()
+    first = verifier.authenticate(b"Bearer " + token)
+    assert verifier.authenticate(scheme + b" " + token + trailing) is first
+    assert list(verifier.cache) == [token]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        b"Bearer  {t}",
+        b"Bearer\t{t}",
+        b"Bearer{t}",
+        b"Basic {t}",
+        b"Bearer",
+        b"Bearer ",
+        b"Bearer {t} {t}",
+        b"Token {t}",
+        b"Bearer \xff{t}",
+    ],
+)
+def test_anything_but_the_scheme_one_space_and_the_token_is_refused(
+    verifier: TokenVerifier, now: float, shape: bytes
+) -> None:
+    token = sign(payload(now)).encode()
+    verifier.authenticate(b"Bearer " + token)  # cached: a lax reader would find it
+    with pytest.raises(Unauthorized) as info:
+        verifier.authenticate(shape.replace(b"{t}", token))
+    assert info.value.status == 401
+    assert list(verifier.cache) == [token]
+
+
+def test_a_token_over_the_limit_is_refused_before_it_is_read(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(max_token_bytes=1024), clock=clock)
+    token = sign(payload(now, email="e" * 1000)).encode()
+    assert len(token) > 1024
+    verifier.secret = "not the secret at all, so a verification would fail differently"
+    with pytest.raises(Unauthorized, match="longer"):
+        verifier.authenticate(b"Bearer " + token)
+    assert verifier.cache == {}
+
+
+@pytest.mark.parametrize("max_bytes", [0, 3000, 20_000])
+def test_the_cache_never_holds_more_bytes_than_its_bound(
+    clock: Clock, now: float, max_bytes: int
+) -> None:
+    verifier = TokenVerifier(make_config(cache_size=1000, cache_max_bytes=max_bytes), clock=clock)
+    for n in range(40):
+        token = sign(payload(now, sub=f"user-{n}", email="e" * (40 * n))).encode()
+        verifier.authenticate(b"Bearer " + token)
+        assert verifier.cached_bytes == sum(entry_cost(t) for t in verifier.cache)
+        assert verifier.cached_bytes <= max_bytes
+    assert (max_bytes == 0) == (not verifier.cache)
 
 
 def test_nothing_is_remembered_without_a_cache(clock: Clock, now: float) -> None:
     verifier = TokenVerifier(make_config(cache_size=0), clock=clock)
     token = sign(payload(now))
-    verifier.verify_credentials(b"Bearer " + token.encode(), token)
-    assert verifier.known(b"Bearer " + token.encode()) is None
+    verifier.authenticate(b"Bearer " + token.encode())
+    assert verifier.cache == {}

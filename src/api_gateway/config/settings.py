@@ -50,6 +50,8 @@ class JwtConfig:
     refresh_ttl_s: int
     leeway_s: int
     cache_size: int
+    cache_max_bytes: int = 16 * 1024 * 1024  # verified-token cache bound, per worker
+    max_token_bytes: int = 8192  # a longer token is refused (401) before any parsing
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 
 from api_gateway.errors import Unauthorized
 from api_gateway.routing import PublicPaths
-from api_gateway.tokens import TokenVerifier
+from api_gateway.tokens import TOKEN_SHAPE, TokenVerifier, bearer_token
 from api_gateway.types import Handler, Request, Response
 
 
@@ -26,10 +26,7 @@ class Authenticate:
             and (relative.rstrip("/") or "/") not in public.exact
             and not (public.subtrees and relative in public)
         ):
-            credentials = authorization(request)
-            request.claims = self.verifier.known(credentials) or self.verifier.verify_credentials(
-                credentials, bearer(credentials)
-            )
+            request.claims = self.verifier.authenticate(authorization(request))
         return call_next(request)
 
 
@@ -48,14 +45,8 @@ def authorization(request: Request) -> bytes:
 
 
 def bearer(header: bytes) -> str:
-    """The token of a ``Bearer <token>`` Authorization value."""
-    scheme, _, token = header.partition(b" ")
-    token = token.strip()
-    if scheme.lower() != b"bearer" or not token:
-        raise Unauthorized(
-            "the Authorization header must be 'Bearer <token>'", error="invalid_request"
-        )
-    try:
-        return token.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise Unauthorized("the access token is invalid") from exc
+    """The well-formed token of a ``Bearer <token>`` Authorization value, or 401."""
+    token = bearer_token(header)
+    if not TOKEN_SHAPE.fullmatch(token):
+        raise Unauthorized("the access token is not three base64url segments")
+    return token.decode("ascii")

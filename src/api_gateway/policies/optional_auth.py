@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from api_gateway.policies.auth import authorization, bearer
+from api_gateway.policies.auth import authorization
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
 
@@ -19,8 +19,5 @@ class OptionalAuthenticate:
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         if request.header(b"authorization") is not None:
-            credentials = authorization(request)
-            request.claims = self.verifier.known(credentials) or self.verifier.verify_credentials(
-                credentials, bearer(credentials)
-            )
+            request.claims = self.verifier.authenticate(authorization(request))
         return call_next(request)
