@@ -18,7 +18,8 @@
     ├── RateLimited (429 rate-limited, Retry-After)
     ├── HeadersTooLarge (431 headers-too-large)
     ├── BadGateway (502 bad-gateway): upstream refused, reset or answered garbage
-    │   └── ConnectFailed (502 bad-gateway): no connection, so nothing of the request was sent
+    │   ├── ConnectFailed (502 bad-gateway): no connection, so nothing of the request was sent
+    │   └── UnusableResponse (502 bad-gateway): an answer that cannot be passed on; not retried
     ├── ServiceUnavailable (503 service-unavailable)
     │   └── CircuitOpen (503 circuit-open, Retry-After)
     └── UpstreamTimeout (504 upstream-timeout)
@@ -142,6 +143,12 @@ class BadGateway(GatewayError):
 
 class ConnectFailed(BadGateway):
     request_sent = False
+
+
+class UnusableResponse(BadGateway):
+    """The upstream answered, with something the gateway cannot pass on (a protocol switch it did
+    not ask for, a head over the size cap): the request reached the service, and asking again
+    would get the same answer at the same cost, so it is never retried."""
 
 
 class ServiceUnavailable(GatewayError):

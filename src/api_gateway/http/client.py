@@ -19,10 +19,11 @@ from api_gateway.errors import (
     ConnectFailed,
     ConnectTimeout,
     GatewayError,
+    UnusableResponse,
     UpstreamTimeout,
 )
 from api_gateway.http.body import BodyStream
-from api_gateway.http.framing import RESPONSE_FRAMING, lower_name
+from api_gateway.http.framing import ResponseFieldFilter, lower_name
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
@@ -36,10 +37,16 @@ class ConnectionGone(ConnectFailed):
     """A connection found closed before any byte of the request was written to it."""
 
 
-# Framing is the data plane's own business; X-Powered-By only tells attackers what to try.
-NOT_PASSED_ON: Final = RESPONSE_FRAMING | {b"x-powered-by"}
 # Requests that may be sent again when a pooled connection turns out to be dead (RFC 9110 9.2.2).
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class PastTheEnd(Exception):
+    """Raised from a parser callback: a byte arrived after the response was complete."""
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback: the response's fields passed a cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,12 @@ class PoolSettings:
     connect_timeout_s: float = 5.0
     max_idle_per_instance: int = 64
     idle_timeout_s: float = 30.0
+    # Caps on a response's fields (interim heads and trailers included): bytes and field lines.
+    max_head_bytes: int = 65536
+    max_head_fields: int = 100
+    # Response fields never passed on: exact lower-case names, and name prefixes.
+    dropped_fields: frozenset[bytes] = frozenset()
+    dropped_prefixes: tuple[bytes, ...] = ()
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -57,6 +70,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.fields = pool.fields
+        self.head_cap, self.fields_cap = pool.settings.max_head_bytes, pool.settings.max_head_fields
+        self.poller: select.poll | None = None
         self.closed = False
         self.idle_since = 0.0
         self.deadline = 0.0
@@ -81,6 +97,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.sender: asyncio.Task[None] | None = None
         self.keep_alive = True
         self.until_close = False
+        self.switched = False  # a 101: the connection now speaks another protocol
+        self.refusal: GatewayError | None = None
+        # Counted over every head of the exchange (interim ones too) and its trailers.
+        self.head_bytes = 0
+        self.field_bytes = 0
+        self.field_count = 0
 
     def _reset_head(self) -> None:
         self.headers: Headers = []
@@ -94,6 +116,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -128,12 +154,19 @@ class UpstreamConnection(asyncio.Protocol):
         if self.future is None:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
+        if not self.headers_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.fail(BadGateway(f"the upstream sent an invalid response: {exc}"))
-            self.close()
-            return
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if not self._parser_stopped(exc):
+                return
+        else:
+            # A head still unfinished past the cap: fields never completed are not counted by
+            # on_header, and llhttp would keep concatenating the pieces of the last one.
+            if not self.headers_done and self.head_bytes > self.head_cap:
+                self._refuse(self._too_large())
+                return
         if self.headers_done and (self.complete or not self.small_body):
             self._resolve()
         if self.complete:
@@ -145,11 +178,51 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.close()
 
+    def _parser_stopped(self, exc: Exception) -> bool:
+        """The parser stopped before the end of ``data``: whether the exchange goes on."""
+        if self.switched:
+            # The gateway never asks for an upgrade (Upgrade is hop-by-hop and removed), so no
+            # one is there to take the tunnel over: an answer to a question not asked.
+            self._refuse(UnusableResponse("the upstream switched protocols without being asked"))
+            return False
+        if self.refusal is not None:
+            self._refuse(self.refusal)
+            return False
+        if self.complete:
+            # Bytes after a complete response (a second response, more body, garbage): the
+            # response stands as declared; the connection is out of step and must not be reused.
+            self.keep_alive = False
+            return True
+        self._refuse(BadGateway(f"the upstream sent an invalid response: {exc}"))
+        return False
+
+    def _refuse(self, error: GatewayError) -> None:
+        self.fail(error)
+        self.close()
+
+    def _too_large(self) -> UnusableResponse:
+        caps = f"{self.head_cap} bytes or {self.fields_cap} lines"
+        return UnusableResponse(f"the upstream's response fields exceed {caps}")
+
     # llhttp callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise PastTheEnd
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.field_count += 1
+        self.field_bytes += len(name) + len(value)
+        if self.field_count > self.fields_cap or self.field_bytes > self.head_cap:
+            self.refusal = self._too_large()
+            raise HeadTooLarge
+        if self.headers_done:
+            return  # a trailer: never merged into the head (RFC 9110 §6.5.1), not passed on
         name = lower_name(name)
-        if name not in NOT_PASSED_ON:
+        passed = self.fields.passed.get(name)
+        if passed is None:
+            passed = self.fields.decide(name)
+        if passed:
             self.headers.append((name, value))
         elif name == b"content-length":
             self.length = value
@@ -165,6 +238,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if status == 101:
+            self.status, self.switched, self.keep_alive = status, True, False
+            return
         if status < 200:
             # An interim response (100 Continue, 103): wait for the final one.
             self.interim = True
@@ -186,6 +262,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.on_message_complete()
 
     def on_body(self, chunk: bytes) -> None:
+        if self.complete:
+            raise PastTheEnd  # after the head of an answer to HEAD: that answer has no body
         if self.stream is not None:
             self.stream.feed(chunk)
         else:
@@ -272,6 +350,7 @@ class UpstreamPool:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, settings: PoolSettings) -> None:
         self.loop, self.settings = loop, settings
+        self.fields = ResponseFieldFilter(settings.dropped_fields, settings.dropped_prefixes)
         self.idle: defaultdict[Address, list[UpstreamConnection]] = defaultdict(list)
         # Connections waiting for a response head, checked against their deadline by a sweep
         # rather than a timer per request (timeouts are seconds; a tick of slack is fine).
@@ -294,7 +373,7 @@ class UpstreamPool:
         answered anything is retried once on a new connection, for idempotent requests only.
         """
         replayable = method in IDEMPOTENT and isinstance(body, bytes)
-        connection = self._acquire(address, checked=not replayable)
+        connection = self._acquire(address)
         may_retry = connection is not None and replayable
         if connection is None:
             connection = await self._connect(address, timeout_s)
@@ -348,13 +427,13 @@ class UpstreamPool:
         self.busy.add(connection)
         return future
 
-    def _acquire(self, address: Address, checked: bool) -> UpstreamConnection | None:
-        """The most recently used idle connection still open.
+    def _acquire(self, address: Address) -> UpstreamConnection | None:
+        """The most recently used idle connection still open and with nothing to read.
 
-        ``checked``: for a request that cannot be sent again (a POST, a streamed body), also ask
-        the kernel whether the upstream already closed the connection (its FIN may be queued
-        but not yet read by the loop: an upstream that closes right after answering, without
-        ``Connection: close``). One syscall; replayable requests skip it, they are retried.
+        The kernel is asked (one poll, ~0.5 µs) because the loop may not have read yet what
+        arrived on an idle connection: the upstream's FIN (it closed right after answering,
+        without ``Connection: close``), or bytes past the end of its last response, which the
+        next request would take for the start of its own response.
         """
         idle = self.idle.get(address)
         while idle:
@@ -363,7 +442,8 @@ class UpstreamPool:
             # A peer's close may be known to the transport before connection_lost has run.
             if connection.closed or transport is None or transport.is_closing():
                 continue
-            if checked and _has_pending_input(transport):
+            poller = connection.poller
+            if poller is not None and poller.poll(0):
                 connection.close()  # an idle connection has nothing to read unless it is over
                 continue
             return connection
@@ -377,10 +457,12 @@ class UpstreamPool:
                 min(self.settings.connect_timeout_s, timeout_s),
             )
         except TimeoutError as exc:
-            raise ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+            # The detail reaches the client (502/504, /ready, aggregate meta): it never names the
+            # instance, whose address the access log and the health log carry for operators.
+            raise ConnectTimeout("connecting to the upstream timed out") from exc
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise ConnectFailed(f"cannot connect to the upstream {host}:{port}: {reason}") from exc
+            raise ConnectFailed(f"cannot connect to the upstream: {reason}") from exc
         return connection
 
     def release(self, connection: UpstreamConnection) -> None:
@@ -417,17 +499,6 @@ class UpstreamPool:
             for connection in list(idle):
                 connection.close()
         self.idle.clear()
-
-
-def _has_pending_input(transport: asyncio.Transport) -> bool:
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 async def _send_body(

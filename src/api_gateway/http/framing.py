@@ -120,3 +120,31 @@ class RequestFraming:
 
 # Methods whose requests carry a body by their nature (the others may, but rarely do).
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+
+
+# Fields of an upstream response never passed on whatever the configuration: framing is the data
+# plane's own business, and X-Powered-By only tells attackers what to try.
+RESPONSE_NEVER_PASSED: Final = RESPONSE_FRAMING | {b"x-powered-by"}
+FIELD_DECISIONS_SIZE: Final = 4096
+
+
+class ResponseFieldFilter:
+    """Which fields of an upstream response reach the client: not the framing ones, nor the
+    configured names (exact, or prefixes). Decided once per distinct field name and remembered,
+    so the check per response field is one dict lookup (``passed.get(name)``)."""
+
+    __slots__ = ("names", "passed", "prefixes")
+
+    def __init__(self, names: frozenset[bytes], prefixes: tuple[bytes, ...]) -> None:
+        self.names = RESPONSE_NEVER_PASSED | names
+        self.prefixes = prefixes
+        # Lower-cased name -> passed on. Bounded like ``_LOWERED``: cleared when full.
+        self.passed: dict[bytes, bool] = {}
+
+    def decide(self, name: bytes) -> bool:
+        """Whether the field ``name`` (lower-cased) is passed on; remembered for next time."""
+        passed = name not in self.names and not name.startswith(self.prefixes)
+        if len(self.passed) >= FIELD_DECISIONS_SIZE:
+            self.passed.clear()
+        self.passed[name] = passed
+        return passed
