@@ -194,7 +194,7 @@ def entry_key(request: Request, resource_path: str, generation: str, per_user: b
     """The key of the answer to ``request`` (HEAD shares GET's), before any ``Vary``."""
     tenant, user = scope(request, per_user)
     parts = (b"GET", request.path.encode(), canonical_query(request.query))
-    hashed = digest(*parts, *view.origin(request), tenant.encode(), user.encode())
+    hashed = digest(*parts, view.origin(request), tenant.encode(), user.encode())
     return f"cache:{{{resource_path}}}:{generation}:{hashed}"
 
 

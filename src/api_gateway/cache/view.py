@@ -24,6 +24,9 @@ from api_gateway.types import Headers, Request
 FORWARDED_HOST: Final = b"x-forwarded-host"
 FORWARDED_PROTO: Final = b"x-forwarded-proto"
 FORWARDED_PORT: Final = b"x-forwarded-port"
+FORWARDED_HOST_LINE: Final = FORWARDED_HOST + b": "
+FORWARDED_PROTO_LINE: Final = FORWARDED_PROTO + b": "
+FORWARDED_PORT_LINE: Final = FORWARDED_PORT + b": "
 # The venue domain routing resolved (absent on the platform's own hosts).
 VENUE: Final = b"x-venue-id"
 VENUE_TENANT: Final = b"x-venue-tenant-id"
@@ -83,16 +86,34 @@ def canonical_host(raw: bytes | None) -> bytes | None:
     return found
 
 
-def origin(request: Request) -> tuple[bytes, ...]:
-    """Where the client sent the request, as the upstream is told: host, scheme, port, venue."""
-    gateway = gateway_headers(request)
-    parts = []
-    for name in (FORWARDED_HOST, FORWARDED_PROTO, FORWARDED_PORT, VENUE, VENUE_TENANT):
-        value = first(gateway, name)
-        if name == FORWARDED_HOST:
-            value = canonical_host(value)
-        parts.append(b"-" if value is None else b"+" + value)
-    return tuple(parts)
+def origin(request: Request) -> bytes:
+    """Where the client sent the request, as the upstream is told: host, scheme, port, venue.
+
+    One line per value (``+value``, or ``-`` when absent): a value never holds a line break,
+    so different origins never give the same bytes."""
+    block = request.upstream_block
+    venue = request.upstream_headers
+    values = [
+        canonical_host(block_value(block, FORWARDED_HOST_LINE)),
+        block_value(block, FORWARDED_PROTO_LINE),
+        block_value(block, FORWARDED_PORT_LINE),
+        first(venue, VENUE),
+        first(venue, VENUE_TENANT),
+    ]
+    return b"\n".join([b"-" if value is None else b"+" + value for value in values])
+
+
+def block_value(block: bytes, line_start: bytes) -> bytes | None:
+    """The value of the first line of ``block`` (rendered header lines) that begins with
+    ``line_start`` (``name: ``). Values hold no line break, so a line begins only after one."""
+    if block.startswith(line_start):
+        start = len(line_start)
+    else:
+        at = block.find(b"\n" + line_start)
+        if at < 0:
+            return None
+        start = at + 1 + len(line_start)
+    return block[start : block.find(b"\r\n", start)]
 
 
 def vary_values(request: Request, names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:
