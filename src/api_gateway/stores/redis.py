@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import select
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Sequence
@@ -22,6 +23,9 @@ from api_gateway.stores import StoreUnavailable
 
 # While Redis is down, at most one connect attempt per this; others fail fast.
 RETRY_EVERY_S: Final = 0.5
+# A deadline that fires this late found the loop busy, not the peer slow (see ``within``).
+LOOP_LATE_S: Final = 0.005
+MAX_EXTENSIONS: Final = 3
 MAX_LINE: Final = 64 * 1024  # a reply header longer than this is garbage, not a slow network
 ARGS_CACHE_SIZE: Final = 4096  # limit keys whose encoded script arguments are kept
 MAX_DIGITS: Final = 19  # a signed 64-bit integer, as Redis sends
@@ -214,10 +218,14 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._label, self._timeout = label, timeout_s
         self._parser = RespParser()
+        # Written commands awaiting their reply, in order, each with the time it was written.
         self._pending: deque[tuple[asyncio.Future[Reply], float]] = deque()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None  # armed while replies are awaited
-        self._out: list[bytes] = []
+        self._due = 0.0  # when the timer was meant to fire
+        self._extensions = 0  # bounds granted for a busy loop since the last reply
+        self._out: list[bytes] = []  # commands queued for this tick's one write, and
+        self._queued: list[asyncio.Future[Reply]] = []  # their futures
         self.error: str | None = None  # set once; the connection is then unusable
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -232,6 +240,8 @@ class _Connection(asyncio.Protocol):
         except (ProtocolError, RecursionError) as exc:
             return self.close(f"sent an unreadable reply ({exc})")
         pending = self._pending
+        if replies:
+            self._extensions = 0
         for reply in replies:
             if not pending:
                 return self.close("sent a reply nobody asked for")
@@ -243,19 +253,27 @@ class _Connection(asyncio.Protocol):
         if self.error is not None or self._transport is None:
             raise StoreUnavailable(self.error or f"redis at {self._label}: not connected")
         future = self._loop.create_future()
-        now = self._loop.time()
-        self._pending.append((future, now))
-        if self._timer is None:
-            self._timer = self._loop.call_at(now + self._timeout, self._expire)
         if not self._out:  # one write per loop tick: a send() syscall costs more than a hit
             self._loop.call_soon(self._flush)
         self._out.append(command)
+        self._queued.append(future)
         return future
 
     def _flush(self) -> None:
+        # The bound counts from here, not from send(): a loop busy between the two (a heavy
+        # request in the same tick) has not made Redis any slower.
         if self._transport is not None and self.error is None:
             self._transport.write(b"".join(self._out))
+            now = self._loop.time()
+            self._pending.extend([(future, now) for future in self._queued])
+            if self._timer is None:
+                self._arm(now + self._timeout)
         self._out.clear()
+        self._queued.clear()
+
+    def _arm(self, when: float) -> None:
+        self._due = when
+        self._timer = self._loop.call_at(when, self._expire)
 
     def _expire(self) -> None:
         # One timer per connection instead of one per command (a timer costs more than a hit):
@@ -266,10 +284,33 @@ class _Connection(asyncio.Protocol):
         pending = self._pending
         if not pending:
             return
-        oldest = pending[0][1]
-        if self._loop.time() - oldest >= self._timeout:
-            return self.close(f"did not answer within {self._timeout * 1000:g} ms")
-        self._timer = self._loop.call_at(oldest + self._timeout, self._expire)
+        now = self._loop.time()
+        due = pending[0][1] + self._timeout
+        if now >= due:
+            if not self._busy_loop(now):
+                return self.close(f"did not answer within {self._timeout * 1000:g} ms")
+            self._extensions += 1
+            due = now + self._timeout
+        self._arm(due)
+
+    def _busy_loop(self, now: float) -> bool:
+        """Whether the deadline passed while the loop, not Redis, was busy: the reply may be in
+        the socket, unread, or the command may have left only now (uvloop writes in a later
+        phase of the tick). Then the command gets one more bound (a few at most, while no reply
+        comes); a timer that fired on time over an empty socket is a Redis that did not answer.
+        """
+        if self._extensions >= MAX_EXTENSIONS:
+            return False
+        return now - self._due >= LOOP_LATE_S or self._unread()
+
+    def _unread(self) -> bool:
+        """Whether the socket holds bytes (or an end) the loop has not delivered yet."""
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self, reason: str) -> None:
         if self.error is None:
@@ -279,8 +320,11 @@ class _Connection(asyncio.Protocol):
             self._timer = None
         if self._transport is not None:
             self._transport.abort()
-        while self._pending:
-            future = self._pending.popleft()[0]
+        waiting = [future for future, _ in self._pending] + self._queued
+        self._pending.clear()
+        self._out.clear()
+        self._queued.clear()
+        for future in waiting:
             if not future.done():
                 future.set_exception(StoreUnavailable(self.error))
 
@@ -471,16 +515,12 @@ class RedisStore:
         loop, target = asyncio.get_running_loop(), self._target
         conn = _Connection(target.label, self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
-                if target.path is not None:
-                    await loop.create_unix_connection(lambda: conn, target.path)
-                else:
-                    tls = ssl.create_default_context() if target.tls else None
-                    await loop.create_connection(lambda: conn, target.host, target.port, ssl=tls)
-                load = encode_command("SCRIPT", "LOAD", GCRA_LUA)
-                for reply in await asyncio.gather(*map(conn.send, (*target.setup, load))):
-                    if isinstance(reply, RespError):
-                        raise StoreUnavailable(reply.message)
+            await within(loop.create_task(self._connect(conn)), self._timeout)
+            # The connection's own timer bounds these.
+            load = encode_command("SCRIPT", "LOAD", GCRA_LUA)
+            for reply in await asyncio.gather(*map(conn.send, (*target.setup, load))):
+                if isinstance(reply, RespError):
+                    raise StoreUnavailable(reply.message)
             if self._closed:
                 raise StoreUnavailable("store closed while connecting")
         except (OSError, TimeoutError, ValueError, StoreUnavailable) as exc:
@@ -495,3 +535,35 @@ class RedisStore:
             self._connecting = None
         self._conn = conn
         return conn
+
+    async def _connect(self, conn: _Connection) -> None:
+        loop, target = asyncio.get_running_loop(), self._target
+        if target.path is not None:
+            await loop.create_unix_connection(lambda: conn, target.path)
+        else:
+            tls = ssl.create_default_context() if target.tls else None
+            await loop.create_connection(lambda: conn, target.host, target.port, ssl=tls)
+
+
+async def within(task: asyncio.Task[None], timeout_s: float) -> None:
+    """``task`` done within ``timeout_s`` of time the loop was free to notice it, or TimeoutError.
+
+    ``asyncio.timeout`` takes a busy loop for a slow peer: after a 120 ms callback its timer and
+    the peer's answer are due together, and the timer wins, because the task learns of the
+    answer only on a later tick. So a deadline that finds the loop late by more than
+    ``LOOP_LATE_S`` gives the task one more bound (a few at most).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        for _ in range(MAX_EXTENSIONS + 1):
+            await asyncio.wait((task,), timeout=max(deadline - loop.time(), 0))
+            if task.done():
+                return task.result()
+            now = loop.time()
+            if now - deadline < LOOP_LATE_S:
+                break
+            deadline = now + timeout_s
+        raise TimeoutError
+    finally:
+        task.cancel()  # nothing if it is done; if the caller was cancelled, so is the task
