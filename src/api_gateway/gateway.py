@@ -111,12 +111,18 @@ class Gateway:
         }
         if config.redis_url:
             probes["redis"] = self._redis_probe
-        self.admin = Admin(probes, self.breaker_states)
+        # Only these client addresses see the gateway's insides (README: the gateway's own
+        # endpoints); TrustedProxies is used for its cached "is this address in these networks".
+        admin_addresses = TrustedProxies(config.admin_allow)
+        self.admin = Admin(probes, self.breaker_states, admin_addresses.contains)
         self.metrics = Metrics(
             {GatewayConfig.API_PREFIX + route.prefix: route.service for route in config.routes}
         )
         self.worker_metrics = WorkerMetrics.from_environment(self.collect_metrics, loop)
-        self.exact: dict[str, Handler] = {**self.admin.endpoints(), "/metrics": self.render_metrics}
+        self.exact: dict[str, Handler] = {
+            **self.admin.endpoints(),
+            "/metrics": self.admin.restricted(self.render_metrics),
+        }
         self.exact.update(DocsSite(config).endpoints())
         access_log = (
             AccessLog(loop, sample_rate=config.observability.access_log_sample_rate)

@@ -127,6 +127,8 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
     jwt["refresh_secret"] = env.get("JWT_REFRESH_SECRET") or shared_secret or jwt["refresh_secret"]
     if "TRUSTED_PROXIES" in env:
         server["trusted_proxies"] = split_list(env["TRUSTED_PROXIES"])
+    if "ADMIN_ALLOW" in env:
+        document.setdefault("admin", {})["allow"] = split_list(env["ADMIN_ALLOW"])
     if "CORS_ORIGINS" in env:
         document["cors_origins"] = split_list(env["CORS_ORIGINS"])
     if env.get("CORS_CREDENTIALS"):
@@ -188,6 +190,9 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         name: build_limit(limits.section(name)) for name in limits.data if name != "ipv6_prefix"
     }
     limits.seen.update(limits.data)
+    admin = root.section("admin")
+    admin_allow = tuple(parse_cidr(c, "admin.allow") for c in admin.texts("allow"))
+    admin.done()
     timeouts = root.section("timeouts")
     default_timeout_ms = timeouts.integer("default_ms", 1)
     timeouts.done()
@@ -216,6 +221,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         observability=build_observability(root.section("observability")),
         aggregates=build_aggregates(root.section("aggregates"), services, default_timeout_ms),
         rate_limit_ipv6_prefix=ipv6_prefix,
+        admin_allow=admin_allow,
     )
     root.done()
     return config
@@ -244,11 +250,11 @@ def build_server(s: Section) -> ServerConfig:
     return config
 
 
-def parse_cidr(text: str) -> Network:
+def parse_cidr(text: str, key: str = "server.trusted_proxies") -> Network:
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
-        raise ConfigError("server.trusted_proxies", f"{text!r} is not a CIDR") from exc
+        raise ConfigError(key, f"{text!r} is not a CIDR") from exc
 
 
 def build_jwt(s: Section) -> JwtConfig:

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from api_gateway.config.validation import ValidationConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 class ConfigError(Exception):
@@ -202,5 +206,7 @@ class GatewayConfig:
     aggregates: tuple[AggregateConfig, ...] = ()  # under /api/v1/aggregate
     # Per-address limits key an IPv6 client by this prefix length (IPv4: the whole address).
     rate_limit_ipv6_prefix: int = 64
+    # Client addresses that see the gateway's insides: /metrics, /health in full, /ready's reasons.
+    admin_allow: tuple[Network, ...] = LOOPBACK
 
     API_PREFIX = "/api/v1"
