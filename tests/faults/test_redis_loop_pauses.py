@@ -40,6 +40,11 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+def stall() -> None:
+    """Block the event loop, as a heavy request would."""
+    time.sleep(STALL_S)
+
+
 async def connected(redis: RedisServer) -> RedisStore:
     store = RedisStore(redis.url, TIMEOUT_S)
     await store.ping()
@@ -53,7 +58,7 @@ def test_a_stall_right_after_a_command_was_queued_is_not_a_timeout(
         store = await connected(redis_server)
         hit = asyncio.ensure_future(store.hit("queued", RATE))
         await asyncio.sleep(0)  # the hit queues its command; the write is for the next tick
-        time.sleep(STALL_S)
+        stall()
         assert (await hit).allowed
         await store.close()
 
@@ -64,7 +69,7 @@ class Stalling(asyncio.Protocol):
     """Blocks the loop from inside its I/O callbacks, as a heavy request would."""
 
     def data_received(self, data: bytes) -> None:
-        time.sleep(STALL_S)
+        stall()
 
 
 def test_a_reply_that_came_in_time_during_a_stall_is_not_late(redis_server: RedisServer) -> None:
@@ -92,7 +97,7 @@ def test_a_stall_while_connecting_is_not_an_outage(redis_server: RedisServer, ti
         ping = asyncio.ensure_future(store.ping())
         for _ in range(ticks):  # the stall lands on each step: connect, AUTH/SELECT, SCRIPT LOAD
             await asyncio.sleep(0)
-        time.sleep(STALL_S)
+        stall()
         await ping
         await store.close()
 
@@ -108,7 +113,7 @@ def test_a_frozen_redis_is_still_down_within_the_bound_after_a_stall(
         try:
             hit = asyncio.ensure_future(store.hit("frozen", RATE))
             await asyncio.sleep(0)
-            time.sleep(STALL_S)
+            stall()
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="did not answer"):
                 await hit

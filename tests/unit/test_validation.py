@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.config.validation import FieldRule
-from api_gateway.policies.validation import check_query, check_value
+from api_gateway.config.sections import Section
+from api_gateway.config.settings import ConfigError
+from api_gateway.config.validation import FieldRule, ValidationConfig, build_validation
+from api_gateway.errors import ValidationFailed
+from api_gateway.policies.validation import JsonBody, check_query, check_value, json_bound_error
 
 SEARCH = (
     FieldRule("q", "string", min_length=1, max_length=200),
@@ -75,3 +81,108 @@ def test_parameter_order_never_changes_the_verdict(params: dict[str, str]) -> No
     assert sorted(map(str, check_query(forward.encode(), SEARCH))) == sorted(
         map(str, check_query(backward.encode(), SEARCH))
     )
+
+
+# JSON bodies: bounded before parsing, since parsing builds one object per value on the loop.
+
+MIB = 1 << 20
+DEPTH, VALUES = 64, 10_000
+
+
+def bound(body: bytes) -> str | None:
+    return json_bound_error(body, DEPTH, VALUES)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_ordinary_bodies_pass() -> None:
+    assert bound(b'{"email": "a@b.c", "password": "[{,,,}]"}') is None
+    assert bound(b'{"seats": [' + b",".join([b'{"row": 1, "n": 2}'] * 3000) + b"]}") is None
+    assert bound(b'"' + b"[,{" * 100_000 + b'"') is None  # brackets in a string are text
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (nested(DEPTH), None),
+        (nested(DEPTH + 1), "nested deeper than 64 levels"),
+        (b'{"a":' * 65 + b"1" + b"}" * 65, "nested deeper than 64 levels"),
+        (b"[" + b"0," * (VALUES - 2) + b"0]", None),  # the array and 9,999 numbers
+        (b"[" + b"0," * (VALUES - 1) + b"0]", "holds more than 10000 values"),
+        (b"[" * MIB, "holds more than 10000 values"),
+        (b"[" + b"[]," * 20_000 + b"[]]", "holds more than 10000 values"),
+        (b"[" + b'"",' * 20_000 + b'""]', "holds more than 10000 values"),
+        (b'"' * MIB, "holds more than 10000 values"),  # not JSON, and too many strings anyway
+    ],
+)
+def test_depth_and_values_are_bounded(body: bytes, complaint: str | None) -> None:
+    assert bound(body) == complaint
+
+
+def test_escaped_quotes_do_not_end_a_string() -> None:
+    hidden = b'["' + b'\\"[' * 20_000 + b'"]'  # every [ is inside the one string
+    backslash_then_end = b'["\\\\", ' + b"[" * 65 + b"]" * 65 + b"]"  # "\\" ends its string
+    assert bound(hidden) is None
+    assert bound(backslash_then_end) == "nested deeper than 64 levels"
+
+
+JSON_TEXT = st.text(alphabet='[]{},:"\\ ax\u00e9')
+DOCUMENTS = st.recursive(
+    st.none() | st.integers(-(2**63), 2**63 - 1) | JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_TEXT, inner, max_size=4),
+)
+
+
+def depth_of(document: object) -> int:
+    children = document.values() if isinstance(document, dict) else document
+    if not isinstance(document, list | dict):
+        return 0
+    return 1 + max((depth_of(child) for child in children), default=0)  # type: ignore[union-attr]
+
+
+def counted(document: object) -> int:
+    """Values as the bound counts them: an empty container counts one more."""
+    if not isinstance(document, list | dict):
+        return 1
+    children = list(document.values() if isinstance(document, dict) else document)
+    return 1 + max(len(children), 1) + sum(counted(child) - 1 for child in children)
+
+
+@given(DOCUMENTS)
+def test_the_count_is_exact_whatever_the_strings_hold(document: object) -> None:
+    body = orjson.dumps(document)
+    depth, values = depth_of(document), counted(document)
+    assert json_bound_error(body, max(depth, 1), values) is None
+    if depth > 1:
+        assert json_bound_error(body, depth - 1, values) == f"nested deeper than {depth - 1} levels"
+    if values > 1:
+        assert json_bound_error(body, 1024, values - 1) == f"holds more than {values - 1} values"
+
+
+def test_the_worst_mib_costs_a_few_ms_of_cpu() -> None:
+    config = ValidationConfig(query=(), json_body=True)
+    check = JsonBody(config)._check_json
+    worst = [
+        b"[" + b",".join([nested(1000)] * 523) + b"]",
+        b"[" + b"[]," * (MIB // 3 - 1) + b"[]]",
+        b"{" + b",".join(b'"k%d":0' % i for i in range(MIB // 12)) + b"}",
+        b'["' + b'[{,\\"' * (MIB // 5 - 1) + b'"]',
+        b'"' + b"\\u0041" * (MIB // 6 - 1) + b'"',
+    ]
+    for body in worst:
+        started = time.thread_time()  # CPU, not wall time: other processes do not count
+        with contextlib.suppress(ValidationFailed):
+            check(body)
+        assert time.thread_time() - started < 0.02  # measured 1-4 ms; 100-150 ms unbounded
+
+
+def test_json_bounds_come_from_the_route_and_are_checked() -> None:
+    section = Section({"json_body": True, "json_max_depth": 8, "json_max_values": 50}, "v")
+    config = build_validation(section)
+    assert (config.json_max_depth, config.json_max_values, config.json_max_bytes) == (8, 50, MIB)
+    with pytest.raises(ConfigError, match=r"v\.json_max_depth"):
+        build_validation(Section({"json_max_depth": 1025}, "v"))
+    with pytest.raises(ConfigError, match=r"v\.json_max_values"):
+        build_validation(Section({"json_max_values": 0}, "v"))
