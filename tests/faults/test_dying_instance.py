@@ -88,3 +88,32 @@ def test_the_budget_caps_a_storm_of_broken_connections(
     sent = [r for r in broken.requests if r.path == "/api/v1/tickets/1"]
     assert clients < len(sent) <= clients * 2 + retry_cap
     assert len(sent) < clients * attempts
+
+
+def test_a_dying_instance_does_not_open_the_circuit_of_the_whole_service(
+    service_fleet: Fleet, tmp_path: Path, instances: list[RecordingUpstream]
+) -> None:
+    # Half of twelve POSTs die with the instance (a POST that may have been acted on is never
+    # sent again): counted one by one, that is the breaker's 50 % of 10 calls, and every client
+    # of the service would get 503 for 30 s while the other instance stands idle.
+    doomed, survivor = instances
+    doomed.respond(Reply(delay_s=HELD_S, body=b"{}"))
+    clients = 12
+
+    def post() -> int:
+        response = gateway.request("POST", "/api/v1/tickets/orders", body=b"{}", token=TOKEN)
+        return int(response.status)
+
+    with (
+        gateway_for(tmp_path, service_fleet, [doomed.url, survivor.url], {}) as gateway,
+        concurrent.futures.ThreadPoolExecutor(clients) as pool,
+    ):
+        futures = [pool.submit(post) for _ in range(clients)]
+        held = doomed.wait_for_requests(clients // 2, timeout_s=WAIT_S)
+        assert len(held) == clients // 2, "the doomed instance never held its share"
+        doomed.stop()
+        statuses = [f.result(timeout=WAIT_S) for f in futures]
+        after = [post() for _ in range(5)] + [get(gateway) for _ in range(5)]
+
+    assert sorted(statuses) == [200] * 6 + [502] * 6
+    assert after == [200] * 10

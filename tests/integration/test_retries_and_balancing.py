@@ -253,7 +253,9 @@ def test_an_instance_killed_under_load_loses_only_posts_in_flight(
     service_fleet: Fleet, tmp_path: Path, instances: list[RecordingUpstream]
 ) -> None:
     doomed, survivor = instances[:2]
-    doomed.respond(Reply(delay_s=0.4, body=b"{}"))
+    # Held until the instance dies: nothing it was sent can complete first, however slow the
+    # machine (a short delay let a busy test runner see a POST answered before the kill).
+    doomed.respond(Reply(delay_s=30.0, body=b"{}"))
 
     def post() -> int:
         return int(
@@ -266,7 +268,7 @@ def test_an_instance_killed_under_load_loses_only_posts_in_flight(
     ):
         gets = [pool.submit(lambda: get(gateway).status) for _ in range(6)]
         posts = [pool.submit(post) for _ in range(6)]
-        doomed.wait_for_requests(4, timeout_s=5.0)
+        doomed.wait_for_requests(6, timeout_s=10.0)  # its round-robin share, all in flight
         doomed.stop()
         get_statuses = [f.result() for f in gets]
         post_statuses = [f.result() for f in posts]

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support.resilience import service_config, upstream_service
 
 from api_gateway.config.settings import RetryConfig
+from api_gateway.errors import BadGateway, UpstreamTimeout
 from api_gateway.upstream.retry import OWN_SLOT, RetryBudget
 
 RETRY = RetryConfig(3, 100, 2_000, None, 20, 3)  # a floor of 3 slots
@@ -111,3 +113,30 @@ def test_slots_never_exceed_the_cap_plus_outages_and_all_come_back(
     for claim in held:
         budget.release(claim)
     assert (budget.active_retries, budget.outages) == (0, {})
+
+
+# --- the breaker's view of the same event ---------------------------------------------------------
+
+
+def test_posts_lost_with_a_dying_instance_are_one_failure_of_the_service() -> None:
+    service = upstream_service(service_config())
+    doomed, other = service.endpoints.endpoints
+    # Six POSTs in flight on the doomed instance (sent at t=0..5) all break at t=100.
+    for n in range(6):
+        service.gave_up(BadGateway("closed"), 100 + n, doomed, float(n))
+
+    assert service.breaker.stats()["failures"] == 1
+    # A request sent to it after the break is a failure of its own, and so is a timeout.
+    service.gave_up(BadGateway("refused"), 200, doomed, 150)
+    service.gave_up(UpstreamTimeout("slow"), 300, other, 0)
+    assert service.breaker.stats()["failures"] == 3
+
+
+def test_an_instance_that_served_again_starts_a_new_break() -> None:
+    service = upstream_service(service_config())
+    instance = service.endpoints.endpoints[0]
+    service.gave_up(BadGateway("closed"), 100, instance, 0)
+    service.succeeded(instance, 150)
+    service.gave_up(BadGateway("closed"), 200, instance, 50)  # in flight before, yet counted
+
+    assert service.breaker.stats()["failures"] == 2

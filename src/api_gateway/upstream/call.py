@@ -116,7 +116,8 @@ class UpstreamCall:
                         service.events["budget_exhausted"] += 1
                         delay = None
                 if delay is None:
-                    service.gave_up(failure if isinstance(failure, Exception) else None, now)
+                    error = failure if isinstance(failure, Exception) else None
+                    service.gave_up(error, now, endpoint, sent)
                     return _give_up(failure)
                 _discard(failure)
                 service.events["retry"] += 1

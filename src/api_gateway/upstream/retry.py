@@ -99,7 +99,7 @@ class RetryBudget:
         (``lost``: its connection broke), or None when the budget refuses. ``held`` is the
         request's claim from its previous retry: kept when returned, else released here."""
         outage = self.outages.get(instance) if lost else None
-        if outage is not None and sent_ms <= outage.began_ms:
+        if outage is not None and sent_ms < outage.began_ms:
             if held != instance:
                 outage.retries += 1
                 self.release(held)

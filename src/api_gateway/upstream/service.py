@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Final
 
 from api_gateway.config.settings import ServiceConfig
-from api_gateway.errors import UpstreamTimeout
+from api_gateway.errors import BadGateway, UpstreamTimeout
 from api_gateway.observability.exposition import BUCKETS_MS, Histogram
 from api_gateway.upstream.balancer import build_balancer
 from api_gateway.upstream.breaker import SUCCESS_ONLY, Breaker, Event, Outcome
@@ -21,6 +21,8 @@ from api_gateway.upstream.retry import Backoff, RetryBudget
 
 log = logging.getLogger("api_gateway.upstream")
 TRANSITIONS: Final = frozenset({Event.OPEN, Event.CLOSE, Event.HALF_OPEN})
+# Instances whose last break is remembered (discovery may churn addresses: the oldest go first).
+MAX_BREAKS: Final = 256
 
 
 class UpstreamService:
@@ -41,6 +43,8 @@ class UpstreamService:
         self.panicking = False
         # Attempts and their time to the response head (ms), by instance authority.
         self.attempt_latency: dict[str, Histogram] = {}
+        # When each instance's connections last broke, by authority, until it serves again.
+        self.breaks: dict[str, float] = {}
 
     def observe_attempt(self, authority: str, elapsed_ms: float) -> None:
         histogram = self.attempt_latency.get(authority)
@@ -58,6 +62,8 @@ class UpstreamService:
     def succeeded(self, endpoint: Endpoint, now_ms: float) -> None:
         if endpoint.consecutive_failures or endpoint.ejections:
             self.outlier.success(endpoint, now_ms)
+        if self.breaks:
+            self.breaks.pop(endpoint.authority, None)
         events = self.breaker.record_success(now_ms)
         if events is SUCCESS_ONLY:
             self.events[Event.SUCCESS] += 1
@@ -77,14 +83,36 @@ class UpstreamService:
                 },
             )
 
-    def gave_up(self, error: Exception | None, now_ms: float) -> None:
+    def gave_up(
+        self, error: Exception | None, now_ms: float, endpoint: Endpoint, sent_ms: float
+    ) -> None:
         """The request failed after every attempt it was allowed: the service failed a caller.
 
         The breaker counts requests, not attempts: a failure a retry recovered from is the
-        instance's (outlier detection), not the service's.
+        instance's (outlier detection), not the service's. Likewise an instance that dies
+        breaks every connection on it at once: the requests that cannot be sent again (POSTs)
+        fail together, and that is one failure of the service, not one per request in flight.
         """
-        outcome = Outcome.TIMEOUT if isinstance(error, UpstreamTimeout) else Outcome.FAILURE
+        if isinstance(error, UpstreamTimeout):
+            outcome = Outcome.TIMEOUT
+        elif isinstance(error, BadGateway) and self.same_break(endpoint, sent_ms, now_ms):
+            outcome = Outcome.IGNORED
+        else:
+            outcome = Outcome.FAILURE
         self._note(self.breaker.record(outcome, now_ms))
+
+    def same_break(self, endpoint: Endpoint, sent_ms: float, now_ms: float) -> bool:
+        """Whether a broken connection (an attempt sent at ``sent_ms``) belongs to a break of
+        its instance already counted: it was in flight when that break was first seen, and the
+        instance has served nothing since. Otherwise this is a break of its own, remembered."""
+        authority = endpoint.authority
+        began = self.breaks.get(authority)
+        if began is not None and sent_ms < began:
+            return True
+        if began is None and len(self.breaks) >= MAX_BREAKS:
+            del self.breaks[next(iter(self.breaks))]
+        self.breaks[authority] = now_ms
+        return False
 
     def not_blamed(self, now_ms: float) -> None:
         """An attempt ended by something that is not the service's doing (the client left)."""
