@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from api_gateway.config.aggregates import build_aggregates
+from api_gateway.config.aliases import build_alias, is_alias
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
@@ -305,12 +306,15 @@ def build_routes(
     default_max_body: int,
     rate_limits: Mapping[str, LimitConfig],
 ) -> tuple[RouteConfig, ...]:
-    routes = []
+    routes: list[RouteConfig | tuple[str, Section]] = []
     for prefix in s.data:
         key = s.key(str(prefix))
         if not isinstance(prefix, str) or not is_clean_path(prefix) or prefix == "/":
             raise ConfigError(key, "a route prefix must look like /name")
         entry = s.section(prefix)
+        if is_alias(entry):
+            routes.append((prefix, entry))  # built below, once the route it names is
+            continue
         service = entry.text("service")
         if service not in services:
             raise ConfigError(entry.key("service"), f"unknown service {service!r}")
@@ -342,7 +346,8 @@ def build_routes(
             )
         )
         entry.done()
-    return tuple(routes)
+    named = {route.prefix: route for route in routes if isinstance(route, RouteConfig)}
+    return tuple(r if isinstance(r, RouteConfig) else build_alias(*r, named) for r in routes)
 
 
 def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> EndpointConfig:

@@ -178,6 +178,7 @@ class RouteConfig:
     # When the rate-limit store cannot answer: 503 rather than decide without it.
     fail_closed: bool = False
     cache: RouteCacheConfig | None = None  # None: responses of the route are not cached
+    alias_of: str | None = None  # this prefix is another name of that route (config.aliases)
 
 
 @dataclass(frozen=True, slots=True)
