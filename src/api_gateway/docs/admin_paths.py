@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api_gateway.docs.components import Json
+from api_gateway.docs.components import Json, error_refs
 
 JSON_OBJECT: Json = {"type": "object"}
 
@@ -17,7 +17,8 @@ READY_SCHEMA: Json = {
 }
 HEALTH_SCHEMA: Json = {
     "type": "object",
-    "required": ["status", "uptime", "memory"],
+    "required": ["status", "uptime"],
+    "description": "Status and uptime to anyone; the rest to `admin.allow` addresses only.",
     "properties": {
         "status": {"type": "string"},
         "uptime": {"type": "number", "description": "Seconds since the worker started."},
@@ -73,7 +74,10 @@ def admin_paths() -> Json:
         ),
         "/metrics": _get(
             "Metrics: Prometheus text exposition",
-            {"200": _content("text/plain", {"type": "string"}, "Counters, gauges, histograms.")},
+            {
+                "200": _content("text/plain", {"type": "string"}, "Counters, gauges, histograms."),
+                **error_refs(["403"]),  # an address outside admin.allow
+            },
         ),
         "/docs": _get(
             "Docs: this document, rendered (works offline)",
