@@ -3,8 +3,11 @@ the service; JSON routes refuse bodies that are not JSON."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from support.assertions import assert_problem
-from support.gateway import Fleet, GatewayProcess
+from support.client import RawConnection, build_request
+from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import mint
 
 
@@ -69,3 +72,25 @@ def test_routes_without_a_schema_take_any_body(gateway: GatewayProcess, services
 
     assert response.status == 200
     assert services["event"].only_request().body == b"\x00\xff"
+
+
+def test_a_json_body_over_its_own_bound_is_413_declared_or_chunked(
+    services: Fleet, tmp_path: Path
+) -> None:
+    # The route takes large bodies; its JSON check takes at most 1 KiB.
+    route = {"max_body_bytes": 1 << 20, "validation": {"json_body": True, "json_max_bytes": 1024}}
+    body = b'{"note": "' + b"x" * 2000 + b'"}'
+    chunked = [("Transfer-Encoding", "chunked"), ("Authorization", f"Bearer {mint()}")]
+    with running_gateway(tmp_path, services.urls(), {"routes": {"/tickets": route}}) as gw:
+        declared = gw.request("POST", "/api/v1/tickets/orders", body=body, token=mint())
+        with RawConnection(gw.port) as connection:
+            connection.send(build_request("POST", "/api/v1/tickets/orders", chunked))
+            connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            streamed = connection.read_response()
+        small = gw.request("POST", "/api/v1/tickets/orders", body=b"[1, 2]", token=mint())
+
+    for response in (declared, streamed):
+        assert_problem(response, 413)
+        assert "1024 bytes" in response.json()["detail"]
+    assert small.status == 200
+    assert services["ticket"].only_request().body == b"[1, 2]"
