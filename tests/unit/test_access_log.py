@@ -127,3 +127,37 @@ def test_a_quote_in_the_path_cannot_write_fields_of_its_own() -> None:
     line = json.loads(stream.getvalue())
     assert line["level"] == "info"
     assert line["path"] == '/api/v1/search/a","level":"fatal\\'
+
+
+HOSTILE_TEXTS = [
+    'fe80::1%eth0"}{"tenant":"forged',
+    "back\\slash",
+    "nul\x00and\x1fcontrols\x7f",
+    "line\nbreak\r",
+    "non-ascii \u00e9\u2028",
+    "lone surrogate \udc80",
+]
+
+
+def test_every_string_field_is_escaped_whatever_it_holds() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        stream = io.BytesIO()
+        log = AccessLog(loop, stream)
+        for text in HOSTILE_TEXTS:
+            request = Request("GET", b"/", [], b"", "10.0.0.7")
+            request.request_id = request.method = request.path = request.route = text
+            request.client_ip = request.cache = request.upstream = text
+            claims = request.claims = Claims("user-1", "tenant-1", "", "", 0.0)
+            claims.user_id = claims.tenant_id = text
+            log.record(request, Response(200, []), "1.000")
+        log.flush()
+    finally:
+        loop.close()
+    lines = stream.getvalue().decode("ascii").splitlines()
+    assert len(lines) == len(HOSTILE_TEXTS)
+    for line, text in zip(lines, HOSTILE_TEXTS, strict=True):
+        document = json.loads(line)
+        fields = ("request_id", "method", "path", "route", "client_ip", "upstream")
+        assert [document[f] for f in fields] == [text] * len(fields)
+        assert (document["tenant"], document["user"], document["cache"]) == (text, text, text)

@@ -1,0 +1,108 @@
+"""Client addresses and forwarding headers, pure: one canonical address per client, the
+right-most element of a repeated list, and rate-limit keys by IPv6 prefix."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api_gateway.network import AddressKeys, TrustedProxies, canonical_ip, rightmost
+from api_gateway.types import Headers, Request
+
+PROXIES = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
+
+
+def request(headers: Headers, peer: str = "10.0.0.1") -> Request:
+    return Request("GET", b"/", [(b"host", b"gw.example"), *headers], b"", peer)
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ('fe80::1%"}{"x":"y', "fe80::1"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("::ffff:c633:6407", "198.51.100.7"),
+        ("198.51.100.7%eth0", "198.51.100.7"),
+        ("not-an-ip", None),
+        ("", None),
+        ("%eth0", None),
+        ("1.2.3.4:80", None),
+    ],
+)
+def test_canonical_ip(text: str, canonical: str | None) -> None:
+    assert canonical_ip(text) == canonical
+
+
+@given(st.text(max_size=60))
+def test_a_canonical_ip_is_always_a_plain_ip_address(text: str) -> None:
+    canonical = canonical_ip(text)
+    if canonical is not None:
+        assert str(ipaddress.ip_address(canonical)) == canonical
+        assert "%" not in canonical
+
+
+def test_a_zone_id_in_forwarded_for_never_reaches_the_client_address() -> None:
+    req = request([(b"x-forwarded-for", b'fe80::1%eth0"}{"x":"y')])
+    assert PROXIES.client_ip(req) == "fe80::1"
+
+
+def test_an_ipv4_mapped_peer_is_trusted_as_its_ipv4_address() -> None:
+    req = request([(b"x-forwarded-for", b"198.51.100.7")], peer="::ffff:10.0.0.1")
+    assert PROXIES.client_ip(req) == "198.51.100.7"
+
+
+@pytest.mark.parametrize(
+    ("lines", "decided"),
+    [
+        ([b"evil.example", b"venue.com"], b"venue.com"),
+        ([b"evil.example, venue.com"], b"venue.com"),
+        ([b"venue.com", b""], b"venue.com"),
+        ([b"venue.com, ,\t"], b"venue.com"),
+        ([b" , "], None),
+        ([], None),
+    ],
+)
+def test_the_rightmost_element_over_all_lines_decides(
+    lines: list[bytes], decided: bytes | None
+) -> None:
+    req = request([(b"x-forwarded-host", line) for line in lines])
+    assert rightmost(req, b"x-forwarded-host") == decided
+
+
+def test_the_client_host_is_the_proxys_last_element_or_host() -> None:
+    appended = [(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-host", b"venue.com")]
+    assert PROXIES.client_host(request(appended)) == b"venue.com"
+    assert PROXIES.client_host(request(appended, peer="203.0.113.9")) == b"gw.example"
+    assert PROXIES.client_host(request([])) == b"gw.example"
+    assert TrustedProxies(()).client_host(request(appended)) == b"gw.example"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "address", "key"),
+    [
+        (64, "2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        (56, "2001:db8:1:2ff::1", "2001:db8:1:200::/56"),
+        (128, "2001:db8::1", "2001:db8::1"),
+        (64, "198.51.100.7", "198.51.100.7"),
+        (64, "::ffff:198.51.100.7", "198.51.100.7"),
+        (64, "fe80::1%eth0", "fe80::/64"),
+        (64, "garbage", "garbage"),
+    ],
+)
+def test_address_keys(prefix: int, address: str, key: str) -> None:
+    keys = AddressKeys(prefix)
+    assert keys(address) == key
+    assert keys(address) is keys(address)  # memoized: one object per address
+
+
+def test_address_keys_stay_bounded() -> None:
+    keys = AddressKeys()
+    for n in range(10_000):
+        keys(f"2001:db8::{n:x}")
+    assert len(keys.keys) <= 4096
