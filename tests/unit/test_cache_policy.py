@@ -12,7 +12,7 @@ from api_gateway.cache.storage import MemoryCacheStorage
 from api_gateway.cache.store import CacheStore
 from api_gateway.errors import BadGateway
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
-from api_gateway.types import Body, Headers, Request, Response
+from api_gateway.types import Body, Claims, Headers, Request, Response
 
 PREFIX = "/api/v1/search"
 MINUTE: Headers = [(b"cache-control", b"max-age=60")]
@@ -130,5 +130,42 @@ def test_waiters_are_answered_when_the_first_request_fails() -> None:
         assert x_cache(waiter) == b"MISS" and waiter.body == b"answer 1"
         with pytest.raises(BadGateway):
             await first
+
+    asyncio.run(scenario())
+
+
+def on_venue(venue: bytes) -> Request:
+    request = get()
+    request.upstream_headers = [(b"x-venue-id", venue), (b"x-venue-tenant-id", b"tenant-" + venue)]
+    return request
+
+
+def as_user(user: str) -> Request:
+    request = get()
+    request.claims = Claims(user, "tenant-a", "customer", "", 0.0)
+    request.upstream_block = request.claims.identity
+    return request
+
+
+def test_concurrent_misses_of_two_venues_never_share_one_answer() -> None:
+    async def scenario() -> None:
+        cache = policy()
+        service = Service(MINUTE, delay_s=0.05)
+        requests = [on_venue(v) for v in (b"venue-a", b"venue-a", b"venue-b")]
+        answers = await asyncio.gather(*(cache(r, service) for r in requests))
+        assert [x_cache(a) for a in answers] == [b"MISS", b"HIT", b"MISS"]
+        assert answers[0].body == answers[1].body and service.calls == 2
+
+    asyncio.run(scenario())
+
+
+def test_waiters_varying_on_the_identity_the_gateway_sends_are_not_mixed() -> None:
+    async def scenario() -> None:
+        cache = policy()
+        service = Service([(b"cache-control", b"s-maxage=60"), (b"vary", b"X-User-Id")], None, 0.05)
+        requests = [as_user(u) for u in ("alice", "alice", "bob")]
+        answers = await asyncio.gather(*(cache(r, service) for r in requests))
+        assert [x_cache(a) for a in answers] == [b"MISS", b"HIT", b"MISS"]
+        assert answers[0].body == answers[1].body and service.calls == 2
 
     asyncio.run(scenario())
