@@ -65,6 +65,10 @@ class Gateway:
                 upstream.connect_timeout_ms / 1000,
                 upstream.max_idle_per_instance,
                 upstream.idle_timeout_ms / 1000,
+                upstream.max_response_header_bytes,
+                upstream.max_response_header_count,
+                config.response_headers.drop_names,
+                config.response_headers.drop_prefixes,
             ),
         )
         self.store = open_store(config)

@@ -42,7 +42,7 @@ from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
-from api_gateway.policies.limits import RequestLimits
+from api_gateway.policies.limits import BodyGate, RequestLimits
 from api_gateway.policies.optional_auth import OptionalAuthenticate
 from api_gateway.policies.ratelimit import (
     KeyFunction,
@@ -140,6 +140,7 @@ class RouteBuilder:
         self.caches: list[ResponseCache] = []
         self.trusted = TrustedProxies(config.server.trusted_proxies)
         self.addresses = AddressKeys(config.rate_limit_ipv6_prefix)
+        self.bodies = BodyGate(config.server.max_bodies_per_client, self.addresses)
         # One instance per failure mode, shared by the routes with that mode: the same buckets.
         self.global_limits = {
             closed: self._limit(GLOBAL_LIMIT, by_client_ip, closed) for closed in (False, True)
@@ -177,7 +178,7 @@ class RouteBuilder:
         if endpoint is not None and endpoint.idempotency_key_retries is not None:
             key_retries = endpoint.idempotency_key_retries
         policies: list[Policy] = [
-            RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes)
+            RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
         policies.append(self.global_limits[route.fail_closed])
         validation = route.validation

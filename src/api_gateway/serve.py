@@ -61,6 +61,8 @@ def limits_from(config: GatewayConfig) -> ServerLimits:
         header_timeout_s=server.header_timeout_ms / 1000,
         keep_alive_timeout_s=server.keep_alive_timeout_ms / 1000,
         body_timeout_s=server.body_timeout_ms / 1000,
+        min_body_rate_bytes_per_s=server.min_body_rate_bytes_per_s,
+        body_rate_window_s=server.body_rate_window_ms / 1000,
     )
 
 

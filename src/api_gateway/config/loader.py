@@ -244,6 +244,9 @@ def build_server(s: Section) -> ServerConfig:
         trusted_proxies=tuple(parse_cidr(c) for c in s.texts("trusted_proxies")),
         shutdown_grace_ms=s.integer("shutdown_grace_ms", 0),
         access_log=s.flag("access_log"),
+        min_body_rate_bytes_per_s=s.integer("min_body_rate_bytes_per_s", 0),
+        body_rate_window_ms=s.integer("body_rate_window_ms", 100),
+        max_bodies_per_client=s.integer("max_bodies_per_client", 1),
     )
     if config.port > 65535:
         raise ConfigError("server.port", f"must be at most 65535, got {config.port}")

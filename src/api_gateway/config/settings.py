@@ -43,6 +43,11 @@ class ServerConfig:
     trusted_proxies: tuple[Network, ...]
     shutdown_grace_ms: int
     access_log: bool
+    # A body arriving slower than this over a window is cut off (408); 0 turns the check off.
+    min_body_rate_bytes_per_s: int = 500
+    body_rate_window_ms: int = 20000
+    # Bodies still arriving at once per client address (the rate limits' key); more: 429.
+    max_bodies_per_client: int = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ class BodyStream:
         "_eof",
         "_error",
         "_on_abort",
+        "_on_done",
         "_on_first_read",
         "_pause",
         "_paused",
@@ -50,6 +51,7 @@ class BodyStream:
         self._pause, self._resume, self._on_abort = pause, resume, on_abort
         self._paused = False
         self._on_first_read: Callable[[], None] | None = None
+        self._on_done: Callable[[], None] | None = None
         self.aborted = False
         self.received = 0
 
@@ -59,6 +61,15 @@ class BodyStream:
 
     def on_first_read(self, callback: Callable[[], None]) -> None:
         self._on_first_read = callback
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the body has arrived, failed or been given up."""
+        self._on_done = callback
+
+    def _done(self) -> None:
+        callback, self._on_done = self._on_done, None
+        if callback is not None:
+            callback()
 
     def feed(self, chunk: bytes) -> None:
         if self.aborted:
@@ -74,11 +85,13 @@ class BodyStream:
     def feed_eof(self) -> None:
         self._eof = True
         self._wake()
+        self._done()
 
     def fail(self, error: BaseException) -> None:
         if not self._eof:
             self._error = error
             self._wake()
+        self._done()
 
     def abort(self) -> None:
         """The consumer gives up: drop what is buffered and tell the producer."""
@@ -91,6 +104,7 @@ class BodyStream:
             self._resume()
         if self._on_abort is not None and not self._eof:
             self._on_abort()
+        self._done()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -118,6 +132,52 @@ class BodyStream:
                 self._waiter = asyncio.get_running_loop().create_future()
                 await self._waiter
                 self._waiter = None
+
+
+class BodyPace:
+    """Whether a body arrives fast enough: at least ``min_rate`` bytes a second over every
+    window of ``window_s`` (the first window is the grace period), as Apache's mod_reqtimeout
+    MinRate does. A drip of a byte now and then would otherwise hold a connection, a task and
+    an upstream connection for as long as it liked, each pause shorter than the body timeout.
+
+    Time in which the gateway itself did not read (back-pressure from a slow upstream, a
+    ``100 Continue`` not yet sent) is not the client's: a window ends there and a new one
+    begins when reading resumes. Pure: the caller gives the time and the bytes received.
+    """
+
+    __slots__ = ("held", "min_bytes", "window_end", "window_received", "window_s")
+
+    def __init__(self, min_rate: int, window_s: float, now: float, received: int) -> None:
+        self.min_bytes = min_rate * window_s
+        self.window_s = window_s
+        self.held = False
+        self.window_end = now + window_s
+        self.window_received = received
+
+    @property
+    def deadline(self) -> float:
+        """When the current window must be judged (infinite while reading is held)."""
+        return float("inf") if self.held else self.window_end
+
+    def hold(self) -> None:
+        self.held = True
+
+    def release(self, now: float, received: int) -> None:
+        self.held = False
+        self._next_window(now, received)
+
+    def too_slow(self, now: float, received: int) -> bool:
+        """Judge the window once it is over: too few bytes, or else the next window begins."""
+        if self.held or now < self.window_end:
+            return False
+        if received - self.window_received < self.min_bytes:
+            return True
+        self._next_window(now, received)
+        return False
+
+    def _next_window(self, now: float, received: int) -> None:
+        self.window_end = now + self.window_s
+        self.window_received = received
 
 
 class CountedBody:

@@ -101,6 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.refusal: GatewayError | None = None
         # Counted over every head of the exchange (interim ones too) and its trailers.
         self.head_bytes = 0
+        self.body_read = False
         self.field_bytes = 0
         self.field_count = 0
 
@@ -154,19 +155,24 @@ class UpstreamConnection(asyncio.Protocol):
         if self.future is None:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
-        if not self.headers_done:
-            self.head_bytes += len(data)
+        self.body_read = False
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             if not self._parser_stopped(exc):
                 return
         else:
-            # A head still unfinished past the cap: fields never completed are not counted by
-            # on_header, and llhttp would keep concatenating the pieces of the last one.
-            if not self.headers_done and self.head_bytes > self.head_cap:
-                self._refuse(self._too_large())
-                return
+            if self.body_read and self.headers_done:
+                self.head_bytes = 0
+            elif not self.complete:
+                # Reads in a row that carried nothing of the body (a head, interim heads,
+                # trailers, chunk extensions) count against the cap as they arrive: a field
+                # still unfinished is not seen by on_header, and llhttp would go on
+                # concatenating its pieces.
+                self.head_bytes += len(data)
+                if self.head_bytes > self.head_cap:
+                    self._refuse(self._too_large())
+                    return
         if self.headers_done and (self.complete or not self.small_body):
             self._resolve()
         if self.complete:
@@ -212,7 +218,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.field_count += 1
-        self.field_bytes += len(name) + len(value)
+        self.field_bytes += len(name) + len(value) + 4  # as on the wire: ": " and CRLF
         if self.field_count > self.fields_cap or self.field_bytes > self.head_cap:
             self.refusal = self._too_large()
             raise HeadTooLarge
@@ -264,6 +270,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, chunk: bytes) -> None:
         if self.complete:
             raise PastTheEnd  # after the head of an answer to HEAD: that answer has no body
+        self.body_read = True
         if self.stream is not None:
             self.stream.feed(chunk)
         else:

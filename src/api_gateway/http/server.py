@@ -25,7 +25,7 @@ from api_gateway.errors import (
     RequestTimeout,
     UriTooLong,
 )
-from api_gateway.http.body import BodyStream
+from api_gateway.http.body import BodyPace, BodyStream
 from api_gateway.http.framing import (
     CONTINUE,
     PLAIN_CONNECTION,
@@ -41,9 +41,14 @@ log = logging.getLogger("api_gateway.http")
 
 MAX_PIPELINED: Final = 32
 TASK_NAME: Final = "http-request"
+# A request whose body is still arriving: not counted as in flight by the overload monitor
+# until the body is complete (clients that send slowly must not tighten everyone's limits).
+RECEIVING_TASK_NAME: Final = "http-request-receiving"
 # While draining, how long a connection that has not sent its first request may still send it.
 FIRST_REQUEST_GRACE_S: Final = 1.0
 INFINITY: Final = float("inf")
+# Method, spaces, version and CRLF of a request line: what it holds besides the URI.
+REQUEST_LINE_BYTES: Final = 32
 
 NO_BODY_STATUSES: Final = frozenset({204, 304})
 # The usual methods as shared strings: no decoding, and their hashes are computed once for every
@@ -68,6 +73,9 @@ class ServerLimits:
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 75.0
     body_timeout_s: float = 60.0
+    # 0: no minimum rate, only the body timeout between reads.
+    min_body_rate_bytes_per_s: int = 500
+    body_rate_window_s: float = 20.0
 
 
 class Connections:
@@ -133,6 +141,9 @@ class HttpConnection(asyncio.Protocol):
         self.fresh: list[Request] = []
         self.task: asyncio.Task[None] | None = None
         self.closing = False
+        # Nothing more is parsed (a protocol error, an upgrade): what was received before is
+        # answered in order, and the last answer closes the connection.
+        self.parsing_done = False
         self.served = False  # a request has begun on this connection
         self.reading_paused = False
         self.write_paused = False
@@ -154,10 +165,19 @@ class HttpConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.header_count = 0
         self.head_bytes = 0
+        # Where the parser is in the current read, as far as its callbacks tell (a lower bound:
+        # optional whitespace and chunk-size digits are not reported), and where the current
+        # head began in it: what follows is head, what precedes it was the messages before.
+        self.read_used = 0
+        self.head_start = 0
+        self.head_in_read = False
         self.body_request: Request | None = None
         self.body_chunks: list[bytes] = []
         self.body_stream: BodyStream | None = None
+        self.pace: BodyPace | None = None
+        self.body_idle_deadline = INFINITY
         self.expect_continue = False
+        self.continue_pending = False
 
     # asyncio callbacks
 
@@ -189,25 +209,36 @@ class HttpConnection(asyncio.Protocol):
         self._release_drain()
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.parsing_done:
             return
         if self.body_stream is not None:
-            self.deadline = self.loop.time() + self.limits.body_timeout_s
+            self._body_deadline()
+        self.read_used = 0
+        self.head_in_read = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # Protocol upgrades are not proxied: answer the request, then close.
-            self.closing = True
+            self.parsing_done = True
         except httptools.HttpParserError as exc:
             self.fail(self.callback_error or MalformedRequest(f"malformed request: {exc}"))
             return
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > self.max_header_bytes + self.max_uri_bytes:
-                self.fail(HeadersTooLarge("the request head is too large"))
-                return
+        if self.in_head and self._head_too_large(len(data)):
+            self.fail(HeadersTooLarge(f"the headers exceed {self.max_header_bytes} bytes"))
+            return
         if self.fresh:
             self._dispatch_fresh()
+
+    def _head_too_large(self, read: int) -> bool:
+        """Whether the head still arriving is past the cap, counting a line not yet finished
+        (llhttp reports a field only once it is complete)."""
+        if self.head_in_read:
+            # Only the bytes from the head's start: not the body or the heads before it.
+            self.head_bytes = read - self.head_start
+        else:
+            self.head_bytes += read
+        # The request line is capped by the URI limit; what follows it by the header limit.
+        return self.head_bytes - len(self.url) - REQUEST_LINE_BYTES > self.max_header_bytes
 
     # llhttp callbacks
 
@@ -226,6 +257,8 @@ class HttpConnection(asyncio.Protocol):
         self.header_bytes = 0
         self.header_count = 0
         self.head_bytes = 0
+        self.head_start = self.read_used
+        self.head_in_read = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -242,6 +275,7 @@ class HttpConnection(asyncio.Protocol):
             # A trailer field, after a chunked body. Merged into the head it would slip past
             # every check made on the head (a second Host, say), so it is counted and dropped:
             # RFC 9110 §6.5.1 lets a recipient discard trailers.
+            self.read_used += len(name) + len(value) + 3
             return
         name = lower_name(name)
         if name not in REQUEST_FRAMING:
@@ -289,6 +323,13 @@ class HttpConnection(asyncio.Protocol):
             headers = framing.end_to_end(self.headers)
             content_length = framing.content_length
         method = parser.get_method()
+        # The head's least possible size: "name:value" and CRLF per field, the request line,
+        # the empty line. What it used of this read is that, less what earlier reads brought.
+        head_size = len(method) + len(self.url) + 14 + self.header_bytes - self.header_count
+        if self.head_in_read:
+            self.read_used = self.head_start + head_size
+        else:
+            self.read_used = max(0, head_size - self.head_bytes)
         request = Request(
             METHODS.get(method) or method.decode("ascii"),
             self.url,
@@ -316,15 +357,28 @@ class HttpConnection(asyncio.Protocol):
             self._callback_fail(error)
 
     def on_body(self, chunk: bytes) -> None:
+        self.read_used += len(chunk)
         if self.body_stream is not None:
             self.body_stream.feed(chunk)
         else:
             self.body_chunks.append(chunk)
 
+    def on_chunk_header(self) -> None:
+        self.read_used += 3  # at least one digit and CRLF
+
+    def on_chunk_complete(self) -> None:
+        self.read_used += 2
+
     def on_message_complete(self) -> None:
         if self.body_stream is not None:
             self.body_stream.feed_eof()
             self.body_stream = None
+            if self.pace is not None:
+                self.pace = None
+                self.deadline = self.body_idle_deadline  # no rate window left to judge
+            task = self.task
+            if task is not None and task.get_name() == RECEIVING_TASK_NAME:
+                task.set_name(TASK_NAME)
         elif self.body_request is not None:
             chunks = self.body_chunks
             self.body_request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -349,10 +403,12 @@ class HttpConnection(asyncio.Protocol):
             if self.reading_paused:
                 self._resume_reading()
             if self.body_stream is not None:
-                self.deadline = self.loop.time() + self.limits.body_timeout_s
+                self._body_deadline()
+                name = RECEIVING_TASK_NAME
             else:
                 self.deadline = INFINITY
-            self.task = asyncio.Task(self._serve(last), loop=self.loop, name=TASK_NAME)
+                name = TASK_NAME
+            self.task = asyncio.Task(self._serve(last), loop=self.loop, name=name)
             return
         self.queue.extend(fresh)
         if len(self.queue) > MAX_PIPELINED and not self.reading_paused:
@@ -364,13 +420,52 @@ class HttpConnection(asyncio.Protocol):
         stream = BodyStream(self._pause_reading, self._resume_reading, self._abandon_body)
         for chunk in buffered:
             stream.feed(chunk)
-        if self.expect_continue and not buffered:
+        limits = self.limits
+        now = self.loop.time()
+        self.body_idle_deadline = now + limits.body_timeout_s
+        if limits.min_body_rate_bytes_per_s:
+            pace = BodyPace(
+                limits.min_body_rate_bytes_per_s, limits.body_rate_window_s, now, stream.received
+            )
+            self.pace = pace
+            if self.reading_paused:
+                pace.hold()
+        self.continue_pending = self.expect_continue and not buffered
+        if self.continue_pending:
             stream.on_first_read(self._send_continue)
+            if self.pace is not None:
+                self.pace.hold()  # the client waits for our 100 Continue
         return stream
 
     def _send_continue(self) -> None:
+        self.continue_pending = False
         if self.transport is not None and not self.closing:
             self.transport.write(CONTINUE)
+            self._release_pace()
+
+    def _body_deadline(self) -> None:
+        """A body is arriving: it ends at the idle timeout or at the end of the rate window."""
+        now = self.loop.time()
+        self.body_idle_deadline = idle = now + self.limits.body_timeout_s
+        pace = self.pace
+        self.deadline = idle if pace is None else min(idle, pace.deadline)
+
+    def _release_pace(self) -> None:
+        pace, stream = self.pace, self.body_stream
+        if pace is not None and stream is not None and pace.held:
+            pace.release(self.loop.time(), stream.received)
+            self._body_deadline()
+
+    def _body_on_pace(self) -> bool:
+        """At the sweep: whether the body still arriving may go on (its window judged)."""
+        pace, stream = self.pace, self.body_stream
+        now = self.loop.time()
+        if pace is None or stream is None or now >= self.body_idle_deadline:
+            return False
+        if pace.too_slow(now, stream.received):
+            return False
+        self.deadline = min(self.body_idle_deadline, pace.deadline)
+        return True
 
     def _abandon_body(self) -> None:
         # The handler will not read the rest of this body: the connection cannot be reused.
@@ -383,14 +478,16 @@ class HttpConnection(asyncio.Protocol):
         # While a body is still arriving, the body timeout guards it; otherwise the upstream
         # call has deadlines of its own.
         if self.body_stream is not None:
-            self.deadline = self.loop.time() + self.limits.body_timeout_s
+            self._body_deadline()
         else:
             self.deadline = INFINITY
         # A Task built with a name skips formatting "Task-<n>" for every request.
         if isinstance(item, GatewayError):
             self.task = asyncio.Task(self._send_rejection(item), loop=self.loop, name=TASK_NAME)
         else:
-            self.task = asyncio.Task(self._serve(item), loop=self.loop, name=TASK_NAME)
+            receiving = item.body is self.body_stream and self.body_stream is not None
+            name = RECEIVING_TASK_NAME if receiving else TASK_NAME
+            self.task = asyncio.Task(self._serve(item), loop=self.loop, name=name)
 
     async def _serve(self, request: Request) -> None:
         body = request.body
@@ -458,6 +555,8 @@ class HttpConnection(asyncio.Protocol):
             # While draining, the last answer a connection owes says so, and the client knows
             # to take its next request elsewhere.
             self.closing = True
+        elif self.parsing_done and not self.queue:
+            self.closing = True  # the last answer owed before the connection ends
         if self.closing:
             parts.append(b"connection: close\r\n")
         elif version == "1.0":
@@ -548,31 +647,57 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
+            if self.pace is not None:
+                self.pace.hold()  # not reading is our doing, not the client's
 
     def _resume_reading(self) -> None:
-        if self.transport is not None and self.reading_paused and not self.closing:
+        if (
+            self.transport is not None
+            and self.reading_paused
+            and not self.closing
+            and not self.parsing_done
+        ):
             self.reading_paused = False
             self.transport.resume_reading()
+            if self.pace is not None and not self.continue_pending:
+                self._release_pace()
 
     def fail(self, error: GatewayError) -> None:
-        """A protocol error: answer it after whatever is in flight, then close."""
-        self.closing = True
+        """A protocol error: the requests received before it are answered in order, then the
+        error, then the connection closes (nothing after the error is read)."""
+        if self.parsing_done:
+            return
+        self.parsing_done = True
+        self.in_head = False
         self._pause_reading()
         if self.body_stream is not None:
+            # The error is in a body being read: the request reading it answers it.
             self.body_stream.fail(error)
             self.body_stream = None
+            self.pace = None
             return
-        self.fresh.clear()
+        fresh, self.fresh = self.fresh, []
+        if fresh and fresh[-1].body is None:
+            fresh.pop()  # its body is where the error is: the error is its answer
+        self.queue.extend(fresh)
         self.queue.append(error)
         if self.task is None:
             self._start_next()
 
     def expire(self) -> None:
+        if self.body_stream is not None and self._body_on_pace():
+            return
         if self.task is None and not self.in_head and not self.queue:
             self.abort()
         elif self.body_stream is not None or self.in_head:
-            self.fail(RequestTimeout("the client was too slow sending the request"))
+            self.fail(RequestTimeout(self._too_slow_detail()))
             self.deadline = self.loop.time() + self.limits.header_timeout_s
+
+    def _too_slow_detail(self) -> str:
+        if self.body_stream is not None and self.loop.time() < self.body_idle_deadline:
+            rate = self.limits.min_body_rate_bytes_per_s
+            return f"the request body arrives slower than {rate} bytes a second"
+        return "the client was too slow sending the request"
 
     def more_requests(self) -> bool:
         """Whether a request already received (or arriving) waits behind the current one."""
