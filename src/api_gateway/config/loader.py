@@ -20,7 +20,7 @@ from api_gateway.config.aliases import build_alias, is_alias
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
-from api_gateway.config.security import build_security_headers
+from api_gateway.config.security import HEADER_NAME, build_security_headers
 from api_gateway.config.services import build_discovery, build_services, resilience_defaults
 from api_gateway.config.settings import (
     ConfigError,
@@ -30,6 +30,7 @@ from api_gateway.config.settings import (
     LimitConfig,
     Network,
     OverloadConfig,
+    ResponseHeadersConfig,
     RouteConfig,
     ServerConfig,
     ServiceConfig,
@@ -222,6 +223,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         observability=build_observability(root.section("observability")),
         aggregates=build_aggregates(root.section("aggregates"), services, default_timeout_ms),
         rate_limit_ipv6_prefix=ipv6_prefix,
+        response_headers=build_response_headers(root.section("response_headers")),
         admin_allow=admin_allow,
     )
     root.done()
@@ -298,9 +300,27 @@ def build_upstream(s: Section) -> UpstreamConfig:
         connect_timeout_ms=s.integer("connect_timeout_ms", 1),
         max_idle_per_instance=s.integer("max_idle_per_instance", 0),
         idle_timeout_ms=s.integer("idle_timeout_ms", 1),
+        max_response_header_bytes=s.integer("max_response_header_bytes", 1024),
+        max_response_header_count=s.integer("max_response_header_count", 1),
     )
     s.done()
     return config
+
+
+def build_response_headers(s: Section) -> ResponseHeadersConfig:
+    """``drop``: exact names, and ``prefix*`` for every name that starts with ``prefix``."""
+    names, prefixes = set[bytes](), list[bytes]()
+    for entry in s.texts("drop"):
+        name = entry.strip().lower()
+        stem = name.removesuffix("*")
+        if "*" in stem or not HEADER_NAME.fullmatch(stem):
+            raise ConfigError(s.key("drop"), f"{entry!r} is not a header name or 'prefix*'")
+        if stem == name:
+            names.add(name.encode())
+        else:
+            prefixes.append(stem.encode())
+    s.done()
+    return ResponseHeadersConfig(frozenset(names), tuple(prefixes))
 
 
 def build_routes(

@@ -135,6 +135,17 @@ class UpstreamConfig:
     connect_timeout_ms: int
     max_idle_per_instance: int
     idle_timeout_ms: int
+    # Caps on an upstream response's fields (every head of it, and its trailers): 502 past them.
+    max_response_header_bytes: int = 65536
+    max_response_header_count: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeadersConfig:
+    """Upstream response fields never passed on to clients: exact lower-case names, prefixes."""
+
+    drop_names: frozenset[bytes] = frozenset()
+    drop_prefixes: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +223,7 @@ class GatewayConfig:
     aggregates: tuple[AggregateConfig, ...] = ()  # under /api/v1/aggregate
     # Per-address limits key an IPv6 client by this prefix length (IPv4: the whole address).
     rate_limit_ipv6_prefix: int = 64
+    response_headers: ResponseHeadersConfig = ResponseHeadersConfig()
     # Client addresses that see the gateway's insides: /metrics, /health in full, /ready's reasons.
     admin_allow: tuple[Network, ...] = LOOPBACK
 
