@@ -23,6 +23,8 @@ EXIT_BOUND_S = 20.0
 READ_TIMEOUT_S = 20.0
 SIGNAL_BOUND_S = 10.0
 POLL_S = 0.01
+# The first-request grace (1 s) plus the once-a-second sweep, with room for a busy machine.
+SILENT_BOUND_S = 5.0
 
 
 @contextlib.contextmanager
@@ -98,3 +100,30 @@ def test_sigterm_answers_every_connection_waiting_in_the_listen_queue(
     answered = outcomes.get("200", 0) + outcomes.get("503", 0)
     assert answered == BURST, f"of {BURST} queued connections: {outcomes}"
     assert exit_code == 0
+
+
+def test_a_queued_connection_that_sends_nothing_does_not_hold_the_stop(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    with stopping_gateway(service_fleet, tmp_path, workers=1) as gateway:
+        try:
+            os.kill(gateway.pid, signal.SIGSTOP)
+            silent = RawConnection(gateway.port)
+            asking = RawConnection(gateway.port)
+            asking.send(build_request("GET", "/live"))
+            gateway.process.send_signal(signal.SIGTERM)
+            wait_for_pending_sigterm(gateway.pid)
+        finally:
+            os.kill(gateway.pid, signal.SIGCONT)
+        started = time.monotonic()
+        with silent, asking:
+            answer = outcome(asking)
+            closed = silent.is_closed_by_peer(SILENT_BOUND_S)
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+        elapsed = time.monotonic() - started
+
+    assert answer == "200"
+    assert closed, "a silent queued connection was kept open"
+    assert exit_code == 0
+    # The header timeout (10 s) would have kept the worker; the first-request grace is 1 s.
+    assert elapsed < SILENT_BOUND_S
