@@ -31,7 +31,8 @@ def test_defaults_cache_catalogue_reads_only(tmp_path: Path) -> None:
     config = loaded(tmp_path)
     assert config.cache == CacheConfig(10_000, 64 << 20, 86_400_000, 1 << 20, 100)
     enabled = {r.prefix for r in config.routes if r.cache is not None and r.cache.enabled}
-    assert enabled == {"/events", "/venues", "/search"}
+    # The aliases /event and /venue cache as their routes do.
+    assert enabled == {"/events", "/venues", "/search", "/event", "/venue"}
     assert route_cache(config, "/events") == RouteCacheConfig(True, 0, False, None)
 
 

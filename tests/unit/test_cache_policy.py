@@ -169,3 +169,32 @@ def test_waiters_varying_on_the_identity_the_gateway_sends_are_not_mixed() -> No
         assert answers[0].body == answers[1].body and service.calls == 2
 
     asyncio.run(scenario())
+
+
+def test_a_write_through_a_route_or_its_alias_makes_reads_through_both_stale() -> None:
+    async def scenario() -> None:
+        storage = MemoryCacheStorage(100, 1 << 20, 86_400_000, lambda: 0.0)
+        store, flights = CacheStore(storage, 1.0), Flights()
+        events = "/api/v1/events"
+        route = ResponseCache(store, flights, RouteCache(events, 0, False, 1000, 86_400_000))
+        alias_route = RouteCache("/api/v1/event", 0, False, 1000, 86_400_000, events)
+        alias = ResponseCache(store, flights, alias_route)
+        service = Service(MINUTE)
+
+        def cached(cache: ResponseCache, path: str) -> asyncio.Future[Response]:
+            return asyncio.ensure_future(cache(get(path), service))
+
+        reads = [(route, "/api/v1/events/42"), (alias, "/api/v1/event/42")]
+        for cache, path in reads * 2:
+            await cached(cache, path)
+            await asyncio.sleep(0)  # the background save
+        writes = [(route, "/api/v1/events/42"), (alias, "/api/v1/event/42")]
+        for writer, path in writes:
+            put = Request("PUT", path.encode(), [], b"{}", "127.0.0.1")
+            put.path = path
+            await writer(put, service)
+            after = [x_cache(await cached(cache, p)) for cache, p in reads]
+            assert after == [b"MISS", b"MISS"]
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())

@@ -174,16 +174,22 @@ def digest(*parts: bytes) -> str:
     return hasher.hexdigest()
 
 
-def resource(path: str, prefix: str) -> str:
-    """The resource a path belongs to: the prefix and the first segment below it, if any."""
+def resource(path: str, prefix: str, collection: str | None = None) -> str:
+    """The resource a path belongs to: the prefix and the first segment below it, if any.
+
+    ``collection`` names the resource under the route's own prefix when ``prefix`` is an
+    alias of it (``/api/v1/event/42`` is ``/api/v1/events/42``): a write through either
+    prefix then makes the answers read through both stale."""
+    root = collection or prefix
     segment = path[len(prefix) + 1 :].split("/", 1)[0]
-    return f"{prefix}/{segment}" if segment else prefix
+    return f"{root}/{segment}" if segment else root
 
 
-def invalidated(path: str, prefix: str) -> tuple[str, ...]:
+def invalidated(path: str, prefix: str, collection: str | None = None) -> tuple[str, ...]:
     """The resources a successful write to ``path`` makes stale: its own and the collection."""
-    own = resource(path, prefix)
-    return (own,) if own == prefix else (own, prefix)
+    root = collection or prefix
+    own = resource(path, prefix, collection)
+    return (own,) if own == root else (own, root)
 
 
 def generation_key(resource_path: str) -> str:

@@ -58,6 +58,9 @@ class RouteCache:
     per_user: bool
     max_body_bytes: int
     max_ttl_ms: int
+    # For an alias route: the prefix of the route it aliases, whose resources (generations) it
+    # shares, so that a write through either prefix invalidates what was read through both.
+    collection: str | None = None
 
 
 class ResponseCache:
@@ -77,11 +80,12 @@ class ResponseCache:
             return await self._write(request, call_next)
         if rules.bypasses(request):
             return self._marked(request, await call_next(request))
-        resource = rules.resource(request.path, self.route.prefix)
+        route = self.route
+        resource = rules.resource(request.path, route.prefix, route.collection)
         generation = await self.store.generation(resource)
         if generation is None:
             return self._marked(request, await call_next(request))
-        key = rules.entry_key(request, resource, generation, self.route.per_user)
+        key = rules.entry_key(request, resource, generation, route.per_user)
         entry = await self.store.lookup(key, request)
         if entry is not None:
             return self._hit(request, entry)
@@ -98,7 +102,10 @@ class ResponseCache:
     async def _write(self, request: Request, call_next: Handler) -> Response:
         response = await call_next(request)
         if 200 <= response.status < 300 and request.method != "OPTIONS":
-            await self.store.invalidate(rules.invalidated(request.path, self.route.prefix))
+            route = self.route
+            await self.store.invalidate(
+                rules.invalidated(request.path, route.prefix, route.collection)
+            )
         return response
 
     def _hit(self, request: Request, entry: Entry) -> Response:
