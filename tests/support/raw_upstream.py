@@ -32,7 +32,16 @@ class Repeat:
     count: int
 
 
-Piece = bytes | Repeat
+@dataclass(frozen=True)
+class Drip:
+    """``piece`` written ``count`` times, ``interval_s`` apart: a body that never quite stalls."""
+
+    piece: bytes
+    count: int
+    interval_s: float
+
+
+Piece = bytes | Repeat | Drip
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,12 @@ class RawUpstream:
             if isinstance(piece, Repeat):
                 for _ in range(piece.count):
                     sock.sendall(piece.piece)
+            elif isinstance(piece, Drip):
+                for _ in range(piece.count):
+                    if self._stopping:
+                        return
+                    sock.sendall(piece.piece)
+                    time.sleep(piece.interval_s)
             else:
                 sock.sendall(piece)
         if script.later and self._release.wait(RELEASE_WAIT_S):

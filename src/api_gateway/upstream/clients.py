@@ -7,13 +7,14 @@ service paths follow the platform's conventions; a service that moves them chang
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Final
 from urllib.parse import quote
 
 import orjson
 
-from api_gateway.errors import BadGateway, GatewayError
+from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
 from api_gateway.types import Headers, Pool, Request, Response
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.service import UpstreamService
@@ -38,6 +39,7 @@ class ServiceClient:
         timeout_ms: int = CLIENT_TIMEOUT_MS,
     ) -> None:
         self.label = service.label
+        self.clock_ms, self.timeout_ms = clock_ms, timeout_ms
         self.call = UpstreamCall(service, pool, timeout_ms, False, clock_ms)
 
     async def get(self, path: str, headers: Sequence[Header] = ()) -> tuple[int, bytes]:
@@ -45,8 +47,19 @@ class ServiceClient:
         request = Request("GET", path.encode("ascii"), list(headers), b"", "127.0.0.1")
         request.path = path
         request.upstream_headers = GATEWAY_HEADERS
+        expires = self.clock_ms() + self.timeout_ms
         response = await self.call(request)
-        return response.status, await read_body(response, self.label)
+        # The call's deadline covers the head; a body streams under a timeout per read, which a
+        # service dripping it never meets. Requests wait on these answers: bound the whole.
+        body = response.body
+        if isinstance(body, bytes):
+            return response.status, body
+        try:
+            async with asyncio.timeout(max(expires - self.clock_ms(), 0) / 1000):
+                return response.status, await read_body(response, self.label)
+        except TimeoutError:
+            body.abort()
+            raise UpstreamTimeout(f"{self.label} did not send {path} in time") from None
 
     async def get_document(self, path: str, headers: Sequence[Header] = ()) -> Document | None:
         """The JSON object at ``path``; None when the service says 404."""
