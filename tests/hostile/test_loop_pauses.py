@@ -113,8 +113,9 @@ def post(gateway: GatewayProcess, body: bytes) -> RawResponse:
 
 
 def cpu_seconds(gateway: GatewayProcess) -> float:
-    times = psutil.Process(gateway.pid).cpu_times()
-    return times.user + times.system
+    """CPU used by the gateway and its workers: unlike wall time, not inflated by a busy host."""
+    processes = [psutil.Process(gateway.pid), *gateway.children()]
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def test_the_worst_json_bodies_cost_little_and_never_close_login(
@@ -122,19 +123,22 @@ def test_the_worst_json_bodies_cost_little_and_never_close_login(
 ) -> None:
     refused: dict[str, str] = {}
     costs: dict[str, float] = {}
-    with start(tmp_path, service_fleet, redis_server, None) as gateway, Probe(gateway) as probe:
-        probe.wait_for_answers(20)
-        for name, body in WORST_BODIES.items():
+    with start(tmp_path, service_fleet, redis_server, None) as gateway:
+        for name, body in WORST_BODIES.items():  # on a quiet gateway: its CPU is this body's
             before = cpu_seconds(gateway)
             response = post(gateway, body)
             costs[name] = cpu_seconds(gateway) - before
             if response.status != 200:
                 refused[name] = assert_problem(response, 400)["detail"]  # type: ignore[assignment]
-        probe.wait_for_answers(len(probe.answers) + 20)
+        with Probe(gateway) as probe:
+            probe.wait_for_answers(20)
+            again = {name: post(gateway, body).status for name, body in WORST_BODIES.items()}
+            probe.wait_for_answers(len(probe.answers) + 20)
 
     assert {status for status, _ in probe.answers} == {200}
     assert max(seconds for _, seconds in probe.answers) < ANSWER_BOUND_S
     assert all(cost < CPU_PER_BODY_S for cost in costs.values()), costs
+    assert again == {name: 400 if name in refused else 200 for name in WORST_BODIES}
     assert "nested deeper than 64 levels" in refused["deep but small"]
     for name in TOO_MANY_VALUES:
         assert "more than 10000 values" in refused[name], name
