@@ -193,3 +193,41 @@ def test_a_head_dripped_across_reads_is_refused_at_the_cap(
 
     assert refused
     assert response.status == 431
+
+
+def chunked_upload(name: str) -> bytes:
+    return build_request("POST", f"{PUBLIC}/{name}", [("Transfer-Encoding", "chunked")])
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-one-read", "streamed"])
+def test_an_unfinished_trailer_line_is_refused_at_the_cap(
+    gateway: GatewayProcess, services: Fleet, streamed: bool
+) -> None:
+    # A trailer field is buffered until its line ends: it may not grow past the header cap.
+    body = b"5\r\nhello\r\n0\r\nX-Trailer: "
+    with RawConnection(gateway.port, timeout_s=ANSWER_WITHIN_S) as connection:
+        if streamed:
+            send_split(connection, chunked_upload("trailer"), body)
+        else:
+            connection.send(chunked_upload("trailer") + body)
+        piece = b"t" * 4096
+        for _ in range(MAX_HEADER_BYTES // len(piece) + 4):
+            if not connection.send_tolerant(piece) or connection.is_closed_by_peer(0.02):
+                break
+        answer = bytes(connection.buffer) + connection.read_until_closed(ANSWER_WITHIN_S)
+
+    assert answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    assert not [r for r in services["search"].requests if r.body_complete]
+
+
+def test_a_trailer_within_the_cap_is_dropped_and_the_body_passes(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    trailer = b"X-Trailer: " + b"t" * 8000 + b"\r\n"
+    with RawConnection(gateway.port) as connection:
+        connection.send(chunked_upload("trailed") + b"5\r\nhello\r\n0\r\n" + trailer + b"\r\n")
+        response = connection.read_response()
+
+    assert response.status == 200
+    upload = services["search"].only_request()
+    assert upload.body == b"hello" and not upload.trailers

@@ -95,8 +95,10 @@ def test_a_slow_but_steady_upload_passes(gateway: GatewayProcess, services: Flee
         response = connection.read_response()
 
     assert response.status == 200
-    upload = services["search"].only_request()
-    assert upload.body_complete and upload.body_length == len(piece) * pieces
+    requests = services["search"].requests
+    assert [(r.target, r.body_complete, r.body_length) for r in requests] == [
+        (UPLOAD, True, len(piece) * pieces)
+    ]
 
 
 def test_the_rate_clock_starts_with_100_continue(gateway: GatewayProcess, services: Fleet) -> None:

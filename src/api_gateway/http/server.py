@@ -171,6 +171,7 @@ class HttpConnection(asyncio.Protocol):
         self.read_used = 0
         self.head_start = 0
         self.head_in_read = False
+        self.unreported = 0
         self.body_request: Request | None = None
         self.body_chunks: list[bytes] = []
         self.body_stream: BodyStream | None = None
@@ -223,8 +224,12 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.fail(self.callback_error or MalformedRequest(f"malformed request: {exc}"))
             return
-        if self.in_head and self._head_too_large(len(data)):
-            self.fail(HeadersTooLarge(f"the headers exceed {self.max_header_bytes} bytes"))
+        if self.in_head:
+            if self._head_too_large(len(data)):
+                self.fail(HeadersTooLarge(f"the headers exceed {self.max_header_bytes} bytes"))
+                return
+        elif self.body_request is not None and self._framing_too_large(len(data)):
+            self.fail(HeadersTooLarge(f"the chunk framing exceeds {self.max_header_bytes} bytes"))
             return
         if self.fresh:
             self._dispatch_fresh()
@@ -241,6 +246,15 @@ class HttpConnection(asyncio.Protocol):
         return self.head_bytes - len(self.url) - REQUEST_LINE_BYTES > self.max_header_bytes
 
     # llhttp callbacks
+
+    def _framing_too_large(self, read: int) -> bool:
+        """Whether a body's bytes that are not body (a trailer line or chunk extension still
+        arriving, which llhttp reports only once complete, if at all) pass the header cap."""
+        if self.read_used:
+            self.unreported = read - self.read_used
+        else:
+            self.unreported += read
+        return self.unreported > self.max_header_bytes
 
     def on_message_begin(self) -> None:
         # The header timeout runs from the request line, not from any byte: llhttp skips empty
@@ -343,6 +357,7 @@ class HttpConnection(asyncio.Protocol):
         )
         request.keep_alive = keep_alive
         if framing is not None and (framing.encodings or content_length):
+            self.unreported = 0
             self.body_request = request
             self.body_chunks = []
             request.body = None  # type: ignore[assignment]
