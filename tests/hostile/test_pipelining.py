@@ -231,3 +231,18 @@ def test_a_trailer_within_the_cap_is_dropped_and_the_body_passes(
     assert response.status == 200
     upload = services["search"].only_request()
     assert upload.body == b"hello" and not upload.trailers
+
+
+def test_requests_before_an_upgrade_request_are_answered(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    # Upgrades are not proxied: the upgrade request is answered and ends the connection, but
+    # what came before it on the socket is answered first.
+    upgrade = get("ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")])
+    with RawConnection(gateway.port) as connection:
+        connection.send(get("before") + upgrade + get("after"))
+        responses, closed = read_all(connection)
+
+    assert [echoed_target(r) for r in responses] == [f"{PUBLIC}/before", f"{PUBLIC}/ws"]
+    assert [r.header("connection") for r in responses] == [None, "close"]
+    assert closed
