@@ -150,7 +150,8 @@ INTERIM = {
     "100 Continue": b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n",
     "103 Early Hints": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
     "102, 103 and an unknown 199": b"HTTP/1.1 102 Processing\r\n\r\n"
-    b"HTTP/1.1 103 Early Hints\r\nX-Interim: 1\r\n\r\nHTTP/1.1 199 Whatever\r\nX-Interim: 2\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nX-Interim: 1\r\n\r\n"
+    b"HTTP/1.1 199 Whatever\r\nX-Interim: 2\r\n\r\n",
 }
 
 
