@@ -26,6 +26,8 @@ MAX_NUMERIC_DATE: Final = 253_402_300_799
 JWS: Final = jwt.PyJWS()
 SCHEME: Final = b"bearer "
 SCHEME_LENGTH: Final = len(SCHEME)
+# The one spelling a token is cached under: any other is parsed, then looked up as this.
+CANONICAL: Final = b"Bearer "
 OWS: Final = b" \t"
 # What a cached token costs beyond its own bytes: the dictionary slot, the Claims object and
 # its strings and identity lines. Claims are decoded from the token, so they are never longer
@@ -33,8 +35,8 @@ OWS: Final = b" \t"
 ENTRY_OVERHEAD: Final = 512
 
 
-def entry_cost(token: bytes) -> int:
-    return 2 * len(token) + ENTRY_OVERHEAD
+def entry_cost(key: bytes) -> int:
+    return 2 * len(key) + ENTRY_OVERHEAD
 
 
 def bearer_token(credentials: bytes) -> bytes:
@@ -65,21 +67,18 @@ class TokenVerifier:
         # Longer Authorization values are refused before any parsing (the scheme and a space).
         self.max_credentials = config.max_token_bytes + SCHEME_LENGTH
         self.clock = clock
-        # Verified tokens, oldest first, and what they cost together (``entry_cost``).
+        # Verified tokens by their canonical Authorization value (``Bearer <token>``), oldest
+        # first, and what they cost together (``entry_cost``).
         self.cache: dict[bytes, Claims] = {}
         self.cached_bytes = 0
 
     def authenticate(self, credentials: bytes) -> Claims:
-        """The claims of an ``Authorization`` value. The usual spelling (``Bearer <token>``)
-        of a token verified before is one dictionary lookup."""
+        """The claims of an ``Authorization`` value. The canonical spelling of a token verified
+        before is one dictionary lookup; any other is parsed first, and adds no entry."""
         if len(credentials) > self.max_credentials:
             raise Unauthorized("the access token is longer than the gateway accepts")
-        claims = self.cache.get(credentials[SCHEME_LENGTH:])
-        if (
-            claims is None
-            or claims.expires_at + self.leeway < self.clock()
-            or credentials[:SCHEME_LENGTH].lower() != SCHEME
-        ):
+        claims = self.cache.get(credentials)
+        if claims is None or claims.expires_at + self.leeway < self.clock():
             return self.claims_of(bearer_token(credentials))
         return claims
 
@@ -87,30 +86,31 @@ class TokenVerifier:
         return self.claims_of(token.encode("utf-8", "surrogatepass"))
 
     def claims_of(self, token: bytes) -> Claims:
-        claims = self.cache.get(token)
+        key = CANONICAL + token
+        claims = self.cache.get(key)
         if claims is not None:
             if claims.expires_at + self.leeway >= self.clock():
                 return claims
-            self.forget(token)
+            self.forget(key)
             raise Unauthorized("the access token has expired")
         claims = self._verify_uncached(token)
-        self.remember(token, claims)
+        self.remember(key, claims)
         return claims
 
-    def remember(self, token: bytes, claims: Claims) -> None:
-        cost = entry_cost(token)
+    def remember(self, key: bytes, claims: Claims) -> None:
+        cost = entry_cost(key)
         if not self.capacity or cost > self.max_bytes:
             return
         cache = self.cache
         while cache and (len(cache) >= self.capacity or self.cached_bytes + cost > self.max_bytes):
             # Oldest first: insertion order is a cheap, good-enough eviction order.
             self.forget(next(iter(cache)))
-        cache[token] = claims
+        cache[key] = claims
         self.cached_bytes += cost
 
-    def forget(self, token: bytes) -> None:
-        del self.cache[token]
-        self.cached_bytes -= entry_cost(token)
+    def forget(self, key: bytes) -> None:
+        del self.cache[key]
+        self.cached_bytes -= entry_cost(key)
 
     def _verify_uncached(self, token_bytes: bytes) -> Claims:
         if not TOKEN_SHAPE.fullmatch(token_bytes):

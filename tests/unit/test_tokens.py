@@ -446,7 +446,7 @@ def test_cached_token_expires_by_injected_clock(
     clock.now = now + 10 + LEEWAY + 1
     error = rejected(verifier, token)
     assert "expired" in error.detail
-    assert token.encode() not in verifier.cache
+    assert b"Bearer " + token.encode() not in verifier.cache
 
 
 def test_cached_expired_token_stays_rejected(
@@ -472,7 +472,7 @@ def test_cache_evicts_oldest_entry_first(clock: Clock, now: float) -> None:
     tokens = [sign(payload(now, sub=f"user-{i}")) for i in range(3)]
     for token in tokens:
         verifier.verify(token)
-    assert list(verifier.cache) == [token.encode() for token in tokens[1:]]
+    assert list(verifier.cache) == [b"Bearer " + token.encode() for token in tokens[1:]]
     verifier.secret = OTHER_SECRET
     assert verifier.verify(tokens[2]).user_id == "user-2"
     rejected(verifier, tokens[0])
@@ -568,7 +568,7 @@ def test_every_accepted_spelling_of_a_token_is_one_entry(
     token = sign(payload(now)).encode()
     first = verifier.authenticate(b"Bearer " + token)
     assert verifier.authenticate(scheme + b" " + token + trailing) is first
-    assert list(verifier.cache) == [token]
+    assert list(verifier.cache) == [b"Bearer " + token]
 
 
 @pytest.mark.parametrize(
@@ -593,7 +593,7 @@ def test_anything_but_the_scheme_one_space_and_the_token_is_refused(
     with pytest.raises(Unauthorized) as info:
         verifier.authenticate(shape.replace(b"{t}", token))
     assert info.value.status == 401
-    assert list(verifier.cache) == [token]
+    assert list(verifier.cache) == [b"Bearer " + token]
 
 
 def test_a_token_over_the_limit_is_refused_before_it_is_read(clock: Clock, now: float) -> None:
