@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,8 @@ WINDOW_MS = 2000
 MAX_BODIES = 4
 SWEEP_SLACK_S = 1.5  # the gateway judges deadlines once a second
 # The first window is the grace period; a drip is judged when it ends.
-CUT_WITHIN_S = WINDOW_MS / 1000 + SWEEP_SLACK_S + 1.0
+# Generous for a loaded machine, yet well inside the body timeout: the rate is what cut it.
+CUT_WITHIN_S = WINDOW_MS / 1000 + SWEEP_SLACK_S + 3.5
 UPLOAD = "/api/v1/search/upload"  # public: authentication plays no part
 PROXY = "127.0.0.1"  # trusted below; every other loopback address is a client of its own
 
@@ -116,22 +118,54 @@ def test_the_rate_clock_starts_with_100_continue(gateway: GatewayProcess, servic
     assert (interim.status, response.status) == (100, 200)
 
 
+HELD_LENGTH = 100_000
+FEED_BYTES = 100
+FEED_EVERY_S = 0.2  # 500 bytes a second: well above the minimum rate, far below the length
+
+
+class HeldBodies:
+    """Uploads whose bodies have begun and keep arriving steadily (a thread feeds them) until
+    ``finish`` sends the rest; bounded by ``HELD_LENGTH``."""
+
+    def __init__(self, connections: list[RawConnection], sent: int) -> None:
+        self.connections = connections
+        self.sent = [sent] * len(connections)
+        self.stop = threading.Event()
+        self.feeder = threading.Thread(target=self._feed, daemon=True)
+
+    def _feed(self) -> None:
+        for _ in range(int(HELD_LENGTH / FEED_BYTES) - 20):
+            if self.stop.wait(FEED_EVERY_S):
+                return
+            for i, connection in enumerate(self.connections):
+                if connection.send_tolerant(b"a" * FEED_BYTES):
+                    self.sent[i] += FEED_BYTES
+
+    def finish(self) -> list[int]:
+        """Stop feeding, send every body's rest; the statuses of the answers."""
+        self.stop.set()
+        self.feeder.join(5.0)
+        for connection, sent in zip(self.connections, self.sent, strict=True):
+            connection.send(b"a" * (HELD_LENGTH - sent))
+        return [connection.read_response().status for connection in self.connections]
+
+
 @contextlib.contextmanager
 def arriving_bodies(
     port: int, source: str, count: int, forwarded_for: str | None = None
-) -> Iterator[list[RawConnection]]:
+) -> Iterator[HeldBodies]:
     """``count`` uploads from ``source`` whose bodies have begun but not ended."""
     with contextlib.ExitStack() as stack:
         connections = [stack.enter_context(connect(port, source)) for _ in range(count)]
         for connection in connections:
-            connection.send(upload_head(100_000, forwarded_for) + b"a" * 1000)
-        yield connections
-
-
-def keep_going(connections: list[RawConnection]) -> None:
-    """Enough bytes for each held body to meet the minimum rate for another window."""
-    for connection in connections:
-        connection.send(b"a" * (MIN_RATE * WINDOW_MS // 1000 + 100))
+            connection.send(upload_head(HELD_LENGTH, forwarded_for) + b"a" * 1000)
+        held = HeldBodies(connections, 1000)
+        held.feeder.start()
+        try:
+            yield held
+        finally:
+            held.stop.set()
+            held.feeder.join(5.0)
 
 
 def one_upload(port: int, source: str, forwarded_for: str | None = None) -> int:
@@ -147,13 +181,11 @@ def test_one_address_may_have_only_so_many_bodies_arriving(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
     search = services["search"]
-    with arriving_bodies(gateway.port, "127.0.0.30", MAX_BODIES) as held:
+    with arriving_bodies(gateway.port, "127.0.0.30", MAX_BODIES):
         assert len(search.wait_for_requests(MAX_BODIES)) == MAX_BODIES
-        keep_going(held)
         with connect(gateway.port, "127.0.0.30") as connection:
             connection.send(upload_head(2000) + b"b" * 1000)
             refused = connection.read_response()
-        keep_going(held)
         other = one_upload(gateway.port, "127.0.0.31")
 
     assert refused.status == 429
@@ -169,9 +201,7 @@ def test_a_body_that_arrived_leaves_the_count(gateway: GatewayProcess, services:
     for _ in range(3):
         with arriving_bodies(gateway.port, "127.0.0.32", MAX_BODIES) as held:
             assert len(search.wait_for_requests(MAX_BODIES)) == MAX_BODIES
-            for connection in held:
-                connection.send(b"a" * 99_000)
-                assert connection.read_response().status == 200
+            assert held.finish() == [200] * MAX_BODIES
         search.reset()
     # Held and finished three times over: none of them is still counted.
     assert one_upload(gateway.port, "127.0.0.32") == 200
@@ -182,11 +212,9 @@ def test_behind_a_trusted_proxy_the_client_is_the_forwarded_address(
 ) -> None:
     search = services["search"]
     client = "203.0.113.7"
-    with arriving_bodies(gateway.port, PROXY, MAX_BODIES, forwarded_for=client) as held:
+    with arriving_bodies(gateway.port, PROXY, MAX_BODIES, forwarded_for=client):
         assert len(search.wait_for_requests(MAX_BODIES)) == MAX_BODIES
-        keep_going(held)
         same_client = one_upload(gateway.port, PROXY, forwarded_for=client)
-        keep_going(held)
         another_client = one_upload(gateway.port, PROXY, forwarded_for="203.0.113.8")
 
     assert same_client == 429
@@ -197,9 +225,8 @@ def test_bodies_still_arriving_are_not_requests_in_flight(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
     search = services["search"]
-    with arriving_bodies(gateway.port, "127.0.0.40", 3) as held:
+    with arriving_bodies(gateway.port, "127.0.0.40", 3):
         assert len(search.wait_for_requests(3)) == 3
-        keep_going(held)
         with connect(gateway.port, "127.0.0.1") as connection:
             connection.send(build_request("GET", "/metrics"))
             metrics = connection.read_response()
