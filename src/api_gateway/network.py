@@ -17,16 +17,23 @@ from api_gateway.config.settings import Network
 from api_gateway.types import Request
 
 ADDRESS_CACHE_SIZE: Final = 4096
+# Memos are bounded in bytes, not only in entries: text longer than this (a textual IPv6 address
+# is at most 45 characters) is worked out each time rather than remembered, so a client
+# sending 16 KiB hops cannot make 4096 entries cost 64 MiB.
+MAX_MEMO_CHARS: Final = 64
 DEFAULT_IPV6_PREFIX: Final = 64
 
 
-@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
 def canonical_ip(text: str) -> str | None:
     """The canonical form of an IP address, or None when ``text`` is not one.
 
     A zone id (``fe80::1%eth0``) names an interface of the machine that saw the address, not a
     host: it is dropped, or one client could vary it at will (and it may hold any character).
     """
+    return _canonical_memo(text) if len(text) <= MAX_MEMO_CHARS else _canonical(text)
+
+
+def _canonical(text: str) -> str | None:
     try:
         ip = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
@@ -34,6 +41,9 @@ def canonical_ip(text: str) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+_canonical_memo: Final = lru_cache(maxsize=ADDRESS_CACHE_SIZE)(_canonical)
 
 
 def rightmost(request: Request, name: bytes) -> bytes | None:
@@ -51,10 +61,13 @@ def rightmost(request: Request, name: bytes) -> bytes | None:
 class TrustedProxies:
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
-        self.contains = lru_cache(maxsize=ADDRESS_CACHE_SIZE)(self._contains)
+        self.memo = lru_cache(maxsize=ADDRESS_CACHE_SIZE)(self._contains)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
+
+    def contains(self, address: str) -> bool:
+        return self.memo(address) if len(address) <= MAX_MEMO_CHARS else self._contains(address)
 
     def _contains(self, address: str) -> bool:
         canonical = canonical_ip(address)
@@ -111,7 +124,8 @@ class AddressKeys:
         key = client_ip if canonical is None else canonical
         if canonical is not None and ":" in canonical and self.ipv6_prefix < 128:
             key = str(ipaddress.IPv6Network((canonical, self.ipv6_prefix), strict=False))
-        if len(self.keys) >= ADDRESS_CACHE_SIZE:
-            self.keys.clear()
-        self.keys[client_ip] = key
+        if len(client_ip) <= MAX_MEMO_CHARS:
+            if len(self.keys) >= ADDRESS_CACHE_SIZE:
+                self.keys.clear()
+            self.keys[client_ip] = key
         return key

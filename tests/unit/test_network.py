@@ -106,3 +106,19 @@ def test_address_keys_stay_bounded() -> None:
     for n in range(10_000):
         keys(f"2001:db8::{n:x}")
     assert len(keys.keys) <= 4096
+
+
+def test_long_text_is_worked_out_but_never_remembered() -> None:
+    from api_gateway.network import _canonical_memo
+
+    proxies = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
+    before = _canonical_memo.cache_info().currsize
+    long_zone = "fe80::1%" + "z" * 16_000
+    for n in range(50):
+        assert canonical_ip(long_zone + str(n)) == "fe80::1"
+        assert not proxies.contains("9" * 16_000 + str(n))
+    assert _canonical_memo.cache_info().currsize == before
+    assert proxies.memo.cache_info().currsize == 0
+    keys = AddressKeys()
+    assert keys(long_zone) == "fe80::/64"
+    assert keys.keys == {}

@@ -290,3 +290,14 @@ def test_security_headers_can_be_replaced_added_and_removed() -> None:
     assert (
         table[b"strict-transport-security"] == dict(HELMET_DEFAULTS)[b"strict-transport-security"]
     )
+
+
+def test_long_header_names_are_classified_but_not_remembered() -> None:
+    trust = HeaderTrust(NO_PROXIES, 3000)
+    recorder = Recorder()
+    long_names = [b"x-" + b"a" * 8000 + str(n).encode() for n in range(20)]
+    req = request([(b"host", b"gw.example"), *[(name, b"1") for name in long_names]])
+    req.request_id = "req-1"
+    run(trust(req, recorder))
+    assert recorder.seen is not None and len(recorder.seen.headers) == 20
+    assert all(len(name) <= 64 for name in trust.kinds)

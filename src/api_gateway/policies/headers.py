@@ -32,6 +32,9 @@ BLOCKED_PREFIXES = (b"x-internal-", b"x-user-", b"x-gateway-", b"x-venue-", b"x-
 INTERNAL: Final = b"x-gateway-internal: true\r\n"
 PEER_CACHE_SIZE: Final = 4096
 NAME_CACHE_SIZE: Final = 4096
+# Names longer than this are classified every time, not remembered: 4096 names of 16 KiB each
+# would otherwise keep 64 MiB per worker.
+MAX_CACHED_NAME: Final = 64
 
 # What happens to a client's header, by name.
 KEEP: Final = 0
@@ -99,9 +102,11 @@ class HeaderTrust:
         return call_next(request)
 
     def kind(self, name: bytes) -> int:
-        if len(self.kinds) >= NAME_CACHE_SIZE:
-            self.kinds.clear()
-        kind = self.kinds[name] = classify(name)
+        kind = classify(name)
+        if len(name) <= MAX_CACHED_NAME:
+            if len(self.kinds) >= NAME_CACHE_SIZE:
+                self.kinds.clear()
+            self.kinds[name] = kind
         return kind
 
     def direct(self, peer_ip: str) -> bytes:
