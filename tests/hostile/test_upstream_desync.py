@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import select
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,33 @@ def test_bytes_waiting_in_the_socket_when_the_pool_hands_the_connection_out(
     assert first.body == b"first"
     assert (second.status, second.body) == (200, b"ok")
     assert (b"x-smuggled", b"yes") not in second.headers
+
+
+CLIENTS = 8
+ROUNDS = 15
+
+
+def test_under_concurrent_keep_alive_traffic_every_user_gets_their_own_answer(
+    gateway: GatewayProcess, upstream: RawUpstream
+) -> None:
+    """Every other answer carries a smuggled response behind it; many users on keep-alive
+    connections at once, and each one only ever sees the answer to their own request."""
+    for user in range(CLIENTS):
+        for n in range(ROUNDS):
+            own = b"user-%d-%d" % (user, n)
+            upstream.script(f"{BASE}/{user}/{n}", with_length(own) + (SMUGGLED if n % 2 else b""))
+
+    def session(user: int) -> list[tuple[int, bytes, str | None]]:
+        seen = []
+        with RawConnection(gateway.port) as client:
+            for n in range(ROUNDS):
+                response = get(client, f"{BASE}/{user}/{n}")
+                seen.append((response.status, response.body, response.header("x-smuggled")))
+        return seen
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        sessions = list(pool.map(session, range(CLIENTS)))
+
+    for user, seen in enumerate(sessions):
+        expected = [(200, b"user-%d-%d" % (user, n), None) for n in range(ROUNDS)]
+        assert seen == expected
