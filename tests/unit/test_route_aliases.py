@@ -34,7 +34,8 @@ def test_a_seed_alias_is_its_route_under_another_prefix(
     tmp_path: Path, alias: str, canonical: str
 ) -> None:
     seed = config(tmp_path)
-    assert route(seed, alias) == replace(route(seed, canonical), prefix=alias, alias_of=canonical)
+    expected = replace(route(seed, canonical), prefix=alias, alias_of=canonical, cache=None)
+    assert route(seed, alias) == expected
 
 
 def test_the_ticket_alias_has_the_purchase_endpoint_and_body_validation(tmp_path: Path) -> None:
@@ -77,10 +78,11 @@ def test_an_alias_that_would_weaken_its_route_is_refused(
     assert info.value.key == key
 
 
-def test_an_alias_may_cache_differently(tmp_path: Path) -> None:
-    document = {"routes": {"/event": {"cache": {"enabled": False}}}}
+def test_an_alias_caches_only_when_it_says_so(tmp_path: Path) -> None:
+    assert route(config(tmp_path), "/event").cache is None
+    document = {"routes": {"/event": {"cache": {"enabled": True, "ttl_ms": 5}}}}
     event = route(config(tmp_path, document), "/event")
-    assert event.cache is not None and not event.cache.enabled
+    assert event.cache is not None and (event.cache.enabled, event.cache.ttl_ms) == (True, 5)
 
 
 def test_ipv6_prefix_from_yaml_and_environment(tmp_path: Path) -> None:

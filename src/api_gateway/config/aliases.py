@@ -4,8 +4,9 @@ Both prefixes reach the same service handlers, so whatever protects a service pa
 limits, timeouts and retries, body and query validation, methods, body limit, failure mode)
 must hold whichever prefix a client uses: an alias is its route under another prefix, with the
 same endpoints (and the same rate-limit buckets). It may only be stricter about which paths
-are public, and cache differently; any other key is refused, so that an alias can never become
-the unprotected way to a protected path.
+are public, and it caches only when it says so: a write through one prefix does not make the
+other prefix's cached answers stale. Any other key is refused, so that an alias can never
+become the unprotected way to a protected path.
 """
 
 from __future__ import annotations
@@ -44,6 +45,6 @@ def build_alias(prefix: str, entry: Section, routes: Mapping[str, RouteConfig]) 
             f"{opened[0]!r} is not public on {target}: an alias cannot open what its route "
             "protects",
         )
-    cache = build_route_cache(entry) if entry.raw("cache", None) is not None else canonical.cache
+    cache = build_route_cache(entry)
     entry.done()
     return replace(canonical, prefix=prefix, public=public, cache=cache, alias_of=target)
