@@ -40,7 +40,7 @@ def raw() -> Iterator[RawUpstream]:
 
 @pytest.fixture(scope="module")
 def gateway(service_fleet: Any, raw: RawUpstream, module_dir: Path) -> Iterator[GatewayProcess]:
-    urls = {**service_fleet.urls(), SERVICE: raw.url}
+    urls = {**service_fleet.urls(), SERVICE: raw.url, "search": raw.url}
     with running_gateway(module_dir, urls, {"services": {SERVICE: QUIET_SERVICE}}) as process:
         yield process
 
@@ -233,3 +233,21 @@ def test_the_dropped_fields_are_configurable(
     assert response.header("x-powered-by") is None  # always dropped
     # The list replaces the default one.
     assert response.header("x-tenant-id") == "t" and response.header("server") == "s"
+
+
+def test_a_cached_answer_has_no_internal_fields_and_keeps_the_gateways_own(
+    gateway: GatewayProcess, upstream: RawUpstream
+) -> None:
+    path = "/api/v1/search/filtered"
+    upstream.script(
+        path, b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=60\r\n" + INTERNAL_FIELDS + OK_END
+    )
+
+    answers = [http_request(gateway.port, "GET", path) for _ in range(2)]
+
+    assert [a.header("x-cache") for a in answers] == ["MISS", "HIT"]
+    for answer in answers:
+        assert (answer.status, answer.body) == (200, b"ok")
+        assert answer.header("x-tenant-id") is None and answer.header("server") is None
+        assert answer.header("x-internal-trace") is None and answer.header("x-user-role") is None
+        assert answer.header("x-request-id") and answer.header("x-frame-options")

@@ -56,6 +56,7 @@ class Exchange:
     method: str
     path: str
     head: bytes
+    written: bool = False  # the whole script went out (the gateway read it all)
 
 
 @dataclass
@@ -64,7 +65,6 @@ class RawUpstream:
     scripts: dict[str, Script] = field(default_factory=dict)
     exchanges: list[Exchange] = field(default_factory=list)
     closed: set[int] = field(default_factory=set)  # connections the gateway ended
-    fully_written: list[bool] = field(default_factory=list)  # per exchange
     connections: int = 0
 
     def __post_init__(self) -> None:
@@ -82,11 +82,15 @@ class RawUpstream:
     def script(self, path: str, *pieces: Piece, later: bytes = b"") -> None:
         self.scripts[path] = Script(pieces, later)
 
+    @property
+    def fully_written(self) -> list[bool]:
+        with self._lock:
+            return [e.written for e in self.exchanges]
+
     def reset(self) -> None:
         with self._lock:
             self.scripts.clear()
             self.exchanges.clear()
-            self.fully_written.clear()
             self._release.clear()
 
     def release(self) -> None:
@@ -144,13 +148,12 @@ class RawUpstream:
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 method, target = head.split(b" ", 2)[:2]
                 path = target.decode("latin-1").partition("?")[0]
+                exchange = Exchange(number, method.decode(), path, head)
                 with self._lock:
-                    self.exchanges.append(Exchange(number, method.decode(), path, head))
-                    self.fully_written.append(False)
-                    index = len(self.fully_written) - 1
+                    self.exchanges.append(exchange)
                     script = self.scripts.get(path, Script((DEFAULT_REPLY,)))
                 self._answer(sock, script)
-                self.fully_written[index] = True
+                exchange.written = True
         except OSError:
             pass
         finally:
