@@ -245,8 +245,6 @@ class HttpConnection(asyncio.Protocol):
         # The request line is capped by the URI limit; what follows it by the header limit.
         return self.head_bytes - len(self.url) - REQUEST_LINE_BYTES > self.max_header_bytes
 
-    # llhttp callbacks
-
     def _framing_too_large(self, read: int) -> bool:
         """Whether a body's bytes that are not body (a trailer line or chunk extension still
         arriving, which llhttp reports only once complete, if at all) pass the header cap."""
@@ -255,6 +253,8 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.unreported += read
         return self.unreported > self.max_header_bytes
+
+    # llhttp callbacks
 
     def on_message_begin(self) -> None:
         # The header timeout runs from the request line, not from any byte: llhttp skips empty
