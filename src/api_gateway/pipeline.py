@@ -275,6 +275,8 @@ class RouteBuilder:
                 route.cache.per_user,
                 settings.max_body_bytes if max_body is None else max_body,
                 settings.max_ttl_ms,
+                # An alias reads and writes its route's resources (config/aliases.py).
+                None if route.alias_of is None else GatewayConfig.API_PREFIX + route.alias_of,
             ),
         )
         self.caches.append(cache)

@@ -265,3 +265,24 @@ def test_a_write_invalidates_the_resource_and_its_collection(
     assert written.status == 200
     # The item and everything below it, and the collection; another item keeps its entry.
     assert after == ["MISS", "MISS", "HIT", "MISS"]
+
+
+def test_a_write_through_an_alias_invalidates_what_its_route_cached(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    services["event"].respond(Reply(headers=SHARED_MINUTE))
+    n = fresh_id()
+    route, alias = f"/api/v1/events/{n}", f"/api/v1/event/{n}"
+    auth = token()
+
+    warmed = [get(gateway, target, token=auth).header("x-cache") for target in (route, alias)]
+    cached = [get(gateway, target, token=auth).header("x-cache") for target in (route, alias)]
+    written = gateway.request("PUT", alias, body=b"{}", token=auth)
+    after_alias_write = [get(gateway, t, token=auth).header("x-cache") for t in (route, alias)]
+    written_again = gateway.request("PUT", route, body=b"{}", token=auth)
+    after_route_write = [get(gateway, t, token=auth).header("x-cache") for t in (route, alias)]
+
+    assert warmed == ["MISS", "MISS"] and cached == ["HIT", "HIT"]
+    assert (written.status, written_again.status) == (200, 200)
+    assert after_alias_write == ["MISS", "MISS"]
+    assert after_route_write == ["MISS", "MISS"]

@@ -34,7 +34,7 @@ def test_a_seed_alias_is_its_route_under_another_prefix(
     tmp_path: Path, alias: str, canonical: str
 ) -> None:
     seed = config(tmp_path)
-    expected = replace(route(seed, canonical), prefix=alias, alias_of=canonical, cache=None)
+    expected = replace(route(seed, canonical), prefix=alias, alias_of=canonical)
     assert route(seed, alias) == expected
 
 
@@ -78,11 +78,14 @@ def test_an_alias_that_would_weaken_its_route_is_refused(
     assert info.value.key == key
 
 
-def test_an_alias_caches_only_when_it_says_so(tmp_path: Path) -> None:
-    assert route(config(tmp_path), "/event").cache is None
-    document = {"routes": {"/event": {"cache": {"enabled": True, "ttl_ms": 5}}}}
+def test_an_alias_caches_as_its_route_does(tmp_path: Path) -> None:
+    document = {"routes": {"/events": {"cache": {"ttl_ms": 5}}}}
     event = route(config(tmp_path, document), "/event")
     assert event.cache is not None and (event.cache.enabled, event.cache.ttl_ms) == (True, 5)
+    # A cache of its own would keep answers that a write through the route made stale.
+    with pytest.raises(ConfigError) as info:
+        config(tmp_path, {"routes": {"/event": {"alias_of": "/events", "cache": None}}})
+    assert info.value.key == "routes./event.cache"
 
 
 def test_ipv6_prefix_from_yaml_and_environment(tmp_path: Path) -> None:

@@ -4,9 +4,11 @@ Both prefixes reach the same service handlers, so whatever protects a service pa
 limits, timeouts and retries, body and query validation, methods, body limit, failure mode)
 must hold whichever prefix a client uses: an alias is its route under another prefix, with the
 same endpoints (and the same rate-limit buckets). It may only be stricter about which paths
-are public, and it caches only when it says so: a write through one prefix does not make the
-other prefix's cached answers stale. Any other key is refused, so that an alias can never
-become the unprotected way to a protected path.
+are public. It caches exactly as its route does, under the route's resources (pipeline.py
+passes the route's prefix as the cache's collection), so a write through either prefix makes
+the answers read through both stale; an alias that cached on its own, or not at all, would
+keep answers a write through the other prefix changed. Any other key is refused, so that an
+alias can never become the unprotected way to a protected path.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
-from api_gateway.config.cache import build_route_cache
 from api_gateway.config.sections import Section
 from api_gateway.config.settings import ConfigError, RouteConfig
 
-ALIAS_KEYS: Final = frozenset({"alias_of", "public", "cache"})
+ALIAS_KEYS: Final = frozenset({"alias_of", "public"})
 
 
 def is_alias(entry: Section) -> bool:
@@ -45,6 +46,5 @@ def build_alias(prefix: str, entry: Section, routes: Mapping[str, RouteConfig]) 
             f"{opened[0]!r} is not public on {target}: an alias cannot open what its route "
             "protects",
         )
-    cache = build_route_cache(entry)
     entry.done()
-    return replace(canonical, prefix=prefix, public=public, cache=cache, alias_of=target)
+    return replace(canonical, prefix=prefix, public=public, alias_of=target)
