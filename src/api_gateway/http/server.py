@@ -172,6 +172,7 @@ class HttpConnection(asyncio.Protocol):
         self.head_start = 0
         self.head_in_read = False
         self.unreported = 0
+        self.chunk_from = 0
         self.body_request: Request | None = None
         self.body_chunks: list[bytes] = []
         self.body_stream: BodyStream | None = None
@@ -380,9 +381,13 @@ class HttpConnection(asyncio.Protocol):
 
     def on_chunk_header(self) -> None:
         self.read_used += 3  # at least one digit and CRLF
+        self.chunk_from = self.read_used
 
     def on_chunk_complete(self) -> None:
-        self.read_used += 2
+        # The size line's other digits, known once the chunk is (if it began in this read: a
+        # chunk from an earlier one leaves at most a few digits unreported or over-reported).
+        size = self.read_used - self.chunk_from
+        self.read_used += 2 + (max(size.bit_length() - 1, 0) >> 2)
 
     def on_message_complete(self) -> None:
         if self.body_stream is not None:
