@@ -20,12 +20,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from api_gateway.limiter import Decision, Rate
 from api_gateway.stores import StoreUnavailable
+from api_gateway.timers import PatientTimeout, forgives
 
 # While Redis is down, at most one connect attempt per this; others fail fast.
 RETRY_EVERY_S: Final = 0.5
-# A deadline that fires this late found the loop busy, not the peer slow (see ``within``).
-LOOP_LATE_S: Final = 0.005
-MAX_EXTENSIONS: Final = 3
 MAX_LINE: Final = 64 * 1024  # a reply header longer than this is garbage, not a slow network
 ARGS_CACHE_SIZE: Final = 4096  # limit keys whose encoded script arguments are kept
 MAX_DIGITS: Final = 19  # a signed 64-bit integer, as Redis sends
@@ -299,9 +297,7 @@ class _Connection(asyncio.Protocol):
         phase of the tick). Then the command gets one more bound (a few at most, while no reply
         comes); a timer that fired on time over an empty socket is a Redis that did not answer.
         """
-        if self._extensions >= MAX_EXTENSIONS:
-            return False
-        return now - self._due >= LOOP_LATE_S or self._unread()
+        return forgives(self._extensions, now - self._due, self._unread)
 
     def _unread(self) -> bool:
         """Whether the socket holds bytes (or an end) the loop has not delivered yet."""
@@ -515,7 +511,8 @@ class RedisStore:
         loop, target = asyncio.get_running_loop(), self._target
         conn = _Connection(target.label, self._timeout)
         try:
-            await within(loop.create_task(self._connect(conn)), self._timeout)
+            async with PatientTimeout(self._timeout):  # a busy loop is not a slow Redis
+                await self._connect(conn)
             # The connection's own timer bounds these.
             load = encode_command("SCRIPT", "LOAD", GCRA_LUA)
             for reply in await asyncio.gather(*map(conn.send, (*target.setup, load))):
@@ -543,27 +540,3 @@ class RedisStore:
         else:
             tls = ssl.create_default_context() if target.tls else None
             await loop.create_connection(lambda: conn, target.host, target.port, ssl=tls)
-
-
-async def within(task: asyncio.Task[None], timeout_s: float) -> None:
-    """``task`` done within ``timeout_s`` of time the loop was free to notice it, or TimeoutError.
-
-    ``asyncio.timeout`` takes a busy loop for a slow peer: after a 120 ms callback its timer and
-    the peer's answer are due together, and the timer wins, because the task learns of the
-    answer only on a later tick. So a deadline that finds the loop late by more than
-    ``LOOP_LATE_S`` gives the task one more bound (a few at most).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    try:
-        for _ in range(MAX_EXTENSIONS + 1):
-            await asyncio.wait((task,), timeout=max(deadline - loop.time(), 0))
-            if task.done():
-                return task.result()
-            now = loop.time()
-            if now - deadline < LOOP_LATE_S:
-                break
-            deadline = now + timeout_s
-        raise TimeoutError
-    finally:
-        task.cancel()  # nothing if it is done; if the caller was cancelled, so is the task
