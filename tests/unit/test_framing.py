@@ -207,3 +207,15 @@ def test_the_lowered_name_cache_stays_bounded() -> None:
         assert lower_name(b"X-Name-%d" % n) == b"x-name-%d" % n
 
     assert len(framing._LOWERED) <= framing.LOWERED_CACHE_SIZE + 1
+
+
+def test_a_long_header_name_is_lowered_but_never_remembered() -> None:
+    framing._LOWERED.clear()
+    names = [b"X-Pad-%d-" % n + b"A" * 16_000 for n in range(100)]
+
+    for name in names:
+        assert lower_name(name) == name.lower()
+
+    assert framing._LOWERED == {}
+    # Short names are still remembered, one shared object each.
+    assert lower_name(b"X-Short") is lower_name(b"x-short")

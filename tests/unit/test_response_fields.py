@@ -73,3 +73,12 @@ def test_the_head_caps_have_a_floor() -> None:
         build_upstream(Section({**base, "max_response_header_count": 0}, "upstream"))
     config = build_upstream(Section(base, "upstream"))
     assert (config.max_response_header_bytes, config.max_response_header_count) == (65536, 100)
+
+
+def test_a_long_field_name_is_decided_but_never_remembered() -> None:
+    fields = configured(["x-user-*"])
+    long_names = [b"x-user-%d-" % n + b"a" * 16_000 for n in range(50)]
+
+    assert [fields.decide(name) for name in long_names] == [False] * 50
+    assert fields.decide(b"x-pad-" + b"b" * 16_000) is True
+    assert fields.passed == {}

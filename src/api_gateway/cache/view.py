@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 from api_gateway.errors import InvalidHost
-from api_gateway.hosts import normalize_host
+from api_gateway.hosts import MAX_HOST_BYTES, normalize_host
 from api_gateway.types import Headers, Request
 
 # The origin the client asked for, as the upstream is told it: links, redirects and
@@ -38,6 +38,9 @@ HOST: Final = b"host"
 PER_REQUEST: Final = frozenset({b"x-request-id", b"x-request-deadline-ms"})
 HOST_MEMO_SIZE: Final = 4096
 _HOSTS: Final[dict[bytes, bytes]] = {}
+# A longer value is no host name (``normalize_host`` refuses it) and is never remembered: 4096
+# distinct 16 KiB values would keep 128 MiB (each twice) per worker. Every valid host still is.
+MAX_MEMO_HOST: Final = MAX_HOST_BYTES
 
 
 def gateway_headers(request: Request) -> Headers:
@@ -75,14 +78,19 @@ def canonical_host(raw: bytes | None) -> bytes | None:
     if raw is None:
         return None
     found = _HOSTS.get(raw)
-    if found is None:
-        try:
-            found = normalize_host(raw).key.encode("ascii")
-        except InvalidHost:
-            found = b"?" + raw
-        if len(_HOSTS) >= HOST_MEMO_SIZE:
-            _HOSTS.clear()
-        _HOSTS[raw] = found
+    return found if found is not None else _canonical_new(raw)
+
+
+def _canonical_new(raw: bytes) -> bytes:
+    if len(raw) > MAX_MEMO_HOST:
+        return b"?" + raw
+    try:
+        found = normalize_host(raw).key.encode("ascii")
+    except InvalidHost:
+        found = b"?" + raw
+    if len(_HOSTS) >= HOST_MEMO_SIZE:
+        _HOSTS.clear()
+    _HOSTS[raw] = found
     return found
 
 

@@ -35,16 +35,25 @@ CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 # whose hash is computed once for every later set and dict lookup. Bounded: cleared when full.
 _LOWERED: Final[dict[bytes, bytes]] = {}
 LOWERED_CACHE_SIZE: Final = 4096
+# Memos of what a peer sends are bounded in bytes too: a longer name is lowered each time, never
+# remembered, or 4096 distinct 16 KiB names would keep 128 MiB (raw and lowered) per worker. No
+# registered field name comes near it.
+MAX_MEMO_NAME: Final = 64
 
 
 def lower_name(name: bytes) -> bytes:
     lowered = _LOWERED.get(name)
-    if lowered is None:
-        if len(_LOWERED) >= LOWERED_CACHE_SIZE:
-            _LOWERED.clear()
-        lowered = name.lower()
-        lowered = _LOWERED.setdefault(lowered, lowered)  # the canonical object for this name
-        _LOWERED[name] = lowered
+    return lowered if lowered is not None else _lower_new(name)
+
+
+def _lower_new(name: bytes) -> bytes:
+    lowered = name.lower()
+    if len(name) > MAX_MEMO_NAME:
+        return lowered
+    if len(_LOWERED) >= LOWERED_CACHE_SIZE:
+        _LOWERED.clear()
+    lowered = _LOWERED.setdefault(lowered, lowered)  # the canonical object for this name
+    _LOWERED[name] = lowered
     return lowered
 
 
@@ -138,13 +147,15 @@ class ResponseFieldFilter:
     def __init__(self, names: frozenset[bytes], prefixes: tuple[bytes, ...]) -> None:
         self.names = RESPONSE_NEVER_PASSED | names
         self.prefixes = prefixes
-        # Lower-cased name -> passed on. Bounded like ``_LOWERED``: cleared when full.
+        # Lower-cased name -> passed on. Bounded like ``_LOWERED``: cleared when full, and a
+        # name longer than ``MAX_MEMO_NAME`` is decided each time.
         self.passed: dict[bytes, bool] = {}
 
     def decide(self, name: bytes) -> bool:
         """Whether the field ``name`` (lower-cased) is passed on; remembered for next time."""
         passed = name not in self.names and not name.startswith(self.prefixes)
-        if len(self.passed) >= FIELD_DECISIONS_SIZE:
-            self.passed.clear()
-        self.passed[name] = passed
+        if len(name) <= MAX_MEMO_NAME:
+            if len(self.passed) >= FIELD_DECISIONS_SIZE:
+                self.passed.clear()
+            self.passed[name] = passed
         return passed
