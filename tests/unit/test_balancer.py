@@ -100,6 +100,15 @@ def test_hash_keys_from_header_cookie_or_client_ip() -> None:
     assert cookie(request(headers=[(b"cookie", b"x=1"), (b"cookie", b"sid=z")]), "sid") == "z"
 
 
+def test_a_header_hash_key_over_several_lines_is_all_of_them_joined() -> None:
+    key = hash_key("header:X-Session")
+    two_lines = request(headers=[(b"x-session", b"s-9"), (b"x-session", b"s-1")])
+    one_line = request(headers=[(b"x-session", b"s-9, s-1")])
+
+    assert key(two_lines) == key(one_line) == "s-9, s-1"
+    assert key(request(headers=[(b"x-session", b"s-1"), (b"x-session", b"s-9")])) != key(two_lines)
+
+
 def test_unavailable_instances_are_skipped() -> None:
     b = balancer("round_robin")
     down, ejected, up = b.service.endpoints

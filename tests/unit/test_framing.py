@@ -6,13 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.errors import MalformedRequest
+from api_gateway.errors import BadRequest, MalformedRequest
 from api_gateway.http import framing
 from api_gateway.http.framing import (
     HOP_BY_HOP,
     REQUEST_FRAMING,
     RequestFraming,
     lower_name,
+    single_value,
     status_line,
 )
 from api_gateway.types import Headers
@@ -219,3 +220,32 @@ def test_a_long_header_name_is_lowered_but_never_remembered() -> None:
     assert framing._LOWERED == {}
     # Short names are still remembered, one shared object each.
     assert lower_name(b"X-Short") is lower_name(b"x-short")
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([b"100-continue", b"x-other"], True),
+        ([b"x-other", b"100-continue"], True),
+        ([b"x-other, 100-Continue"], True),
+        ([b"x-other"], False),
+        ([b"x-other", b"x-more"], False),
+    ],
+)
+def test_expect_is_a_list_and_no_line_hides_another(lines: list[bytes], expected: bool) -> None:
+    framing = RequestFraming()
+    for value in lines:
+        framing.take(b"expect", value)
+
+    assert framing.expect_continue is expected
+
+
+def test_a_field_that_may_appear_once_is_refused_when_it_appears_twice() -> None:
+    headers = [(b"origin", b"https://a.example"), (b"accept", b"*/*")]
+
+    assert single_value(headers, b"origin") == b"https://a.example"
+    assert single_value(headers, b"content-type") is None
+    with pytest.raises(BadRequest, match="more than one origin header") as refused:
+        single_value([*headers, (b"origin", b"https://a.example")], b"origin")
+    assert refused.value.status == 400
+    assert not refused.value.closes_connection

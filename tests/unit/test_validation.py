@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from api_gateway.config.sections import Section
 from api_gateway.config.settings import ConfigError
 from api_gateway.config.validation import FieldRule, ValidationConfig, build_validation
-from api_gateway.errors import ValidationFailed
+from api_gateway.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from api_gateway.policies import validation
 from api_gateway.policies.validation import JsonBody, check_query, check_value, json_bound_error
 
 SEARCH = (
@@ -186,3 +187,29 @@ def test_json_bounds_come_from_the_route_and_are_checked() -> None:
         build_validation(Section({"json_max_depth": 1025}, "v"))
     with pytest.raises(ConfigError, match=r"v\.json_max_values"):
         build_validation(Section({"json_max_values": 0}, "v"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"application/json, text/html",
+        b"application/json; charset=utf-8, text/html",
+        b'application/json; profile="a", text/html',
+    ],
+)
+def test_a_content_type_holding_a_list_is_refused(value: bytes) -> None:
+    with pytest.raises(BadRequest, match="more than one media type"):
+        validation._check_json_type(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"application/json", b'application/json; profile="a,b"', b'application/json; p="a\\",b"'],
+)
+def test_one_media_type_passes_whatever_its_quoted_parameters_hold(value: bytes) -> None:
+    validation._check_json_type(value)
+
+
+def test_one_media_type_that_is_not_json_is_still_415() -> None:
+    with pytest.raises(UnsupportedMediaType):
+        validation._check_json_type(b"text/plain")

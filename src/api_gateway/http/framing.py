@@ -6,7 +6,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Final
 
-from api_gateway.errors import MalformedRequest
+from api_gateway.errors import BadRequest, MalformedRequest
 from api_gateway.types import Headers
 
 # RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection).
@@ -57,6 +57,25 @@ def _lower_new(name: bytes) -> bytes:
     return lowered
 
 
+def single_value(headers: Headers, name: bytes) -> bytes | None:
+    """The value of a field that may appear once (None: absent); 400 when it appears twice.
+
+    Which line counts would otherwise be a guess, and the service may guess the other way: a
+    check passed on the first line while the service reads the last is no check at all."""
+    found = None
+    for key, value in headers:
+        if key == name:
+            if found is not None:
+                raise BadRequest(f"more than one {name.decode('latin-1')} header")
+            found = value
+    return found
+
+
+def expects_continue(value: bytes) -> bool:
+    lowered = value.lower()
+    return lowered == b"100-continue" or b"100-continue" in [e.strip() for e in lowered.split(b",")]
+
+
 def status_line(status: int) -> bytes:
     line = STATUS_LINES.get(status)
     return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
@@ -97,7 +116,8 @@ class RequestFraming:
         elif name == b"transfer-encoding":
             self.encodings.append(value)
         elif name == b"expect":
-            self.expect_continue = value.lower() == b"100-continue"
+            # A list (RFC 9110 §10.1.1): a 100-continue on any line counts, in any order.
+            self.expect_continue = self.expect_continue or expects_continue(value)
         elif name == b"connection" and value.lower() not in PLAIN_CONNECTION:
             self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
         return False

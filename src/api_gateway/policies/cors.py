@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Final
 
-from api_gateway.errors import Forbidden
+from api_gateway.errors import BadRequest, Forbidden
+from api_gateway.http.framing import single_value
 from api_gateway.types import Handler, Headers, Request, Response
 
 ALLOWED_METHODS: Final = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -20,6 +21,7 @@ EXPOSED: Final = (
 )
 VARY = (b"vary", b"Origin")
 CREDENTIALS = (b"access-control-allow-credentials", b"true")
+REQUEST_METHOD: Final = b"access-control-request-method"
 
 
 class Cors:
@@ -40,14 +42,18 @@ class Cors:
         return None
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        origin = request.header(b"origin")
+        # One origin, or the answer would be judged on one and the service would read another.
+        origin = single_value(request.headers, b"origin")
         if origin is None:
             return call_next(request)
+        if b"," in origin:
+            raise BadRequest("the origin header holds more than one origin")
         allowed = self._allow(origin)
-        if request.method == "OPTIONS" and request.header(b"access-control-request-method"):
+        if request.method == "OPTIONS" and single_value(request.headers, REQUEST_METHOD):
             if allowed is None:
                 raise Forbidden("this origin is not allowed to call the API")
-            requested = request.header(b"access-control-request-headers")
+            # A list: every line of it.
+            requested = request.header_list(b"access-control-request-headers")
             allowed += [
                 (b"access-control-allow-methods", ALLOWED_METHODS),
                 (b"access-control-max-age", self.max_age),

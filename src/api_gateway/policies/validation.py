@@ -4,6 +4,7 @@ error and never reaches the service."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable
 from typing import Final
 from urllib.parse import parse_qsl
@@ -11,8 +12,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from api_gateway.config.validation import FieldRule, ValidationConfig
-from api_gateway.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from api_gateway.http.framing import BODY_METHODS
+from api_gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from api_gateway.http.framing import BODY_METHODS, single_value
 from api_gateway.types import Handler, Request, Response
 
 Error = dict[str, str]
@@ -21,6 +22,9 @@ Error = dict[str, str]
 NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 NOT_VALUE_MARKS: Final = bytes(b for b in range(256) if b not in b"[{,")
 OPENERS: Final = b"[{"
+CONTENT_TYPE: Final = b"content-type"
+# A quoted-pair (backslash and any byte), removed before telling quoted commas from others.
+QUOTED_PAIR: Final = re.compile(rb"\\.", re.DOTALL)
 
 
 def check_query(query: bytes, rules: tuple[FieldRule, ...]) -> list[Error]:
@@ -118,6 +122,8 @@ class JsonBody:
         declared = request.content_length
         if declared is not None and declared > self.max_bytes:
             raise PayloadTooLarge(f"a JSON body may not exceed {self.max_bytes} bytes")
+        # Refused before a byte of the body is read (or a 100 Continue sent).
+        content_type = single_value(request.headers, CONTENT_TYPE)
         if not isinstance(body, bytes):
             # Already capped by the route's body limit (RequestLimits runs first).
             chunks, size = [], 0
@@ -130,7 +136,7 @@ class JsonBody:
             request.body = body
             request.content_length = len(body)
         if body:
-            _check_json_type(request.header(b"content-type"))
+            _check_json_type(content_type)
             self._check_json(body)
         return await call_next(request)
 
@@ -200,6 +206,16 @@ def _check_json_type(content_type: bytes | None) -> None:
     """A declared type must be JSON; a body without one is judged by parsing it."""
     if content_type is None:
         return
+    if b"," in content_type and _is_list(content_type):
+        raise BadRequest("the content-type header holds more than one media type")
     media_type = content_type.split(b";")[0].strip().lower()
     if media_type != b"application/json" and not media_type.endswith(b"+json"):
         raise UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
+
+
+def _is_list(value: bytes) -> bool:
+    """Whether a comma stands outside quoted strings (a parameter may quote one)."""
+    if b'"' not in value:
+        return True
+    outside = QUOTED_PAIR.sub(b"", value).split(b'"')[::2]
+    return any(b"," in part for part in outside)

@@ -103,7 +103,8 @@ def hash_key(spec: str) -> Callable[[Request], str]:
         header = name.lower().encode("latin-1")
 
         def by_header(request: Request) -> str:
-            value = request.header(header)
+            # Every line, joined (RFC 9110 §5.3): a second line moves the key, never is ignored.
+            value = request.header_list(header)
             return value.decode("latin-1") if value is not None else request.client_ip
 
         return by_header
