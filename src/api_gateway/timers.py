@@ -69,7 +69,7 @@ class PatientTimeout:
     ``ready`` (optional) tells whether the answer is waiting unread, e.g. a socket's ``poll``.
     """
 
-    __slots__ = ("bound_s", "ready", "max_extensions", "deadline", "loop", "inner", "timer")
+    __slots__ = ("bound_s", "deadline", "inner", "loop", "max_extensions", "ready", "timer")
 
     def __init__(
         self,
@@ -100,7 +100,8 @@ class PatientTimeout:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        return await self.inner.__aexit__(exc_type, exc, tb)
+        await self.inner.__aexit__(exc_type, exc, tb)  # raises TimeoutError when it expired
+        return None
 
     @property
     def extensions(self) -> int:

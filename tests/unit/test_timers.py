@@ -77,11 +77,16 @@ def test_the_cap_is_per_wait() -> None:
     assert deadline.over(2.0)
 
 
+def stall() -> None:
+    """Block the loop, as a heavy request would."""
+    time.sleep(STALL_S)
+
+
 async def _stall_then(step: asyncio.Future[str], result: str) -> None:
     """The answer comes while the loop is blocked: it is there, but not yet read."""
     await asyncio.sleep(0)
     asyncio.get_running_loop().call_soon(step.set_result, result)
-    time.sleep(STALL_S)
+    stall()
 
 
 def test_a_stall_longer_than_the_bound_is_not_a_timeout() -> None:

@@ -1,7 +1,8 @@
 """The cache as the policy sees it: look up, save, invalidate; a storage failure is a miss.
 
-Every storage call is bounded by ``timeout_s``. An outage is logged once when it starts and
-once when it ends, and counted in ``failures``; meanwhile requests simply go upstream.
+Every storage call is bounded by ``timeout_s`` of time the event loop was free (a pause of the
+loop, a heavy request, is not a slow storage: see ``timers``). An outage is logged once when it
+starts and once when it ends, and counted in ``failures``; meanwhile requests simply go upstream.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from api_gateway.cache.rules import variant_key
 from api_gateway.cache.storage import CacheStorage
 from api_gateway.cache.view import vary_values
 from api_gateway.stores import StoreUnavailable
+from api_gateway.timers import PatientTimeout
 from api_gateway.types import Request
 
 log = logging.getLogger("api_gateway.cache")
@@ -78,7 +80,7 @@ class CacheStore:
 
     async def _guarded(self, call: Awaitable[T], default: T) -> T:
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with PatientTimeout(self.timeout_s):
                 result = await call
         except (StoreUnavailable, TimeoutError, OSError) as exc:
             self._failed(exc)

@@ -24,6 +24,7 @@ from api_gateway.errors import (
 )
 from api_gateway.http.body import BodyStream
 from api_gateway.http.framing import ResponseFieldFilter, lower_name
+from api_gateway.timers import forgives, patiently
 from api_gateway.types import Body, BodySource, Headers, Response
 
 Address = tuple[str, int]
@@ -80,6 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.reconnected = False  # made to replace a pooled connection that was found dead
+        self.forgiven = 0  # sweeps past the deadline that found the answer unread (per exchange)
         self._reset(None, False)
 
     def _reset(self, future: asyncio.Future[Response] | None, head: bool) -> None:
@@ -102,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
         # Counted over every head of the exchange (interim ones too) and its trailers.
         self.head_bytes = 0
         self.body_read = False
+        self.forgiven = 0
         self.field_bytes = 0
         self.field_count = 0
 
@@ -346,6 +349,16 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
+    def unread_answer(self) -> bool:
+        """Past the deadline, whether the upstream's bytes are in the socket, unread: they came
+        in time, the loop was busy (a heavy request). Then one more sweep, a few at most per
+        exchange: the deadline is the client's, real time, never extended for a silent peer."""
+        poller = self.poller
+        if poller is None or not forgives(self.forgiven, 0.0, lambda: bool(poller.poll(0))):
+            return False
+        self.forgiven += 1
+        return True
+
     def on_timeout(self) -> None:
         self.fail(UpstreamTimeout("the upstream did not answer in time"))
         self.pool.busy.discard(self)
@@ -459,9 +472,11 @@ class UpstreamPool:
     async def _connect(self, address: Address, timeout_s: float) -> UpstreamConnection:
         host, port = address
         try:
-            _, connection = await asyncio.wait_for(
+            # A loop paused while connecting is not an unreachable instance: one more bound.
+            _, connection = await patiently(
                 self.loop.create_connection(lambda: UpstreamConnection(self, address), host, port),
                 min(self.settings.connect_timeout_s, timeout_s),
+                max_extensions=1,
             )
         except TimeoutError as exc:
             # The detail reaches the client (502/504, /ready, aggregate meta): it never names the
@@ -491,7 +506,8 @@ class UpstreamPool:
     def _sweep(self) -> None:
         now = self.loop.time()
         for connection in [c for c in self.busy if c.deadline < now]:
-            connection.on_timeout()
+            if not connection.unread_answer():
+                connection.on_timeout()
         self._ticks += 1
         if self._ticks % IDLE_SWEEP_TICKS == 0:
             cutoff = now - self.settings.idle_timeout_s

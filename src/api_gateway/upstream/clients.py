@@ -7,7 +7,6 @@ service paths follow the platform's conventions; a service that moves them chang
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Final
 from urllib.parse import quote
@@ -15,12 +14,15 @@ from urllib.parse import quote
 import orjson
 
 from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
+from api_gateway.timers import PatientTimeout
 from api_gateway.types import Headers, Pool, Request, Response
 from api_gateway.upstream.call import UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 
 CLIENT_TIMEOUT_MS: Final = 5_000
 MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
+# The deadline is the waiting request's: a pause of the loop gives it one more bound, no more.
+PAUSE_EXTENSIONS: Final = 1
 GATEWAY_HEADERS: Headers = [
     (b"x-gateway-internal", b"true"),
     (b"accept", b"application/json"),
@@ -55,7 +57,8 @@ class ServiceClient:
         if isinstance(body, bytes):
             return response.status, body
         try:
-            async with asyncio.timeout(max(expires - self.clock_ms(), 0) / 1000):
+            remaining_s = max(expires - self.clock_ms(), 0) / 1000
+            async with PatientTimeout(remaining_s, max_extensions=PAUSE_EXTENSIONS):
                 return response.status, await read_body(response, self.label)
         except TimeoutError:
             body.abort()

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from api_gateway.errors import DeadlineExceeded
+from api_gateway.timers import patiently
+
+# A step's bound is the client's time: a pause of the loop gives it one more bound, no more.
+STEP_EXTENSIONS: Final = 1
 
 T = TypeVar("T")
 
@@ -51,6 +55,6 @@ class TimeoutController:
                 step.close()  # never started: say so, rather than leave it un-awaited
             raise
         try:
-            return await asyncio.wait_for(step, budget_s)
+            return await patiently(step, budget_s, max_extensions=STEP_EXTENSIONS)
         except TimeoutError as exc:
             raise DeadlineExceeded("a step did not finish within the request's deadline") from exc

@@ -18,6 +18,7 @@ from typing import Final, Protocol
 
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
+from api_gateway.timers import PatientTimeout
 from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.registry import open_registry
 
@@ -97,7 +98,8 @@ class Discovery:
         """The registered instances, or why they could not be read."""
         assert self.registry is not None
         try:
-            async with asyncio.timeout(REGISTRY_TIMEOUT_S):
+            # A paused loop is not an unreachable registry (see ``timers``).
+            async with PatientTimeout(REGISTRY_TIMEOUT_S):
                 return await self.registry.discover(service)
         except TimeoutError:
             return f"registry read for {service} timed out"

@@ -17,6 +17,7 @@ from typing import Final
 
 from api_gateway.config.settings import HealthCheckConfig
 from api_gateway.errors import GatewayError
+from api_gateway.timers import PatientTimeout
 from api_gateway.types import Body, Pool
 from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
 
@@ -112,7 +113,8 @@ class HealthChecker:
         timeout_s = config.timeout_ms / 1000
         head = probe_head(config.path, endpoint.authority)
         try:
-            async with asyncio.timeout(timeout_s):
+            # A paused loop is not a failing instance (see ``timers``).
+            async with PatientTimeout(timeout_s):
                 response = await self.pool.request(
                     endpoint.address, head, b"", False, timeout_s, "GET"
                 )
