@@ -247,3 +247,25 @@ def test_a_venue_document_read_during_a_stall_is_not_a_timeout(service: RawUpstr
             trigger.close()
 
     assert uvloop.run(story()) == {"tenantId": "t-1"}
+
+
+# Connecting to an instance (upstream.connect_timeout_ms).
+
+
+def test_a_connection_made_during_a_stall_is_not_a_connect_timeout(service: RawUpstream) -> None:
+    async def story() -> int:
+        loop = asyncio.get_running_loop()
+        pool = UpstreamPool(loop, PoolSettings(connect_timeout_s=BOUND_MS / 1000))
+        address = ("127.0.0.1", service.port)
+        head = probe_head("/", f"127.0.0.1:{service.port}")
+        trigger = await stall_trigger(stall)
+        answer = asyncio.ensure_future(pool.request(address, head, b"", False, 5.0, "GET"))
+        await asyncio.sleep(0)  # the connection is being made
+        trigger.send(b"x")
+        try:
+            return (await answer).status
+        finally:
+            pool.close()
+            trigger.close()
+
+    assert uvloop.run(story()) == 200
