@@ -62,14 +62,14 @@ class PatientDeadline:
         return False
 
 
-class PatientTimeout:
+class PatientTimeout(PatientDeadline):
     """``async with PatientTimeout(bound_s):`` is ``asyncio.timeout(bound_s)`` on a
     ``PatientDeadline``: TimeoutError only for a wait that failed in time the loop was free.
 
     ``ready`` (optional) tells whether the answer is waiting unread, e.g. a socket's ``poll``.
     """
 
-    __slots__ = ("bound_s", "deadline", "inner", "loop", "max_extensions", "ready", "timer")
+    __slots__ = ("inner", "loop", "ready", "timer")
 
     def __init__(
         self,
@@ -77,18 +77,18 @@ class PatientTimeout:
         ready: Callable[[], bool] | None = None,
         max_extensions: int = MAX_EXTENSIONS,
     ) -> None:
-        self.bound_s, self.ready, self.max_extensions = bound_s, ready, max_extensions
-        self.deadline: PatientDeadline | None = None
+        super().__init__(0.0, bound_s, max_extensions)  # the clock starts on entering
+        self.ready = ready
         self.timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> PatientTimeout:
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         # asyncio's own Timeout does the cancelling and turns it into TimeoutError correctly
         # (nested timeouts, a cancel from outside); this class only decides when.
         self.inner = asyncio.timeout(None)
         await self.inner.__aenter__()
-        self.deadline = PatientDeadline(self.loop.time(), self.bound_s, self.max_extensions)
-        self.timer = self.loop.call_at(self.deadline.due, self._fire)
+        self.due = loop.time() + self.bound_s
+        self.timer = loop.call_at(self.due, self._fire)
         return self
 
     async def __aexit__(
@@ -103,19 +103,13 @@ class PatientTimeout:
         await self.inner.__aexit__(exc_type, exc, tb)  # raises TimeoutError when it expired
         return None
 
-    @property
-    def extensions(self) -> int:
-        return 0 if self.deadline is None else self.deadline.extensions
-
     def _fire(self) -> None:
-        deadline = self.deadline
-        assert deadline is not None
         now = self.loop.time()
-        if deadline.over(now, self.ready):
+        if self.over(now, self.ready):
             self.timer = None
             self.inner.reschedule(now)  # cancels the waiting task at once
         else:
-            self.timer = self.loop.call_at(deadline.due, self._fire)
+            self.timer = self.loop.call_at(self.due, self._fire)
 
 
 async def patiently(
