@@ -92,11 +92,19 @@ class RequestContext:
 
 
 def incoming_request_id(request: Request) -> str:
-    """The client's own X-Request-Id (the first one) when it is valid, else ""."""
+    """The client's own X-Request-Id when it sent exactly one and it is valid, else "".
+
+    Two lines are no id: which one the gateway's logs and the service's logs would each read is
+    a guess, and an id that correlates the wrong lines is worse than a fresh one."""
+    found: bytes | None = None
     for name, value in request.headers:
         if name == b"x-request-id":
-            return value.decode("ascii") if VALID_REQUEST_ID.fullmatch(value) else ""
-    return ""
+            if found is not None:
+                return ""
+            found = value
+    if found is None or VALID_REQUEST_ID.fullmatch(found) is None:
+        return ""
+    return found.decode("ascii")
 
 
 def as_problem(error: Exception, request: Request) -> Response:

@@ -25,6 +25,7 @@ from api_gateway.errors import (
     GatewayError,
     UpstreamTimeout,
 )
+from api_gateway.http.framing import single_value
 from api_gateway.types import Pool, Request, Response
 from api_gateway.upstream.breaker import State
 from api_gateway.upstream.endpoints import Endpoint
@@ -57,6 +58,11 @@ class UpstreamCall:
         self.around_attempt = around_attempt
 
     async def __call__(self, request: Request) -> Response:
+        if self.key_retries and request.method not in IDEMPOTENT:
+            # The key makes this request repeatable: two lines are a 400 before anything is
+            # sent, as the service dedupes on one of them and which one is a guess (a retry
+            # could then run the payment twice). Elsewhere the lines pass on untouched.
+            single_value(request.headers, IDEMPOTENCY_KEY)
         service, clock = self.service, self.clock_ms
         now = clock()
         if service.breaker.state is not State.CLOSED and not service.admit(now):
@@ -182,7 +188,7 @@ class UpstreamCall:
         if attempt >= service.attempts:
             return None
         repeatable = request.method in IDEMPOTENT or (
-            self.key_retries and request.header(IDEMPOTENCY_KEY) is not None
+            self.key_retries and bool(request.header(IDEMPOTENCY_KEY))
         )
         if isinstance(failure, Response):
             if not retryable_status(failure.status, repeatable):
