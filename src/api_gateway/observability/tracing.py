@@ -6,10 +6,10 @@ so tracing off costs the request path nothing (a client's ``traceparent`` and ``
 still reach the upstream as they came, like any other header).
 
 When on: a client's W3C ``traceparent``/``tracestate`` make the server span a child of the
-client's; the sampler is parent-based (the client's sampled flag decides, a new trace is kept
-with ``traces_sample_ratio``); each attempt's client span is sent upstream as the new
-``traceparent``, so the service's spans hang under the gateway's. Spans go out in batches from
-the SDK's own thread (OTLP/HTTP protobuf).
+client's (two ``traceparent`` lines are invalid: a new trace); the sampler is parent-based (the
+client's sampled flag decides, a new trace is kept with ``traces_sample_ratio``); each attempt's
+client span is sent upstream as the new ``traceparent``, so the service's spans hang under the
+gateway's. Spans go out in batches from the SDK's own thread (OTLP/HTTP protobuf).
 """
 
 from __future__ import annotations
@@ -37,6 +37,26 @@ TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
+def trace_carrier(headers: Headers) -> dict[str, list[str]] | None:
+    """A client's W3C trace context: its one ``traceparent`` and every ``tracestate`` line.
+
+    ``tracestate`` is a list, its lines one list (RFC 9110 §5.3). ``traceparent`` is one value:
+    two lines are an invalid traceparent, so a new trace starts and ``tracestate`` is ignored
+    with it, as W3C trace-context says for an invalid one, rather than the gateway continuing
+    one line's trace while the service (or a tracer in between) continues the other's.
+    """
+    parents: list[str] = []
+    states: list[str] = []
+    for name, value in headers:
+        if name == b"traceparent":
+            parents.append(value.decode("latin-1"))
+        elif name == b"tracestate":
+            states.append(value.decode("latin-1"))
+    if len(parents) != 1:
+        return None
+    return {"traceparent": parents, "tracestate": states} if states else {"traceparent": parents}
+
+
 class Tracing:
     def __init__(self, config: ObservabilityConfig) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -53,12 +73,8 @@ class Tracing:
 
     async def server_span(self, request: Request, call_next: Handler) -> Response:
         """The policy outside every other: the span covers the whole request."""
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in request.headers
-            if name in TRACE_HEADERS
-        }
-        parent = self.propagator.extract(carrier) if carrier else None
+        carrier = trace_carrier(request.headers)
+        parent = self.propagator.extract(carrier) if carrier is not None else None
         span = self.tracer.start_span(
             f"{request.method}",
             context=parent,

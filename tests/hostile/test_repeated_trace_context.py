@@ -1,0 +1,90 @@
+"""W3C trace context sent in several lines, with tracing on (a real OTLP/HTTP receiver).
+
+``tracestate`` is a list: its lines combine, in order, and all of it travels on. Two
+``traceparent`` lines are an invalid traceparent: the gateway starts a new trace (dropping the
+client's ``tracestate`` with it) rather than continuing whichever line it happened to read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from support.client import RawConnection, RawResponse, build_request
+from support.collector import Collector, dumps
+from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.tokens import mint
+
+TOKEN = mint(sub="trace-context")
+TARGET = "/api/v1/tickets/1"
+TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACE_B = "7cf92f3577b34da6a3ce929d0e0e4737"
+CLIENT_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    collector = Collector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(
+    service_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, collector: Collector
+) -> Iterator[GatewayProcess]:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with running_gateway(tmp_path_factory.mktemp("traced"), service_fleet.urls(), env=env) as gw:
+        yield gw
+
+
+def send(gateway: GatewayProcess, request_id: str, lines: list[tuple[str, str]]) -> RawResponse:
+    headers = [("Authorization", f"Bearer {TOKEN}"), ("X-Request-Id", request_id), *lines]
+    with RawConnection(gateway.port) as connection:
+        connection.send(build_request("GET", TARGET, headers))
+        return connection.read_response()
+
+
+@pytest.mark.parametrize(
+    "parents",
+    [(TRACE_A, TRACE_B), (TRACE_A, TRACE_A)],
+    ids=["two-traces", "same-line-twice"],
+)
+def test_two_traceparent_lines_start_a_new_trace(
+    traced: GatewayProcess, services: Fleet, collector: Collector, parents: tuple[str, str]
+) -> None:
+    request_id = f"two-parents-{parents[1][:4]}"
+    lines = [
+        ("traceparent", f"00-{parents[0]}-{CLIENT_SPAN}-01"),
+        ("tracestate", "client=one"),
+        ("traceparent", f"00-{parents[1]}-{CLIENT_SPAN}-01"),
+    ]
+
+    assert send(traced, request_id, lines).status == 200
+
+    [server] = collector.wait_for(1, **{"gateway.request_id": request_id})
+    assert server.trace_id not in parents and server.parent_span_id == "", dumps([server])
+    upstream = services["ticket"].only_request()
+    sent = TRACEPARENT.fullmatch(upstream.header("traceparent") or "")
+    assert sent is not None and sent.group(1) == server.trace_id
+    assert upstream.header_values("traceparent") == [sent.group(0)]
+    assert upstream.header_values("tracestate") == []  # the client's went with its trace
+
+
+def test_tracestate_lines_combine_into_one_list(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    lines = [
+        ("tracestate", "first=1,second=2"),
+        ("traceparent", f"00-{TRACE_B}-{CLIENT_SPAN}-01"),
+        ("tracestate", "third=3"),
+    ]
+
+    assert send(traced, "split-state", lines).status == 200
+
+    [server] = collector.wait_for(1, **{"gateway.request_id": "split-state"})
+    assert (server.trace_id, server.parent_span_id) == (TRACE_B, CLIENT_SPAN)
+    upstream = services["ticket"].only_request()
+    assert upstream.header_values("tracestate") == ["first=1,second=2,third=3"]
