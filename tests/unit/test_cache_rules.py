@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from api_gateway.cache import entry as wire
 from api_gateway.cache import rules
 from api_gateway.cache.entry import Entry, Variants
-from api_gateway.cache.storage import MemoryCacheStorage
+from api_gateway.cache.storage import MemoryCacheStorage, entry_bytes
 from api_gateway.types import Claims, Headers, Request
 
 DAY_MS = 86_400_000
@@ -48,6 +48,40 @@ def test_cache_control_directives_are_read_case_insensitively() -> None:
 def test_an_unreadable_or_repeated_max_age_is_read_safely() -> None:
     assert rules.parse_cache_control(b"max-age=soon").max_age == 0
     assert rules.parse_cache_control(b"max-age=60, max-age=5").max_age == 5
+
+
+def test_several_age_values_count_as_the_largest() -> None:
+    """A second, larger ``Age`` line (or list member) must not be ignored: the answer would be
+    kept longer than the service allowed."""
+    minute = (b"cache-control", b"max-age=60")
+    assert fresh([minute, (b"age", b"10"), (b"age", b"50")]) == rules.Freshness(10_000, 50)
+    assert fresh([minute, (b"age", b"10, 50")]) == rules.Freshness(10_000, 50)
+    assert fresh([minute, (b"age", b"50"), (b"age", b"10")]) == rules.Freshness(10_000, 50)
+    assert fresh([minute, (b"age", b"5"), (b"age", b"70")]) is None
+    # An unreadable member is ignored (RFC 9111 \u00a75.1); the readable ones still count.
+    assert fresh([minute, (b"age", b"soon"), (b"age", b"20")]) == rules.Freshness(40_000, 20)
+
+
+def test_cache_control_directives_of_every_line_combine() -> None:
+    assert fresh([(b"cache-control", b"max-age=60"), (b"cache-control", b"no-store")]) is None
+    assert fresh([(b"cache-control", b"public"), (b"cache-control", b"private")]) is None
+    shorter = [(b"cache-control", b"max-age=600"), (b"cache-control", b"max-age=60")]
+    assert fresh(shorter) == rules.Freshness(60_000, 0)
+
+
+def test_delta_seconds_beyond_any_integer_are_read_as_2_to_the_31() -> None:
+    """RFC 9111 \u00a71.2.2; and 5,000 digits would make ``int()`` raise (the 4,300 digit limit),
+    turning a service's header into an error for the client."""
+    huge = b"9" * 5000
+    assert rules.parse_cache_control(b"max-age=" + huge).max_age == 2**31
+    assert rules.parse_cache_control(b"s-maxage=" + huge).s_maxage == 2**31
+    assert fresh([(b"cache-control", b"max-age=60"), (b"age", huge)]) is None
+    forever = (b"cache-control", b"max-age=" + huge)
+    assert rules.freshness(200, [forever, (b"age", b"4294967296")], 0, False, 2**62) is None
+    old = rules.freshness(200, [forever, (b"age", b"%d" % (2**31 - 5))], 0, False, 2**62)
+    assert old == rules.Freshness(5000, 2**31 - 5)
+    # What is stored can be encoded: the Age field of an entry holds 32 bits.
+    assert wire.decode(wire.encode(Entry(200, [], b"", 0.0, old.age_s))) is not None
 
 
 def test_s_maxage_wins_over_max_age_and_age_is_deducted() -> None:
@@ -224,7 +258,8 @@ class Clock:
 def test_memory_entries_expire_and_are_bounded() -> None:
     async def scenario() -> None:
         clock = Clock()
-        storage = MemoryCacheStorage(2, 10, DAY_MS, clock)
+        small = entry_bytes("a", b"1234")  # key, value and bookkeeping
+        storage = MemoryCacheStorage(2, 2 * small + 3, DAY_MS, clock)
         await storage.put("a", b"1234", 100)
         assert await storage.get("a") == b"1234"
         clock.now += 100
@@ -235,8 +270,9 @@ def test_memory_entries_expire_and_are_bounded() -> None:
         await storage.put("c", b"1234", 1000)
         assert await storage.get("b") is None and await storage.get("a") == b"1234"
         await storage.put("d", b"12345678", 1000)  # over the byte bound: the oldest go
-        assert storage.size <= 10 and await storage.get("d") == b"12345678"
-        await storage.put("huge", b"x" * 11, 1000)
+        assert storage.size <= 2 * small + 3 and await storage.get("d") == b"12345678"
+        assert await storage.get("c") is None
+        await storage.put("huge", b"x" * (2 * small), 1000)
         assert await storage.get("huge") is None
 
     asyncio.run(scenario())
@@ -276,5 +312,39 @@ def test_an_answer_stored_under_an_old_generation_never_comes_back() -> None:
         clock.now += 495  # the write's generation has expired; the old answer has not
         now = await storage.generation("r")
         assert await storage.get(f"r:{now}") is None
+
+    asyncio.run(scenario())
+
+
+# --- bounded in bytes, whatever the client sends ------------------------------------------------
+
+
+def test_a_long_resource_segment_is_named_by_a_fixed_size_digest() -> None:
+    prefix = "/api/v1/events"
+    long_a, long_b = "a" * 7000, "a" * 6999 + "b"
+    named = rules.resource(f"{prefix}/{long_a}/tickets", prefix)
+
+    assert len(named) <= len(prefix) + 1 + rules.MAX_RESOURCE_SEGMENT
+    assert named == rules.resource(f"{prefix}/{long_a}", prefix)
+    assert named != rules.resource(f"{prefix}/{long_b}", prefix)
+    assert rules.invalidated(f"{prefix}/{long_a}", prefix) == (named, prefix)
+    assert len(rules.generation_key(named)) < 100
+    # Every plausible id stays readable in the keys; a digest is never mistaken for one.
+    uuid = "0b6f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70"
+    assert rules.resource(f"{prefix}/{uuid}", prefix) == f"{prefix}/{uuid}"
+    assert "#" in named and "#" not in rules.resource(f"{prefix}/{'a' * 128}", prefix)
+
+
+def test_the_memory_storage_counts_keys_towards_its_bytes() -> None:
+    """Long keys with tiny values: the byte bound must hold what an entry really costs."""
+
+    async def scenario() -> None:
+        storage = MemoryCacheStorage(10_000, 64 * 1024, DAY_MS, Clock())
+        for n in range(200):
+            await storage.put(f"{n:04d}" + "k" * 2000, b"v", 1000)
+        held = sum(len(key) + len(value) for key, (_, value) in storage.entries.items())
+        assert held <= 64 * 1024
+        assert 0 < len(storage.entries) < 200
+        assert storage.size <= 64 * 1024
 
     asyncio.run(scenario())
