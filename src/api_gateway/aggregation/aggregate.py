@@ -6,7 +6,8 @@
     ─▶ 200 {"data", "meta"}, or a problem (404/403 passed on, 502, 503, 504) carrying "meta"
 
 Everything runs under a ``TimeoutController`` over the aggregate's deadline: a step never gets
-more than what is left, and waiting for the sources stops when the deadline does.
+more than what is left, and waiting for the sources stops when the deadline does (a deadline
+that passes while the loop is paused is extended once, like a step's).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from api_gateway.errors import (
     RouteNotFound,
     UpstreamTimeout,
 )
+from api_gateway.timers import PatientDeadline
 from api_gateway.types import Handler, Request, Response
-from api_gateway.upstream.deadline import Deadline, TimeoutController
+from api_gateway.upstream.deadline import STEP_EXTENSIONS, Deadline, TimeoutController
 
 JSON_HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 # How long cancelled source calls get to unwind (close their connections) before we answer.
@@ -90,6 +92,12 @@ class Gathering:
         self.aggregate, self.request, self.scope = aggregate, request, scope
         self.controller = controller
         self.started = aggregate.clock_ms()
+        # The client's time: a pause of the loop at the deadline extends it once, no more.
+        self.patience = PatientDeadline(
+            self.started / 1000,
+            controller.deadline.remaining_ms() / 1000,
+            max_extensions=STEP_EXTENSIONS,
+        )
         self.outcomes: dict[str, Outcome] = {}
         self.waiting = list(aggregate.config.sources)
         self.running: Tasks = {}
@@ -98,13 +106,8 @@ class Gathering:
         try:
             self.start_ready()
             while self.running:
-                remaining_s = self.controller.deadline.remaining_ms() / 1000
-                if remaining_s <= 0:
-                    break
-                done, _ = await asyncio.wait(
-                    self.running, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
+                done = await self.next_done()
+                if done is None:
                     break
                 if self.collect(done):
                     return self.outcomes  # a required source failed: the rest are skipped
@@ -113,6 +116,24 @@ class Gathering:
             return self.outcomes
         finally:
             await self.cancel_running()
+
+    async def next_done(self) -> set[asyncio.Task[Outcome]] | None:
+        """The sources that finished next; None when the deadline passed in time the loop was
+        free. The wait's timer fires before the loop reads: after a pause, answers that came in
+        time may be in the sockets, unread, so a late timer gives the aggregate one more bound
+        (``timers.py``), and the sources that start after it get that time too."""
+        deadline, patience = self.controller.deadline, self.patience
+        while True:
+            remaining_s = patience.due - deadline.clock_ms() / 1000
+            if remaining_s > 0:
+                done, _ = await asyncio.wait(
+                    self.running, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    return done
+            if patience.over(deadline.clock_ms() / 1000):
+                return None
+            deadline.expires_ms = patience.due * 1000
 
     def start_ready(self) -> None:
         for source in list(self.waiting):

@@ -1,0 +1,143 @@
+"""A paused event loop at a deadline the gateway keeps for a client: an aggregate's sources, a
+client connection's head and keep-alive deadlines.
+
+The loop is blocked with ``time.sleep`` inside an I/O callback, where a heavy request would block
+it, while the peer's bytes arrive and for longer than the deadline. When it resumes, the loop runs
+its due timers before it reads: the bytes that came in time are in the socket, unread. Without
+the loop-pause rule (``timers.py``) an aggregate whose sources had answered was a 504, and a
+client's next request, sent in time on a keep-alive connection, was lost with the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+import uvloop
+from support.raw_upstream import Drip, RawUpstream
+
+from api_gateway.aggregation.aggregate import Aggregate
+from api_gateway.aggregation.fetch import Fetcher
+from api_gateway.config.loader import build, default_document
+from api_gateway.http.client import PoolSettings, UpstreamPool
+from api_gateway.types import Claims, Request
+from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.service import UpstreamService
+
+SECRETS = {"access_secret": "a" * 32, "refresh_secret": "a" * 32}
+BOUND_MS = 300  # the aggregate's deadline
+STALL_S = 0.9  # three deadlines: a few heavy requests in a row
+ANSWER_DELAY_S = 0.05  # the service answers this long after the request: during the stall
+WAIT_TICKS = 10_000  # bound on the loop ticks a test waits for a state
+WRITTEN_WAIT_S = 5.0
+
+
+@pytest.fixture
+def service() -> Iterator[RawUpstream]:
+    upstream = RawUpstream()
+    yield upstream
+    upstream.stop()
+
+
+def json_reply(document: object) -> bytes:
+    body = orjson.dumps(document)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    return head % len(body) + body
+
+
+class Stalling(asyncio.Protocol):
+    """Stalls the loop from inside its I/O phase, where a heavy request is read and parsed: the
+    timers of that tick run right after it, before the loop reads anything else."""
+
+    def __init__(self, block: Callable[[], None]) -> None:
+        self.block = block
+
+    def data_received(self, data: bytes) -> None:
+        self.block()
+
+
+async def stall_trigger(block: Callable[[], None]) -> socket.socket:
+    """A socket; a byte sent on it stalls the loop with ``block`` on its next I/O phase."""
+    ours, theirs = socket.socketpair()
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: Stalling(block), ours)
+    return theirs
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(WAIT_TICKS):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the state was never reached")
+
+
+# An aggregate's deadline.
+
+
+def event_details(upstream: RawUpstream) -> Any:
+    document = default_document()
+    document["jwt"].update(SECRETS)
+    for name in ("event", "venue", "ticket", "marketplace"):
+        document["services"][name]["url"] = upstream.url
+    document["aggregates"]["event-details"]["timeout_ms"] = BOUND_MS
+    return build(document)
+
+
+def test_an_aggregate_whose_source_answered_during_a_stall_is_answered(
+    service: RawUpstream,
+) -> None:
+    """The event answers within the deadline, while the loop is stalled past it: the answer is
+    in the socket when the aggregate's timer fires. The venue, which needs the event's answer,
+    starts after the deadline and gets the same extension."""
+    event_path = "/api/v1/events/e1"
+    service.script(event_path, Drip(b"", 1, ANSWER_DELAY_S), json_reply({"venueId": "v1"}))
+    service.script("/api/v1/venues/v1", json_reply({"id": "v1"}))
+    service.script("/api/v1/tickets/events/e1/availability", json_reply({"available": 3}))
+    service.script("/api/v1/marketplace/listings", json_reply([]))
+    config = event_details(service)
+
+    def stall() -> None:
+        deadline = time.monotonic() + WRITTEN_WAIT_S
+        while not any(e.written for e in service.requests_for(event_path)):
+            assert time.monotonic() < deadline, "the service never answered"
+            time.sleep(0.005)
+        time.sleep(STALL_S)
+
+    async def story() -> Any:
+        loop = asyncio.get_running_loop()
+
+        def clock_ms() -> float:
+            return loop.time() * 1000
+
+        pool = UpstreamPool(loop, PoolSettings())
+        services = {
+            name: UpstreamService(c, ServiceEndpoints(name, c.instances), random.Random(1))
+            for name, c in config.services.items()
+        }
+        [aggregate_config] = [a for a in config.aggregates if a.name == "event-details"]
+        aggregate = Aggregate(
+            aggregate_config, "/api/v1/aggregate", Fetcher(services, pool, clock_ms), clock_ms
+        )
+        request = Request("GET", b"/api/v1/aggregate/events/e1", [], b"", "127.0.0.1")
+        request.path = "/api/v1/aggregate/events/e1"
+        request.claims = Claims("u1", "t1", "customer", "", 0.0)
+        trigger = await stall_trigger(stall)
+        answer = asyncio.ensure_future(aggregate(request))
+        await until(lambda: bool(service.requests_for(event_path)) or answer.done())
+        trigger.send(b"x")
+        try:
+            return orjson.loads((await answer).body)  # type: ignore[arg-type]
+        finally:
+            pool.close()
+            trigger.close()
+
+    document = uvloop.run(story())
+    assert document["meta"]["complete"] is True, document
+    assert document["data"]["event"] == {"venueId": "v1"}
+    assert document["data"]["venue"] == {"id": "v1"}
