@@ -26,6 +26,8 @@ from api_gateway.upstream.clients import Document
 SAFE_ID: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 VENUE_HEADER: Final = b"x-venue-id"
 VENUE_TENANT_HEADER: Final = b"x-venue-tenant-id"
+# Bytes each cached answer may cost on average: ``cache_size`` entries, ``cache_size`` KiB.
+ENTRY_BUDGET: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +58,15 @@ class VenueDirectory:
     ) -> None:
         self.client = client
         negative, size = config.negative_ttl_ms, config.cache_size
+        # Keys are canonical hosts (at most 260 bytes) and venue ids (the isolation policy looks
+        # up none over 128): an entry is well within 1 KiB, and the bound holds even if a longer
+        # key ever reached a cache.
+        max_bytes = size * ENTRY_BUDGET
         self.domains: CachedLookup[DomainVenue] = CachedLookup(
-            self._load_domain, config.domain_cache_ttl_ms, negative, size, clock_ms
+            self._load_domain, config.domain_cache_ttl_ms, negative, size, clock_ms, max_bytes
         )
         self.owners: CachedLookup[str] = CachedLookup(
-            self._load_owner, config.venue_cache_ttl_ms, negative, size, clock_ms
+            self._load_owner, config.venue_cache_ttl_ms, negative, size, clock_ms, max_bytes
         )
 
     async def _load_domain(self, host: str) -> DomainVenue | None:

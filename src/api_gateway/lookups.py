@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -22,27 +22,50 @@ class Hit(Generic[V]):
         self.value = value
 
 
-class TtlCache(Generic[V]):
-    """At most ``max_entries`` answers, each until its own expiry; the oldest goes first."""
+# What an entry costs besides its key's characters: the dictionary slot, the tuple, the expiry,
+# the ``Hit`` and the str header, and a small value (an id, a venue with its two header lines).
+ENTRY_OVERHEAD: Final = 512
 
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
+
+def entry_bytes(key: str) -> int:
+    return len(key) + ENTRY_OVERHEAD
+
+
+class TtlCache(Generic[V]):
+    """At most ``max_entries`` answers and ``max_bytes`` bytes, each until its own expiry; the
+    oldest goes first. The bytes count keys (the client's text, often) and a fixed overhead per
+    entry: a bound by count alone lets long keys grow a worker without limit."""
+
+    def __init__(self, max_entries: int, max_bytes: int = 1 << 62) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
         self.entries: dict[str, tuple[float, Hit[V]]] = {}
+        self.size = 0
 
     def get(self, key: str, now_ms: float) -> Hit[V] | None:
         entry = self.entries.get(key)
         if entry is None:
             return None
         if now_ms >= entry[0]:
-            del self.entries[key]
+            self._drop(key)
             return None
         return entry[1]
 
     def put(self, key: str, value: V, expires_at_ms: float) -> None:
-        self.entries.pop(key, None)  # re-inserted at the end: insertion order is age order
-        if len(self.entries) >= self.max_entries:
-            del self.entries[next(iter(self.entries))]
+        cost = entry_bytes(key)
+        if key in self.entries:
+            self._drop(key)  # re-inserted at the end: insertion order is age order
+        if cost > self.max_bytes:
+            return
+        while self.entries and (
+            len(self.entries) >= self.max_entries or self.size + cost > self.max_bytes
+        ):
+            self._drop(next(iter(self.entries)))
         self.entries[key] = (expires_at_ms, Hit(value))
+        self.size += cost
+
+    def _drop(self, key: str) -> None:
+        del self.entries[key]
+        self.size -= entry_bytes(key)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -63,10 +86,11 @@ class CachedLookup(Generic[V]):
         negative_ttl_ms: float,
         max_entries: int,
         clock_ms: Callable[[], float],
+        max_bytes: int = 1 << 62,
     ) -> None:
         self.load, self.clock_ms = load, clock_ms
         self.ttl_ms, self.negative_ttl_ms = ttl_ms, negative_ttl_ms
-        self.cache: TtlCache[V | None] = TtlCache(max_entries)
+        self.cache: TtlCache[V | None] = TtlCache(max_entries, max_bytes)
         self.flights: dict[str, asyncio.Future[V | None]] = {}
 
     def cached(self, key: str) -> Hit[V | None] | None:

@@ -127,3 +127,48 @@ def test_distinct_long_response_field_names_leave_no_trace(
 
     assert answered == {200}
     assert grown < BOUND, f"the gateway grew by {grown / MIB:.1f} MiB"
+
+
+# A path segment as long as an attacker likes within the head limit: ~7 KiB, as measured.
+LONG_SEGMENT = 7000
+MANY = 5000
+
+
+def test_distinct_long_resource_paths_leave_no_trace(
+    fresh_gateway: GatewayProcess, services: Fleet
+) -> None:
+    """Each cached GET remembers its resource's generation; the resource is named by the first
+    path segment, so a long one must not be what the memo keeps (34 MiB for 5,000 before)."""
+    services["event"].respond(Reply(status=404, body=b"{}"))
+    auth = [("Authorization", f"Bearer {mint(sub='memo-resources')}")]
+
+    def request(n: int) -> bytes:
+        return build_request("GET", f"/api/v1/events/{n:05d}-" + "R" * LONG_SEGMENT, auth)
+
+    grown, answered = growth(
+        fresh_gateway, [request(0)] * 200, [request(n) for n in range(1, MANY + 1)]
+    )
+
+    assert answered == {404}
+    assert grown < BOUND, f"the gateway grew by {grown / MIB:.1f} MiB"
+
+
+def test_distinct_long_venue_ids_are_refused_unlooked_up_and_leave_no_trace(
+    fresh_gateway: GatewayProcess, services: Fleet
+) -> None:
+    """No venue id is 7 KiB long (they are UUIDs): such an id is refused as an unknown venue is,
+    without asking the venue service, and nothing is remembered of it (34 MiB for 5,000 before,
+    each one a lookup whose "no such venue" was cached)."""
+    services["venue"].respond(Reply(status=404, body=b"{}"))
+    auth = [("Authorization", f"Bearer {mint(sub='memo-venues')}")]
+
+    def request(n: int) -> bytes:
+        return build_request("GET", f"/api/v1/venues/{n:05d}-" + "V" * LONG_SEGMENT, auth)
+
+    grown, answered = growth(
+        fresh_gateway, [request(0)] * 200, [request(n) for n in range(1, MANY + 1)]
+    )
+
+    assert answered == {403}
+    assert grown < BOUND, f"the gateway grew by {grown / MIB:.1f} MiB"
+    assert services["venue"].requests == []

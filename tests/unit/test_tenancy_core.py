@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 from api_gateway.config.loader import build, default_document
 from api_gateway.config.settings import ConfigError
 from api_gateway.directory import VenueDirectory
-from api_gateway.errors import ServiceUnavailable
+from api_gateway.errors import Forbidden, ServiceUnavailable
 from api_gateway.hosts import PlatformHosts
 from api_gateway.lookups import CachedLookup, TtlCache
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.domains import VenueDomain
-from api_gateway.types import Request, Response
+from api_gateway.policies.tenancy import MAX_VENUE_ID_BYTES, VenueIsolation
+from api_gateway.types import Claims, Request, Response
 from api_gateway.venue_refs import VenuePattern, VenueRefs
 
 # --- TtlCache ------------------------------------------------------------------------------------
@@ -324,3 +325,43 @@ def test_a_request_without_host_is_the_platforms() -> None:
     req = through(domain_policy(service), Request("GET", b"/", [], b"", "203.0.113.9", "1.0"))
 
     assert service.asked == [] and req.upstream_headers == []
+
+
+# --- bounded in bytes ----------------------------------------------------------------------------
+
+
+def test_the_cache_is_bounded_in_bytes_whatever_its_keys() -> None:
+    cache: TtlCache[int] = TtlCache(10_000, max_bytes=64 * 1024)
+    for n in range(200):
+        cache.put(f"{n:04d}" + "k" * 2000, n, 10_000)
+
+    assert 0 < len(cache) < 200
+    assert sum(len(key) for key in cache.entries) <= 64 * 1024
+    assert cache.get("0199" + "k" * 2000, 0) is not None  # the newest stays
+    assert cache.size <= 64 * 1024
+    cache.put("x" * 70_000, 1, 10_000)  # one key beyond the whole bound: not kept
+    assert cache.get("x" * 70_000, 0) is None and cache.size <= 64 * 1024
+
+
+def isolation(service: VenueService) -> VenueIsolation:
+    directory = VenueDirectory(service, tenancy_config(), Clock())  # type: ignore[arg-type]
+    return VenueIsolation(directory, REFS, frozenset({"super_admin"}))
+
+
+def test_a_venue_id_longer_than_any_real_one_is_refused_without_a_lookup() -> None:
+    """Real ids are UUIDs; a 7 KiB one cost a lookup and a cached "no such venue" each."""
+    service = VenueService()
+    policy = isolation(service)
+    claims = Claims("user-1", "tenant-a", "customer", "u@example.com", 0.0)
+    longest = "v" * MAX_VENUE_ID_BYTES
+
+    for path, query in [
+        ("/api/v1/venues/" + "v" * 7000, b""),
+        ("/api/v1/venues/" + "v" * (MAX_VENUE_ID_BYTES + 1), b""),
+        ("/api/v1/venues/" + "\u00e9" * 65, b""),  # 65 characters, 130 bytes
+        ("/api/v1/events", b"venueId=" + b"v" * 7000),
+    ]:
+        with pytest.raises(Forbidden):
+            policy.unresolved(path, query, claims)
+    assert service.asked == []
+    assert policy.unresolved("/api/v1/venues/" + longest, b"", claims) == [longest]
