@@ -25,8 +25,11 @@ from support.raw_upstream import Drip, RawUpstream
 from api_gateway.aggregation.aggregate import Aggregate
 from api_gateway.aggregation.fetch import Fetcher
 from api_gateway.config.loader import build, default_document
+from api_gateway.errors import GatewayError
 from api_gateway.http.client import PoolSettings, UpstreamPool
-from api_gateway.types import Claims, Request
+from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+from api_gateway.timers import MAX_EXTENSIONS
+from api_gateway.types import Claims, Request, Response
 from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.service import UpstreamService
 
@@ -141,3 +144,118 @@ def test_an_aggregate_whose_source_answered_during_a_stall_is_answered(
     assert document["meta"]["complete"] is True, document
     assert document["data"]["event"] == {"venueId": "v1"}
     assert document["data"]["venue"] == {"id": "v1"}
+
+
+# A client connection's head and keep-alive deadlines (swept once a second).
+
+CLIENT_BOUND_S = 0.3  # header and keep-alive timeouts
+CLIENT_STALL_S = 1.5  # past the deadline and past a sweep, whenever the stall begins
+READ_TIMEOUT_S = 5.0
+HEAD = b"GET /next HTTP/1.1\r\nHost: gateway.test\r\n"
+
+
+class Answering:
+    """The application behind the server: answers every request with its target."""
+
+    async def handle(self, request: Request) -> Response:
+        return Response(200, [], request.target)
+
+    def reject(self, error: GatewayError, peer_ip: str) -> Response:
+        return Response(error.status, [], b"")
+
+
+class Served:
+    """A server on loopback with short client deadlines, and one client connection to it."""
+
+    def __init__(self, connections: Connections, server: asyncio.Server, client: socket.socket):
+        self.connections, self.server, self.client = connections, server, client
+
+    @classmethod
+    async def start(cls) -> Served:
+        loop = asyncio.get_running_loop()
+        connections = Connections(loop)
+        limits = ServerLimits(header_timeout_s=CLIENT_BOUND_S, keep_alive_timeout_s=CLIENT_BOUND_S)
+        server = await loop.create_server(
+            lambda: HttpConnection(Answering(), limits, connections, 0), "127.0.0.1", 0
+        )
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, server.sockets[0].getsockname())
+        await until(lambda: bool(connections.open))
+        return cls(connections, server, client)
+
+    async def response(self) -> bytes:
+        """One response (or b"" when the connection ends first)."""
+        loop, data = asyncio.get_running_loop(), b""
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            while b"\r\n\r\n" not in data or not data.endswith(b"/next"):
+                try:
+                    piece = await loop.sock_recv(self.client, 65536)
+                except ConnectionResetError:
+                    return data
+                if not piece:
+                    return data
+                data += piece
+        return data
+
+    async def close(self) -> None:
+        self.client.close()
+        self.server.close()
+        await self.connections.shutdown(1.0)
+
+
+@pytest.mark.parametrize(
+    ("before", "during"),
+    [(HEAD + b"\r\n", HEAD + b"\r\n"), (HEAD, b"\r\n")],
+    ids=["next-request-on-keep-alive", "rest-of-the-head"],
+)
+def test_a_request_sent_in_time_during_a_stall_is_answered(before: bytes, during: bytes) -> None:
+    """Keep-alive: the next request, sent well within the keep-alive timeout, arrives while the
+    loop is stalled; it resumes past the deadline. Head: the head's last line does the same."""
+
+    async def story() -> tuple[bytes, bytes]:
+        served = await Served.start()
+        loop = asyncio.get_running_loop()
+
+        def stall() -> None:
+            served.client.send(during)  # in time: the deadline is still ahead
+            time.sleep(CLIENT_STALL_S)
+
+        trigger = await stall_trigger(stall)
+        try:
+            await loop.sock_sendall(served.client, before)
+            first = await served.response() if before.endswith(b"\r\n\r\n") else b""
+            await until(lambda: all(c.deadline < float("inf") for c in served.connections.open))
+            trigger.send(b"x")
+            return first, await served.response()
+        finally:
+            trigger.close()
+            await served.close()
+
+    first, answer = uvloop.run(story())
+    assert first.startswith(b"HTTP/1.1 200") or first == b""
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"/next"), answer
+
+
+def test_a_connection_always_found_with_bytes_unread_still_expires() -> None:
+    """The sweep spares a connection whose bytes wait unread a few times per deadline, no more:
+    a loop that never gets to read still ends it (here the sweep runs while nothing is read)."""
+
+    async def story() -> list[bool]:
+        served = await Served.start()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(served.client, HEAD)
+            await until(lambda: any(c.in_head for c in served.connections.open))
+            served.client.send(b"X-More: 1\r\n")  # unread until this coroutine yields
+            [connection] = served.connections.open
+            past = connection.deadline + 1
+            spared = []
+            for _ in range(MAX_EXTENSIONS + 1):
+                served.connections.expire_due(past)
+                spared.append(not connection.parsing_done)
+            return spared
+        finally:
+            await served.close()
+
+    assert uvloop.run(story()) == [True] * MAX_EXTENSIONS + [False]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from api_gateway.http.framing import (
     lower_name,
     status_line,
 )
+from api_gateway.timers import forgives
 from api_gateway.types import BodySource, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.http")
@@ -79,7 +81,8 @@ class ServerLimits:
 
 
 class Connections:
-    """Every open connection of one server, swept once a second for expired deadlines."""
+    """Every open connection of one server, swept once a second for expired deadlines (a
+    connection whose client bytes wait unread is spared a few sweeps: the loop was paused)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -95,11 +98,13 @@ class Connections:
             self.drained.set()
 
     def _sweep(self) -> None:
-        now = self.loop.time()
-        for connection in list(self.open):
-            if connection.deadline < now:
-                connection.expire()
+        self.expire_due(self.loop.time())
         self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def expire_due(self, now: float) -> None:
+        for connection in list(self.open):
+            if connection.deadline < now and not connection.bytes_unread():
+                connection.expire()
 
     def begin_drain(self) -> None:
         """From now on every connection closes once it has answered what it received; idle
@@ -149,6 +154,9 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = float("inf")
+        # Sweeps that spared this connection past ``spared_for`` (its deadline then): bytes unread.
+        self.spared_for = INFINITY
+        self.spared = 0
         self.callback_error: GatewayError | None = None
         # The limits checked for every request, read from the connection rather than ``limits``.
         self.max_header_bytes = limits.max_header_bytes
@@ -703,6 +711,29 @@ class HttpConnection(asyncio.Protocol):
         self.queue.append(error)
         if self.task is None:
             self._start_next()
+
+    def bytes_unread(self) -> bool:
+        """Past its deadline, whether the client's bytes wait in the socket, unread: after a
+        pause the loop runs its timers before it reads, so they came in time and a 408 or an
+        idle close would lose a request. Then one more sweep, a few at most per deadline
+        (``timers.forgives``), so a loop that never gets to read still ends the connection.
+        Asked only by the sweep, of a connection about to expire: nothing per request."""
+        if self.reading_paused or self.parsing_done or self.transport is None:
+            return False  # not reading is our own doing: nothing to wait for
+        if self.spared_for != self.deadline:
+            self.spared_for, self.spared = self.deadline, 0
+        if not forgives(self.spared, 0.0, self._readable):
+            return False
+        self.spared += 1
+        return True
+
+    def _readable(self) -> bool:
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def expire(self) -> None:
         if self.body_stream is not None and self._body_on_pace():
