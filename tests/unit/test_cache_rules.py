@@ -348,3 +348,43 @@ def test_the_memory_storage_counts_keys_towards_its_bytes() -> None:
         assert storage.size <= 64 * 1024
 
     asyncio.run(scenario())
+
+
+# --- Expires and Date ----------------------------------------------------------------------------
+
+DATE = (b"date", b"Sun, 06 Dec 2026 17:00:00 GMT")
+IN_A_MINUTE = b"Sun, 06 Dec 2026 17:01:00 GMT"
+IN_AN_HOUR = b"Sun, 06 Dec 2026 18:00:00 GMT"
+
+
+def test_expires_is_the_lifetime_when_no_max_age_is_given() -> None:
+    """RFC 9111 §4.2.1: ``Expires`` minus ``Date``; a route's default is for answers that say
+    nothing, never longer than the service allowed."""
+    assert fresh([DATE, (b"expires", IN_A_MINUTE)]) == rules.Freshness(60_000, 0)
+    assert fresh([DATE, (b"expires", IN_A_MINUTE)], default_ttl_ms=600_000) == (
+        rules.Freshness(60_000, 0)
+    )
+    # Already expired, or "0" (an invalid date is a time in the past): not stored.
+    assert fresh([DATE, (b"expires", b"0")], default_ttl_ms=600_000) is None
+    assert fresh([DATE, (b"expires", DATE[1])], default_ttl_ms=600_000) is None
+    # max-age and s-maxage win over Expires.
+    assert fresh([DATE, (b"expires", b"0"), (b"cache-control", b"max-age=30")]) == (
+        rules.Freshness(30_000, 0)
+    )
+
+
+def test_several_expires_or_date_lines_give_the_shortest_lifetime() -> None:
+    two_expires = [DATE, (b"expires", IN_AN_HOUR), (b"expires", IN_A_MINUTE)]
+    assert fresh(two_expires, default_ttl_ms=600_000) == rules.Freshness(60_000, 0)
+    later = (b"date", b"Sun, 06 Dec 2026 17:00:30 GMT")
+    assert fresh([DATE, later, (b"expires", IN_A_MINUTE)]) == rules.Freshness(30_000, 0)
+    assert fresh([later, DATE, (b"expires", IN_A_MINUTE)]) == rules.Freshness(30_000, 0)
+    # Without a Date to measure from, or with an unreadable one, Expires gives nothing.
+    assert fresh([(b"expires", IN_AN_HOUR)], default_ttl_ms=600_000) is None
+    assert fresh([(b"date", b"soon"), (b"expires", IN_AN_HOUR)], default_ttl_ms=600_000) is None
+
+
+@given(st.binary(max_size=80))
+def test_any_date_value_is_read_or_refused_never_raises(value: bytes) -> None:
+    found = rules.http_date(value)
+    assert found is None or isinstance(found, int)

@@ -3,8 +3,11 @@
 Storable: a 200, 203 or 204 answer to GET, without ``Set-Cookie``, whose ``Cache-Control`` has
 none of ``no-store``, ``private``, ``no-cache``, and whose ``Vary`` is neither ``*`` nor names a
 header made anew for every request (``X-Request-Id``), which no later request could match. Its
-lifetime is ``s-maxage``, else ``max-age``, else the route's ``ttl_ms`` (0: not stored), less
-the upstream's ``Age``, capped by ``max_ttl_ms``. A request with credentials (``Authorization``,
+lifetime is ``s-maxage``, else ``max-age``, else ``Expires`` less ``Date``, else the route's
+``ttl_ms`` (0: not stored), less the upstream's ``Age``, capped by ``max_ttl_ms``. Every line of
+a field counts, never the first alone: directives of all ``Cache-Control`` lines combine, and
+of several ``Age``, ``Expires`` or ``Date`` values the reading that gives the shortest lifetime
+wins. A request with credentials (``Authorization``,
 ``Cookie``) on a route not keyed per user is shared by the tenant's users, so, as RFC 9111 §3.5
 asks of shared caches, its answer is stored only when marked ``public`` or given ``s-maxage``
 (or the route sets ``ttl_ms``, the operator's explicit consent). A request with a body, a range
@@ -24,6 +27,7 @@ new generations, so older entries become unreachable and expire on their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import mktime_tz, parsedate_tz
 from hashlib import blake2b
 from typing import Final
 
@@ -45,6 +49,8 @@ PUBLIC_TENANT: Final = "public"
 # 34 MiB through the memo alone. ``#`` never occurs in a canonical path, so a digest never
 # names a real segment.
 MAX_RESOURCE_SEGMENT: Final = 128
+# "Sunday, 06-Nov-1994 08:49:37 GMT" is 33 bytes: a longer value is no date (and not parsed).
+MAX_HTTP_DATE: Final = 64
 # RFC 9111 §1.2.2: the value a cache uses for any larger delta-seconds (fits the entry's 32 bits).
 MAX_DELTA_SECONDS: Final = 2**31
 
@@ -136,10 +142,40 @@ def freshness(
     elif control.max_age is not None:
         lifetime_ms = control.max_age * 1000
     else:
-        lifetime_ms = default_ttl_ms
+        expires_s = expires_lifetime(headers)
+        lifetime_ms = default_ttl_ms if expires_s is None else expires_s * 1000
     age_s = _age(header_value(headers, b"age"))
     ttl_ms = min(lifetime_ms - age_s * 1000, max_ttl_ms)
     return Freshness(ttl_ms, age_s) if ttl_ms > 0 else None
+
+
+def expires_lifetime(headers: Headers) -> int | None:
+    """Seconds from ``Date`` to ``Expires`` (RFC 9111 §4.2.1.); None without ``Expires``.
+
+    Every line counts, never the first alone: the earliest ``Expires`` and the latest ``Date``,
+    the shortest lifetime they allow. An unreadable ``Expires`` ("0") is a time in the past
+    (§5.3); without a readable ``Date`` there is nothing to measure from (the rules have no
+    clock): both give 0, so the answer is stored only if ``max-age`` says so."""
+    ends = [http_date(value) for key, value in headers if key == b"expires"]
+    if not ends:
+        return None
+    starts = [http_date(value) for key, value in headers if key == b"date"]
+    known_ends = [end for end in ends if end is not None]
+    known_starts = [start for start in starts if start is not None]
+    if len(known_ends) < len(ends) or not starts or len(known_starts) < len(starts):
+        return 0
+    return max(0, min(known_ends) - max(known_starts))
+
+
+def http_date(value: bytes) -> int | None:
+    """Seconds since the epoch of an HTTP date (any of RFC 9110's three forms), or None."""
+    if len(value) > MAX_HTTP_DATE:
+        return None
+    try:
+        parsed = parsedate_tz(value.decode("latin-1"))
+        return None if parsed is None else int(mktime_tz(parsed))
+    except (OverflowError, ValueError, IndexError, TypeError):
+        return None  # the standard library's parser is lenient, but not on everything
 
 
 def _age(value: bytes | None) -> int:
