@@ -84,3 +84,33 @@ def test_a_long_resource_segment_gives_short_redis_keys_that_cache_and_invalidat
     assert max(len(key) for key in keys) <= MAX_KEY_BYTES, sorted(map(len, keys))
     # What the service saw is the path as the client sent it: only the key is a digest.
     assert service_fleet["event"].requests[0].path == TARGET
+
+
+def test_a_read_that_stores_nothing_leaves_no_day_long_key(
+    gateway: GatewayProcess, redis_server: RedisServer, service_fleet: Fleet
+) -> None:
+    """Every distinct resource read gets a generation key in the Redis the rate limiter shares;
+    one that stores nothing (a 404, an id made up per request) must not keep it for the day
+    ``cache.max_ttl_ms`` allows: a million such reads would hold 150 MB for a day. A generation
+    lives as long as an answer stored under it needs."""
+    token = mint()
+    service_fleet["event"].respond(Reply(status=404, body=b"{}"), path="/api/v1/events/nothing")
+    service_fleet["event"].respond(
+        Reply(headers=(("Cache-Control", "s-maxage=3600"),)), path="/api/v1/events/an-hour"
+    )
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        missing = gateway.get("/api/v1/events/nothing", token=token)
+        unstored_ttl = client.pttl("cache:{/api/v1/events/nothing}:gen")
+        first = gateway.get("/api/v1/events/an-hour", token=token)
+        wait_for_entries(client, 1)
+        stored_ttl = client.pttl("cache:{/api/v1/events/an-hour}:gen")
+        second = gateway.get("/api/v1/events/an-hour", token=token)
+    finally:
+        client.close()
+
+    assert missing.status == 404
+    assert 0 < unstored_ttl <= 60_000
+    assert [first.header("x-cache"), second.header("x-cache")] == ["MISS", "HIT"]
+    # The generation outlives the answer stored under it.
+    assert 3_500_000 < stored_ttl <= 3_600_000

@@ -209,6 +209,14 @@ def test_a_resources_keys_share_one_hash_tag() -> None:
     assert tag in rules.entry_key(request(), "/api/v1/events/42", "0", False)
 
 
+def test_an_entrys_key_names_its_generations_key() -> None:
+    for resource in ("/api/v1/events/42", "/api/v1/events/a}:b}", "/api/v1/events"):
+        key = rules.entry_key(request(), resource, "0a1b2c3d4e5f", False)
+        gen = rules.generation_key(resource)
+        assert rules.generation_key_of(key) == gen
+        assert rules.generation_key_of(rules.variant_key(key, (b"x", None))) == gen
+
+
 # --- the entry format ----------------------------------------------------------------------------
 
 

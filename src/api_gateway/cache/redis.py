@@ -4,17 +4,31 @@ Entries are ``SET key value PX ttl``; a resource's generation is a key of its ow
 hash slot (``cache:{<resource>}:gen``), so a Redis Cluster can hold them. A missing generation
 key (never written, expired, evicted under ``maxmemory``, deleted, or lost in a failover) is
 replaced by a new random token with ``SET NX``, never read as a default: the entries made under
-the lost one are unreachable from then on, instead of coming back.
+the lost one are unreachable from then on, instead of coming back. A generation lives a minute
+while nothing is stored under it, and as long as the longest-lived entry stored under it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Final, Protocol
 
-from api_gateway.cache.rules import generation_key
+from api_gateway.cache.rules import generation_key, generation_key_of
 from api_gateway.cache.storage import new_generation
 from api_gateway.stores import StoreUnavailable
-from api_gateway.stores.redis import Reply, RespError
+from api_gateway.stores.redis import Reply, RespError, Script
+
+# How long a generation lives while nothing is stored under it. Every distinct resource read
+# makes one, in the Redis the rate limiter shares: kept for ``cache.max_ttl_ms`` (a day), reads
+# of made-up ids would hold ~150 bytes each for a day. A save extends it to its entry's TTL.
+GENERATION_IDLE_MS: Final = 60_000
+# Extends a generation's life to at least ARGV[1] ms, if it still exists; never shortens it.
+OUTLIVE: Final = Script(
+    "local left = redis.call('PTTL', KEYS[1]) "
+    "if left >= 0 and left < tonumber(ARGV[1]) then "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+    "return left"
+)
 
 
 class Commands(Protocol):
@@ -22,10 +36,15 @@ class Commands(Protocol):
 
     async def command(self, *args: str | bytes | int) -> Reply: ...
 
+    async def evaluate(
+        self, script: Script, keys: Sequence[str], args: Sequence[str | int] = ()
+    ) -> Reply: ...
+
 
 class RedisCacheStorage:
     def __init__(self, store: Commands, max_ttl_ms: int) -> None:
         self.store, self.max_ttl_ms = store, max_ttl_ms
+        self.idle_ms = min(GENERATION_IDLE_MS, max_ttl_ms)
 
     async def generation(self, resource: str) -> str:
         key = generation_key(resource)
@@ -39,7 +58,7 @@ class RedisCacheStorage:
 
     async def _create(self, key: str) -> bytes:
         token = new_generation().encode("ascii")
-        created = _check(await self.store.command("SET", key, token, "NX", "PX", self.max_ttl_ms))
+        created = _check(await self.store.command("SET", key, token, "NX", "PX", self.idle_ms))
         if created is not None:
             return token
         # Another gateway process created one first: everyone uses the same.
@@ -50,7 +69,7 @@ class RedisCacheStorage:
 
     async def invalidate(self, resource: str) -> None:
         key = generation_key(resource)
-        _check(await self.store.command("SET", key, new_generation(), "PX", self.max_ttl_ms))
+        _check(await self.store.command("SET", key, new_generation(), "PX", self.idle_ms))
 
     async def get(self, key: str) -> bytes | None:
         reply = _check(await self.store.command("GET", key))
@@ -60,6 +79,9 @@ class RedisCacheStorage:
 
     async def put(self, key: str, value: bytes, ttl_ms: int) -> None:
         _check(await self.store.command("SET", key, value, "PX", ttl_ms))
+        # The entry is reachable only while its generation lives. Gone meanwhile (expired, a
+        # write replaced it): the entry is unreachable, as it would be anyway.
+        _check(await self.store.evaluate(OUTLIVE, [generation_key_of(key)], [ttl_ms]))
 
 
 def _check(reply: Reply) -> Reply:

@@ -257,6 +257,12 @@ def generation_key(resource_path: str) -> str:
     return f"cache:{{{resource_path}}}:gen"
 
 
+def generation_key_of(key: str) -> str:
+    """The generation key of an entry's or a variant's key: generation, digest and variant are
+    hex, so the tag ends at the last ``}:``, whatever the resource holds."""
+    return key.rpartition("}:")[0] + "}:gen"
+
+
 def entry_key(request: Request, resource_path: str, generation: str, per_user: bool) -> str:
     """The key of the answer to ``request`` (HEAD shares GET's), before any ``Vary``."""
     tenant, user = scope(request, per_user)
