@@ -8,7 +8,7 @@ value of a repeated parameter counts, since an upstream may read any one of them
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote, unquote_to_bytes
@@ -62,8 +62,10 @@ class VenueRefs:
     def __bool__(self) -> bool:
         return bool(self.patterns or self.params)
 
-    def named(self, path: str, query: bytes) -> list[str]:
-        """The distinct venue ids the request names, in order of appearance."""
+    def named(self, path: str, query: bytes, limit: int = 1 << 30) -> list[str]:
+        """The distinct venue ids the request names, in order of appearance; at most ``limit``
+        and one more (enough to refuse a request naming too many without reading them all:
+        an 8 KiB query of 1,300 distinct ids cost 10 ms of the event loop, quadratic)."""
         found: list[str] = []
         if self.patterns and path.startswith(self.base):
             segments = path[len(self.base) :].split("/")
@@ -73,22 +75,22 @@ class VenueRefs:
                     found.append(venue)
         if query and self.params:
             for venue in query_values(query, self.params):
+                if len(found) > limit:
+                    break
                 if venue not in found:
                     found.append(venue)
         return found
 
 
-def query_values(query: bytes, names: frozenset[str]) -> list[str]:
+def query_values(query: bytes, names: frozenset[str]) -> Iterator[str]:
     """Non-empty values of the parameters ``names`` (lower-case) in a raw query string."""
-    values = []
     for pair in query.split(b"&"):
         raw_name, _, raw_value = pair.partition(b"=")
         name = _decode(raw_name).partition("[")[0].lower()
         if name in names:
             value = _decode(raw_value)
             if value:
-                values.append(value)
-    return values
+                yield value
 
 
 def _decode(raw: bytes) -> str:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from api_gateway.config.loader import build, default_document
 from api_gateway.config.settings import ConfigError
 from api_gateway.directory import VenueDirectory
-from api_gateway.errors import Forbidden, ServiceUnavailable
+from api_gateway.errors import BadRequest, Forbidden, ServiceUnavailable
 from api_gateway.hosts import PlatformHosts
 from api_gateway.lookups import CachedLookup, TtlCache
 from api_gateway.network import TrustedProxies
@@ -365,3 +365,17 @@ def test_a_venue_id_longer_than_any_real_one_is_refused_without_a_lookup() -> No
             policy.unresolved(path, query, claims)
     assert service.asked == []
     assert policy.unresolved("/api/v1/venues/" + longest, b"", claims) == [longest]
+
+
+def test_a_query_naming_too_many_venues_is_refused_after_reading_one_more() -> None:
+    """1,300 distinct ids fit an 8 KiB query; collecting them all before counting was quadratic
+    (10 ms of the event loop per request)."""
+    query = b"&".join(b"venueId=v%d" % n for n in range(1300))
+    assert REFS.named("/api/v1/events", query, limit=16) == [f"v{n}" for n in range(17)]
+    assert len(REFS.named("/api/v1/events", query)) == 1300
+
+    service = VenueService()
+    claims = Claims("user-1", "tenant-a", "customer", "u@example.com", 0.0)
+    with pytest.raises(BadRequest):
+        isolation(service).unresolved("/api/v1/events", query, claims)
+    assert service.asked == []

@@ -52,7 +52,7 @@ class VenueIsolation:
         # No claims: a public path, whose data is public. Admin roles act across tenants.
         if claims is None or claims.role in self.admin_roles:
             return []
-        venues = self.refs.named(path, query)
+        venues = self.refs.named(path, query, MAX_VENUES_PER_REQUEST)
         if not venues:
             return venues
         if len(venues) > MAX_VENUES_PER_REQUEST:
