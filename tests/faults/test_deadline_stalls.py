@@ -158,6 +158,12 @@ class Answering:
     """The application behind the server: answers every request with its target."""
 
     async def handle(self, request: Request) -> Response:
+        if not isinstance(request.body, bytes):
+            try:
+                async for _ in request.body:  # a body still arriving is read to its end
+                    pass
+            except GatewayError as error:  # as the gateway answers it: a 408 for a slow body
+                return Response(error.status, [], b"")
         return Response(200, [], request.target)
 
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
@@ -174,7 +180,11 @@ class Served:
     async def start(cls) -> Served:
         loop = asyncio.get_running_loop()
         connections = Connections(loop)
-        limits = ServerLimits(header_timeout_s=CLIENT_BOUND_S, keep_alive_timeout_s=CLIENT_BOUND_S)
+        limits = ServerLimits(
+            header_timeout_s=CLIENT_BOUND_S,
+            keep_alive_timeout_s=CLIENT_BOUND_S,
+            body_timeout_s=CLIENT_BOUND_S,
+        )
         server = await loop.create_server(
             lambda: HttpConnection(Answering(), limits, connections, 0), "127.0.0.1", 0
         )
@@ -204,14 +214,30 @@ class Served:
         await self.connections.shutdown(1.0)
 
 
+POST = b"POST /next HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 6\r\n\r\n"
+
+
 @pytest.mark.parametrize(
-    ("before", "during"),
-    [(HEAD + b"\r\n", HEAD + b"\r\n"), (HEAD, b"\r\n")],
-    ids=["next-request-on-keep-alive", "rest-of-the-head"],
+    ("before", "during", "running"),
+    [
+        (HEAD + b"\r\n", HEAD + b"\r\n", "idle"),
+        (HEAD, b"\r\n", "head"),
+        (POST + b"abc", b"def", "body"),
+    ],
+    ids=["next-request-on-keep-alive", "rest-of-the-head", "rest-of-the-body"],
 )
-def test_a_request_sent_in_time_during_a_stall_is_answered(before: bytes, during: bytes) -> None:
+def test_a_request_sent_in_time_during_a_stall_is_answered(
+    before: bytes, during: bytes, running: str
+) -> None:
     """Keep-alive: the next request, sent well within the keep-alive timeout, arrives while the
-    loop is stalled; it resumes past the deadline. Head: the head's last line does the same."""
+    loop is stalled; it resumes past the deadline. Head and body: their last bytes do the same."""
+
+    def deadline_running(connection: HttpConnection) -> bool:
+        if running == "head":
+            return connection.in_head
+        if running == "body":
+            return connection.body_stream is not None
+        return not connection.in_head
 
     async def story() -> tuple[bytes, bytes]:
         served = await Served.start()
@@ -224,10 +250,8 @@ def test_a_request_sent_in_time_during_a_stall_is_answered(before: bytes, during
         trigger = await stall_trigger(stall)
         try:
             await loop.sock_sendall(served.client, before)
-            head_only = not before.endswith(b"\r\n\r\n")
-            first = b"" if head_only else await served.response()
-            # The head begun, or the answer sent: the connection's deadline is running.
-            await until(lambda: all(c.in_head == head_only for c in served.connections.open))
+            first = await served.response() if running == "idle" else b""
+            await until(lambda: all(deadline_running(c) for c in served.connections.open))
             trigger.send(b"x")
             return first, await served.response()
         finally:
