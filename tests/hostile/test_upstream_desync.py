@@ -5,7 +5,6 @@ the next user's response (on the same or another keep-alive client connection) i
 from __future__ import annotations
 
 import asyncio
-import select
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +15,7 @@ import uvloop
 from support.client import RawConnection, RawResponse, build_request
 from support.gateway import GatewayProcess, running_gateway
 from support.raw_upstream import RawUpstream
+from support.readiness import readable
 from support.tokens import mint
 
 from api_gateway.http.client import PoolSettings, UpstreamPool
@@ -149,8 +149,7 @@ def test_bytes_sent_while_the_connection_is_idle_end_it(
 
 def _wait_readable(fd: int) -> None:
     # Blocks the loop on purpose: the bytes must be in the socket before the loop can read them.
-    readable, _, _ = select.select([fd], [], [], WAIT_S)
-    assert readable, "the upstream's late bytes never arrived"
+    assert readable([fd], WAIT_S), "the upstream's late bytes never arrived"
 
 
 def test_bytes_waiting_in_the_socket_when_the_pool_hands_the_connection_out(

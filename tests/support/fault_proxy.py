@@ -9,13 +9,14 @@ becomes faulty when the mode changes). ``kill()`` stops listening and closes eve
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
+
+from support.readiness import readable
 
 RECV_SIZE = 64 * 1024
 POLL_S = 0.05
@@ -85,13 +86,13 @@ class _Link:
         ):
             return False
         watched = [self.client] if self.stalled else [self.client, self.upstream]
-        readable, _, _ = select.select(watched, [], [], POLL_S)
-        if self.client in readable:
+        ready = readable(watched, POLL_S)
+        if self.client in ready:
             data = self.client.recv(RECV_SIZE)
             if not data:
                 return False
             self.upstream.sendall(data)
-        if self.upstream in readable:
+        if self.upstream in ready:
             data = self.upstream.recv(RECV_SIZE)
             if not data:
                 return False

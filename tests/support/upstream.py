@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import select
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from support.patterns import pattern_blocks
+from support.readiness import readable
 
 BODY_KEEP_LIMIT = 8 * 1024 * 1024
 MAX_HEAD_BYTES = 1024 * 1024
@@ -116,8 +116,7 @@ class _Connection:
             yield piece
 
     def peer_closed(self) -> bool:
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        if not readable:
+        if not readable([self.sock], 0):
             return False
         try:
             return self.sock.recv(1, socket.MSG_PEEK) == b""
