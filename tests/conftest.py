@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from support.gateway import Fleet, GatewayProcess, running_gateway, stop_all_gateways
+from support.redis import RedisServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,6 +33,14 @@ def services(service_fleet: Fleet) -> Fleet:
     """The module's upstreams, with recordings and replies cleared for this test."""
     service_fleet.reset()
     return service_fleet
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private Redis for one test, stopped after it."""
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,6 @@ POLL_S = 0.02
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def gateway(
     service_fleet: Fleet, tmp_path: Path, redis_server: RedisServer
 ) -> Iterator[GatewayProcess]:

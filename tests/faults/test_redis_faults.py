@@ -21,13 +21,6 @@ DEGRADED = "gateway_ratelimit_store_degraded"
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def gateway(
     service_fleet: Fleet, tmp_path: Path, redis_server: RedisServer
 ) -> Iterator[GatewayProcess]:

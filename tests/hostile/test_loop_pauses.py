@@ -7,12 +7,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 from support.assertions import assert_problem
 from support.client import RawConnection, RawResponse, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
@@ -53,13 +51,6 @@ TOO_MANY_VALUES = (
     "nested 1000 deep", "nested 60 deep", "deeper than orjson allows", "empty arrays",
     "empty objects", "many numbers", "many keys", "many strings",
 )  # fmt: skip
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def start(

@@ -4,10 +4,8 @@ corrupt entry are misses, never errors; keys carry a TTL and one hash tag per re
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.redis import RedisServer
@@ -16,13 +14,6 @@ from support.upstream import Reply
 
 SHARED_MINUTE = (("Cache-Control", "s-maxage=60"),)
 RECOVERY_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def statuses_and_cache(gateway: GatewayProcess, target: str, count: int) -> list[tuple[int, str]]:

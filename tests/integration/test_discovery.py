@@ -32,13 +32,6 @@ HEALTH = {"interval_ms": 100, "timeout_ms": 500, "healthy_threshold": 2, "unheal
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def registration(redis_server: RedisServer) -> Iterator[ServiceRegistration]:
     registration = ServiceRegistration(redis_server.url)
     yield registration

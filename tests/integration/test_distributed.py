@@ -7,10 +7,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from support.assertions import assert_problem
 from support.burst import burst
 from support.gateway import Fleet, GatewayProcess, gateways_sharing, running_gateway
@@ -19,13 +17,6 @@ from support.redis import RedisServer
 LIMIT = 4
 RECOVERY_TIMEOUT_S = 5.0
 ANSWER_BOUND_S = 1.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def env_for(redis: RedisServer) -> dict[str, str]:

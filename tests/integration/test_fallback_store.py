@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 import uvloop
@@ -21,13 +20,6 @@ BOUND_S = 0.05
 SLACK_S = 0.15  # a busy test machine
 RATE = Rate(3, 60_000, 0)
 RECOVERY_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def fallback_over(server: RedisServer) -> FallbackStore:

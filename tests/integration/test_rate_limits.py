@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from support.assertions import assert_problem
 from support.gateway import Fleet, running_gateway
 from support.redis import RedisServer
@@ -104,13 +102,6 @@ def test_a_spoofed_forwarded_for_does_not_buy_a_fresh_bucket(
         ]
 
     assert statuses == [200, 200, 200, 429, 429]
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def test_a_fail_closed_route_answers_503_while_redis_is_away(
