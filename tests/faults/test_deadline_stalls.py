@@ -14,13 +14,14 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 import uvloop
 from support.raw_upstream import Drip, RawUpstream
+from support.stalls import stall_trigger, until
 
 from api_gateway.aggregation.aggregate import Aggregate
 from api_gateway.aggregation.fetch import Fetcher
@@ -37,7 +38,6 @@ SECRETS = {"access_secret": "a" * 32, "refresh_secret": "a" * 32}
 BOUND_MS = 500  # the aggregate's deadline
 STALL_S = 1.2  # more than two deadlines: a few heavy requests in a row
 ANSWER_DELAY_S = 0.05  # the service answers this long after the request: during the stall
-WAIT_TICKS = 10_000  # bound on the loop ticks a test waits for a state
 WRITTEN_WAIT_S = 5.0
 
 
@@ -52,32 +52,6 @@ def json_reply(document: object) -> bytes:
     body = orjson.dumps(document)
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     return head % len(body) + body
-
-
-class Stalling(asyncio.Protocol):
-    """Stalls the loop from inside its I/O phase, where a heavy request is read and parsed: the
-    timers of that tick run right after it, before the loop reads anything else."""
-
-    def __init__(self, block: Callable[[], None]) -> None:
-        self.block = block
-
-    def data_received(self, data: bytes) -> None:
-        self.block()
-
-
-async def stall_trigger(block: Callable[[], None]) -> socket.socket:
-    """A socket; a byte sent on it stalls the loop with ``block`` on its next I/O phase."""
-    ours, theirs = socket.socketpair()
-    await asyncio.get_running_loop().connect_accepted_socket(lambda: Stalling(block), ours)
-    return theirs
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(WAIT_TICKS):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the state was never reached")
 
 
 # An aggregate's deadline.

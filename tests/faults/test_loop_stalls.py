@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import uvloop
 from support.raw_upstream import Drip, RawUpstream
 from support.redis import RedisServer
 from support.resilience import service_config, upstream_service
+from support.stalls import stall_trigger, until
 
 from api_gateway.cache import entry as wire
 from api_gateway.cache.entry import Entry
@@ -41,7 +41,6 @@ REDIS_TIMEOUT_S = 0.05
 BOUND_MS = 150  # the bound of each upstream wait under test
 STALL_S = 0.45  # three bounds: what a few heavy requests in a row hold the loop for
 ANSWER_DELAY_S = 0.05  # the service answers this long after the request: during the stall
-WAIT_TICKS = 10_000  # bound on the loop ticks a test waits for a state
 WRITTEN_WAIT_S = 5.0
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 BIG = 70_000  # more than the pool buffers: the body streams
@@ -72,32 +71,6 @@ def stall(
             assert time.monotonic() < deadline, "the service never answered"
             time.sleep(0.005)
     time.sleep(STALL_S + extra_s)
-
-
-class Stalling(asyncio.Protocol):
-    """Stalls the loop from inside its I/O phase, where a heavy request is read and parsed: the
-    timers of that tick run right after it, before the loop reads anything else."""
-
-    def __init__(self, block: Callable[[], None]) -> None:
-        self.block = block
-
-    def data_received(self, data: bytes) -> None:
-        self.block()
-
-
-async def stall_trigger(block: Callable[[], None]) -> socket.socket:
-    """A socket; a byte sent on it stalls the loop with ``block`` on its next I/O phase."""
-    ours, theirs = socket.socketpair()
-    await asyncio.get_running_loop().connect_accepted_socket(lambda: Stalling(block), ours)
-    return theirs
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(WAIT_TICKS):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the state was never reached")
 
 
 def delayed(path: str, upstream: RawUpstream, *after: bytes) -> None:
