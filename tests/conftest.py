@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.collector import Collector
 from support.gateway import Fleet, GatewayProcess, running_gateway, stop_all_gateways
 from support.redis import RedisServer
 
@@ -69,3 +70,21 @@ def gateway(
         module_dir, service_fleet.urls(), gateway_config, gateway_extra_env
     ) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    """An OTLP/HTTP receiver for the module's traced gateway."""
+    collector = Collector().start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="module")
+def traced(
+    service_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, collector: Collector
+) -> Iterator[GatewayProcess]:
+    """A gateway of the module's own that exports its spans to ``collector``."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with running_gateway(tmp_path_factory.mktemp("traced"), service_fleet.urls(), env=env) as gw:
+        yield gw

@@ -8,12 +8,11 @@ client's ``tracestate`` with it) rather than continuing whichever line it happen
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from support.client import RawConnection, RawResponse, build_request
 from support.collector import Collector, dumps
-from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.gateway import Fleet, GatewayProcess
 from support.tokens import mint
 
 TOKEN = mint(sub="trace-context")
@@ -22,22 +21,6 @@ TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_B = "7cf92f3577b34da6a3ce929d0e0e4737"
 CLIENT_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-
-
-@pytest.fixture(scope="module")
-def collector() -> Iterator[Collector]:
-    collector = Collector().start()
-    yield collector
-    collector.stop()
-
-
-@pytest.fixture(scope="module")
-def traced(
-    service_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, collector: Collector
-) -> Iterator[GatewayProcess]:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    with running_gateway(tmp_path_factory.mktemp("traced"), service_fleet.urls(), env=env) as gw:
-        yield gw
 
 
 def send(gateway: GatewayProcess, request_id: str, lines: list[tuple[str, str]]) -> RawResponse:

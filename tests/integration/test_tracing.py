@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,22 +26,6 @@ def sampled(match: re.Match[str]) -> bool:
 
 
 QUIET_S = 1.0
-
-
-@pytest.fixture(scope="module")
-def collector() -> Iterator[Collector]:
-    collector = Collector().start()
-    yield collector
-    collector.stop()
-
-
-@pytest.fixture(scope="module")
-def traced(
-    service_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, collector: Collector
-) -> Iterator[GatewayProcess]:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    with running_gateway(tmp_path_factory.mktemp("traced"), service_fleet.urls(), env=env) as gw:
-        yield gw
 
 
 def test_a_client_trace_continues_through_the_gateway_to_the_service(
