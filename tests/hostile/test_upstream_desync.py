@@ -14,7 +14,7 @@ import pytest
 import uvloop
 from support.client import RawConnection, RawResponse, build_request
 from support.gateway import GatewayProcess, running_gateway
-from support.raw_upstream import RawUpstream
+from support.raw_upstream import QUIET_SERVICE, RawUpstream
 from support.readiness import readable
 from support.tokens import mint
 
@@ -27,12 +27,6 @@ FIRST, NEXT = BASE + "/first", BASE + "/next"
 SMUGGLED = b"HTTP/1.1 200 OK\r\nX-Smuggled: yes\r\nContent-Length: 9\r\n\r\nsmuggled!"
 USERS = 6
 WAIT_S = 5.0
-# The failures below are the point of the tests: no circuit, no ejection may hide them.
-QUIET_SERVICE = {
-    "circuit_breaker": {"volume_threshold": 100_000},
-    "outlier_detection": {"consecutive_failures": 100_000},
-    "health_check": {"enabled": False},
-}
 
 
 def with_length(body: bytes, status: bytes = b"200 OK") -> bytes:
@@ -51,23 +45,10 @@ def chunked(body: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def raw() -> Iterator[RawUpstream]:
-    upstream = RawUpstream()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="module")
 def gateway(service_fleet: Any, raw: RawUpstream, module_dir: Path) -> Iterator[GatewayProcess]:
     urls = {**service_fleet.urls(), SERVICE: raw.url}
     with running_gateway(module_dir, urls, {"services": {SERVICE: QUIET_SERVICE}}) as process:
         yield process
-
-
-@pytest.fixture
-def upstream(raw: RawUpstream) -> RawUpstream:
-    raw.reset()
-    return raw
 
 
 def get(connection: RawConnection, path: str, method: str = "GET") -> RawResponse:

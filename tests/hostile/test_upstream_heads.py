@@ -13,7 +13,7 @@ import pytest
 from support.assertions import assert_problem
 from support.client import IncompleteResponse, RawResponse, http_request
 from support.gateway import GatewayProcess, running_gateway
-from support.raw_upstream import Piece, RawUpstream, Repeat
+from support.raw_upstream import QUIET_SERVICE, Piece, RawUpstream, Repeat
 from support.tokens import mint
 
 SERVICE = "marketplace"
@@ -21,21 +21,9 @@ PATH = "/api/v1/marketplace/answer"
 NEXT = "/api/v1/marketplace/next"
 WAIT_S = 5.0
 KIB = 1024
-QUIET_SERVICE = {
-    "circuit_breaker": {"volume_threshold": 100_000},
-    "outlier_detection": {"consecutive_failures": 100_000},
-    "health_check": {"enabled": False},
-}
 OK_END = b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 CHUNKED_OK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
 ENDLESS = b"a" * 64 * KIB  # repeated 1,024 times: 64 MiB, more than any socket buffer holds
-
-
-@pytest.fixture(scope="module")
-def raw() -> Iterator[RawUpstream]:
-    upstream = RawUpstream()
-    yield upstream
-    upstream.stop()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +31,6 @@ def gateway(service_fleet: Any, raw: RawUpstream, module_dir: Path) -> Iterator[
     urls = {**service_fleet.urls(), SERVICE: raw.url, "search": raw.url}
     with running_gateway(module_dir, urls, {"services": {SERVICE: QUIET_SERVICE}}) as process:
         yield process
-
-
-@pytest.fixture
-def upstream(raw: RawUpstream) -> RawUpstream:
-    raw.reset()
-    return raw
 
 
 def call(gateway: GatewayProcess, path: str = PATH, method: str = "GET") -> RawResponse:

@@ -22,6 +22,13 @@ SOCKET_TIMEOUT_S = 10.0
 RELEASE_WAIT_S = 10.0
 WAIT_STEP_S = 0.01
 DEFAULT_REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+# A service (in the gateway's config) whose failures no circuit, no ejection and no health
+# check may hide: for tests whose point is those failures.
+QUIET_SERVICE = {
+    "circuit_breaker": {"volume_threshold": 100_000},
+    "outlier_detection": {"consecutive_failures": 100_000},
+    "health_check": {"enabled": False},
+}
 
 
 @dataclass(frozen=True)
