@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from support.assertions import assert_nothing_reached, assert_problem
-from support.client import RawConnection, RawResponse, build_request
+from support.client import RawResponse, http_request
 from support.gateway import Fleet, GatewayProcess
 from support.tokens import mint
 
@@ -32,9 +32,7 @@ def send(
     headers: list[tuple[str, str]],
     body: bytes | None = None,
 ) -> RawResponse:
-    with RawConnection(gateway.port) as connection:
-        connection.send(build_request(method, target, headers, body))
-        return connection.read_response(method)
+    return http_request(gateway.port, method, target, headers, body)
 
 
 @pytest.mark.parametrize(
