@@ -173,8 +173,7 @@ def test_sigterm_under_load_finishes_long_requests_and_streams(
     assert download.status == 200 and received == DOWNLOAD_BYTES
     assert digest.hexdigest() == pattern_sha256(DOWNLOAD_BYTES)
     assert exit_code == 0
-    # Once the listeners close, new connections are refused, and the few the kernel had queued
-    # but no worker accepted yet are reset unanswered (README: Shutdown); no answer is cut.
+    # Once the drain begins new connections are refused; the ones the kernel had queued are
+    # accepted and answered before the listeners close (README: Shutdown); no answer is cut.
     assert outcomes["200"] > 20
-    assert not [kind for kind in outcomes if kind not in ("200", "refused", "unaccepted")], outcomes
-    assert outcomes["unaccepted"] <= LOAD_THREADS, outcomes
+    assert not [kind for kind in outcomes if kind not in ("200", "refused")], outcomes
