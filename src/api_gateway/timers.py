@@ -15,6 +15,7 @@ A timer that fires on time over nothing ready is a peer that did not answer.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, TypeVar
@@ -24,6 +25,17 @@ T = TypeVar("T")
 # A timer this late found the loop busy, not the peer slow (a free loop is late by microseconds).
 LOOP_LATE_S: Final = 0.005
 MAX_EXTENSIONS: Final = 3
+
+
+def unread(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether ``transport``'s socket holds bytes (or an end) the loop has not delivered yet:
+    the ``ready`` of a deadline over a connection. One poll, asked only of a late deadline."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def forgives(

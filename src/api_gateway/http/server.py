@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from api_gateway.http.framing import (
     lower_name,
     status_line,
 )
-from api_gateway.timers import forgives
+from api_gateway.timers import forgives, unread
 from api_gateway.types import BodySource, Headers, Request, Response
 
 log = logging.getLogger("api_gateway.http")
@@ -728,12 +727,7 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     def _readable(self) -> bool:
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if sock is None:
-            return False
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
+        return unread(self.transport)
 
     def expire(self) -> None:
         if self.body_stream is not None and self._body_on_pace():

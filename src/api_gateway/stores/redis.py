@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import select
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Sequence
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from api_gateway.limiter import Decision, Rate
 from api_gateway.stores import StoreUnavailable
-from api_gateway.timers import PatientTimeout, forgives
+from api_gateway.timers import PatientTimeout, forgives, unread
 
 # While Redis is down, at most one connect attempt per this; others fail fast.
 RETRY_EVERY_S: Final = 0.5
@@ -301,12 +300,7 @@ class _Connection(asyncio.Protocol):
 
     def _unread(self) -> bool:
         """Whether the socket holds bytes (or an end) the loop has not delivered yet."""
-        sock = self._transport.get_extra_info("socket") if self._transport else None
-        if sock is None:
-            return False
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
+        return unread(self._transport)
 
     def close(self, reason: str) -> None:
         if self.error is None:
