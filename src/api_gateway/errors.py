@@ -93,6 +93,14 @@ class Unauthorized(GatewayError):
         super().__init__(detail, [(b"www-authenticate", challenge)])
 
 
+class UnknownKey(Unauthorized):
+    """A token names a ``kid`` no loaded key has: a key set that can be refreshed may know it."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__("the access token names a signing key the gateway does not know")
+        self.kid = kid
+
+
 class Forbidden(GatewayError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
@@ -153,6 +161,13 @@ class UnusableResponse(BadGateway):
 
 class ServiceUnavailable(GatewayError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class KeysNotLoaded(ServiceUnavailable):
+    """No signing key set was ever loaded (the JWKS has been unreachable since start-up)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [(b"retry-after", b"5")])
 
 
 class CircuitOpen(ServiceUnavailable):

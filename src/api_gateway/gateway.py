@@ -29,7 +29,7 @@ from api_gateway.routing import RouteTable, normalize, split_target, target_auth
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.fallback import FallbackStore
 from api_gateway.stores.memory import MemoryStore
-from api_gateway.tokens import TokenVerifier
+from api_gateway.tokens import KeySource, StaticKeys, TokenVerifier, configured_keys
 from api_gateway.types import Handler, Request, Response
 from api_gateway.upstream.call import AttemptHook
 from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
@@ -39,6 +39,8 @@ from api_gateway.upstream.health import HealthChecker
 from api_gateway.upstream.service import UpstreamService
 
 if TYPE_CHECKING:
+    from api_gateway.apikeys import ApiKeys
+    from api_gateway.jwks import JwksKeys
     from api_gateway.observability.tracing import Tracing
 
 
@@ -55,6 +57,8 @@ class Gateway:
     discovery: Discovery | None = None
     health_checker: HealthChecker | None = None
     tracing: Tracing | None = None
+    jwks: JwksKeys | None = None
+    api_keys: ApiKeys | None = None
 
     def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop, port: int) -> None:
         self.config, self.loop = config, loop
@@ -91,10 +95,15 @@ class Gateway:
 
             self.tracing = Tracing(config.observability)
             around_attempt = self.tracing.client_span
+        self.verifier = TokenVerifier(config.jwt, keys=self.key_source(config))
+        if config.api_keys.pepper and any("api_key" in r.auth for r in config.routes):
+            from api_gateway.apikeys import open_api_keys
+
+            self.api_keys = open_api_keys(config, self.store)
         builder = RouteBuilder(
             config,
             self.pool,
-            TokenVerifier(config.jwt),
+            self.verifier,
             self.store,
             self.services,
             clock_ms,
@@ -102,6 +111,8 @@ class Gateway:
             VenueDirectory(self.venue_client, config.tenancy, clock_ms),
             self.overload,
             around_attempt,
+            self.api_keys,
+            None if self.api_keys is None else self.api_keys.limit,
         )
         self.builder = builder
         self.routes: RouteTable[Handler] = RouteTable()
@@ -115,6 +126,8 @@ class Gateway:
         }
         if config.redis_url:
             probes["redis"] = self._redis_probe
+        if self.jwks is not None:
+            probes["signing-keys"] = self._keys_probe
         # Only these client addresses see the gateway's insides (README: the gateway's own
         # endpoints); TrustedProxies is used for its cached "is this address in these networks".
         admin_addresses = TrustedProxies(config.admin_allow)
@@ -140,6 +153,20 @@ class Gateway:
         if self.tracing is not None:
             policies.insert(0, self.tracing.server_span)
         self.handler = chain(policies, self.dispatch)
+
+    def key_source(self, config: GatewayConfig) -> KeySource:
+        """The configured secret and PEM keys, and the JWKS's when one is configured."""
+        static = configured_keys(config.jwt)
+        if not config.jwt.jwks_url:
+            return StaticKeys(static)
+        from api_gateway.jwks import JwksKeys
+
+        self.jwks = JwksKeys(config.jwt, static, on_removed=self.forget_verified_tokens)
+        return self.jwks
+
+    def forget_verified_tokens(self) -> None:
+        # A key was withdrawn from the JWKS: what it verified must not stay trusted.
+        self.verifier.forget_all()
 
     def handle(self, request: Request) -> Awaitable[Response]:
         return self.handler(request)
@@ -183,6 +210,10 @@ class Gateway:
     async def render_metrics(self, request: Request) -> Response:
         return Response(200, [CONTENT_TYPE], render(self.worker_metrics.families()))
 
+    async def _keys_probe(self) -> str | None:
+        assert self.jwks is not None
+        return self.jwks.problem()
+
     async def _redis_probe(self) -> str | None:
         try:
             await self.store.ping()
@@ -199,6 +230,10 @@ class Gateway:
         self.health_checker = HealthChecker(endpoints, health, self.pool)
         self.discovery.start()
         self.health_checker.start()
+        if self.jwks is not None:
+            self.jwks.start()
+        if self.api_keys is not None:
+            self.api_keys.start()
         self.overload.start()
         self.worker_metrics.start()
 
@@ -207,6 +242,10 @@ class Gateway:
         return {name: service.endpoints.snapshot(now_ms) for name, service in self.services.items()}
 
     async def stop_background(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.close()
+        if self.api_keys is not None:
+            await self.api_keys.close()
         self.overload.stop()
         self.worker_metrics.stop()
         if self.health_checker is not None:

@@ -4,7 +4,8 @@
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestLimits → RateLimit(global, per client IP) → QueryValidation
-           → Authenticate → JsonBody → RateLimit(user) → RateLimit(endpoint) → VenueDomain
+           → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
+           → RateLimit(user) → RateLimit(endpoint) → VenueDomain
            → VenueIsolation → HeaderTrust
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
@@ -36,7 +37,7 @@ from api_gateway.hosts import PlatformHosts
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys, TrustedProxies
 from api_gateway.overload import OverloadMonitor
-from api_gateway.policies.auth import Authenticate
+from api_gateway.policies.auth import Authenticate, KeyChecker
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
 from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
@@ -131,8 +132,12 @@ class RouteBuilder:
         directory: VenueDirectory | None = None,
         overload: OverloadMonitor | None = None,
         around_attempt: AttemptHook | None = None,
+        api_keys: KeyChecker | None = None,
+        key_limit: Policy | None = None,
     ) -> None:
         self.config, self.pool, self.verifier, self.store = config, pool, verifier, store
+        # API keys, on routes that accept them (``auth: [jwt, api_key]``), and their own limit.
+        self.api_keys, self.key_limit = api_keys, key_limit
         self.services, self.clock_ms, self.port = services, clock_ms, port
         self.overload, self.around_attempt = overload, around_attempt
         # Every rate limit and response cache built, for the metrics exporter.
@@ -184,7 +189,9 @@ class RouteBuilder:
         validation = route.validation
         if validation is not None and validation.query:
             policies.append(QueryValidation(validation.query))
-        policies.append(Authenticate(self.verifier, PublicPaths.parse(route.public), prefix))
+        policies.append(self._authenticate(route, prefix))
+        if self.key_limit is not None and "api_key" in route.auth:
+            policies.append(self.key_limit)
         if validation is not None and validation.json_body:
             policies.append(JsonBody(validation))
         if self.user_limits:
@@ -204,6 +211,17 @@ class RouteBuilder:
             around_attempt=self.around_attempt,
         )
         return chain(policies, call)
+
+    def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:
+        keys = self.api_keys if "api_key" in route.auth else None
+        return Authenticate(
+            self.verifier,
+            PublicPaths.parse(route.public),
+            prefix,
+            self.config.jwt.cookie,
+            keys,
+            route.alias_of or route.prefix,
+        )
 
     def _limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
         rate = Rate.of(self.config.rate_limits[name])
@@ -230,7 +248,9 @@ class RouteBuilder:
     def _aggregate_chain(self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher) -> Handler:
         policies: list[Policy] = [RequestLimits(AGGREGATE_METHODS, 0), self.global_limits[False]]
         if aggregate.auth_required:
-            policies.append(Authenticate(self.verifier, PublicPaths.parse([]), prefix))
+            policies.append(
+                Authenticate(self.verifier, PublicPaths.parse([]), prefix, self.config.jwt.cookie)
+            )
         else:
             policies.append(OptionalAuthenticate(self.verifier))
         if self.user_limits:

@@ -1,21 +1,27 @@
-"""Access tokens: HS256 verification with a bounded cache of verified tokens, and minting for
-development. The algorithm is pinned; nothing in a token's header can choose another."""
+"""Access tokens: verification against an allowlist of algorithms and the keys that fit them,
+with a bounded cache of verified tokens, and minting for development.
+
+A token's header picks an algorithm only from ``jwt.algorithms``, and a key only among those
+whose type fits that algorithm (``keys.py``): nothing in a token can choose how it is checked.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
 
 import jwt
 
-from api_gateway.config.settings import JwtConfig
-from api_gateway.errors import Unauthorized
+from api_gateway.config.settings import ClaimNames, JwtConfig
+from api_gateway.errors import KeysNotLoaded, Unauthorized
+from api_gateway.keys import KeySet, VerificationKey, pem_keys, secret_key
 from api_gateway.types import Claims
 
-ALGORITHM: Final = "HS256"
 SAFE_CLAIM: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
 # refused before any decoding, so one token has one string (and one cache key).
@@ -23,7 +29,7 @@ TOKEN_SHAPE: Final = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]
 # NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
 # would make a token that never expires.
 MAX_NUMERIC_DATE: Final = 253_402_300_799
-JWS: Final = jwt.PyJWS()
+MAX_KID: Final = 256
 SCHEME: Final = b"bearer "
 SCHEME_LENGTH: Final = len(SCHEME)
 # The one spelling a token is cached under: any other is parsed, then looked up as this.
@@ -33,6 +39,47 @@ OWS: Final = b" \t"
 # its strings and identity lines. Claims are decoded from the token, so they are never longer
 # than it: two token lengths and this bound an entry from above.
 ENTRY_OVERHEAD: Final = 512
+MINT_ALGORITHM: Final = "HS256"
+
+
+class KeySource(Protocol):
+    """Where verification keys come from: fixed at start-up, or a JWKS that changes."""
+
+    # The keys now; None while none was ever loaded (requests get 503, /ready says why).
+    keys: KeySet | None
+
+    def refresh_unknown(self, kid: str) -> Awaitable[None] | None:
+        """A token names ``kid``, which no loaded key has: a refresh to wait for (started now,
+        or one already running), or None when none may start (too soon, nothing to refresh)."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why no key set is loaded (None once one is)."""
+        ...
+
+
+class StaticKeys:
+    """The configured secret and PEM keys: loaded once, never refreshed."""
+
+    def __init__(self, keys: list[VerificationKey]) -> None:
+        self.keys: KeySet | None = KeySet(keys)
+
+    def refresh_unknown(self, kid: str) -> Awaitable[None] | None:
+        return None
+
+    def problem(self) -> str | None:
+        return None
+
+
+def configured_keys(config: JwtConfig) -> list[VerificationKey]:
+    """The keys the configuration itself holds: the HMAC secret, the PEM public keys."""
+    keys = []
+    hmac = secret_key(config.access_secret.encode(), config.algorithms)
+    if hmac is not None and config.access_secret:
+        keys.append(hmac)
+    if config.public_key:
+        keys += pem_keys(config.public_key, config.algorithms)
+    return keys
 
 
 def entry_cost(key: bytes) -> int:
@@ -55,12 +102,27 @@ def bearer_token(credentials: bytes) -> bytes:
     return token
 
 
+def b64decode(segment: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:  # a length of 4n+1 is no base64
+        raise Unauthorized("the access token is not base64url") from exc
+
+
 class TokenVerifier:
     """Verifies access tokens and keeps the verified ones, bounded in entries and in bytes."""
 
-    def __init__(self, config: JwtConfig, clock: Callable[[], float] = time.time) -> None:
-        self.secret = config.access_secret
+    def __init__(
+        self,
+        config: JwtConfig,
+        clock: Callable[[], float] = time.time,
+        keys: KeySource | None = None,
+    ) -> None:
+        self.source: KeySource = keys or StaticKeys(configured_keys(config))
+        self.algorithms = frozenset(config.algorithms)
         self.issuer = config.issuer
+        self.audience = frozenset(config.audience)
+        self.claim_names = config.claims
         self.leeway = config.leeway_s
         self.capacity = config.cache_size
         self.max_bytes = config.cache_max_bytes
@@ -112,31 +174,57 @@ class TokenVerifier:
         del self.cache[key]
         self.cached_bytes -= entry_cost(key)
 
+    def forget_all(self) -> None:
+        """A key was withdrawn: tokens it verified must be checked again."""
+        self.cache.clear()
+        self.cached_bytes = 0
+
     def _verify_uncached(self, token_bytes: bytes) -> Claims:
         if not TOKEN_SHAPE.fullmatch(token_bytes):
             raise Unauthorized("the access token is not three base64url segments")
         token = token_bytes.decode("ascii")  # the shape admits ASCII alone
-        try:
-            # The signature alone: the payload is read below by stricter rules than PyJWT's.
-            signed = JWS.decode_complete(token, self.secret, algorithms=[ALGORITHM])
-        except jwt.InvalidTokenError as exc:
-            raise Unauthorized("the access token is invalid") from exc
-        if "crit" in signed["header"]:
+        header_segment, payload_segment, signature_segment = token.split(".")
+        header = parse_payload(b64decode(header_segment), "header")
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise Unauthorized("the access token's algorithm is not accepted")
+        if "crit" in header:
             # RFC 7515 §4.1.11: extensions the gateway does not know must not be ignored.
             raise Unauthorized("the access token names critical extensions")
-        payload = parse_payload(signed["payload"])
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID):
+            raise Unauthorized("the access token's 'kid' is not a short string")
+        keys = self.source.keys
+        if keys is None:
+            raise KeysNotLoaded("the gateway has no signing keys yet; try again shortly")
+        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+        if not keys.select(algorithm, kid).verify(
+            algorithm, signing_input, b64decode(signature_segment)
+        ):
+            raise Unauthorized("the access token is invalid")
+        payload = parse_payload(b64decode(payload_segment))
         for name in ("exp", "iss"):
             if name not in payload:
                 raise Unauthorized(f"the access token lacks the '{name}' claim")
         if payload["iss"] != self.issuer:
             raise Unauthorized("the access token has the wrong issuer")
-        if "aud" in payload:
-            # No audience is configured, so the gateway is in none (RFC 7519 §4.1.3).
-            raise Unauthorized("the access token is for another audience")
+        self._check_audience(payload)
         self._check_times(payload)
         if payload.get("type") == "refresh":
             raise Unauthorized("a refresh token cannot be used as an access token")
-        return claims_from(payload)
+        return claims_from(payload, self.claim_names)
+
+    def _check_audience(self, payload: dict[str, Any]) -> None:
+        """With ``jwt.audience`` set, ``aud`` is required and must name one of them; without,
+        any ``aud`` is accepted (RFC 7519 §4.1.3 leaves that to the application)."""
+        if not self.audience:
+            return
+        audience = payload.get("aud")
+        named = [audience] if isinstance(audience, str) else audience
+        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+            raise Unauthorized("the access token names no audience")
+        if self.audience.isdisjoint(named):
+            raise Unauthorized("the access token is for another audience")
 
     def _check_times(self, payload: dict[str, Any]) -> None:
         now = self.clock()
@@ -163,16 +251,17 @@ def numeric_date(name: str, value: object) -> float:
     return float(value)
 
 
-def parse_payload(data: bytes) -> dict[str, Any]:
-    """The claims object, refusing what JSON parsers disagree on: a repeated name (the gateway
-    and an upstream reading the forwarded token could see different tenants), NaN, Infinity."""
+def parse_payload(data: bytes, part: str = "payload") -> dict[str, Any]:
+    """A JSON object of the token, refusing what JSON parsers disagree on: a repeated name
+    (the gateway and an upstream reading the forwarded token could see different tenants),
+    NaN, Infinity."""
     try:
-        payload = json.loads(data, object_pairs_hook=unique_names, parse_constant=no_constant)
+        document = json.loads(data, object_pairs_hook=unique_names, parse_constant=no_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise Unauthorized(f"the access token's payload is refused: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise Unauthorized("the access token's payload is not a JSON object")
-    return payload
+        raise Unauthorized(f"the access token's {part} is refused: {exc}") from exc
+    if not isinstance(document, dict):
+        raise Unauthorized(f"the access token's {part} is not a JSON object")
+    return document
 
 
 def unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -186,18 +275,34 @@ def no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def claims_from(payload: dict[str, Any]) -> Claims:
-    user_id = payload.get("sub") or payload.get("user_id")
-    tenant_id = payload.get("tenant_id")
-    role = payload.get("role", "")
-    for name, value in (("sub", user_id), ("tenant_id", tenant_id)):
+def claim(payload: dict[str, Any], names: tuple[str, ...], field: str) -> object:
+    """The value of the first of ``names`` present; two present with different values: 401."""
+    found: object = None
+    for name in names:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if found is not None and value != found:
+            raise Unauthorized(f"the access token's claims disagree on the {field}")
+        found = value
+    return found
+
+
+DEFAULT_NAMES: Final = ClaimNames()
+
+
+def claims_from(payload: dict[str, Any], names: ClaimNames = DEFAULT_NAMES) -> Claims:
+    user_id = claim(payload, names.user_id, "user id")
+    tenant_id = claim(payload, names.tenant_id, "tenant")
+    role = claim(payload, names.role, "role") or ""
+    for field, value in (("user id", user_id), ("tenant", tenant_id)):
         if not isinstance(value, str) or not SAFE_CLAIM.fullmatch(value):
-            raise Unauthorized(f"the access token's '{name}' claim is missing or not a safe value")
+            raise Unauthorized(f"the access token's {field} claim is missing or not a safe value")
     if role != "" and (not isinstance(role, str) or not SAFE_CLAIM.fullmatch(role)):
         raise Unauthorized("the access token's 'role' claim is not a safe value")
-    email = payload.get("email")
+    email = claim(payload, names.email, "email")
     exp = payload["exp"]
-    assert isinstance(user_id, str) and isinstance(tenant_id, str)
+    assert isinstance(user_id, str) and isinstance(tenant_id, str) and isinstance(role, str)
     return Claims(user_id, tenant_id, role, email if isinstance(email, str) else "", float(exp))
 
 
@@ -221,7 +326,7 @@ def mint(
     }
     if email:
         payload["email"] = email
-    return jwt.encode(payload, config.access_secret, algorithm=ALGORITHM)
+    return jwt.encode(payload, config.access_secret, algorithm=MINT_ALGORITHM)
 
 
 def parse_ttl(text: str) -> int:

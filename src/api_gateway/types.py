@@ -111,25 +111,52 @@ class Request:
 
 
 class Claims:
-    """The identity a verified access token carries, already checked to be header-safe."""
+    """The identity a verified credential carries, already checked to be header-safe.
 
-    __slots__ = ("email", "expires_at", "identity", "role", "tenant_id", "user_id")
+    An access token's claims, or an API key's: then ``key_id`` names the key (``user_id`` is
+    ``key:<id>``, what per-user limits and caches key by), ``key_rate`` is its own rate limit
+    (requests, window in milliseconds; a plain tuple, so this module imports nothing),
+    and the upstream hears ``x-api-key-id`` and ``x-auth-method: api_key`` instead of a user.
+    """
+
+    __slots__ = (
+        "email",
+        "expires_at",
+        "identity",
+        "key_id",
+        "key_rate",
+        "role",
+        "tenant_id",
+        "user_id",
+    )
 
     def __init__(
-        self, user_id: str, tenant_id: str, role: str, email: str, expires_at: float
+        self,
+        user_id: str,
+        tenant_id: str,
+        role: str,
+        email: str,
+        expires_at: float,
+        key_id: str = "",
+        key_rate: tuple[int, int] | None = None,
     ) -> None:
         self.user_id = user_id
         self.tenant_id = tenant_id
         self.role = role
         self.email = email
         self.expires_at = expires_at
-        # The identity header lines for upstreams, rendered once per token (tokens are cached).
-        identity = [
-            (b"x-tenant-id", tenant_id.encode("ascii")),
-            (b"x-user-id", user_id.encode("ascii")),
-        ]
-        if role:
-            identity.append((b"x-user-role", role.encode("ascii")))
+        self.key_id = key_id
+        self.key_rate = key_rate
+        # The identity header lines for upstreams, rendered once per credential (cached).
+        identity = [(b"x-tenant-id", tenant_id.encode("ascii"))]
+        if key_id:
+            identity.append((b"x-api-key-id", key_id.encode("ascii")))
+            identity.append((b"x-auth-method", b"api_key"))
+        else:
+            identity.append((b"x-user-id", user_id.encode("ascii")))
+            if role:
+                identity.append((b"x-user-role", role.encode("ascii")))
+            identity.append((b"x-auth-method", b"jwt"))
         self.identity = header_lines(identity)
 
 

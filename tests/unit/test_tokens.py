@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -18,9 +19,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.config.settings import JwtConfig
+from api_gateway.config.settings import ClaimNames, JwtConfig
 from api_gateway.errors import Unauthorized
-from api_gateway.tokens import TokenVerifier, entry_cost, mint, parse_ttl
+from api_gateway.tokens import (
+    StaticKeys,
+    TokenVerifier,
+    configured_keys,
+    entry_cost,
+    mint,
+    parse_ttl,
+)
 
 SECRET = "s3cr3t-" + "x" * 60
 OTHER_SECRET = "other-" + "y" * 60
@@ -114,9 +122,32 @@ def test_user_id_claim_is_used_without_sub(verifier: TokenVerifier, now: float) 
     assert claims.user_id == "legacy-7"
 
 
-def test_sub_wins_over_user_id(verifier: TokenVerifier, now: float) -> None:
-    claims = verifier.verify(sign(payload(now, sub="new-1", user_id="legacy-7")))
-    assert claims.user_id == "new-1"
+def test_two_user_id_claims_that_disagree_are_refused(verifier: TokenVerifier, now: float) -> None:
+    rejected(verifier, sign(payload(now, sub="new-1", user_id="legacy-7")))
+    rejected(verifier, sign(payload(now, sub="new-1", userId="legacy-7")))
+    rejected(verifier, sign(payload(now, tenantId="tenant-2")))
+
+
+def test_claim_names_that_agree_or_stand_alone_are_read(
+    verifier: TokenVerifier, now: float
+) -> None:
+    assert verifier.verify(sign(payload(now, user_id="user-1"))).user_id == "user-1"
+    camel = payload(now, userId="u-9", tenantId="t-9", sub=None, tenant_id=None)
+    claims = verifier.verify(sign({k: v for k, v in camel.items() if v is not None}))
+    assert (claims.user_id, claims.tenant_id) == ("u-9", "t-9")
+
+
+def test_claim_names_are_configurable(clock: Clock, now: float) -> None:
+    names = ClaimNames(user_id=("uid",), tenant_id=("org",), role=("roles",), email=("mail",))
+    verifier = TokenVerifier(replace(make_config(), claims=names), clock=clock)
+    token = {"uid": "u-3", "org": "o-3", "roles": "admin", "mail": "a@b.c", "sub": "ignored"}
+    claims = verifier.verify(sign({**payload(now), **token}))
+    assert (claims.user_id, claims.tenant_id, claims.role, claims.email) == (
+        "u-3",
+        "o-3",
+        "admin",
+        "a@b.c",
+    )
 
 
 def test_role_and_email_are_optional(verifier: TokenVerifier, now: float) -> None:
@@ -263,10 +294,36 @@ def test_payload_that_is_not_one_json_object_is_rejected(
     rejected(verifier, signed_text(text))
 
 
-def test_audience_is_rejected_since_the_gateway_is_in_none(
+def test_any_audience_is_accepted_when_none_is_configured(
     verifier: TokenVerifier, now: float
 ) -> None:
-    rejected(verifier, sign(payload(now, aud="billing")))
+    assert verifier.verify(sign(payload(now, aud="billing"))).user_id == "user-1"
+    assert verifier.verify(sign(payload(now, aud=["a", "b"]))).user_id == "user-1"
+
+
+@pytest.mark.parametrize(
+    ("aud", "accepted"),
+    [
+        ("tickettoken-api", True),
+        (["other", "tickettoken-gateway"], True),
+        ("billing", False),
+        (["billing", "other"], False),
+        (None, False),  # required once an audience is configured
+        ([], False),
+        (42, False),
+        ([42, "tickettoken-api"], False),
+    ],
+)
+def test_a_configured_audience_is_required_and_must_match(
+    clock: Clock, now: float, aud: Any, accepted: bool
+) -> None:
+    config = replace(make_config(), audience=("tickettoken-api", "tickettoken-gateway"))
+    verifier = TokenVerifier(config, clock=clock)
+    claims = payload(now) if aud is None else payload(now, aud=aud)
+    if accepted:
+        assert verifier.verify(sign(claims)).tenant_id == "tenant-1"
+    else:
+        rejected(verifier, sign(claims))
 
 
 def test_critical_header_extension_is_rejected(verifier: TokenVerifier, now: float) -> None:
@@ -402,14 +459,14 @@ def test_not_before_leeway_boundary(now: float, offset: int, valid: bool) -> Non
 def test_verified_token_is_served_from_cache(verifier: TokenVerifier, now: float) -> None:
     token = sign(payload(now))
     first = verifier.verify(token)
-    verifier.secret = OTHER_SECRET  # a fresh verification would now fail
-    assert verifier.verify(token) is first
+    verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
+    assert verifier.verify(token) is first  # a fresh verification would have failed
 
 
 def test_uncached_token_is_checked_against_current_secret(
     verifier: TokenVerifier, now: float
 ) -> None:
-    verifier.secret = OTHER_SECRET
+    verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
     rejected(verifier, sign(payload(now)))
 
 
@@ -418,14 +475,14 @@ def test_cache_disabled_with_size_zero(clock: Clock, now: float) -> None:
     token = sign(payload(now))
     verifier.verify(token)
     assert len(verifier.cache) == 0
-    verifier.secret = OTHER_SECRET
+    verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
     rejected(verifier, token)
 
 
 def test_rejected_token_is_not_cached(verifier: TokenVerifier, now: float) -> None:
     token = sign(payload(now), secret=OTHER_SECRET)
     rejected(verifier, token)
-    verifier.secret = OTHER_SECRET
+    verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
     assert verifier.verify(token).user_id == "user-1"
 
 
@@ -473,7 +530,7 @@ def test_cache_evicts_oldest_entry_first(clock: Clock, now: float) -> None:
     for token in tokens:
         verifier.verify(token)
     assert list(verifier.cache) == [b"Bearer " + token.encode() for token in tokens[1:]]
-    verifier.secret = OTHER_SECRET
+    verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
     assert verifier.verify(tokens[2]).user_id == "user-2"
     rejected(verifier, tokens[0])
 
@@ -552,7 +609,8 @@ def test_an_authorization_value_is_known_until_its_token_expires(
 ) -> None:
     token = sign(payload(now))
     claims = verifier.authenticate(b"Bearer " + token.encode())
-    verifier.secret = OTHER_SECRET  # a fresh verification would now fail
+    # a fresh verification would now fail
+    verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
     assert verifier.authenticate(b"bearer " + token.encode()) is claims
     clock.now = now + 600 + LEEWAY + 1
     with pytest.raises(Unauthorized, match="expired"):
@@ -600,7 +658,7 @@ def test_a_token_over_the_limit_is_refused_before_it_is_read(clock: Clock, now: 
     verifier = TokenVerifier(make_config(max_token_bytes=1024), clock=clock)
     token = sign(payload(now, email="e" * 1000)).encode()
     assert len(token) > 1024
-    verifier.secret = "not the secret at all, so a verification would fail differently"
+    verifier.source = StaticKeys(configured_keys(make_config(secret="n" * 40)))
     with pytest.raises(Unauthorized, match="longer"):
         verifier.authenticate(b"Bearer " + token)
     assert verifier.cache == {}

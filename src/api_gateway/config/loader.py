@@ -17,6 +17,12 @@ import yaml
 
 from api_gateway.config.aggregates import build_aggregates
 from api_gateway.config.aliases import build_alias, is_alias
+from api_gateway.config.auth import (
+    apply_auth_environment,
+    build_api_keys,
+    build_jwt,
+    route_auth,
+)
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
@@ -26,7 +32,6 @@ from api_gateway.config.settings import (
     ConfigError,
     EndpointConfig,
     GatewayConfig,
-    JwtConfig,
     LimitConfig,
     Network,
     OverloadConfig,
@@ -40,8 +45,14 @@ from api_gateway.config.tenancy import build_tenancy
 from api_gateway.config.validation import build_validation
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
-MIN_SECRET_BYTES = 32
-SECRET_VARIABLES = ("JWT_SECRET", "JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET", "REDIS_URL")
+SECRET_VARIABLES = (
+    "JWT_SECRET",
+    "JWT_ACCESS_SECRET",
+    "JWT_REFRESH_SECRET",
+    "JWT_PUBLIC_KEY",
+    "API_KEY_PEPPER",
+    "REDIS_URL",
+)
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
 )
@@ -109,13 +120,12 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
             raise ConfigError(section, "must be a mapping")
     if not isinstance(document["rate_limit"].get("global"), dict):
         raise ConfigError("rate_limit.global", "must be a mapping")
-    server, jwt = document["server"], document["jwt"]
+    server = document["server"]
     simple = {
         "HOST": (server, "host"),
         "PORT": (server, "port"),
         "GATEWAY_WORKERS": (server, "workers"),
         "LOG_LEVEL": (document, "log_level"),
-        "JWT_ISSUER": (jwt, "issuer"),
     }
     for variable, (section, key) in simple.items():
         if env.get(variable):
@@ -124,9 +134,7 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
         document["redis"]["url"] = env["REDIS_URL"]
     if env.get("REDIS_CLUSTER"):
         document["redis"]["cluster"] = env["REDIS_CLUSTER"]
-    shared_secret = env.get("JWT_SECRET")
-    jwt["access_secret"] = env.get("JWT_ACCESS_SECRET") or shared_secret or jwt["access_secret"]
-    jwt["refresh_secret"] = env.get("JWT_REFRESH_SECRET") or shared_secret or jwt["refresh_secret"]
+    apply_auth_environment(document, env)
     if "TRUSTED_PROXIES" in env:
         server["trusted_proxies"] = split_list(env["TRUSTED_PROXIES"])
     if "ADMIN_ALLOW" in env:
@@ -225,6 +233,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         rate_limit_ipv6_prefix=ipv6_prefix,
         response_headers=build_response_headers(root.section("response_headers")),
         admin_allow=admin_allow,
+        api_keys=build_api_keys(root.section("api_keys")),
     )
     root.done()
     return config
@@ -261,30 +270,6 @@ def parse_cidr(text: str, key: str = "server.trusted_proxies") -> Network:
         return ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise ConfigError(key, f"{text!r} is not a CIDR") from exc
-
-
-def build_jwt(s: Section) -> JwtConfig:
-    secrets = []
-    for name in ("access_secret", "refresh_secret"):
-        secret = s.raw(name)
-        if not secret:
-            raise ConfigError(f"jwt.{name}", "is required: set JWT_SECRET or JWT_ACCESS_SECRET")
-        if len(str(secret).encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"jwt.{name}", f"must be at least {MIN_SECRET_BYTES} bytes long")
-        secrets.append(str(secret))
-    config = JwtConfig(
-        access_secret=secrets[0],
-        refresh_secret=secrets[1],
-        issuer=s.text("issuer"),
-        access_ttl_s=s.integer("access_ttl_s", 1),
-        refresh_ttl_s=s.integer("refresh_ttl_s", 1),
-        leeway_s=s.integer("leeway_s", 0),
-        cache_size=s.integer("cache_size", 0),
-        cache_max_bytes=s.integer("cache_max_bytes", 0, 16 * 1024 * 1024),
-        max_token_bytes=s.integer("max_token_bytes", 64, 8192),
-    )
-    s.done()
-    return config
 
 
 def build_limit(s: Section) -> LimitConfig:
@@ -366,6 +351,7 @@ def build_routes(
                 if entry.raw("validation", None) is None
                 else build_validation(entry.section("validation")),
                 cache=build_route_cache(entry),
+                auth=route_auth(entry),
             )
         )
         entry.done()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -51,9 +51,20 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimNames:
+    """Per identity field, the claim names tried in order (``jwt.claims``)."""
+
+    user_id: tuple[str, ...] = ("sub", "user_id", "userId")
+    tenant_id: tuple[str, ...] = ("tenant_id", "tenantId")
+    role: tuple[str, ...] = ("role",)
+    email: tuple[str, ...] = ("email",)
+
+
+@dataclass(frozen=True, slots=True)
 class JwtConfig:
-    access_secret: str
-    refresh_secret: str
+    # "" when no HMAC algorithm is allowed and none was given; secrets stay out of any repr.
+    access_secret: str = field(repr=False)
+    refresh_secret: str = field(repr=False)
     issuer: str
     access_ttl_s: int
     refresh_ttl_s: int
@@ -61,6 +72,26 @@ class JwtConfig:
     cache_size: int
     cache_max_bytes: int = 16 * 1024 * 1024  # verified-token cache bound, per worker
     max_token_bytes: int = 8192  # a longer token is refused (401) before any parsing
+    algorithms: tuple[str, ...] = ("HS256",)  # the allowlist (JWT_ALGORITHMS)
+    public_key: str = ""  # PEM (JWT_PUBLIC_KEY / JWT_PUBLIC_KEY_FILE)
+    jwks_url: str = ""  # JWT_JWKS_URL
+    jwks_timeout_ms: int = 5000  # one fetch of the JWKS, connect to last byte
+    jwks_max_bytes: int = 262144  # a larger JWKS document is refused (the last good set stays)
+    audience: tuple[str, ...] = ()  # JWT_AUDIENCE: when set, ``aud`` must hold one of them
+    claims: ClaimNames = ClaimNames()
+    cookie: str = "access_token"  # the cookie a browser's token may come in ("": none)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeysConfig:
+    """API keys (``api-gateway apikey``): where they live and how they are checked."""
+
+    # API_KEY_PEPPER: the HMAC key of the stored key hashes ("": API keys are off).
+    pepper: str = field(default="", repr=False)
+    path: str = "api_keys.sqlite3"  # the embedded store, when redis.url is not set
+    key_prefix: str = "gateway:apikeys:"  # the Redis keys, when it is
+    default_rate_limit: str = "1000/60s"  # a key's own limit unless it was given one
+    recheck_ms: int = 5000  # a revocation is seen by every gateway within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +226,8 @@ class RouteConfig:
     fail_closed: bool = False
     cache: RouteCacheConfig | None = None  # None: responses of the route are not cached
     alias_of: str | None = None  # this prefix is another name of that route (config.aliases)
+    # How clients of the route may authenticate: "jwt", "api_key" (``auth: [jwt, api_key]``).
+    auth: frozenset[str] = frozenset({"jwt"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,5 +259,6 @@ class GatewayConfig:
     response_headers: ResponseHeadersConfig = ResponseHeadersConfig()
     # Client addresses that see the gateway's insides: /metrics, /health in full, /ready's reasons.
     admin_allow: tuple[Network, ...] = LOOPBACK
+    api_keys: ApiKeysConfig = ApiKeysConfig()
 
     API_PREFIX = "/api/v1"

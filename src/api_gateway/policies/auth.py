@@ -1,46 +1,170 @@
-"""Authentication: a verified bearer token, unless the path is public for its route."""
+"""Authentication: who the client is, unless the path is public for its route.
+
+The credentials, in the order they win: ``Authorization`` (``Bearer <token>``, or ``ApiKey
+<key>`` where the route accepts keys), ``X-API-Key`` (likewise), the token cookie
+(``jwt.cookie``), and the ``access_token`` query parameter of an ``EventSource`` GET or a
+WebSocket handshake (``credentials.py``). A bearer token verified before is one dictionary
+lookup on the fast path below; every other credential takes the slow path, a coroutine.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Final, Protocol
 
-from api_gateway.errors import Unauthorized
+from api_gateway.credentials import may_carry_query_token, take_cookie, take_query_token
+from api_gateway.errors import Unauthorized, UnknownKey
 from api_gateway.routing import PublicPaths
-from api_gateway.tokens import TOKEN_SHAPE, TokenVerifier, bearer_token
-from api_gateway.types import Handler, Request, Response
+from api_gateway.tokens import CANONICAL, TOKEN_SHAPE, TokenVerifier, bearer_token
+from api_gateway.types import Claims, Handler, Request, Response
+
+API_KEY_SCHEME: Final = b"apikey "
+API_KEY_HEADER: Final = b"x-api-key"
+QUERY_TOKEN: Final = b"access_token"
+
+
+class KeyChecker(Protocol):
+    """API keys (``apikeys``): the claims of a key, for a route, or a 401."""
+
+    def check(self, key: bytes, route: str) -> Awaitable[Claims]: ...
 
 
 class Authenticate:
-    def __init__(self, verifier: TokenVerifier, public: PublicPaths, prefix: str) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        public: PublicPaths,
+        prefix: str,
+        cookie: str = "",
+        api_keys: KeyChecker | None = None,
+        route: str = "",
+    ) -> None:
         self.verifier = verifier
         self.public = public
         self.prefix_length = len(prefix)
+        self.cookie = cookie.encode("ascii")
+        self.api_keys = api_keys
+        # The route an API key must be allowed on (its canonical prefix, for aliases too).
+        self.route = route
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        # Tokens on public paths are ignored: a public request carries no identity upstream.
+        if QUERY_TOKEN in request.query:
+            return self.slow(request, call_next)
+        if self.is_public(request):
+            if self.api_keys is not None:
+                return self.slow(request, call_next)
+            return call_next(request)  # a public request carries no identity upstream
+        header = None
+        for name, value in request.headers:
+            if name == b"authorization":
+                if header is not None:
+                    # Which one would the upstream believe? Refuse rather than guess.
+                    raise Unauthorized(
+                        "more than one Authorization header", error="invalid_request"
+                    )
+                header = value
+        if header is None or header[:1] in b"Aa":  # absent, or perhaps "ApiKey ..."
+            return self.slow(request, call_next)
+        try:
+            request.claims = self.verifier.authenticate(header)
+        except UnknownKey as unknown:
+            return self.refreshed(request, call_next, header, unknown)
+        return call_next(request)
+
+    def is_public(self, request: Request) -> bool:
         # The exact public paths are tested here, sparing most requests a call into `public`.
         public = self.public
         relative = request.path[self.prefix_length :]
-        if (
-            not public.everything
-            and (relative.rstrip("/") or "/") not in public.exact
-            and not (public.subtrees and relative in public)
-        ):
-            request.claims = self.verifier.authenticate(authorization(request))
-        return call_next(request)
+        return (
+            public.everything
+            or (relative.rstrip("/") or "/") in public.exact
+            or bool(public.subtrees and relative in public)
+        )
+
+    async def refreshed(
+        self, request: Request, call_next: Handler, credentials: bytes, unknown: UnknownKey
+    ) -> Response:
+        request.claims = await verify_refreshing(self.verifier, credentials, unknown)
+        return await call_next(request)
+
+    async def slow(self, request: Request, call_next: Handler) -> Response:
+        query_token = take_query_token(request) if QUERY_TOKEN in request.query else None
+        if self.is_public(request):
+            key = self.api_key(request)
+            if key is not None and self.api_keys is not None:
+                request.claims = await self.api_keys.check(key, self.route)
+            return await call_next(request)
+        request.claims = await self.claims(request, query_token)
+        return await call_next(request)
+
+    async def claims(self, request: Request, query_token: bytes | None) -> Claims:
+        header = authorization(request)
+        if header is not None and header[:7].lower() != API_KEY_SCHEME:
+            return await verify(self.verifier, header)
+        key = self.api_key(request)
+        if key is not None:
+            if self.api_keys is None:
+                raise Unauthorized("this route does not accept API keys")
+            return await self.api_keys.check(key, self.route)
+        if self.cookie:
+            token = take_cookie(request, self.cookie)
+            if token:
+                return await verify(self.verifier, CANONICAL + token)
+        if query_token and may_carry_query_token(request):
+            return await verify(self.verifier, CANONICAL + query_token)
+        raise Unauthorized("an access token is required", error="")
+
+    def api_key(self, request: Request) -> bytes | None:
+        """The API key the request sends, taken off the headers the service will see."""
+        found = None
+        kept = []
+        for header in request.headers:
+            name, value = header
+            if name == API_KEY_HEADER:
+                key = value.strip()
+            elif name == b"authorization" and value[:7].lower() == API_KEY_SCHEME:
+                key = value[7:].strip()
+            else:
+                kept.append(header)
+                continue
+            if found is not None:
+                raise Unauthorized("more than one API key", error="invalid_request")
+            found = key
+        if found is not None:
+            request.headers = kept
+            if not found:
+                raise Unauthorized("the API key is empty", error="invalid_request")
+        return found
 
 
-def authorization(request: Request) -> bytes:
-    """The request's one Authorization value."""
+async def verify(verifier: TokenVerifier, credentials: bytes) -> Claims:
+    """The claims of a bearer credential, refreshing the key set once if it names a new key."""
+    try:
+        return verifier.authenticate(credentials)
+    except UnknownKey as unknown:
+        return await verify_refreshing(verifier, credentials, unknown)
+
+
+async def verify_refreshing(
+    verifier: TokenVerifier, credentials: bytes, unknown: UnknownKey
+) -> Claims:
+    """A token names a key not loaded: the set is fetched again (at most so often, one fetch
+    for all the requests that wait), then the token is checked once more."""
+    refresh = verifier.source.refresh_unknown(unknown.kid)
+    if refresh is None:
+        raise unknown
+    await refresh
+    return verifier.authenticate(credentials)
+
+
+def authorization(request: Request) -> bytes | None:
+    """The request's one Authorization value, or None."""
     header = None
     for name, value in request.headers:
         if name == b"authorization":
             if header is not None:
-                # Which one would the upstream believe? Refuse rather than guess.
                 raise Unauthorized("more than one Authorization header", error="invalid_request")
             header = value
-    if header is None:
-        raise Unauthorized("an access token is required", error="")
     return header
 
 

@@ -19,6 +19,9 @@ from api_gateway.types import Handler, Headers, Request, Response, header_lines
 BLOCKED_EXACT: Final = frozenset(
     {
         b"x-tenant-id",
+        b"x-api-key-id",
+        b"x-auth-method",
+        b"x-api-key",  # a gateway credential: never a service's business
         b"x-admin-token",
         b"x-request-id",
         b"x-request-deadline-ms",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from api_gateway.policies.auth import authorization
+from api_gateway.errors import UnknownKey
+from api_gateway.policies.auth import authorization, verify_refreshing
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Request, Response
 
@@ -18,6 +19,16 @@ class OptionalAuthenticate:
         self.verifier = verifier
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
-        if request.header(b"authorization") is not None:
-            request.claims = self.verifier.authenticate(authorization(request))
+        header = authorization(request)
+        if header is not None:
+            try:
+                request.claims = self.verifier.authenticate(header)
+            except UnknownKey as unknown:
+                return self.refreshed(request, call_next, header, unknown)
         return call_next(request)
+
+    async def refreshed(
+        self, request: Request, call_next: Handler, header: bytes, unknown: UnknownKey
+    ) -> Response:
+        request.claims = await verify_refreshing(self.verifier, header, unknown)
+        return await call_next(request)
