@@ -149,10 +149,13 @@ class KeySet:
                     raise Unauthorized("the access token's algorithm does not fit its key")
                 return key
         fitting = self.by_algorithm.get(algorithm, ())
-        unnamed = [key for key in fitting if key.kid is None]
-        if len(unnamed) == 1 and (kid is not None or len(fitting) == 1):
-            return unnamed[0]  # a configured key answers whatever kid the issuer writes
-        if kid is not None:
+        if kid is None:
+            if len(fitting) == 1:
+                return fitting[0]
+        else:
+            unnamed = [key for key in fitting if key.kid is None]
+            if len(unnamed) == 1:
+                return unnamed[0]  # a configured key answers whatever kid the issuer writes
             raise UnknownKey(kid)
         if not fitting:
             raise Unauthorized(f"no key of the gateway checks {algorithm} tokens")
