@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
         [--log-level info] [--header 'Connection: keep-alive'] [--redis-url redis://127.0.0.1:6379]
+        [--algorithm HS256|RS256|PS256|ES256|EdDSA] [--misses]
+
+``--algorithm`` signs the tokens so (the gateway gets the public key as ``JWT_PUBLIC_KEY``);
+``--misses`` sends a token never seen before with every request, so each one is verified
+(the verified-token cache misses): the difference to a run without it is the cost of a miss.
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
@@ -26,7 +31,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from gwbench.servers import JWT_SECRET, free_ports, mint_token  # noqa: E402
+import jwt  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
+from gwbench.servers import JWT_SECRET, free_ports  # noqa: E402
 
 REPO = BENCH.parent
 GATEWAY = REPO / ".venv" / "bin" / "api-gateway"
@@ -34,6 +42,10 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 CONCURRENCY = 10
 WARM_UP = 200
 READY_TIMEOUT_S = 120.0
+PRIVATE_KEYS: dict[str, object] = {"HS256": None}
+PRIVATE_KEYS["RS256"] = PRIVATE_KEYS["PS256"] = rsa.generate_private_key(65537, 2048)
+PRIVATE_KEYS["ES256"] = ec.generate_private_key(ec.SECP256R1())
+PRIVATE_KEYS["EdDSA"] = ed25519.Ed25519PrivateKey.generate()
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,22 +61,51 @@ def parse_args() -> argparse.Namespace:
         metavar="'NAME: VALUE'",
         help="one more request header, e.g. 'Connection: keep-alive' as browsers send (repeatable)",
     )
+    parser.add_argument("--algorithm", default="HS256", choices=sorted(PRIVATE_KEYS))
+    parser.add_argument("--misses", action="store_true", help="a new token for every request")
     return parser.parse_args()
 
 
-async def drive(port: int, path: str, token: str, count: int, extra: list[str]) -> None:
-    """Exactly ``count`` requests over CONCURRENCY keep-alive connections."""
-    request = (
+def tokens(args: argparse.Namespace, count: int, first: int) -> list[str]:
+    """``count`` tokens: one token repeated, or, with --misses, each one new (its own jti)."""
+    key = JWT_SECRET if args.algorithm.startswith("HS") else PRIVATE_KEYS[args.algorithm]
+    claims = {
+        "sub": "bench-user",
+        "tenant_id": "bench-tenant",
+        "role": "user",
+        "iss": "tickettoken-api",
+        "exp": int(time.time()) + 3600,
+    }
+    if not args.misses:
+        return [jwt.encode(claims, key, algorithm=args.algorithm)] * count
+    return [
+        jwt.encode({**claims, "jti": str(first + n)}, key, algorithm=args.algorithm)
+        for n in range(count)
+    ]
+
+
+def public_pem(algorithm: str) -> str:
+    key = PRIVATE_KEYS[algorithm].public_key()
+    pem: bytes = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode()
+
+
+async def drive(port: int, path: str, tokens: list[str], extra: list[str]) -> None:
+    """One request per token, over CONCURRENCY keep-alive connections."""
+    template = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {token}\r\nAccept: */*\r\n"
+        "Authorization: Bearer {token}\r\nAccept: */*\r\n"
         + "".join(f"{header}\r\n" for header in extra)
         + "\r\n"
-    ).encode()
+    )
+    requests = iter([template.replace("{token}", token).encode() for token in tokens])
 
     async def one_connection(n: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(n):
-            writer.write(request)
+            writer.write(next(requests))
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"unexpected answer: {head[:120]!r}")
@@ -72,6 +113,7 @@ async def drive(port: int, path: str, token: str, count: int, extra: list[str]) 
             await reader.readexactly(int(length.group(1)) if length else 0)
         writer.close()
 
+    count = len(tokens)
     await asyncio.gather(*(one_connection(count // CONCURRENCY) for _ in range(CONCURRENCY)))
 
 
@@ -98,7 +140,10 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
         "RATE_LIMIT_USER_MAX": "100000000",
         "LOG_LEVEL": args.log_level,
         "PYTHONHASHSEED": "0",
+        "JWT_ALGORITHMS": args.algorithm,
     }
+    if not args.algorithm.startswith("HS"):
+        env["JWT_PUBLIC_KEY"] = public_pem(args.algorithm)
     env.pop("REDIS_URL", None)
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
@@ -110,10 +155,9 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_ready(port, process)
-        token = mint_token()
-        asyncio.run(drive(port, args.path, token, WARM_UP, args.header))
+        asyncio.run(drive(port, args.path, tokens(args, WARM_UP, 0), args.header))
         if requests:
-            asyncio.run(drive(port, args.path, token, requests, args.header))
+            asyncio.run(drive(port, args.path, tokens(args, requests, WARM_UP), args.header))
     finally:
         process.terminate()
         process.wait(60)
@@ -142,6 +186,7 @@ def main() -> int:
         origin.wait(10)
     per_request = (loaded - base) / args.requests
     extra = "".join(f", {header}" for header in args.header)
+    extra += f", {args.algorithm}" + (", a new token per request" if args.misses else "")
     print(
         f"{per_request:,.0f} instructions per request "
         f"({args.path}, LOG_LEVEL={args.log_level}{extra})"

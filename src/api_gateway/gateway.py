@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable
 from time import perf_counter
@@ -37,6 +38,8 @@ from api_gateway.upstream.discovery import Discovery, open_discovery
 from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.health import HealthChecker
 from api_gateway.upstream.service import UpstreamService
+
+log = logging.getLogger("api_gateway")
 
 if TYPE_CHECKING:
     from api_gateway.apikeys import ApiKeys
@@ -96,10 +99,16 @@ class Gateway:
             self.tracing = Tracing(config.observability)
             around_attempt = self.tracing.client_span
         self.verifier = TokenVerifier(config.jwt, keys=self.key_source(config))
-        if config.api_keys.pepper and any("api_key" in r.auth for r in config.routes):
+        keyed = [r.prefix for r in config.routes if "api_key" in r.auth]
+        if keyed and config.api_keys.pepper:
             from api_gateway.apikeys import open_api_keys
 
             self.api_keys = open_api_keys(config, self.store)
+        elif keyed:
+            log.warning(
+                "API keys are off: API_KEY_PEPPER is not set",
+                extra={"routes_accepting_keys": keyed},
+            )
         builder = RouteBuilder(
             config,
             self.pool,

@@ -17,7 +17,7 @@ from typing import Any, Final, Protocol
 
 import jwt
 
-from api_gateway.config.settings import ClaimNames, JwtConfig
+from api_gateway.config.settings import ClaimNames, ConfigError, JwtConfig
 from api_gateway.errors import KeysNotLoaded, Unauthorized
 from api_gateway.keys import KeySet, VerificationKey, pem_keys, secret_key
 from api_gateway.types import Claims
@@ -314,6 +314,8 @@ def mint(
     ttl_s: int | None = None,
     email: str | None = None,
 ) -> str:
+    if not config.access_secret:
+        raise ConfigError("JWT_SECRET", "development tokens are signed HS256 with it: set it")
     now = int(time.time())
     payload: dict[str, Any] = {
         "sub": subject,

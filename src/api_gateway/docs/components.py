@@ -130,9 +130,23 @@ def components() -> Json:
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "JWT",
-                "description": "An HS256 access token with `sub` (or `user_id`), `tenant_id`, "
-                "`exp`, the configured `iss`, and optionally `role` and `email`.",
-            }
+                "description": "An access token of an allowed algorithm (`JWT_ALGORITHMS`) with "
+                "the user id and tenant claims (`jwt.claims`), `exp`, the configured `iss`, and "
+                "the configured audience in `aud` when one is set.",
+            },
+            "cookieAuth": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "access_token",
+                "description": "The same access token, from a browser (`jwt.cookie`).",
+            },
+            "apiKeyAuth": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+                "description": "An API key (`api-gateway apikey create`), on routes that accept "
+                "keys; `Authorization: ApiKey <key>` works too.",
+            },
         },
         "schemas": {"Problem": PROBLEM_SCHEMA},
         "headers": HEADERS,

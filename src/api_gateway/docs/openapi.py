@@ -59,7 +59,7 @@ def build_document(config: GatewayConfig) -> Json:
             {"name": name, "description": f"Proxied to {name}-service."}
             for name in sorted({r.service for r in config.routes})
         ],
-        "security": [{"bearerAuth": []}],
+        "security": [{"bearerAuth": []}, {"cookieAuth": []}],
         "paths": paths,
         "components": components(),
     }
@@ -95,6 +95,13 @@ class RoutePaths:
                 return endpoint
         return None
 
+    def security(self, public: bool) -> list[Json]:
+        keys = "api_key" in self.route.auth
+        if public:
+            return [{}, {"apiKeyAuth": []}] if keys else []
+        schemes: list[Json] = [{"bearerAuth": []}, {"cookieAuth": []}]
+        return [*schemes, {"apiKeyAuth": []}] if keys else schemes
+
     def path_item(self, sub: str) -> Json:
         return {m.lower(): self.operation(sub, m) for m in self.methods}
 
@@ -109,7 +116,7 @@ class RoutePaths:
             "operationId": operation_id(method, self.prefix + sub),
             "tags": [route.service],
             "summary": f"{'Public' if public else 'Needs a token'}: {route.service}-service",
-            "security": [] if public else [{"bearerAuth": []}],
+            "security": self.security(public),
             "parameters": parameters,
             "responses": self.responses(method, public, endpoint),
             "x-gateway": self.facts(method, endpoint),
