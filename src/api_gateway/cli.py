@@ -1,4 +1,4 @@
-"""The ``api-gateway`` command: serve | demo | config check | token | registry."""
+"""The ``api-gateway`` command: serve | demo | config check | token | registry | apikey."""
 
 from __future__ import annotations
 
@@ -71,7 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="print the live instances of services")
     listing.add_argument("services", nargs="*", help="default: every configured service")
     registry.set_defaults(command=run_registry)
+    add_apikey_parser(commands)
     return parser
+
+
+def add_apikey_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    apikey = commands.add_parser(
+        "apikey",
+        help="manage API keys (needs API_KEY_PEPPER; stored in Redis or api_keys.path)",
+        description="API keys, kept as HMAC-SHA256(API_KEY_PEPPER) hashes in Redis when "
+        "REDIS_URL is set, else in the file api_keys.path. create and rotate print the new key "
+        "alone on stdout, once; the key id and what was done go to stderr.",
+    )
+    actions = apikey.add_subparsers(required=True, metavar="ACTION", dest="action")
+    create = actions.add_parser("create", help="make a key and print it (once)")
+    create.add_argument("--tenant", required=True, help="the tenant the key acts for")
+    create.add_argument("--name", required=True, help="what the key is for, e.g. box-office-3")
+    create.add_argument("--routes", help="comma list, e.g. /integrations,/search (default: all)")
+    create.add_argument("--rate-limit", help="e.g. 1000/60s (default api_keys.default_rate_limit)")
+    create.add_argument("--expires", help="lifetime, e.g. 90d (default: never)")
+    actions.add_parser("list", help="id, name, tenant, routes, dates; never the key")
+    revoke = actions.add_parser("revoke", help="refuse the key on every gateway within seconds")
+    rotate = actions.add_parser("rotate", help="print a new key for the same id and settings")
+    rotate.add_argument("--grace", default="24h", help="how long the old key still works")
+    for action in (revoke, rotate):
+        action.add_argument("id", help="the key id (ttk_<id>_...; see apikey list)")
+    for action in actions.choices.values():
+        action.add_argument("--config", help="YAML file overriding the defaults")
+    apikey.set_defaults(command=run_apikey)
 
 
 def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
@@ -178,3 +205,17 @@ def run_registry(args: argparse.Namespace) -> int:
         print(f"api-gateway: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_apikey(args: argparse.Namespace) -> int:
+    config = config_module.load(args.config)
+    if not config.api_keys.pepper:
+        print(
+            "api-gateway: API_KEY_PEPPER is not set: keys are stored as HMAC-SHA256 hashes under "
+            "it (at least 32 bytes, the same for every gateway)",
+            file=sys.stderr,
+        )
+        return 2
+    from api_gateway.apikeys.commands import run
+
+    return run(config, args)
