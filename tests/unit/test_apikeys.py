@@ -336,3 +336,69 @@ def test_a_keys_own_rate_applies_by_its_id_and_other_requests_pass() -> None:
     user = request()
     user.claims = Claims("u1", "t", "user", "", T0)
     assert run(limit(user, answer)).status == 200
+
+
+class SlowStore(CountingStore):
+    """Lookups wait until released; last-used writes fail."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.release = asyncio.Event()
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        self.gets += 1
+        await self.release.wait()
+        return None
+
+    async def touch(self, key_id: str, when_s: float) -> None:
+        raise StoreUnavailable("read-only")
+
+
+def test_lookups_in_flight_are_bounded_and_the_rest_get_503_at_once(tmp_path: Path) -> None:
+    store = SlowStore(tmp_path / "keys.db")
+    keys = ApiKeys(store, CONFIG, MemoryStore(), Clock(), max_loads=4)
+
+    async def flood() -> list[BaseException | object]:
+        checks = [keys.check(new_key(new_id()).encode(), "/search") for _ in range(10)]
+        tasks = [asyncio.ensure_future(c) for c in checks]
+        for _ in range(3):  # the checks start, then their lookups (tasks of their own)
+            await asyncio.sleep(0)
+        store.release.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = run(flood())
+    assert store.gets == 4
+    assert sum(isinstance(o, ServiceUnavailable) for o in outcomes) == 6
+    assert sum(isinstance(o, Unauthorized) for o in outcomes) == 4
+
+
+def test_the_cache_of_unknown_ids_is_bounded(tmp_path: Path) -> None:
+    clock = Clock()
+    store = CountingStore(tmp_path / "keys.db")
+    keys = ApiKeys(store, CONFIG, MemoryStore(), clock, clock.wall, max_entries=50)
+    for _ in range(500):
+        with pytest.raises(Unauthorized):
+            run(keys.check(new_key(new_id()).encode(), "/search"))
+    assert len(keys.lookup.cache) <= 50
+
+
+def test_a_failing_last_used_write_does_not_fail_the_request(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SlowStore(tmp_path / "keys.db")
+    store.release.set()
+    keys = ApiKeys(store, CONFIG, MemoryStore(), clock, clock.wall)
+    key = new_key(new_id())
+
+    async def found(key_id: str) -> KeyRecord | None:
+        return record(key)
+
+    store.get = found  # type: ignore[method-assign]
+
+    async def use() -> None:
+        await keys.check(key.encode(), "/integrations")
+        assert len(keys.tasks) == 1  # the write runs after the answer, not before it
+        await asyncio.gather(*keys.tasks, return_exceptions=True)
+        await asyncio.sleep(0)
+
+    run(use())
+    assert not keys.tasks

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Final
@@ -27,6 +28,7 @@ from api_gateway.lookups import CachedLookup
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.types import Claims
 
+log = logging.getLogger("api_gateway.apikeys")
 NEGATIVE_TTL_MS: Final = 1000.0
 # A key that does not match its cached record reloads it, at most this often: the new key of a
 # rotation works at once, yet wrong secrets for a real id cannot hammer the store.
@@ -37,6 +39,7 @@ MAX_LOADS: Final = 256  # store lookups in flight per worker; beyond, 503 at onc
 TOUCH_EVERY_MS: Final = 60_000.0  # last-used written at most this often per key and worker
 MAX_TOUCHED: Final = 100_000
 FAR_FUTURE: Final = 253402300799.0  # 9999-12-31: a key without expiry
+WARN_EVERY_MS: Final = 10_000.0
 RETRY_AFTER: Final = [(b"retry-after", b"1")]
 
 
@@ -61,16 +64,20 @@ class ApiKeys:
         limit_store: Store,
         clock_ms: Callable[[], float] = monotonic_ms,
         now_s: Callable[[], float] = time.time,
+        max_entries: int = MAX_ENTRIES,
+        max_loads: int = MAX_LOADS,
     ) -> None:
         self.store, self.clock_ms, self.now_s = store, clock_ms, now_s
+        self.max_loads = max_loads
         self.pepper = config.pepper.encode()
         self.default_rate = parse_rate(config.default_rate_limit)
         negative_ms = min(NEGATIVE_TTL_MS, config.recheck_ms)
         self.lookup: CachedLookup[Entry] = CachedLookup(
-            self._load, config.recheck_ms, negative_ms, MAX_ENTRIES, clock_ms, MAX_BYTES
+            self._load, config.recheck_ms, negative_ms, max_entries, clock_ms, MAX_BYTES
         )
         self.limit = ApiKeyLimit(limit_store, self.default_rate)
         self.loading = 0
+        self.last_warning = -WARN_EVERY_MS
         self.touched: dict[str, float] = {}
         self.tasks: set[asyncio.Future[None]] = set()
 
@@ -103,13 +110,20 @@ class ApiKeys:
     async def _fetch(self, key_id: str) -> Entry | None:
         try:
             return await self.lookup.get(key_id)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
+            self._warn(exc)
             raise ServiceUnavailable(
                 "API keys cannot be checked right now; try again shortly", list(RETRY_AFTER)
             ) from None
 
+    def _warn(self, exc: StoreUnavailable) -> None:
+        now = self.clock_ms()
+        if now - self.last_warning >= WARN_EVERY_MS:
+            self.last_warning = now
+            log.warning("API key store unavailable, unverified keys get 503: %s", exc)
+
     async def _load(self, key_id: str) -> Entry | None:
-        if self.loading >= MAX_LOADS:
+        if self.loading >= self.max_loads:
             raise StoreUnavailable("too many API key lookups at once")
         self.loading += 1
         try:
