@@ -165,10 +165,13 @@ class Response:
 class Fetcher:
     """GETs one URL; the TLS context is made once (loading the CA store is not free)."""
 
-    def __init__(self, url: str, timeout_s: float, max_bytes: int) -> None:
+    def __init__(
+        self, url: str, timeout_s: float, max_bytes: int, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.target = target(url)
         self.timeout_s, self.max_bytes = timeout_s, max_bytes
-        self.tls: ssl.SSLContext | None = ssl.create_default_context() if self.target.tls else None
+        # The system's CAs and hostname checking (``tls``: another trust, for tests).
+        self.tls = (tls or ssl.create_default_context()) if self.target.tls else None
 
     async def fetch(self) -> Fetched:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ import pytest
 from support.assertions import assert_problem
 from support.client import RawResponse
 from support.gateway import Fleet, GatewayProcess, running_gateway
-from support.jwks_server import JwksServer
+from support.jwks_server import JwksServer, loopback_certificate
 from support.keypairs import (
     ec_key,
     jwk,
@@ -278,3 +279,19 @@ def test_the_fetcher_gives_up_on_a_hanging_endpoint_in_time(jwks_server: JwksSer
 def test_the_fetcher_reports_an_unreachable_endpoint(jwks_server: JwksServer) -> None:
     with pytest.raises(FetchFailed, match="connection failed"):
         fetch(jwks_server)  # never started: nothing listens on its port
+
+
+def test_the_fetcher_speaks_https_and_checks_the_certificate(tmp_path: Path) -> None:
+    cert, key = loopback_certificate(tmp_path)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    body = json.dumps({"keys": [jwk(shared_ec_key(), "ec")]}).encode()
+    with JwksServer(tls=served) as server:
+        server.serve_raw(body)
+        server.start()
+        trusting = ssl.create_default_context(cafile=str(cert))
+        fetcher = Fetcher(server.url, TIMEOUT_MS / 1000, 262_144, tls=trusting)
+        assert asyncio.run(fetcher.fetch()).body == body
+        # The system's CAs do not know this certificate: refused, not fetched.
+        with pytest.raises(FetchFailed, match="TLS failed"):
+            fetch(server)
