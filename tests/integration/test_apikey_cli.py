@@ -66,8 +66,7 @@ class Cli:
 def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
     if request.param == "embedded":
         return Cli(tmp_path)
-    server = RedisServer()
-    request.addfinalizer(server.stop)
+    server: RedisServer = request.getfixturevalue("redis_server")
     return Cli(tmp_path, {"REDIS_URL": server.url})
 
 
