@@ -49,7 +49,8 @@ def by_user_or_ip(request: Request) -> str:
 def by_user(request: Request) -> str | None:
     """Authenticated traffic only: an anonymous request is not counted by this limit."""
     claims = request.claims
-    return None if claims is None else "user:" + claims.user_id
+    # An API key has its own limit (apikeys.limit), which takes this one's place.
+    return None if claims is None or claims.key_id else "user:" + claims.user_id
 
 
 def _pair(field: bytes, value: int) -> Pair:
