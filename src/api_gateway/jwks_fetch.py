@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
@@ -22,6 +22,9 @@ READ_SIZE: Final = 65536
 # Bytes of the response head (status line and fields) accepted before the body begins.
 MAX_HEAD_BYTES: Final = 65536
 USER_AGENT: Final = "api-gateway-jwks"
+# What a request target keeps as written (RFC 3986 pchar, '/', '?', and '%' of escapes made
+# already); anything else, a space or a non-ASCII letter, is percent-encoded.
+URI_SAFE: Final = "/?%:@!$&'()*+,;=-._~"
 MIN_PERIOD_S: Final = 60.0
 MAX_PERIOD_S: Final = 86_400.0
 DEFAULT_PERIOD_S: Final = 600.0  # without max-age
@@ -51,17 +54,24 @@ class Target:
 
 
 def target(url: str) -> Target:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # drops tabs and line breaks: nothing can end the request line
+        port = parts.port
+        authority = parts.netloc.rpartition("@")[2]  # credentials in a URL are never sent
+        authority.encode("ascii")
+    except ValueError:  # a port out of range, a non-ASCII host (UnicodeError is a ValueError)
+        raise FetchFailed("the JWKS URL is not a valid http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchFailed("the JWKS URL is not an http(s) URL")
     tls = parts.scheme == "https"
-    authority = parts.netloc.rpartition("@")[2]  # credentials in a URL are never sent
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = quote(parts.path or "/", safe=URI_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=URI_SAFE)
     head = (
         f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n"
         f"User-Agent: {USER_AGENT}\r\nConnection: close\r\n\r\n"
     ).encode("ascii", "strict")
-    return Target(parts.hostname, parts.port or (443 if tls else 80), tls, head)
+    return Target(parts.hostname, port or (443 if tls else 80), tls, head)
 
 
 def max_age(cache_control: str) -> float | None:
@@ -168,12 +178,19 @@ class Fetcher:
     def __init__(
         self, url: str, timeout_s: float, max_bytes: int, tls: ssl.SSLContext | None = None
     ) -> None:
-        self.target = target(url)
+        # A URL that cannot be fetched fails every fetch (and /ready says why), not start-up.
+        self.invalid = ""
+        try:
+            self.target = target(url)
+        except FetchFailed as exc:
+            self.target, self.invalid = Target("", 0, False, b""), str(exc)
         self.timeout_s, self.max_bytes = timeout_s, max_bytes
         # The system's CAs and hostname checking (``tls``: another trust, for tests).
         self.tls = (tls or ssl.create_default_context()) if self.target.tls else None
 
     async def fetch(self) -> Fetched:
+        if self.invalid:
+            raise FetchFailed(self.invalid)
         try:
             return await asyncio.wait_for(self._fetch(), self.timeout_s)
         except TimeoutError:

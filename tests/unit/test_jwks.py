@@ -25,9 +25,11 @@ from api_gateway.jwks_fetch import (
     MAX_PERIOD_S,
     MIN_PERIOD_S,
     Fetched,
+    Fetcher,
     FetchFailed,
     RefreshSchedule,
     max_age,
+    target,
 )
 from api_gateway.keys import secret_key
 
@@ -154,6 +156,26 @@ def test_a_document_that_is_no_jwks_is_unusable(body: bytes) -> None:
 )
 def test_max_age_is_read_from_cache_control(value: str, seconds: float | None) -> None:
     assert max_age(value) == seconds
+
+
+# The request.
+
+
+def test_the_request_names_the_path_and_host_but_never_credentials() -> None:
+    request = target("https://user:secret@auth.example:8443/a b/\u00e9?v=1 2&w=%20").head
+    assert request == (
+        b"GET /a%20b/%C3%A9?v=1%202&w=%20 HTTP/1.1\r\nHost: auth.example:8443\r\n"
+        b"Accept: application/json\r\nUser-Agent: api-gateway-jwks\r\nConnection: close\r\n\r\n"
+    )
+    assert target("http://[::1]/jwks").host == "::1"
+    assert target("http://h/").port == 80 and target("https://h/").port == 443
+
+
+@pytest.mark.parametrize("url", ["http://h:99999/", "http://h\u00e9/", "ftp://h/", "http:///x"])
+def test_an_unusable_url_fails_each_fetch_not_start_up(url: str) -> None:
+    fetcher = Fetcher(url, 1.0, 1024)
+    with pytest.raises(FetchFailed, match="JWKS URL"):
+        asyncio.run(fetcher.fetch())
 
 
 # The refresh schedule.
