@@ -79,6 +79,11 @@ def build_jwt(s: Section) -> JwtConfig:
         parts = urlsplit(str(jwks_url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("jwt.jwks_url", f"must be an http(s) URL, got {jwks_url!r}")
+        try:
+            _ = parts.port
+            parts.netloc.encode("ascii")
+        except ValueError:
+            raise ConfigError("jwt.jwks_url", "has an invalid port or a non-ASCII host") from None
     if asymmetric and not (public_key or jwks_url):
         raise ConfigError(
             "jwt.algorithms",
