@@ -70,6 +70,12 @@ def build_jwt(s: Section) -> JwtConfig:
     public_key = s.raw("public_key", None) or ""
     jwks_url = s.raw("jwks_url", None) or ""
     asymmetric = set(algorithms) - HMAC
+    if (public_key or jwks_url) and not asymmetric:
+        raise ConfigError(
+            "jwt.algorithms",
+            "a public key or JWKS is configured but only HMAC algorithms are allowed: add the "
+            "issuer's algorithm (e.g. JWT_ALGORITHMS=RS256)",
+        )
     if public_key:
         try:
             pem_keys(str(public_key), algorithms)
@@ -89,12 +95,6 @@ def build_jwt(s: Section) -> JwtConfig:
             "jwt.algorithms",
             f"{', '.join(sorted(asymmetric))} need a key: set JWT_PUBLIC_KEY(_FILE) or "
             "JWT_JWKS_URL",
-        )
-    if (public_key or jwks_url) and not asymmetric:
-        raise ConfigError(
-            "jwt.algorithms",
-            "a public key or JWKS is configured but only HMAC algorithms are allowed: add the "
-            "issuer's algorithm (e.g. JWT_ALGORITHMS=RS256)",
         )
     config = JwtConfig(
         access_secret=secrets[0],
