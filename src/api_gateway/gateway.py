@@ -7,13 +7,13 @@ import logging
 import random
 from collections.abc import Awaitable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from api_gateway.admin import Admin, Probe
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.directory import VenueDirectory
 from api_gateway.docs import DocsSite
-from api_gateway.errors import GatewayError, RouteNotFound, problem_response
+from api_gateway.errors import GatewayError, InvalidPath, RouteNotFound, problem_response
 from api_gateway.hosts import check_target_authority
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.network import TrustedProxies
@@ -40,6 +40,8 @@ from api_gateway.upstream.health import HealthChecker
 from api_gateway.upstream.service import UpstreamService
 
 log = logging.getLogger("api_gateway")
+# What ``OPTIONS *`` answers: the methods some route of the gateway serves.
+ALLOW: Final = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 if TYPE_CHECKING:
     from api_gateway.apikeys import ApiKeys
@@ -181,7 +183,12 @@ class Gateway:
         return self.handler(request)
 
     def dispatch(self, request: Request) -> Awaitable[Response]:
-        path, request.query = split_target(request.target)
+        try:
+            path, request.query = split_target(request.target)
+        except InvalidPath:
+            if request.target == b"*":
+                return self.asterisk(request)
+            raise
         authority = target_authority(request.target)
         if authority is not None:
             check_target_authority(authority, request.header(b"host"))
@@ -195,6 +202,13 @@ class Gateway:
         else:
             request.route = request.path
         return handler(request)
+
+    async def asterisk(self, request: Request) -> Response:
+        """``OPTIONS *``: what the server as a whole supports (RFC 9112 §3.2.4, RFC 9110
+        §9.3.7); the asterisk form means nothing to any other method."""
+        if request.method != "OPTIONS":
+            raise InvalidPath("the asterisk-form target is for OPTIONS only")
+        return Response(200, [(b"allow", ALLOW)])
 
     def reject(self, error: GatewayError, peer_ip: str) -> Response:
         request_id = new_request_id()

@@ -297,3 +297,18 @@ def test_keep_alive_follows_the_version_and_the_connection_header(
     if not stays_open:
         assert response.header("connection") == "close"
     assert services["search"].only_request().header("connection") is None
+
+
+def test_options_asterisk_says_what_the_gateway_allows(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    with RawConnection(gateway.port) as connection:
+        connection.send(b"OPTIONS * HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        response = connection.read_response()
+        assert response.status == 200, response.body
+        allowed = {m.strip() for m in (response.header("allow") or "").split(",")}
+        assert {"GET", "POST", "OPTIONS"} <= allowed and "TRACE" not in allowed
+        # the connection stays usable, and * means nothing to other methods
+        connection.send(b"GET * HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        assert_problem(connection.read_response(), 400)
+    assert services.total_requests() == 0
