@@ -258,6 +258,7 @@ def build_server(s: Section) -> ServerConfig:
         min_body_rate_bytes_per_s=s.integer("min_body_rate_bytes_per_s", 0),
         body_rate_window_ms=s.integer("body_rate_window_ms", 100),
         max_bodies_per_client=s.integer("max_bodies_per_client", 1),
+        max_websockets=s.integer("max_websockets", 0, 10_000),
     )
     if config.port > 65535:
         raise ConfigError("server.port", f"must be at most 65535, got {config.port}")
@@ -352,6 +353,12 @@ def build_routes(
                 else build_validation(entry.section("validation")),
                 cache=build_route_cache(entry),
                 auth=route_auth(entry),
+                websocket=entry.flag("websocket", True),
+                websocket_idle_timeout_ms=entry.integer("websocket_idle_timeout_ms", 1000, 600_000),
+                websocket_max_per_user=entry.integer("websocket_max_per_user", 1, 20),
+                stream_idle_timeout_ms=None
+                if entry.raw("stream_idle_timeout_ms", None) is None
+                else entry.integer("stream_idle_timeout_ms", 100),
             )
         )
         entry.done()

@@ -48,6 +48,7 @@ class ServerConfig:
     body_rate_window_ms: int = 20000
     # Bodies still arriving at once per client address (the rate limits' key); more: 429.
     max_bodies_per_client: int = 32
+    max_websockets: int = 10_000  # open WebSocket tunnels per worker; beyond, handshakes get 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +229,13 @@ class RouteConfig:
     alias_of: str | None = None  # this prefix is another name of that route (config.aliases)
     # How clients of the route may authenticate: "jwt", "api_key" (``auth: [jwt, api_key]``).
     auth: frozenset[str] = frozenset({"jwt"})
+    websocket: bool = True  # WebSocket handshakes are proxied (false: refused with a problem)
+    websocket_idle_timeout_ms: int = 600_000  # a tunnel with no byte either way this long ends
+    websocket_max_per_user: int = 20  # open tunnels per user (or client address) on the route
+    # The longest gap between two chunks of a stream once its head arrived (the request deadline
+    # no longer applies). None: event streams get STREAM_IDLE_DEFAULT_MS, other responses the
+    # request deadline.
+    stream_idle_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
