@@ -18,8 +18,9 @@ import uvloop
 from support.redis import RedisServer
 
 from api_gateway.limiter import Rate
+from api_gateway.resp.protocol import encode_command
 from api_gateway.stores import StoreUnavailable
-from api_gateway.stores.redis import RedisStore, encode_command
+from api_gateway.stores.redis import RedisStore
 
 TIMEOUT_S = 0.05  # the production default
 STALL_S = 0.2  # four bounds
@@ -78,7 +79,7 @@ def test_a_reply_that_came_in_time_during_a_stall_is_not_late(redis_server: Redi
         store = await connected(redis_server)
         ours, theirs = socket.socketpair()
         await loop.connect_accepted_socket(Stalling, ours)
-        conn = await store._connection()
+        conn = await store.connection()
         # Written on the next tick; the stall starts right after it, inside that tick's I/O,
         # before the reply (10 ms later, well within the bound) could be read.
         reply = conn.send(encode_command("EVAL", SLOW_LUA, 0, 10_000))

@@ -14,9 +14,10 @@ from support.ports import free_port
 from support.redis import RedisServer
 
 from api_gateway.limiter import Decision, Rate
+from api_gateway.resp.protocol import Reply, encode_command
 from api_gateway.stores import StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
-from api_gateway.stores.redis import RedisStore, Reply, encode_command
+from api_gateway.stores.redis import RedisStore
 
 FIVE_A_MINUTE = Rate(max=5, window_ms=60_000, block_ms=0)
 
@@ -37,7 +38,7 @@ def url(redis_server: RedisServer) -> str:
 
 async def command(store: RedisStore, *args: str | int) -> Reply:
     """A raw command on the store's own connection, to look at what the script left in Redis."""
-    conn = await store._connection()
+    conn = await store.connection()
     return await conn.send(encode_command(*args))
 
 

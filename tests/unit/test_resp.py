@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from api_gateway.stores.redis import (
+from api_gateway.resp.connection import parse_url
+from api_gateway.resp.protocol import (
     ProtocolError,
     Reply,
     RespError,
     RespParser,
     encode_command,
-    parse_url,
 )
 
 # One stream holding every reply shape, and what it must parse to.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api_gateway.stores.cluster import slot_table
+from api_gateway.resp.cluster import slot_table
 from api_gateway.stores.redis import rate_limit_tag
 from api_gateway.stores.slots import ClusterTarget, crc16, key_slot, parse_redirect
 from api_gateway.upstream.registry import registry_key

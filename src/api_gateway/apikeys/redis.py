@@ -8,9 +8,10 @@ import asyncio
 from typing import Final
 
 from api_gateway.apikeys.records import KeyRecord, record_of
+from api_gateway.resp.protocol import Reply, RespError
 from api_gateway.stores import StoreUnavailable
 from api_gateway.stores.cluster import ClusterStore
-from api_gateway.stores.redis import RedisStore, Reply, RespError
+from api_gateway.stores.redis import RedisStore
 
 INDEX: Final = "index"  # ids are 12 characters: no id is this
 

@@ -23,13 +23,13 @@ def open_cache(config: GatewayConfig, store: Store) -> CacheStore:
         )
     else:
         from api_gateway.cache.redis import RedisCacheStorage
-        from api_gateway.stores.cluster import ClusterStore
+        from api_gateway.resp.client import RedisClient
+        from api_gateway.resp.cluster import ClusterClient
         from api_gateway.stores.fallback import FallbackStore
-        from api_gateway.stores.redis import RedisStore
 
-        # The cache has no in-memory stand-in: it speaks to Redis itself, and a miss is its
-        # answer while Redis is down.
+        # The cache has no in-memory stand-in: it speaks to Redis itself, through the client
+        # the rate-limit store is (one connection), and a miss is its answer while Redis is down.
         shared = store.primary if isinstance(store, FallbackStore) else store
-        assert isinstance(shared, RedisStore | ClusterStore)
+        assert isinstance(shared, RedisClient | ClusterClient)
         storage = RedisCacheStorage(shared, settings.max_ttl_ms)
     return CacheStore(storage, settings.timeout_ms / 1000)

@@ -15,8 +15,8 @@ from typing import Final, Protocol
 
 from api_gateway.cache.rules import generation_key, generation_key_of
 from api_gateway.cache.storage import new_generation
+from api_gateway.resp.protocol import Reply, RespError, Script
 from api_gateway.stores import StoreUnavailable
-from api_gateway.stores.redis import Reply, RespError, Script
 
 # How long a generation lives while nothing is stored under it. Every distinct resource read
 # makes one, in the Redis the rate limiter shares: kept for ``cache.max_ttl_ms`` (a day), reads

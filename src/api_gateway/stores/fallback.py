@@ -1,11 +1,12 @@
 """Redis first, memory when Redis cannot answer: the limiter degrades, it does not stop.
 
-Every call to the shared store is bounded by the store's own timeout (the connection fails every
-command still waiting when its oldest one is late, see ``redis._Connection``). The first failure
-flips the store to *degraded*: from then on decisions come from an in-memory GCRA (the same
-algorithm, per process) without touching Redis at all, so a hung Redis costs at most one bound
-to the requests that were already waiting on it. A background probe pings Redis every second and
-flips back on the first answer; no restart is needed. Each transition is logged once at warning.
+Every call to the shared store is bounded by the store's own timeout (the connection fails
+every command still waiting when its oldest one is late, see ``resp.connection``). The first
+failure flips the store to *degraded*: from then on decisions come from an in-memory GCRA (the
+same algorithm, per process) without touching Redis at all, so a hung Redis costs at most one
+bound to the requests that were already waiting on it. A background probe pings Redis every
+second and flips back on the first answer; no restart is needed. Each transition is logged once
+at warning.
 
 ``strict`` hits never take the memory answer: they raise ``StoreUnavailable`` so that a route
 configured to fail closed can answer 503.

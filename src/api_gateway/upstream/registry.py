@@ -25,9 +25,10 @@ from typing import Final
 
 from api_gateway.config.services import parse_instance
 from api_gateway.config.settings import ConfigError, GatewayConfig, Instance
+from api_gateway.resp.protocol import Reply, RespError, Script
 from api_gateway.stores import StoreUnavailable
 from api_gateway.stores.cluster import ClusterStore, open_shared
-from api_gateway.stores.redis import RedisStore, Reply, RespError, Script
+from api_gateway.stores.redis import RedisStore
 
 log = logging.getLogger("api_gateway.discovery")
 
