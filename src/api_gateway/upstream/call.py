@@ -74,25 +74,13 @@ class UpstreamCall:
         request.upstream, request.attempts = endpoint.authority, 1
         budget = service.budget
         budget.active_requests += 1
-        endpoint.in_flight += 1
         sent = now
         try:
-            # The first attempt is awaited here rather than through ``_attempt``: one coroutine
-            # less on the path nearly every request takes.
-            try:
-                outcome: Failure = await self._send(request, endpoint, self.timeout_ms)
-            except (BadGateway, UpstreamTimeout) as error:
-                outcome = error
-            except BaseException:
-                service.not_blamed(clock())
-                raise
-            finally:
-                endpoint.in_flight -= 1
+            outcome = await self._attempt(request, endpoint, self.timeout_ms)
             now = clock()
-            service.observe_attempt(endpoint.authority, now - sent)
-            if isinstance(outcome, Response) and outcome.status not in FAILURE_STATUSES:
-                service.succeeded(endpoint, now)
-                return outcome
+            answer = self._answer(outcome, endpoint, sent, now)
+            if answer is not None:
+                return answer
             return await self._recover(request, endpoint, outcome, sent, now, expires)
         finally:
             budget.active_requests -= 1
@@ -139,10 +127,9 @@ class UpstreamCall:
                 sent = now
                 failure = await self._attempt(request, endpoint, expires - now)
                 now = clock()
-                service.observe_attempt(endpoint.authority, now - sent)
-                if isinstance(failure, Response) and failure.status not in FAILURE_STATUSES:
-                    service.succeeded(endpoint, now)
-                    return failure
+                answer = self._answer(failure, endpoint, sent, now)
+                if answer is not None:
+                    return answer
         finally:
             budget.release(claim)
 
@@ -160,6 +147,18 @@ class UpstreamCall:
             raise
         finally:
             endpoint.in_flight -= 1
+
+    def _answer(
+        self, outcome: Failure, endpoint: Endpoint, sent: float, now: float
+    ) -> Response | None:
+        """The response if the attempt sent at ``sent`` succeeded (the service is credited),
+        else None: a failure, which the caller retries or gives up on."""
+        service = self.service
+        service.observe_attempt(endpoint.authority, now - sent)
+        if isinstance(outcome, Response) and outcome.status not in FAILURE_STATUSES:
+            service.succeeded(endpoint, now)
+            return outcome
+        return None
 
     def _send(
         self, request: Request, endpoint: Endpoint, remaining_ms: float
