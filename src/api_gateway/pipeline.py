@@ -88,9 +88,12 @@ def _bind(policy: Policy, call_next: Handler) -> Handler:
     return link
 
 
-def outer_policies(config: GatewayConfig, context: RequestContext) -> list[Policy]:
-    """The policies every request passes, before its route is known."""
-    policies: list[Policy] = [context]
+def outer_policies(
+    config: GatewayConfig, context: RequestContext, server_span: Policy | None = None
+) -> list[Policy]:
+    """The policies every request passes, before its route is known (tracing's server span,
+    when on, outermost: it times everything else)."""
+    policies: list[Policy] = [context] if server_span is None else [server_span, context]
     if config.cors_origins:
         policies.append(Cors(config.cors_origins, config.cors_credentials, config.cors_max_age_s))
     return policies
@@ -177,6 +180,14 @@ class RouteBuilder:
         return Endpoints(prefix, default, special)
 
     def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
+        policies, call = self.route_chain(route, prefix, endpoint)
+        return chain(policies, call)
+
+    def route_chain(
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None
+    ) -> tuple[list[Policy], UpstreamCall]:
+        """The route's (or its endpoint's) policies, outermost first, and its terminal handler:
+        the order, pinned by tests/unit/test_policy_order.py."""
         service = self.config.services[route.service]
         timeout_ms = (endpoint and endpoint.timeout_ms) or route.timeout_ms or service.timeout_ms
         key_retries = route.idempotency_key_retries
@@ -210,7 +221,7 @@ class RouteBuilder:
             self.clock_ms,
             around_attempt=self.around_attempt,
         )
-        return chain(policies, call)
+        return policies, call
 
     def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:
         keys = self.api_keys if "api_key" in route.auth else None
@@ -246,6 +257,12 @@ class RouteBuilder:
         }
 
     def _aggregate_chain(self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher) -> Handler:
+        return chain(*self.aggregate_chain(aggregate, prefix, fetch))
+
+    def aggregate_chain(
+        self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher
+    ) -> tuple[list[Policy], Aggregate]:
+        """An aggregate's policies, outermost first, and its terminal handler."""
         policies: list[Policy] = [RequestLimits(AGGREGATE_METHODS, 0), self.global_limits[False]]
         if aggregate.auth_required:
             policies.append(
@@ -257,7 +274,7 @@ class RouteBuilder:
             policies.append(self.user_limits[False])
         policies += self.tenancy_policies(prefix.removeprefix(GatewayConfig.API_PREFIX))
         policies.append(HeaderTrust(self.trusted, self.port))
-        return chain(policies, Aggregate(aggregate, AGGREGATE_BASE, fetch, self.clock_ms))
+        return policies, Aggregate(aggregate, AGGREGATE_BASE, fetch, self.clock_ms)
 
     def tenancy_policies(self, route: RouteConfig | str) -> list[Policy]:
         """Domain routing on every route; isolation where a request could name a venue."""

@@ -1,0 +1,145 @@
+"""The policy order of every route, decided in pipeline.py alone, printed and pinned here.
+
+A change to the order is a change to this text: reviewed, not stumbled upon. Built from the
+default configuration, without a network (nothing connects while routes are built).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Awaitable
+from typing import Any
+
+from api_gateway.aggregation.fetch import Fetcher
+from api_gateway.aggregation.templates import literal_prefix
+from api_gateway.config.loader import build, default_document
+from api_gateway.config.settings import GatewayConfig
+from api_gateway.directory import VenueDirectory
+from api_gateway.network import TrustedProxies
+from api_gateway.observability.metrics import Metrics
+from api_gateway.pipeline import AGGREGATE_BASE, RouteBuilder, outer_policies
+from api_gateway.policies.context import RequestContext, Stamper
+from api_gateway.policies.ratelimit import RateLimit
+from api_gateway.policies.security_headers import SecurityHeaders
+from api_gateway.stores.memory import MemoryStore
+from api_gateway.tokens import TokenVerifier
+from api_gateway.types import Body, Handler, Request, Response
+from api_gateway.upstream.clients import VenueServiceClient
+from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.service import UpstreamService
+
+
+class NoPool:
+    """Routes are only built here: a request sent upstream is a bug of the test."""
+
+    def request(
+        self,
+        address: tuple[str, int],
+        head: bytes,
+        body: Body,
+        chunked: bool,
+        timeout_s: float,
+        method: str,
+    ) -> Awaitable[Response]:
+        raise AssertionError("no request goes upstream while routes are built")
+
+
+def default_config(**overrides: Any) -> GatewayConfig:
+    document = copy.deepcopy(default_document())
+    document["jwt"]["access_secret"] = document["jwt"]["refresh_secret"] = "s" * 32
+    document.update(overrides)
+    return build(document)
+
+
+def builder(config: GatewayConfig) -> RouteBuilder:
+    pool = NoPool()
+    rng = random.Random(0)
+    services = {
+        name: UpstreamService(service, ServiceEndpoints(name, service.instances), rng)
+        for name, service in config.services.items()
+    }
+    venue = VenueServiceClient(services["venue"], pool, lambda: 0.0)
+    directory = VenueDirectory(venue, config.tenancy, lambda: 0.0)
+    verifier = TokenVerifier(config.jwt)
+    return RouteBuilder(
+        config, pool, verifier, MemoryStore(), services, lambda: 0.0, 8080, directory
+    )
+
+
+def name(step: object) -> str:
+    if isinstance(step, RateLimit):
+        return f"RateLimit({step.name})"
+    if isinstance(step, str):
+        return step
+    return getattr(step, "__qualname__", type(step).__name__)
+
+
+def render(policies: list[Any], terminal: object) -> str:
+    return " > ".join([name(p) for p in policies] + [name(terminal)])
+
+
+def chains(config: GatewayConfig) -> str:
+    routes = builder(config)
+    lines = []
+    for aggregate in config.aggregates:
+        prefix = AGGREGATE_BASE + literal_prefix(aggregate.path)
+        fetch = Fetcher(routes.services, routes.pool, routes.clock_ms, None)
+        chain = render(*routes.aggregate_chain(aggregate, prefix, fetch))
+        lines.append(f"aggregate {aggregate.path.text}: {chain}")
+    for route in config.routes:
+        prefix = GatewayConfig.API_PREFIX + route.prefix
+        lines.append(f"{route.prefix}: {render(*routes.route_chain(route, prefix, None))}")
+        for endpoint in route.endpoints:
+            methods = ",".join(endpoint.methods)
+            chain = render(*routes.route_chain(route, prefix, endpoint))
+            lines.append(f"{route.prefix} {methods} {endpoint.path}: {chain}")
+    return "\n".join(lines)
+
+
+EXPECTED_ROUTES = """
+aggregate /events/{eventId}: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
+aggregate /dashboard: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
+/auth: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/venues: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
+/events: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
+/tickets: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/tickets POST /purchase: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/payments: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/payments POST /process: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/webhooks: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/marketplace: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/analytics: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/notifications: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/compliance: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/queue: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/search: RequestLimits > RateLimit(global) > QueryValidation > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
+/files: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/monitoring: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/integrations: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/event: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
+/ticket: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/ticket POST /purchase: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
+/venue: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
+"""  # noqa: E501 (one chain per line reads best)
+
+
+def test_every_routes_chain_is_in_the_pinned_order() -> None:
+    assert chains(default_config()) == EXPECTED_ROUTES.strip()
+
+
+def server_span(request: Request, call_next: Handler) -> Awaitable[Response]:
+    """Stands in for tracing's server span (``Tracing.server_span``)."""
+    return call_next(request)
+
+
+def test_the_outer_policies_come_before_dispatch_tracing_first() -> None:
+    config = default_config(cors_origins=["https://app.example"])
+    stamper = Stamper(SecurityHeaders(config.security_headers))
+    context = RequestContext(TrustedProxies(()), lambda: 0.0, Metrics({}), None, stamper)
+
+    plain = outer_policies(config, context)
+    traced = outer_policies(config, context, server_span)
+
+    assert render(plain, "dispatch") == "RequestContext > Cors > dispatch"
+    assert render(traced, "dispatch") == "server_span > RequestContext > Cors > dispatch"
