@@ -26,6 +26,7 @@ from typing import Final
 BODY: Final = 1  # a body's consumer is behind (``BodyStream``'s high-water mark)
 BACKLOG: Final = 2  # too many pipelined requests wait for an answer
 PEER: Final = 4  # a tunnel's other side cannot take more bytes
+STOPPED: Final = 8  # nothing more will be read (a protocol error): never resumed
 
 
 class Flow:

@@ -1,20 +1,22 @@
-"""The HTTP/1.1 server: one ``asyncio.Protocol`` per connection, llhttp for parsing.
+"""The HTTP/1.1 server connection: one ``asyncio.Protocol`` per connection, llhttp for parsing.
 
-A request is dispatched as soon as its head is parsed; a body that is complete in the bytes
-already received is handed over as ``bytes`` (the common case costs no stream), otherwise as a
-``BodyStream`` with back-pressure. Pipelined requests queue and are answered in order.
+The connection parses and moves bytes; its phase (``server_phases.py``) says what it is doing,
+and what becomes of a parsed request is the exchange's (``exchange.py``). A request is
+dispatched as soon as its head is parsed; a body that is complete in the bytes already received
+is handed over as ``bytes`` (the common case costs no stream), otherwise as a ``BodyStream``
+with back-pressure (``arrival.py`` holds its timeouts). Pipelined requests queue and are
+answered in order. A connection ends one of two ways: ``end`` (graceful: what was received is
+answered, then it closes) or ``reset`` (now, whatever is in flight).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Final, Protocol, cast
+from typing import Final, Protocol, cast
 
 import httptools
 
@@ -25,33 +27,38 @@ from api_gateway.errors import (
     RequestTimeout,
     UriTooLong,
 )
-from api_gateway.http.body import BodyPace, BodyStream
+from api_gateway.http import exchange
+from api_gateway.http.arrival import Arrival
+from api_gateway.http.body import BodyStream
+from api_gateway.http.connections import Connections as Connections
+from api_gateway.http.exchange import RECEIVING_TASK_NAME
+from api_gateway.http.exchange import TASK_NAME as TASK_NAME
+from api_gateway.http.flow import BODY, STOPPED, Flow
 from api_gateway.http.framing import (
     CONTINUE,
     PLAIN_CONNECTION,
     REQUEST_FRAMING,
-    STATUS_LINES,
     RequestFraming,
     lower_name,
-    status_line,
+)
+from api_gateway.http.server_phases import (
+    ALLOWED,
+    CLOSED,
+    ENDING,
+    NEW,
+    READING,
+    WIDTH,
+    ImpossibleTransition,
 )
 from api_gateway.timers import forgives, unread
-from api_gateway.types import BodySource, Headers, Request, Response
+from api_gateway.types import Headers, Request, Response
 
-log = logging.getLogger("api_gateway.http")
-
-MAX_PIPELINED: Final = 32
-TASK_NAME: Final = "http-request"
-# A request whose body is still arriving: not counted as in flight by the overload monitor
-# until the body is complete (clients that send slowly must not tighten everyone's limits).
-RECEIVING_TASK_NAME: Final = "http-request-receiving"
 # While draining, how long a connection that has not sent its first request may still send it.
 FIRST_REQUEST_GRACE_S: Final = 1.0
 INFINITY: Final = float("inf")
 # Method, spaces, version and CRLF of a request line: what it holds besides the URI.
 REQUEST_LINE_BYTES: Final = 32
 
-NO_BODY_STATUSES: Final = frozenset({204, 304})
 # The usual methods as shared strings: no decoding, and their hashes are computed once for every
 # set and dict lookup after the parser.
 METHODS: Final = {
@@ -79,58 +86,6 @@ class ServerLimits:
     body_rate_window_s: float = 20.0
 
 
-class Connections:
-    """Every open connection of one server, swept once a second for expired deadlines (a
-    connection whose client bytes wait unread is spared a few sweeps: the loop was paused)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.open: set[HttpConnection] = set()
-        self._sweeper: asyncio.TimerHandle | None = loop.call_later(1.0, self._sweep)
-        self.drained: asyncio.Event | None = None
-        # Shutting down: each connection closes once it has answered what it already received.
-        self.draining = False
-
-    def discard(self, connection: HttpConnection) -> None:
-        self.open.discard(connection)
-        if not self.open and self.drained is not None:
-            self.drained.set()
-
-    def _sweep(self) -> None:
-        self.expire_due(self.loop.time())
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
-
-    def expire_due(self, now: float) -> None:
-        for connection in list(self.open):
-            if connection.deadline < now and not connection.bytes_unread():
-                connection.expire()
-
-    def begin_drain(self) -> None:
-        """From now on every connection closes once it has answered what it received; idle
-        ones close now. Connections accepted later (the listener's queue) are answered too."""
-        self.draining = True
-        for connection in list(self.open):
-            connection.close_when_idle()
-
-    async def shutdown(self, grace_s: float) -> None:
-        """Once the listener is closed: let busy connections finish for up to ``grace_s``, then
-        cut the rest."""
-        if not self.draining:
-            self.begin_drain()
-        self.drained = asyncio.Event()
-        if self.open:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.drained.wait(), grace_s)
-        if self.open:
-            log.warning("grace period over: cutting %d connections", len(self.open))
-        for connection in list(self.open):
-            connection.cut()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        # Let the cut connections' callbacks run, cancelling their requests' tasks.
-        await asyncio.sleep(0)
-
-
 class HttpConnection(asyncio.Protocol):
     def __init__(
         self, app: App, limits: ServerLimits, connections: Connections, server_port: int
@@ -140,19 +95,13 @@ class HttpConnection(asyncio.Protocol):
         self.server_port = server_port
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self.flow = Flow(self.loop)
+        self.phase = NEW
         self.peer_ip = ""
         self.queue: deque[Request | GatewayError] = deque()
         self.fresh: list[Request] = []
         self.task: asyncio.Task[None] | None = None
-        self.closing = False
-        # Nothing more is parsed (a protocol error, an upgrade): what was received before is
-        # answered in order, and the last answer closes the connection.
-        self.parsing_done = False
-        self.served = False  # a request has begun on this connection
-        self.reading_paused = False
-        self.write_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.deadline = float("inf")
+        self.deadline = INFINITY
         # Sweeps that spared this connection past ``spared_for`` (its deadline then): bytes unread.
         self.spared_for = INFINITY
         self.spared = 0
@@ -182,16 +131,46 @@ class HttpConnection(asyncio.Protocol):
         self.chunk_from = 0
         self.body_request: Request | None = None
         self.body_chunks: list[bytes] = []
+        # A body still arriving after its request was dispatched, and its timeouts.
         self.body_stream: BodyStream | None = None
-        self.pace: BodyPace | None = None
-        self.body_idle_deadline = INFINITY
+        self.arrival: Arrival | None = None
         self.expect_continue = False
-        self.continue_pending = False
+
+    # phases
+
+    def to(self, phase: int) -> None:
+        """The one way the phase changes: along ``server_phases.TRANSITIONS`` only."""
+        if not ALLOWED >> (self.phase * WIDTH + phase) & 1:
+            raise ImpossibleTransition(self.phase, phase)
+        self.phase = phase
+
+    def end(self) -> None:
+        """The graceful end: nothing more is read; what was received is answered in order, the
+        last answer says ``Connection: close``, then the connection closes."""
+        if self.phase >= ENDING:
+            return
+        self.to(ENDING)
+        self.flow.stop_reading()
+        if self.task is None and not self.queue and not self.fresh:
+            self.close()
+
+    def close(self) -> None:
+        """Close once what is written is sent (the end of ``end``)."""
+        self.to(CLOSED)
+        if self.transport is not None:
+            self.transport.close()
+
+    def reset(self) -> None:
+        """Drop the connection now, whatever is in flight."""
+        self.to(CLOSED)
+        self.flow.stop_reading()
+        if self.transport is not None:
+            self.transport.abort()
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self.flow.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.connections.open.add(self)
@@ -203,32 +182,31 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        self.closing = True
+        self.to(CLOSED)
         if self.task is not None:
             self.task.cancel()
         if self.body_stream is not None:
             self.body_stream.fail(ConnectionResetError("client closed the connection"))
-        self._release_drain()
+        self.flow.lost(ConnectionResetError("client closed the connection"))
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self._release_drain()
+        self.flow.resume_writing()
 
     def data_received(self, data: bytes) -> None:
-        if self.closing or self.parsing_done:
+        if self.phase >= ENDING:
             return
         if self.body_stream is not None:
-            self._body_deadline()
+            self.body_deadline()
         self.read_used = 0
         self.head_in_read = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # Protocol upgrades are not proxied: answer the request, then close.
-            self.parsing_done = True
+            self.end()
         except httptools.HttpParserError as exc:
             self.fail(self.callback_error or MalformedRequest(f"malformed request: {exc}"))
             return
@@ -240,7 +218,7 @@ class HttpConnection(asyncio.Protocol):
             self.fail(HeadersTooLarge(f"the chunk framing exceeds {self.max_header_bytes} bytes"))
             return
         if self.fresh:
-            self._dispatch_fresh()
+            exchange.dispatch(self)
 
     def _head_too_large(self, read: int) -> bool:
         """Whether the head still arriving is past the cap, counting a line not yet finished
@@ -269,8 +247,9 @@ class HttpConnection(asyncio.Protocol):
         # lines before it, and they must not keep an idle connection open forever.
         if self.task is None:
             self.deadline = self.loop.time() + self.limits.header_timeout_s
+        if self.phase < READING:
+            self.to(READING)
         self.in_head = True
-        self.served = True
         self.url = b""
         self.headers = []
         self.framing = None
@@ -397,12 +376,12 @@ class HttpConnection(asyncio.Protocol):
         self.read_used += 2 + (max(size.bit_length() - 1, 0) >> 2)
 
     def on_message_complete(self) -> None:
-        if self.body_stream is not None:
-            self.body_stream.feed_eof()
-            self.body_stream = None
-            if self.pace is not None:
-                self.pace = None
-                self.deadline = self.body_idle_deadline  # no rate window left to judge
+        arrival = self.arrival
+        if arrival is not None:
+            arrival.stream.feed_eof()
+            self.body_stream = self.arrival = None
+            if arrival.pace is not None:
+                self.deadline = arrival.idle_deadline  # no rate window left to judge
             task = self.task
             if task is not None and task.get_name() == RECEIVING_TASK_NAME:
                 task.set_name(TASK_NAME)
@@ -412,304 +391,87 @@ class HttpConnection(asyncio.Protocol):
         self.body_request = None
         self.body_chunks = []
 
-    # dispatch
-
     def _callback_fail(self, error: GatewayError) -> None:
         self.callback_error = error
         raise error
 
-    def _dispatch_fresh(self) -> None:
-        fresh, self.fresh = self.fresh, []
-        last = fresh[-1]
-        if last.body is None:
-            self.body_stream = self._stream_for(self.body_chunks)
-            last.body = self.body_stream
-            self.body_chunks = []
-        if self.task is None and len(fresh) == 1 and not self.queue:
-            # The common case, one request and nothing in flight, skips the queue.
-            if self.reading_paused:
-                self._resume_reading()
-            if self.body_stream is not None:
-                self._body_deadline()
-                name = RECEIVING_TASK_NAME
-            else:
-                self.deadline = INFINITY
-                name = TASK_NAME
-            self.task = asyncio.Task(self._serve(last), loop=self.loop, name=name)
-            return
-        self.queue.extend(fresh)
-        if len(self.queue) > MAX_PIPELINED and not self.reading_paused:
-            self._pause_reading()
-        if self.task is None:
-            self._start_next()
+    # a body arriving after its request was dispatched
 
-    def _stream_for(self, buffered: list[bytes]) -> BodyStream:
-        stream = BodyStream(self._pause_reading, self._resume_reading, self._abandon_body)
+    def stream_for(self, buffered: list[bytes]) -> BodyStream:
+        stream = BodyStream(self._pause_for_body, self._resume_for_body, self._abandon_body)
         for chunk in buffered:
             stream.feed(chunk)
-        limits = self.limits
+        pending = self.expect_continue and not buffered
         now = self.loop.time()
-        self.body_idle_deadline = now + limits.body_timeout_s
-        if limits.min_body_rate_bytes_per_s:
-            pace = BodyPace(
-                limits.min_body_rate_bytes_per_s, limits.body_rate_window_s, now, stream.received
-            )
-            self.pace = pace
-            if self.reading_paused:
-                pace.hold()
-        self.continue_pending = self.expect_continue and not buffered
-        if self.continue_pending:
+        self.arrival = Arrival(stream, self.limits, now, bool(self.flow.reading_paused), pending)
+        if pending:
             stream.on_first_read(self._send_continue)
-            if self.pace is not None:
-                self.pace.hold()  # the client waits for our 100 Continue
         return stream
 
     def _send_continue(self) -> None:
-        self.continue_pending = False
-        if self.transport is not None and not self.closing:
+        arrival = self.arrival
+        if arrival is not None:
+            arrival.continue_pending = False
+        if self.transport is not None and self.phase != CLOSED:
             self.transport.write(CONTINUE)
             self._release_pace()
 
-    def _body_deadline(self) -> None:
+    def body_deadline(self) -> None:
         """A body is arriving: it ends at the idle timeout or at the end of the rate window."""
-        now = self.loop.time()
-        self.body_idle_deadline = idle = now + self.limits.body_timeout_s
-        pace = self.pace
-        self.deadline = idle if pace is None else min(idle, pace.deadline)
+        if self.arrival is not None:
+            self.deadline = self.arrival.deadline(self.loop.time())
 
     def _release_pace(self) -> None:
-        pace, stream = self.pace, self.body_stream
-        if pace is not None and stream is not None and pace.held:
-            pace.release(self.loop.time(), stream.received)
-            self._body_deadline()
-
-    def _body_on_pace(self) -> bool:
-        """At the sweep: whether the body still arriving may go on (its window judged)."""
-        pace, stream = self.pace, self.body_stream
-        now = self.loop.time()
-        if pace is None or stream is None or now >= self.body_idle_deadline:
-            return False
-        if pace.too_slow(now, stream.received):
-            return False
-        self.deadline = min(self.body_idle_deadline, pace.deadline)
-        return True
+        if self.arrival is not None:
+            deadline = self.arrival.release(self.loop.time())
+            if deadline is not None:
+                self.deadline = deadline
 
     def _abandon_body(self) -> None:
         # The handler will not read the rest of this body: the connection cannot be reused.
-        self.closing = True
+        exchange.last_answer(self)
 
-    def _start_next(self) -> None:
-        item = self.queue.popleft()
-        if len(self.queue) <= MAX_PIPELINED // 2 and self.reading_paused:
-            self._resume_reading()
-        # While a body is still arriving, the body timeout guards it; otherwise the upstream
-        # call has deadlines of its own.
-        if self.body_stream is not None:
-            self._body_deadline()
-        else:
-            self.deadline = INFINITY
-        # A Task built with a name skips formatting "Task-<n>" for every request.
-        if isinstance(item, GatewayError):
-            self.task = asyncio.Task(self._send_rejection(item), loop=self.loop, name=TASK_NAME)
-        else:
-            receiving = item.body is self.body_stream and self.body_stream is not None
-            name = RECEIVING_TASK_NAME if receiving else TASK_NAME
-            self.task = asyncio.Task(self._serve(item), loop=self.loop, name=name)
+    # flow control
 
-    async def _serve(self, request: Request) -> None:
-        body = request.body
-        try:
-            response = await self.app.handle(request)
-        except Exception:
-            # The app answers every error itself; reaching here is a bug, and the connection,
-            # in an unknown state, is dropped rather than left hanging.
-            log.exception("the application failed on %s", request.method)
-            self.abort()
-            return
-        if isinstance(body, BodyStream) and not body.complete:
-            body.abort()
-            self.closing = True
-        if not request.keep_alive:
-            self.closing = True
-        pump = self._send(request.method, request.http_version, response)
-        if pump is not None:
-            await pump
+    def _pause_for_body(self) -> None:
+        self.pause_reading(BODY)
 
-    async def _send_rejection(self, error: GatewayError) -> None:
-        self.closing = True
-        pump = self._send("GET", "1.1", self.app.reject(error, self.peer_ip))
-        if pump is not None:
-            await pump
+    def _resume_for_body(self) -> None:
+        self.resume_reading(BODY)
 
-    def _finish(self) -> None:
-        self.task = None
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        if self.closing:
-            transport.close()
-            return
-        if self.queue:
-            self._start_next()
-        elif self.connections.draining and not self.in_head:
-            # A streamed answer whose head went out before the drain began ends the connection.
-            transport.close()
-        elif self.in_head:
-            # The next head began while this request was in flight: it is a head, not idle.
-            self.deadline = self.loop.time() + self.limits.header_timeout_s
-        else:
-            self.deadline = self.loop.time() + self.limits.keep_alive_timeout_s
+    def pause_reading(self, reason: int) -> None:
+        if self.flow.pause_reading(reason) and self.arrival is not None:
+            self.arrival.hold()  # not reading is our doing, not the client's
 
-    def _send(
-        self, method: str, version: str, response: Response
-    ) -> Coroutine[Any, Any, None] | None:
-        """Write the response; a bytes body goes out in the same write as the head.
+    def resume_reading(self, reason: int) -> None:
+        arrival = self.arrival
+        if self.flow.resume_reading(reason) and arrival and not arrival.continue_pending:
+            self._release_pace()
 
-        Returns the body pump to await for a stream, None when all is written.
-        """
-        transport = self.transport
-        assert transport is not None
-        status = response.status
-        headers = response.headers
-        parts = [STATUS_LINES.get(status) or status_line(status)]
-        for name, value in headers:  # pieces joined once below, not a bytes object per header
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
-        parts.append(response.rendered)
-        if response.close or (self.connections.draining and not self.more_requests()):
-            # While draining, the last answer a connection owes says so, and the client knows
-            # to take its next request elsewhere.
-            self.closing = True
-        elif self.parsing_done and not self.queue:
-            self.closing = True  # the last answer owed before the connection ends
-        if self.closing:
-            parts.append(b"connection: close\r\n")
-        elif version == "1.0":
-            parts.append(b"connection: keep-alive\r\n")
-        body = response.body
-        bodiless = method == "HEAD" or status in NO_BODY_STATUSES or status < 200
-        if not isinstance(body, bytes):
-            return self._send_stream(parts, response.length, bodiless, version, body)
-        if status >= 200 and status not in NO_BODY_STATUSES:
-            parts += (b"content-length: ", response.length or str(len(body)).encode(), b"\r\n\r\n")
-        else:
-            parts.append(b"\r\n")
-        if not bodiless:
-            parts.append(body)
-        transport.write(b"".join(parts))
-        self._finish()
-        return None
-
-    async def _send_stream(
-        self,
-        parts: list[bytes],
-        length: bytes | None,
-        bodiless: bool,
-        version: str,
-        body: BodySource,
-    ) -> None:
-        transport = self.transport
-        assert transport is not None
-        chunked = length is None and not bodiless and version == "1.1"
-        if length is not None:
-            parts.append(b"content-length: %s\r\n" % length)
-        elif chunked:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        elif not bodiless:
-            # HTTP/1.0 and no length: the end of the body is the end of the connection.
-            self.closing = True
-            if parts[-1] != b"connection: close\r\n":
-                parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        transport.write(b"".join(parts))
-        try:
-            async for chunk in body:
-                if bodiless or not chunk:
-                    continue
-                if chunked:
-                    transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                else:
-                    transport.write(chunk)
-                if self.write_paused:
-                    await self._drain()
-        except (GatewayError, OSError):
-            # The head is gone already: all we can do is cut the response short.
-            body.abort()
-            self.closing = True
-            transport.abort()
-            self._finish()
-            return
-        except asyncio.CancelledError:
-            body.abort()
-            raise
-        except Exception:
-            # A bug, not a network failure: this response is lost, never the worker.
-            log.exception("streaming a response failed")
-            body.abort()
-            self.closing = True
-            transport.abort()
-            self._finish()
-            return
-        if chunked:
-            transport.write(b"0\r\n\r\n")
-        self._finish()
-
-    # flow control and failure
-
-    async def _drain(self) -> None:
-        if self.closing and self.transport is None:
-            return
-        self.drain_waiter = self.loop.create_future()
-        await self.drain_waiter
-
-    def _release_drain(self) -> None:
-        waiter = self.drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self.drain_waiter = None
-
-    def _pause_reading(self) -> None:
-        if self.transport is not None and not self.reading_paused:
-            self.reading_paused = True
-            self.transport.pause_reading()
-            if self.pace is not None:
-                self.pace.hold()  # not reading is our doing, not the client's
-
-    def _resume_reading(self) -> None:
-        if (
-            self.transport is not None
-            and self.reading_paused
-            and not self.closing
-            and not self.parsing_done
-        ):
-            self.reading_paused = False
-            self.transport.resume_reading()
-            if self.pace is not None and not self.continue_pending:
-                self._release_pace()
+    # failure and timeouts
 
     def fail(self, error: GatewayError) -> None:
         """A protocol error: the requests received before it are answered in order, then the
         error, then the connection closes (nothing after the error is read)."""
-        if self.parsing_done:
+        if self.phase >= ENDING:
             return
-        self.parsing_done = True
         self.in_head = False
-        self._pause_reading()
-        if self.body_stream is not None:
+        self.pause_reading(STOPPED)
+        stream = self.body_stream
+        if stream is not None:
             # The error is in a body being read: the request reading it answers it.
-            self.body_stream.fail(error)
-            self.body_stream = None
-            self.pace = None
+            self.body_stream = self.arrival = None
+            stream.fail(error)
+            self.end()
             return
         fresh, self.fresh = self.fresh, []
         if fresh and fresh[-1].body is None:
             fresh.pop()  # its body is where the error is: the error is its answer
         self.queue.extend(fresh)
         self.queue.append(error)
+        self.end()
         if self.task is None:
-            self._start_next()
+            exchange.start_next(self)
 
     def bytes_unread(self) -> bool:
         """Past its deadline, whether the client's bytes wait in the socket, unread: after a
@@ -717,7 +479,7 @@ class HttpConnection(asyncio.Protocol):
         idle close would lose a request. Then one more sweep, a few at most per deadline
         (``timers.forgives``), so a loop that never gets to read still ends the connection.
         Asked only by the sweep, of a connection about to expire: nothing per request."""
-        if self.reading_paused or self.parsing_done or self.transport is None:
+        if self.flow.reading_paused or self.phase >= ENDING or self.transport is None:
             return False  # not reading is our own doing: nothing to wait for
         if self.spared_for != self.deadline:
             self.spared_for, self.spared = self.deadline, 0
@@ -730,42 +492,31 @@ class HttpConnection(asyncio.Protocol):
         return unread(self.transport)
 
     def expire(self) -> None:
-        if self.body_stream is not None and self._body_on_pace():
-            return
+        arrival, now = self.arrival, self.loop.time()
+        if arrival is not None:
+            deadline = arrival.on_pace(now)
+            if deadline is not None:
+                self.deadline = deadline
+                return
         if self.task is None and not self.in_head and not self.queue:
-            self.abort()
-        elif self.body_stream is not None or self.in_head:
-            self.fail(RequestTimeout(self._too_slow_detail()))
-            self.deadline = self.loop.time() + self.limits.header_timeout_s
-
-    def _too_slow_detail(self) -> str:
-        if self.body_stream is not None and self.loop.time() < self.body_idle_deadline:
-            rate = self.limits.min_body_rate_bytes_per_s
-            return f"the request body arrives slower than {rate} bytes a second"
-        return "the client was too slow sending the request"
+            self.end()
+        elif arrival is not None or self.in_head:
+            detail = arrival.too_slow(now) if arrival is not None else None
+            self.fail(RequestTimeout(detail or "the client was too slow sending the request"))
+            self.deadline = now + self.limits.header_timeout_s
 
     def more_requests(self) -> bool:
         """Whether a request already received (or arriving) waits behind the current one."""
         return bool(self.queue) or self.in_head
 
-    def close_when_idle(self) -> None:
+    def end_when_idle(self) -> None:
+        """The server drains: an idle connection ends now, a busy one after its answers."""
         if self.task is not None or self.more_requests() or self.transport is None:
             return
-        if not self.served:
+        if self.phase == NEW:
             # Accepted just before the drain began, its first request may still be on its way:
             # the client gets a short while to send it (answered with Connection: close), not a
             # close before it could ask anything. The sweep ends the wait.
             self.deadline = min(self.deadline, self.loop.time() + FIRST_REQUEST_GRACE_S)
             return
-        self.closing = True
-        self.transport.close()
-
-    def cut(self) -> None:
-        """Drop the connection now, whatever is in flight (the grace period is over)."""
-        self.closing = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        self.end()

@@ -1,0 +1,67 @@
+"""The server connection's phases and the transitions allowed between them: the one place that
+says what state a client connection is in (h11 keeps its state machine in one file, as data).
+
+    NEW      accepted, no request begun yet (a drain gives it a short grace to send one)
+    IDLE     between requests: nothing in flight, nothing arriving (the keep-alive timeout)
+    READING  a request is arriving and nothing is in flight (the header or body timeout)
+    BUSY     a request is in flight (its task runs); more may be queued or arriving behind it
+    ENDING   the graceful end: nothing more is read, what was received is answered in order,
+             the last answer says ``Connection: close``, then the connection closes
+    CLOSED   closed by us or by the peer: nothing more is read or written
+
+Where the parser is within a message (a head arriving while a request is in flight, a body
+still arriving) is the parser's own business (``HttpConnection.in_head``, ``body_stream``),
+not a phase: pipelining overlaps it with every phase but the last two.
+
+A phase is an ``int`` and the table a packed bit set, so a checked transition costs a shift
+and a mask on the request path; ``TRANSITIONS`` is the readable form it is built from.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+NEW: Final = 0
+IDLE: Final = 1
+READING: Final = 2
+BUSY: Final = 3
+ENDING: Final = 4
+CLOSED: Final = 5
+
+NAMES: Final = ("NEW", "IDLE", "READING", "BUSY", "ENDING", "CLOSED")
+
+TRANSITIONS: Final[dict[int, tuple[int, ...]]] = {
+    NEW: (READING, ENDING, CLOSED),
+    IDLE: (READING, ENDING, CLOSED),
+    READING: (BUSY, ENDING, CLOSED),
+    # To READING when the next head began while this request was in flight.
+    BUSY: (IDLE, READING, ENDING, CLOSED),
+    ENDING: (CLOSED,),
+    CLOSED: (CLOSED,),  # the peer's close reported after our own
+}
+
+# Bit ``old * WIDTH + new`` is set when ``old`` may become ``new`` (6 * 8 bits: a short int).
+WIDTH: Final = 8
+
+
+def _packed(transitions: dict[int, tuple[int, ...]]) -> int:
+    bits = 0
+    for old, targets in transitions.items():
+        for new in targets:
+            bits |= 1 << (old * WIDTH + new)
+    return bits
+
+
+ALLOWED: Final = _packed(TRANSITIONS)
+
+
+class ImpossibleTransition(RuntimeError):
+    """A bug: the connection was asked to go where its table does not lead."""
+
+    def __init__(self, old: int, new: int) -> None:
+        super().__init__(f"a connection cannot go from {NAMES[old]} to {NAMES[new]}")
+        self.old, self.new = old, new
+
+
+def allowed(old: int, new: int) -> bool:
+    return bool(ALLOWED >> (old * WIDTH + new) & 1)
