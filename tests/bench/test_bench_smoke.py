@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -46,7 +47,8 @@ def read(gateway: GatewayProcess, client: redis.Redis) -> RawResponse:
 
 
 def entry_keys(client: redis.Redis) -> list[bytes]:
-    return [key for key in client.keys("cache:*") if not key.endswith(b":gen")]
+    keys = cast("list[bytes]", client.keys("cache:*"))
+    return [key for key in keys if not key.endswith(b":gen")]
 
 
 def test_a_lost_generation_key_never_brings_back_answers_from_before_a_write(

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 from support.client import IncompleteResponse, RawConnection, build_request, http_request
 from support.gateway import Fleet, GatewayProcess, launch_gateway
 from support.patterns import pattern_sha256

@@ -8,9 +8,9 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from support.assertions import assert_nothing_reached
 from support.client import RawConnection, build_request
@@ -158,7 +158,7 @@ def test_thousands_of_idle_connections_do_not_slow_a_real_request(
 
 
 def open_fds(gateway: GatewayProcess) -> int:
-    return psutil.Process(gateway.pid).num_fds()
+    return cast(int, psutil.Process(gateway.pid).num_fds())
 
 
 def fds_return_to(gateway: GatewayProcess, baseline: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -44,7 +45,7 @@ def wait_for_entries(client: redis.Redis, count: int) -> list[bytes]:
     """The cache's keys once ``count`` entries (not generations) are saved, or after 5 s."""
     deadline = time.monotonic() + SAVE_TIMEOUT_S
     while True:
-        keys = client.keys("cache:*")
+        keys = cast("list[bytes]", client.keys("cache:*"))
         if len([k for k in keys if not k.endswith(b":gen")]) >= count:
             return keys
         if time.monotonic() > deadline:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 from support.assertions import assert_problem
 from support.client import RawConnection, RawResponse, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway

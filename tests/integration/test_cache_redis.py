@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import cast
 
 import redis
 from support.gateway import Fleet, GatewayProcess, running_gateway
@@ -43,7 +44,7 @@ def test_gateways_share_entries_and_invalidations(
         after = first.get(target, token=auth, headers=balanced)
 
     client = redis.Redis.from_url(redis_server.url)
-    keys = [key.decode() for key in client.keys("cache:*")]
+    keys = [key.decode() for key in cast("list[bytes]", client.keys("cache:*"))]
     entry_keys = [key for key in keys if not key.endswith(":gen")]
     client.close()
 
@@ -66,7 +67,7 @@ def test_entries_expire_in_redis(
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         while len(client.keys("cache:*")) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        keys = client.keys("cache:*")
+        keys = cast("list[bytes]", client.keys("cache:*"))
         ttls = [client.pttl(key) for key in keys if not key.endswith(b":gen")]
         generation_ttl = client.pttl("cache:{/api/v1/events/1}:gen")
         client.close()
@@ -94,7 +95,7 @@ def test_a_redis_outage_and_corrupt_entries_are_misses(
         after = statuses_and_cache(gw, target, 2)
 
         client = redis.Redis.from_url(redis_server.url)
-        for key in client.keys("cache:{/api/v1/events/9}:*"):
+        for key in cast("list[bytes]", client.keys("cache:{/api/v1/events/9}:*")):
             if not key.endswith(b":gen"):
                 client.set(key, b"\x01E garbage that is not an entry", px=60_000)
         client.close()

@@ -44,9 +44,10 @@ def registered() -> Iterator[RecordingUpstream]:
         yield upstream
 
 
-def served_by(gateway: GatewayProcess, count: int = 4) -> list[str]:
-    """Which upstream answered each of ``count`` requests to the search service."""
-    names = []
+def served_by(gateway: GatewayProcess, count: int = 4) -> list[str | int]:
+    """Which upstream answered each of ``count`` requests to the search service (or the
+    status, when it was not a 200)."""
+    names: list[str | int] = []
     for _ in range(count):
         response = gateway.get(SEARCH)
         names.append(response.json()["service"] if response.status == 200 else response.status)

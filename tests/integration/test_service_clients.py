@@ -22,6 +22,7 @@ from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
 from api_gateway.upstream.service import UpstreamService
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @pytest.fixture
@@ -41,9 +42,9 @@ def service(*urls: str, volume: int = 10) -> UpstreamService:
 
 
 def with_client(
-    make: Callable[..., T], svc: UpstreamService, use: Callable[[T], Awaitable[object]]
-) -> object:
-    async def scenario() -> object:
+    make: Callable[..., T], svc: UpstreamService, use: Callable[[T], Awaitable[R]]
+) -> R:
+    async def scenario() -> R:
         loop = asyncio.get_running_loop()
         pool = UpstreamPool(loop, PoolSettings())
         try:
@@ -107,7 +108,7 @@ def test_health_check_reports_a_down_service_and_the_breaker_counts_it() -> None
     async def probe_three_times(client: VenueServiceClient) -> list[str | None]:
         return [await client.health_check() for _ in range(3)]
 
-    first, second, third = with_client(VenueServiceClient, svc, probe_three_times)  # type: ignore[misc]
+    first, second, third = with_client(VenueServiceClient, svc, probe_three_times)
     assert first is not None and "cannot connect" in first
     assert second is not None
     assert third is not None and "failing" in third  # the circuit opened: no connection tried

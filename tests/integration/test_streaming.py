@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 from support.client import RawConnection, build_request
 from support.gateway import Fleet, GatewayProcess, launch_gateway, running_gateway

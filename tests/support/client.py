@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 1024 * 1024
@@ -56,7 +56,7 @@ class RawConnection:
         self.timeout_s = timeout_s
         self.buffer = bytearray()
 
-    def __enter__(self) -> RawConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -38,7 +38,7 @@ def _value(value: AnyValue) -> Any:
 def _decode(body: bytes, content_type: str) -> list[Span]:
     request = ExportTraceServiceRequest()
     if content_type.startswith("application/json"):
-        from google.protobuf.json_format import Parse
+        from google.protobuf.json_format import Parse  # type: ignore[import-untyped]
 
         Parse(body, request)  # OTLP/JSON ids are hex strings; only protobuf is sent by the SDK
     else:
@@ -101,7 +101,7 @@ class Collector:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_for(self, count: int, timeout_s: float = 10.0, **match: Any) -> list[Span]:
+    def wait_for(self, count: int, timeout_s: float = 10.0, /, **match: Any) -> list[Span]:
         """At least ``count`` spans whose attributes include ``match``."""
         deadline = time.monotonic() + timeout_s
         while True:

@@ -85,7 +85,9 @@ class _Link:
             self.stalled and self.proxy.fault.mode is not Mode.STALL
         ):
             return False
-        watched = [self.client] if self.stalled else [self.client, self.upstream]
+        watched: list[socket.socket | int] = (
+            [self.client] if self.stalled else [self.client, self.upstream]
+        )
         ready = readable(watched, POLL_S)
         if self.client in ready:
             data = self.client.recv(RECV_SIZE)

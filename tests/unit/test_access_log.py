@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import random
+from typing import cast
 
 from api_gateway.observability.access import AccessLog
 from api_gateway.types import Claims, Request, Response
@@ -79,7 +80,10 @@ def test_the_upstream_identity_cache_and_limit_outcome_are_logged() -> None:
         request.limit_at = -2
         log.record(request, Response(429, []), "1.000")
         log.flush()
-        lines = [json.loads(line) for line in log.stream.getvalue().decode().splitlines()]
+        lines = [
+            json.loads(line)
+            for line in cast(io.BytesIO, log.stream).getvalue().decode().splitlines()
+        ]
     finally:
         loop.close()
     assert lines[0]["upstream"] == "10.1.0.5:3004" and lines[0]["attempts"] == 2
@@ -89,7 +93,7 @@ def test_the_upstream_identity_cache_and_limit_outcome_are_logged() -> None:
         "MISS",
     )
     assert (lines[0]["limit"], lines[1]["limit"]) == ("allowed", "refused")
-    assert "a@example.com" not in log.stream.getvalue().decode()
+    assert "a@example.com" not in cast(io.BytesIO, log.stream).getvalue().decode()
 
 
 def test_sampling_keeps_about_the_rate_and_every_server_error() -> None:

@@ -55,7 +55,7 @@ def run(answers: dict[str, tuple[float, Any]], timeout_ms: int = 1000) -> tuple[
         loop = asyncio.get_running_loop()
         aggregate = Aggregate(
             event_details(timeout_ms), "/api/v1/aggregate", fetch, lambda: loop.time() * 1000
-        )  # type: ignore[arg-type]
+        )
         request = Request("GET", b"/api/v1/aggregate/events/e1", [], b"", "127.0.0.1")
         request.path = "/api/v1/aggregate/events/e1"
         request.claims = Claims("u1", "t1", "customer", "", 0.0)

@@ -54,7 +54,7 @@ def test_opens_at_error_threshold_with_enough_volume() -> None:
     feed(b, "." * 5 + "x" * 4)
     assert b.state is State.CLOSED
     feed(b, "x")  # 10 calls, 5 failures: 50 %
-    assert b.state is State.OPEN
+    assert b.state is State.OPEN  # type: ignore[comparison-overlap]  # feed() moved it
     assert not allowed(b, START)
 
 

@@ -32,7 +32,9 @@ def request(
     return req
 
 
-def fresh(headers: Headers, status: int = 200, default_ttl_ms: int = 0, shared_only: bool = False):
+def fresh(
+    headers: Headers, status: int = 200, default_ttl_ms: int = 0, shared_only: bool = False
+) -> rules.Freshness | None:
     return rules.freshness(status, headers, default_ttl_ms, shared_only, DAY_MS)
 
 

@@ -106,7 +106,7 @@ class StubPool:
 
 def checker(pool: StubPool, service: ServiceEndpoints) -> HealthChecker:
     config = HealthCheckConfig(True, "/health", 100, 1000, 2, 2)
-    return HealthChecker({"ticket": service}, {"ticket": config}, pool)  # type: ignore[arg-type]
+    return HealthChecker({"ticket": service}, {"ticket": config}, pool)
 
 
 def test_rounds_mark_a_failing_instance_down_and_up_again() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api_gateway.resp.cluster import slot_table
+from api_gateway.resp.protocol import Reply
 from api_gateway.stores.redis import rate_limit_tag
 from api_gateway.stores.slots import ClusterTarget, crc16, key_slot, parse_redirect
 from api_gateway.upstream.registry import registry_key
@@ -73,7 +74,7 @@ def test_cluster_urls() -> None:
 
 
 def test_slot_table_from_cluster_slots() -> None:
-    reply = [
+    reply: Reply = [
         [0, 5460, [b"127.0.0.1", 7000, b"id1"]],
         [5461, 10922, [b"", 7001, b"id2"], [b"127.0.0.1", 7004, b"id5"]],
         [10923, 16383, [b"::1", 7002, b"id3"]],

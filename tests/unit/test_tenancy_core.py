@@ -270,7 +270,9 @@ class VenueService:
 
     async def resolve_domain(self, host: str) -> dict[str, object] | None:
         self.asked.append(host)
-        known = {"tickets.venue-a.com": {"venueId": "venue-a", "tenantId": "tenant-a"}}
+        known: dict[str, dict[str, object]] = {
+            "tickets.venue-a.com": {"venueId": "venue-a", "tenantId": "tenant-a"}
+        }
         return known.get(host)
 
     async def get_venue(self, venue_id: str) -> dict[str, object] | None:
@@ -280,7 +282,7 @@ class VenueService:
 
 def domain_policy(service: VenueService, trusted: str = "10.0.0.0/8") -> VenueDomain:
     config = tenancy_config()
-    directory = VenueDirectory(service, config, Clock())  # type: ignore[arg-type]
+    directory = VenueDirectory(service, config, Clock())
     proxies = TrustedProxies((ipaddress.ip_network(trusted),))
     return VenueDomain(directory, PlatformHosts(config.platform_domains), proxies, frozenset())
 
@@ -344,7 +346,7 @@ def test_the_cache_is_bounded_in_bytes_whatever_its_keys() -> None:
 
 
 def isolation(service: VenueService) -> VenueIsolation:
-    directory = VenueDirectory(service, tenancy_config(), Clock())  # type: ignore[arg-type]
+    directory = VenueDirectory(service, tenancy_config(), Clock())
     return VenueIsolation(directory, REFS, frozenset({"super_admin"}))
 
 

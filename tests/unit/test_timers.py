@@ -108,7 +108,7 @@ def test_asyncio_timeout_takes_the_same_stall_for_a_timeout() -> None:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         reader, writer = socket.socketpair()
         loop = asyncio.get_running_loop()
-        loop.add_reader(reader.fileno(), lambda: future.done() or future.set_result("answer"))
+        loop.add_reader(reader.fileno(), lambda: future.done() or future.set_result("answer"))  # type: ignore[func-returns-value]
         loop.call_soon(writer.send, b"x")
         loop.call_soon(time.sleep, STALL_S)
         with pytest.raises(TimeoutError):
@@ -126,7 +126,7 @@ def test_an_answer_in_a_socket_during_a_stall_is_read() -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         reader, writer = socket.socketpair()
-        loop.add_reader(reader.fileno(), lambda: future.done() or future.set_result("answer"))
+        loop.add_reader(reader.fileno(), lambda: future.done() or future.set_result("answer"))  # type: ignore[func-returns-value]
         loop.call_soon(writer.send, b"x")
         loop.call_soon(time.sleep, STALL_S)
         assert await patiently(future, BOUND_S) == "answer"

@@ -48,7 +48,7 @@ class Harness:
         self.pool = ScriptedPool(self.clock, *script)  # type: ignore[arg-type]
         self.call = UpstreamCall(
             self.service,
-            self.pool,  # type: ignore[arg-type]
+            self.pool,
             10_000,
             key_retries,
             self.clock,

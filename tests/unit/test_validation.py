@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
+from typing import cast
 from urllib.parse import urlencode
 
 import orjson
@@ -140,7 +142,7 @@ def depth_of(document: object) -> int:
     children = document.values() if isinstance(document, dict) else document
     if not isinstance(document, list | dict):
         return 0
-    return 1 + max((depth_of(child) for child in children), default=0)  # type: ignore[union-attr]
+    return 1 + max((depth_of(child) for child in cast("Iterable[object]", children)), default=0)
 
 
 def counted(document: object) -> int:
