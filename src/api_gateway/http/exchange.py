@@ -44,12 +44,13 @@ CLOSE: Final = b"connection: close\r\n"
 
 def dispatch(connection: HttpConnection) -> None:
     """The requests whose heads were parsed in the last read: start one, or queue them."""
-    fresh, connection.fresh = connection.fresh, []
+    reader = connection.reader
+    fresh, reader.fresh = reader.fresh, []
     last = fresh[-1]
     if last.body is None:
-        connection.body_stream = connection.stream_for(connection.body_chunks)
+        connection.body_stream = connection.stream_for(reader.body_chunks)
         last.body = connection.body_stream
-        connection.body_chunks = []
+        reader.body_chunks = []
     if connection.task is None and len(fresh) == 1 and not connection.queue:
         # The common case, one request and nothing in flight, skips the queue.
         if connection.phase < BUSY:

@@ -15,18 +15,11 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Final, Protocol, cast
 
 import httptools
 
-from api_gateway.errors import (
-    GatewayError,
-    HeadersTooLarge,
-    MalformedRequest,
-    RequestTimeout,
-    UriTooLong,
-)
+from api_gateway.errors import GatewayError, HeadersTooLarge, MalformedRequest, RequestTimeout
 from api_gateway.http import exchange
 from api_gateway.http.arrival import Arrival
 from api_gateway.http.body import BodyStream
@@ -34,13 +27,8 @@ from api_gateway.http.connections import Connections as Connections
 from api_gateway.http.exchange import RECEIVING_TASK_NAME
 from api_gateway.http.exchange import TASK_NAME as TASK_NAME
 from api_gateway.http.flow import BODY, STOPPED, Flow
-from api_gateway.http.framing import (
-    CONTINUE,
-    PLAIN_CONNECTION,
-    REQUEST_FRAMING,
-    RequestFraming,
-    lower_name,
-)
+from api_gateway.http.framing import CONTINUE
+from api_gateway.http.reader import RequestReader
 from api_gateway.http.server_phases import (
     ALLOWED,
     CLOSED,
@@ -51,20 +39,11 @@ from api_gateway.http.server_phases import (
     ImpossibleTransition,
 )
 from api_gateway.timers import forgives, unread
-from api_gateway.types import Headers, Request, Response
+from api_gateway.types import Request, Response
 
 # While draining, how long a connection that has not sent its first request may still send it.
 FIRST_REQUEST_GRACE_S: Final = 1.0
 INFINITY: Final = float("inf")
-# Method, spaces, version and CRLF of a request line: what it holds besides the URI.
-REQUEST_LINE_BYTES: Final = 32
-
-# The usual methods as shared strings: no decoding, and their hashes are computed once for every
-# set and dict lookup after the parser.
-METHODS: Final = {
-    name.encode(): name
-    for name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
-}
 
 
 class App(Protocol):
@@ -92,49 +71,20 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         self.app, self.limits, self.connections = app, limits, connections
         self.loop = connections.loop
-        self.server_port = server_port
-        self.parser = httptools.HttpRequestParser(self)
+        self.reader = RequestReader(self, limits, server_port)
         self.transport: asyncio.Transport | None = None
         self.flow = Flow(self.loop)
         self.phase = NEW
         self.peer_ip = ""
         self.queue: deque[Request | GatewayError] = deque()
-        self.fresh: list[Request] = []
         self.task: asyncio.Task[None] | None = None
         self.deadline = INFINITY
         # Sweeps that spared this connection past ``spared_for`` (its deadline then): bytes unread.
         self.spared_for = INFINITY
         self.spared = 0
-        self.callback_error: GatewayError | None = None
-        # The limits checked for every request, read from the connection rather than ``limits``.
-        self.max_header_bytes = limits.max_header_bytes
-        self.max_header_count = limits.max_header_count
-        self.max_uri_bytes = limits.max_uri_bytes
-        # Per-message parse state.
-        self.in_head = False
-        self.url = b""
-        self.headers: Headers = []
-        # Created only for a head with framing fields besides Host (most requests have none).
-        self.framing: RequestFraming | None = None
-        self.plain_connection = False
-        self.hosts = 0
-        self.header_bytes = 0
-        self.header_count = 0
-        self.head_bytes = 0
-        # Where the parser is in the current read, as far as its callbacks tell (a lower bound:
-        # optional whitespace and chunk-size digits are not reported), and where the current
-        # head began in it: what follows is head, what precedes it was the messages before.
-        self.read_used = 0
-        self.head_start = 0
-        self.head_in_read = False
-        self.unreported = 0
-        self.chunk_from = 0
-        self.body_request: Request | None = None
-        self.body_chunks: list[bytes] = []
         # A body still arriving after its request was dispatched, and its timeouts.
         self.body_stream: BodyStream | None = None
         self.arrival: Arrival | None = None
-        self.expect_continue = False
 
     # phases
 
@@ -151,7 +101,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self.to(ENDING)
         self.flow.stop_reading()
-        if self.task is None and not self.queue and not self.fresh:
+        if self.task is None and not self.queue and not self.reader.fresh:
             self.close()
 
     def close(self) -> None:
@@ -172,7 +122,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = self.flow.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+        self.peer_ip = self.reader.peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.connections.open.add(self)
         self.deadline = self.loop.time() + self.limits.header_timeout_s
         if self.connections.draining:
@@ -200,200 +150,54 @@ class HttpConnection(asyncio.Protocol):
             return
         if self.body_stream is not None:
             self.body_deadline()
-        self.read_used = 0
-        self.head_in_read = False
+        reader = self.reader
+        reader.read_used = 0
+        reader.head_in_read = False
         try:
-            self.parser.feed_data(data)
+            reader.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # Protocol upgrades are not proxied: answer the request, then close.
             self.end()
         except httptools.HttpParserError as exc:
-            self.fail(self.callback_error or MalformedRequest(f"malformed request: {exc}"))
+            self.fail(reader.callback_error or MalformedRequest(f"malformed request: {exc}"))
             return
-        if self.in_head:
-            if self._head_too_large(len(data)):
-                self.fail(HeadersTooLarge(f"the headers exceed {self.max_header_bytes} bytes"))
+        if reader.in_head:
+            if reader.head_too_large(len(data)):
+                self.fail(HeadersTooLarge(f"the headers exceed {reader.max_header_bytes} bytes"))
                 return
-        elif self.body_request is not None and self._framing_too_large(len(data)):
-            self.fail(HeadersTooLarge(f"the chunk framing exceeds {self.max_header_bytes} bytes"))
+        elif reader.body_request is not None and reader.framing_too_large(len(data)):
+            limit = reader.max_header_bytes
+            self.fail(HeadersTooLarge(f"the chunk framing exceeds {limit} bytes"))
             return
-        if self.fresh:
+        if reader.fresh:
             exchange.dispatch(self)
 
-    def _head_too_large(self, read: int) -> bool:
-        """Whether the head still arriving is past the cap, counting a line not yet finished
-        (llhttp reports a field only once it is complete)."""
-        if self.head_in_read:
-            # Only the bytes from the head's start: not the body or the heads before it.
-            self.head_bytes = read - self.head_start
-        else:
-            self.head_bytes += read
-        # The request line is capped by the URI limit; what follows it by the header limit.
-        return self.head_bytes - len(self.url) - REQUEST_LINE_BYTES > self.max_header_bytes
+    @property
+    def in_head(self) -> bool:
+        """Whether a request head is arriving (behind a request in flight, or not)."""
+        return self.reader.in_head
 
-    def _framing_too_large(self, read: int) -> bool:
-        """Whether a body's bytes that are not body (a trailer line or chunk extension still
-        arriving, which llhttp reports only once complete, if at all) pass the header cap."""
-        if self.read_used:
-            self.unreported = read - self.read_used
-        else:
-            self.unreported += read
-        return self.unreported > self.max_header_bytes
+    # llhttp's, through the reader
 
-    # llhttp callbacks
-
-    def on_message_begin(self) -> None:
+    def message_begins(self) -> None:
         # The header timeout runs from the request line, not from any byte: llhttp skips empty
         # lines before it, and they must not keep an idle connection open forever.
         if self.task is None:
             self.deadline = self.loop.time() + self.limits.header_timeout_s
         if self.phase < READING:
             self.to(READING)
-        self.in_head = True
-        self.url = b""
-        self.headers = []
-        self.framing = None
-        self.plain_connection = False
-        self.hosts = 0
-        self.header_bytes = 0
-        self.header_count = 0
-        self.head_bytes = 0
-        self.head_start = self.read_used
-        self.head_in_read = True
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.max_uri_bytes:
-            self._callback_fail(UriTooLong(f"the URI exceeds {self.max_uri_bytes} bytes"))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # llhttp calls this once per field: the common case is kept to one test per limit.
-        self.header_bytes += len(name) + len(value) + 4
-        self.header_count += 1
-        if self.header_bytes > self.max_header_bytes or self.header_count > self.max_header_count:
-            self._headers_too_large()
-        if not self.in_head:
-            # A trailer field, after a chunked body. Merged into the head it would slip past
-            # every check made on the head (a second Host, say), so it is counted and dropped:
-            # RFC 9110 §6.5.1 lets a recipient discard trailers.
-            self.read_used += len(name) + len(value) + 3
-            return
-        name = lower_name(name)
-        if name not in REQUEST_FRAMING:
-            self.headers.append((name, value))
-        elif name == b"host":
-            self.hosts += 1
-            self.headers.append((name, value))
-        elif name == b"connection" and value.lower() in PLAIN_CONNECTION:
-            # llhttp applies it; it names no field, so no framing state is needed for it.
-            self.plain_connection = True
-        else:
-            framing = self.framing
-            if framing is None:
-                framing = self.framing = RequestFraming()
-            if framing.take(name, value):
-                self.headers.append((name, value))
-
-    def _headers_too_large(self) -> None:
-        if self.header_bytes > self.max_header_bytes:
-            self._callback_fail(
-                HeadersTooLarge(f"the headers exceed {self.max_header_bytes} bytes")
-            )
-        self._callback_fail(HeadersTooLarge(f"more than {self.max_header_count} header fields"))
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        parser = self.parser
-        keep_alive = parser.should_keep_alive()
-        framing = self.framing
-        if keep_alive and framing is None and not self.plain_connection:
-            # llhttp accepts HTTP/0.9, 1.0, 1.1 and 2.0 only, and keeps a connection alive by
-            # default for 1.1 alone: asking for the version string costs more than all of this.
-            version = "1.1"
-        else:
-            version = parser.get_http_version()
-        if framing is None:
-            if version != "1.1" or self.hosts != 1:
-                # Rare enough to build the full check for: HTTP/1.0, or not exactly one Host.
-                framing = RequestFraming()
-                self._check_framing(framing, version)
-            headers = self.headers
-            content_length = None
-        else:
-            self._check_framing(framing, version)
-            headers = framing.end_to_end(self.headers)
-            content_length = framing.content_length
-        method = parser.get_method()
-        # The head's least possible size: "name:value" and CRLF per field, the request line,
-        # the empty line. What it used of this read is that, less what earlier reads brought.
-        head_size = len(method) + len(self.url) + 14 + self.header_bytes - self.header_count
-        if self.head_in_read:
-            self.read_used = self.head_start + head_size
-        else:
-            self.read_used = max(0, head_size - self.head_bytes)
-        request = Request(
-            METHODS.get(method) or method.decode("ascii"),
-            self.url,
-            headers,
-            b"",
-            self.peer_ip,
-            version,
-            content_length,
-            self.server_port,
-            perf_counter(),
-        )
-        request.keep_alive = keep_alive
-        if framing is not None and (framing.encodings or content_length):
-            self.unreported = 0
-            self.body_request = request
-            self.body_chunks = []
-            request.body = None  # type: ignore[assignment]
-            self.expect_continue = framing.expect_continue and version == "1.1"
-        self.fresh.append(request)
-
-    def _check_framing(self, framing: RequestFraming, version: str) -> None:
-        framing.hosts = self.hosts
-        try:
-            framing.check(version)
-        except GatewayError as error:
-            self._callback_fail(error)
-
-    def on_body(self, chunk: bytes) -> None:
-        self.read_used += len(chunk)
-        if self.body_stream is not None:
-            self.body_stream.feed(chunk)
-        else:
-            self.body_chunks.append(chunk)
-
-    def on_chunk_header(self) -> None:
-        self.read_used += 3  # at least one digit and CRLF
-        self.chunk_from = self.read_used
-
-    def on_chunk_complete(self) -> None:
-        # The size line's other digits, known once the chunk is (if it began in this read: a
-        # chunk from an earlier one leaves at most a few digits unreported or over-reported).
-        size = self.read_used - self.chunk_from
-        self.read_used += 2 + (max(size.bit_length() - 1, 0) >> 2)
-
-    def on_message_complete(self) -> None:
+    def body_arrived(self) -> None:
+        """The streamed body's last byte arrived."""
         arrival = self.arrival
-        if arrival is not None:
-            arrival.stream.feed_eof()
-            self.body_stream = self.arrival = None
-            if arrival.pace is not None:
-                self.deadline = arrival.idle_deadline  # no rate window left to judge
-            task = self.task
-            if task is not None and task.get_name() == RECEIVING_TASK_NAME:
-                task.set_name(TASK_NAME)
-        elif self.body_request is not None:
-            chunks = self.body_chunks
-            self.body_request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.body_request = None
-        self.body_chunks = []
-
-    def _callback_fail(self, error: GatewayError) -> None:
-        self.callback_error = error
-        raise error
+        assert arrival is not None
+        arrival.stream.feed_eof()
+        self.body_stream = self.arrival = None
+        if arrival.pace is not None:
+            self.deadline = arrival.idle_deadline  # no rate window left to judge
+        task = self.task
+        if task is not None and task.get_name() == RECEIVING_TASK_NAME:
+            task.set_name(TASK_NAME)
 
     # a body arriving after its request was dispatched
 
@@ -401,7 +205,7 @@ class HttpConnection(asyncio.Protocol):
         stream = BodyStream(self._pause_for_body, self._resume_for_body, self._abandon_body)
         for chunk in buffered:
             stream.feed(chunk)
-        pending = self.expect_continue and not buffered
+        pending = self.reader.expect_continue and not buffered
         now = self.loop.time()
         self.arrival = Arrival(stream, self.limits, now, bool(self.flow.reading_paused), pending)
         if pending:
@@ -455,7 +259,8 @@ class HttpConnection(asyncio.Protocol):
         error, then the connection closes (nothing after the error is read)."""
         if self.phase >= ENDING:
             return
-        self.in_head = False
+        reader = self.reader
+        reader.in_head = False
         self.pause_reading(STOPPED)
         stream = self.body_stream
         if stream is not None:
@@ -464,7 +269,7 @@ class HttpConnection(asyncio.Protocol):
             stream.fail(error)
             self.end()
             return
-        fresh, self.fresh = self.fresh, []
+        fresh, reader.fresh = reader.fresh, []
         if fresh and fresh[-1].body is None:
             fresh.pop()  # its body is where the error is: the error is its answer
         self.queue.extend(fresh)
