@@ -80,7 +80,7 @@ def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:
 
 
 def _bind(policy: Policy, call_next: Handler) -> Handler:
-    call = policy.__call__  # bound once: calling the instance looks __call__ up every time
+    call = policy.__call__  # bound once (COMPILED.md §6)
 
     def link(request: Request) -> Awaitable[Response]:
         return call(request, call_next)

@@ -1,7 +1,7 @@
 """RESP2, the Redis wire protocol: commands out as arrays of bulk strings, replies parsed in.
 
 redis-py spends 30-60 µs of CPU per command; this codec is written for the compiled build
-(docs/compiled.md), so a rate-limit script's reply of four integers costs a fraction of that.
+(``COMPILED.md``), so a rate-limit script's reply of four integers costs a fraction of that.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Final, TypeAlias
 
 MAX_LINE: Final = 64 * 1024  # a reply header longer than this is garbage, not a slow network
 MAX_DIGITS: Final = 19  # a signed 64-bit integer, as Redis sends
-# Reply type bytes and digits, by value (docs/compiled.md §1: Final ones are C constants).
+# Reply type bytes and digits, by value (COMPILED.md §1, §3).
 COLON: Final = ord(":")
 ASTERISK: Final = ord("*")
 DOLLAR: Final = ord("$")
@@ -105,7 +105,7 @@ class RespParser:
         if kind == ASTERISK:
             items: list[Reply] = []
             for _ in range(_integer(line)):  # a nil array (*-1) has no items either
-                # docs/compiled.md §5: the rate-limit script's reply is integers, inlined.
+                # Inlined: the rate-limit script's reply is integers (COMPILED.md §5).
                 if i < last and lines[i][:1] == b":":
                     items.append(_integer(lines[i]))
                     i += 1
@@ -140,7 +140,7 @@ class RespParser:
 
 def _integer(line: bytes) -> int:
     """The integer after a reply's type byte (``:42``, ``*4``, ``$-1``), digit by digit
-    (docs/compiled.md §3: compiled, indexing bytes beats slicing and ``int()``)."""
+    (COMPILED.md §3)."""
     size = len(line)
     start = 2 if size > 1 and line[1] == MINUS else 1
     if start >= size or size - start > MAX_DIGITS:
