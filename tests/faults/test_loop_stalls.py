@@ -24,8 +24,8 @@ from support.stalls import stall_trigger, until
 
 from api_gateway.cache import entry as wire
 from api_gateway.cache.entry import Entry
+from api_gateway.cache.front import Cache
 from api_gateway.cache.redis import RedisCacheStorage
-from api_gateway.cache.store import CacheStore
 from api_gateway.config.settings import HealthCheckConfig, Instance
 from api_gateway.http.client import PoolSettings, UpstreamPool
 from api_gateway.stores.redis import RedisStore
@@ -85,7 +85,7 @@ def delayed(path: str, upstream: RawUpstream, *after: bytes) -> None:
 def test_a_cache_hit_during_a_stall_stays_a_hit(redis_server: RedisServer, ticks: int) -> None:
     async def story() -> None:
         redis = RedisStore(redis_server.url, REDIS_TIMEOUT_S)
-        store = CacheStore(RedisCacheStorage(redis, 60_000), 0.1)
+        store = Cache(RedisCacheStorage(redis, 60_000), 0.1)
         entry = Entry(200, [(b"content-type", b"application/json")], b"{}", time.time() * 1000, 0)
         await redis.command("SET", f"stall-{ticks}", wire.encode(entry))
         request = Request("GET", b"/api/v1/events", [], b"", "127.0.0.1")

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from api_gateway.cache.front import Cache
 from api_gateway.cache.storage import MemoryCacheStorage
-from api_gateway.cache.store import CacheStore
 from api_gateway.errors import BadGateway
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
 from api_gateway.types import Body, Claims, Headers, Request, Response
@@ -49,7 +49,7 @@ class Service:
 def policy(max_body: int = 1000) -> ResponseCache:
     storage = MemoryCacheStorage(100, 1 << 20, 86_400_000, lambda: 0.0)
     route = RouteCache(PREFIX, 0, False, max_body, 86_400_000)
-    return ResponseCache(CacheStore(storage, 1.0), Flights(), route, lambda: 0.0)
+    return ResponseCache(Cache(storage, 1.0), Flights(), route, lambda: 0.0)
 
 
 def get(path: str = "/api/v1/search/q", headers: Headers | None = None) -> Request:
@@ -174,7 +174,7 @@ def test_waiters_varying_on_the_identity_the_gateway_sends_are_not_mixed() -> No
 def test_a_write_through_a_route_or_its_alias_makes_reads_through_both_stale() -> None:
     async def scenario() -> None:
         storage = MemoryCacheStorage(100, 1 << 20, 86_400_000, lambda: 0.0)
-        store, flights = CacheStore(storage, 1.0), Flights()
+        store, flights = Cache(storage, 1.0), Flights()
         events = "/api/v1/events"
         route = ResponseCache(store, flights, RouteCache(events, 0, False, 1000, 86_400_000))
         alias_route = RouteCache("/api/v1/event", 0, False, 1000, 86_400_000, events)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
+from api_gateway.cache.front import Cache
 from api_gateway.cache.storage import CacheStorage, MemoryCacheStorage
-from api_gateway.cache.store import CacheStore
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.stores import Store
 
 
-def open_cache(config: GatewayConfig, store: Store) -> CacheStore:
+def open_cache(config: GatewayConfig, store: Store) -> Cache:
     """In Redis next to the other shared state when it is configured, else in this process."""
     settings = config.cache
     storage: CacheStorage
@@ -32,4 +32,4 @@ def open_cache(config: GatewayConfig, store: Store) -> CacheStore:
         shared = store.primary if isinstance(store, FallbackStore) else store
         assert isinstance(shared, RedisClient | ClusterClient)
         storage = RedisCacheStorage(shared, settings.max_ttl_ms)
-    return CacheStore(storage, settings.timeout_ms / 1000)
+    return Cache(storage, settings.timeout_ms / 1000)

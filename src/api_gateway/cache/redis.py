@@ -42,8 +42,8 @@ class Commands(Protocol):
 
 
 class RedisCacheStorage:
-    def __init__(self, store: Commands, max_ttl_ms: int) -> None:
-        self.store, self.max_ttl_ms = store, max_ttl_ms
+    def __init__(self, redis: Commands, max_ttl_ms: int) -> None:
+        self.redis, self.max_ttl_ms = redis, max_ttl_ms
         self.idle_ms = min(GENERATION_IDLE_MS, max_ttl_ms)
 
     async def generation(self, resource: str) -> str:
@@ -58,7 +58,7 @@ class RedisCacheStorage:
 
     async def _create(self, key: str) -> bytes:
         token = new_generation().encode("ascii")
-        created = _check(await self.store.command("SET", key, token, "NX", "PX", self.idle_ms))
+        created = _check(await self.redis.command("SET", key, token, "NX", "PX", self.idle_ms))
         if created is not None:
             return token
         # Another gateway process created one first: everyone uses the same.
@@ -69,19 +69,19 @@ class RedisCacheStorage:
 
     async def invalidate(self, resource: str) -> None:
         key = generation_key(resource)
-        _check(await self.store.command("SET", key, new_generation(), "PX", self.idle_ms))
+        _check(await self.redis.command("SET", key, new_generation(), "PX", self.idle_ms))
 
     async def get(self, key: str) -> bytes | None:
-        reply = _check(await self.store.command("GET", key))
+        reply = _check(await self.redis.command("GET", key))
         if reply is not None and not isinstance(reply, bytes):
             raise StoreUnavailable(f"redis answered GET with {reply!r:.100}")
         return reply
 
     async def put(self, key: str, value: bytes, ttl_ms: int) -> None:
-        _check(await self.store.command("SET", key, value, "PX", ttl_ms))
+        _check(await self.redis.command("SET", key, value, "PX", ttl_ms))
         # The entry is reachable only while its generation lives. Gone meanwhile (expired, a
         # write replaced it): the entry is unreachable, as it would be anyway.
-        _check(await self.store.evaluate(OUTLIVE, [generation_key_of(key)], [ttl_ms]))
+        _check(await self.redis.evaluate(OUTLIVE, [generation_key_of(key)], [ttl_ms]))
 
 
 def _check(reply: Reply) -> Reply:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from api_gateway.cache import rules, view
 from api_gateway.cache.entry import Entry
-from api_gateway.cache.store import CacheStore
+from api_gateway.cache.front import Cache
 from api_gateway.types import BodySource, Handler, Request, Response
 
 X_CACHE = b"x-cache"
@@ -66,7 +66,7 @@ class RouteCache:
 class ResponseCache:
     def __init__(
         self,
-        store: CacheStore,
+        store: Cache,
         flights: Flights,
         route: RouteCache,
         clock_ms: Callable[[], float] = wall_clock_ms,

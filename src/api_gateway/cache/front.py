@@ -25,7 +25,7 @@ log = logging.getLogger("api_gateway.cache")
 T = TypeVar("T")
 
 
-class CacheStore:
+class Cache:
     def __init__(self, storage: CacheStorage, timeout_s: float) -> None:
         self.storage, self.timeout_s = storage, timeout_s
         self.failures = 0
