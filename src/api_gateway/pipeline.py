@@ -150,11 +150,11 @@ class RouteBuilder:
         self.addresses = AddressKeys(config.rate_limit_ipv6_prefix)
         self.bodies = BodyGate(config.server.max_bodies_per_client, self.addresses)
         # One instance per failure mode, shared by the routes with that mode: the same buckets.
-        self.global_limits = {
-            closed: self._limit(GLOBAL_LIMIT, by_client_ip, closed) for closed in (False, True)
+        self.global_rate_limits = {
+            closed: self._rate_limit(GLOBAL_LIMIT, by_client_ip, closed) for closed in (False, True)
         }
-        self.user_limits = {
-            closed: self._limit(USER_LIMIT, by_user, closed)
+        self.user_rate_limits = {
+            closed: self._rate_limit(USER_LIMIT, by_user, closed)
             for closed in (False, True)
             if USER_LIMIT in config.rate_limits
         }
@@ -196,7 +196,7 @@ class RouteBuilder:
         policies: list[Policy] = [
             RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
-        policies.append(self.global_limits[route.fail_closed])
+        policies.append(self.global_rate_limits[route.fail_closed])
         validation = route.validation
         if validation is not None and validation.query:
             policies.append(QueryValidation(validation.query))
@@ -205,10 +205,10 @@ class RouteBuilder:
             policies.append(self.key_limit)
         if validation is not None and validation.json_body:
             policies.append(JsonBody(validation))
-        if self.user_limits:
-            policies.append(self.user_limits[route.fail_closed])
+        if self.user_rate_limits:
+            policies.append(self.user_rate_limits[route.fail_closed])
         if endpoint is not None and endpoint.rate_limit is not None:
-            policies.append(self._limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
+            policies.append(self._rate_limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
         policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
         if route.cache is not None and route.cache.enabled:
@@ -234,7 +234,7 @@ class RouteBuilder:
             route.alias_of or route.prefix,
         )
 
-    def _limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
+    def _rate_limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
         rate = Rate.of(self.config.rate_limits[name])
         factor = self.config.overload.tighten_factor
         limit = RateLimit(
@@ -263,15 +263,16 @@ class RouteBuilder:
         self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher
     ) -> tuple[list[Policy], Aggregate]:
         """An aggregate's policies, outermost first, and its terminal handler."""
-        policies: list[Policy] = [RequestLimits(AGGREGATE_METHODS, 0), self.global_limits[False]]
+        policies: list[Policy] = [RequestLimits(AGGREGATE_METHODS, 0)]
+        policies.append(self.global_rate_limits[False])
         if aggregate.auth_required:
             policies.append(
                 Authenticate(self.verifier, PublicPaths.parse([]), prefix, self.config.jwt.cookie)
             )
         else:
             policies.append(OptionalAuthenticate(self.verifier))
-        if self.user_limits:
-            policies.append(self.user_limits[False])
+        if self.user_rate_limits:
+            policies.append(self.user_rate_limits[False])
         policies += self.tenancy_policies(prefix.removeprefix(GatewayConfig.API_PREFIX))
         policies.append(HeaderTrust(self.trusted, self.port))
         return policies, Aggregate(aggregate, AGGREGATE_BASE, fetch, self.clock_ms)
