@@ -19,6 +19,7 @@ from api_gateway.http.server_phases import (
     NEW,
     READING,
     TRANSITIONS,
+    TUNNEL,
     ImpossibleTransition,
     allowed,
 )
@@ -64,10 +65,11 @@ def test_the_packed_table_is_the_readable_one() -> None:
             assert allowed(old, new) == (new in TRANSITIONS[old]), (NAMES[old], NAMES[new])
 
 
-def test_nothing_leaves_closed_and_ending_leads_only_there() -> None:
+def test_nothing_leaves_closed_and_ending_leads_only_there_or_to_a_tunnel() -> None:
     assert TRANSITIONS[CLOSED] == (CLOSED,)
-    assert TRANSITIONS[ENDING] == (CLOSED,)
-    assert all(CLOSED in targets for targets in TRANSITIONS.values())
+    assert TRANSITIONS[ENDING] == (CLOSED, TUNNEL)
+    assert TRANSITIONS[TUNNEL] == ()  # the transport is the tunnel's
+    assert all(CLOSED in TRANSITIONS[phase] for phase in (NEW, IDLE, READING, BUSY, ENDING))
 
 
 def test_an_impossible_transition_raises() -> None:

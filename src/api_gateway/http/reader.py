@@ -71,6 +71,8 @@ class RequestReader:
         self.body_request: Request | None = None
         self.body_chunks: list[bytes] = []
         self.expect_continue = False
+        # What followed an upgrade request's head in its read: the tunnel's, if a 101 comes.
+        self.upgrade_rest = b""
 
     def head_too_large(self, read: int) -> bool:
         """Whether the head still arriving is past the cap, counting a line not yet finished

@@ -35,9 +35,11 @@ from api_gateway.http.server_phases import (
     ENDING,
     NEW,
     READING,
+    TUNNEL,
     WIDTH,
     ImpossibleTransition,
 )
+from api_gateway.http.tunnel import Tunnel
 from api_gateway.timers import forgives, unread
 from api_gateway.types import Request, Response
 
@@ -117,6 +119,16 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def hand_over(self, tunnel: Tunnel, upstream: asyncio.Transport, pending: bytes) -> None:
+        """After a ``101`` went out: the transport becomes one side of ``tunnel`` (``pending``:
+        what the upstream sent after its head); this connection is done with it."""
+        transport = self.transport
+        assert transport is not None
+        self.to(TUNNEL)
+        self.connections.discard(self)
+        self.transport = self.flow.transport = None
+        tunnel.join(transport, upstream, self.reader.upgrade_rest, pending)
+
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,8 +167,10 @@ class HttpConnection(asyncio.Protocol):
         reader.head_in_read = False
         try:
             reader.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Protocol upgrades are not proxied: answer the request, then close.
+        except httptools.HttpParserUpgrade as upgrade:
+            # Nothing more is parsed: the request is answered, then the connection closes, or
+            # a 101 hands it to a tunnel with what the client sent after the head.
+            reader.upgrade_rest = data[upgrade.args[0] :]
             self.end()
         except httptools.HttpParserError as exc:
             self.fail(reader.callback_error or MalformedRequest(f"malformed request: {exc}"))

@@ -8,6 +8,7 @@ says what state a client connection is in (h11 keeps its state machine in one fi
     ENDING   the graceful end: nothing more is read, what was received is answered in order,
              the last answer says ``Connection: close``, then the connection closes
     CLOSED   closed by us or by the peer: nothing more is read or written
+    TUNNEL   handed over after a ``101``: the transport is a byte tunnel's (``tunnel.py``)
 
 Where the parser is within a message (a head arriving while a request is in flight, a body
 still arriving) is the parser's own business (``HttpConnection.in_head``, ``body_stream``),
@@ -27,20 +28,23 @@ READING: Final = 2
 BUSY: Final = 3
 ENDING: Final = 4
 CLOSED: Final = 5
+TUNNEL: Final = 6
 
-NAMES: Final = ("NEW", "IDLE", "READING", "BUSY", "ENDING", "CLOSED")
+NAMES: Final = ("NEW", "IDLE", "READING", "BUSY", "ENDING", "CLOSED", "TUNNEL")
 
 TRANSITIONS: Final[dict[int, tuple[int, ...]]] = {
     NEW: (READING, ENDING, CLOSED),
     IDLE: (READING, ENDING, CLOSED),
     READING: (BUSY, ENDING, CLOSED),
     # To READING when the next head began while this request was in flight.
-    BUSY: (IDLE, READING, ENDING, CLOSED),
-    ENDING: (CLOSED,),
+    BUSY: (IDLE, READING, ENDING, CLOSED, TUNNEL),
+    # To TUNNEL: an upgrade request ends the HTTP exchanges, its 101 hands the transport over.
+    ENDING: (CLOSED, TUNNEL),
     CLOSED: (CLOSED,),  # the peer's close reported after our own
+    TUNNEL: (),  # the connection's callbacks are the tunnel's from then on
 }
 
-# Bit ``old * WIDTH + new`` is set when ``old`` may become ``new`` (6 * 8 bits: a short int).
+# Bit ``old * WIDTH + new`` is set when ``old`` may become ``new`` (7 * 8 bits: a short int).
 WIDTH: Final = 8
 
 
