@@ -12,9 +12,11 @@ pieces rather than a bytes object per field, which would be built only to be cop
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from api_gateway.types import Headers
+if TYPE_CHECKING:
+    # Types only: ``types.py`` may import its header-line renderer from here without a cycle.
+    from api_gateway.types import Headers
 
 CRLF: Final = b"\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
