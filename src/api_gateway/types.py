@@ -6,6 +6,7 @@ lower-cases names once while parsing so that nothing above it has to.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -48,6 +49,7 @@ class Request:
         "server_port",
         "start",
         "target",
+        "upgrade",
         "upstream",
         "upstream_block",
         "upstream_headers",
@@ -81,6 +83,8 @@ class Request:
         self.keep_alive = True
         self.request_id = ""
         self.route = "unmatched"  # the matched route's prefix, a label for logs and metrics
+        # Set by the data plane when the request asks to switch protocols (websocket.py kinds).
+        self.upgrade = 0
         self.claims: Claims | None = None
         # Headers the gateway itself adds for the upstream, after the client's were filtered.
         self.upstream_headers: Headers = []
@@ -169,7 +173,7 @@ class Response:
     response; ``close`` asks for the connection to be closed after it.
     """
 
-    __slots__ = ("body", "close", "headers", "length", "rendered", "status")
+    __slots__ = ("body", "close", "headers", "length", "rendered", "status", "switched")
 
     def __init__(self, status: int, headers: Headers, body: Body = b"") -> None:
         self.status = status
@@ -178,6 +182,32 @@ class Response:
         self.length: bytes | None = None
         self.rendered = b""
         self.close = False
+        # A 101 that switched protocols: the upstream side the client is to be tunnelled to.
+        self.switched: Switched | None = None
+
+
+class Switched:
+    """What a ``101`` hands the data plane: the upstream connection, taken out of the pool, to
+    be joined to the client's in a byte tunnel, and the route's terms for that tunnel.
+
+    ``transport`` is the upstream connection's; ``buffered`` the bytes it sent after the 101's
+    head (already read, not yet relayed). ``idle_timeout_s`` ends a tunnel with no byte either
+    way for that long; ``on_close`` is called once when the tunnel ends, however it ends.
+    """
+
+    __slots__ = ("buffered", "idle_timeout_s", "on_close", "transport")
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        buffered: bytes,
+        idle_timeout_s: float = 600.0,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.buffered = buffered
+        self.idle_timeout_s = idle_timeout_s
+        self.on_close = on_close
 
 
 Handler = Callable[[Request], Awaitable[Response]]
