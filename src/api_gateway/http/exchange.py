@@ -55,7 +55,8 @@ def dispatch(connection: HttpConnection) -> None:
         # The common case, one request and nothing in flight, skips the queue.
         if connection.phase < BUSY:
             connection.to(BUSY)
-        connection.resume_reading(BODY | BACKLOG)
+        if connection.flow.reading_paused:
+            connection.resume_reading(BODY | BACKLOG)
         if connection.body_stream is not None:
             connection.body_deadline()
             name = RECEIVING_TASK_NAME
@@ -75,7 +76,7 @@ def start_next(connection: HttpConnection) -> None:
     if connection.phase < BUSY:
         connection.to(BUSY)
     item = connection.queue.popleft()
-    if len(connection.queue) <= MAX_PIPELINED // 2:
+    if len(connection.queue) <= MAX_PIPELINED // 2 and connection.flow.reading_paused:
         connection.resume_reading(BACKLOG)
     # While a body is still arriving, the body timeout guards it; otherwise the upstream call
     # has deadlines of its own.
@@ -137,10 +138,10 @@ def finish(connection: HttpConnection) -> None:
         start_next(connection)
     elif connection.phase == ENDING:
         connection.close()
-    elif connection.connections.draining and not connection.in_head:
+    elif connection.connections.draining and not connection.reader.in_head:
         # A streamed answer whose head went out before the drain began ends the connection.
         connection.end()
-    elif connection.in_head:
+    elif connection.reader.in_head:
         # The next head began while this request was in flight: it is a head, not idle.
         connection.to(READING)
         connection.deadline = connection.loop.time() + connection.limits.header_timeout_s

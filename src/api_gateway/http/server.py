@@ -317,16 +317,16 @@ class HttpConnection(asyncio.Protocol):
             if deadline is not None:
                 self.deadline = deadline
                 return
-        if self.task is None and not self.in_head and not self.queue:
+        if self.task is None and not self.reader.in_head and not self.queue:
             self.end()
-        elif arrival is not None or self.in_head:
+        elif arrival is not None or self.reader.in_head:
             detail = arrival.too_slow(now) if arrival is not None else None
             self.fail(RequestTimeout(detail or "the client was too slow sending the request"))
             self.deadline = now + self.limits.header_timeout_s
 
     def more_requests(self) -> bool:
         """Whether a request already received (or arriving) waits behind the current one."""
-        return bool(self.queue) or self.in_head
+        return bool(self.queue) or self.reader.in_head
 
     def end_when_idle(self) -> None:
         """The server drains: an idle connection ends now, a busy one after its answers."""
