@@ -35,7 +35,8 @@ class RespConnection(asyncio.Protocol):
         self.error: str | None = None  # set once; the connection is then unusable
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        # uvloop's transports are not asyncio.Transport subclasses: cast, never isinstance.
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close(f"connection lost ({exc or 'closed by server'})")

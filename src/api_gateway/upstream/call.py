@@ -163,6 +163,7 @@ class UpstreamCall:
     def _send(
         self, request: Request, endpoint: Endpoint, remaining_ms: float
     ) -> Awaitable[Response]:
+        # Not async, like _forward: the pool's awaitable itself, a coroutine less (COMPILED.md §5).
         if self.around_attempt is None:
             return self._forward(request, endpoint, remaining_ms)
         return self.around_attempt(
