@@ -1,13 +1,14 @@
 """The policy order of every route, decided in pipeline.py alone, printed and pinned here.
 
-A change to the order is a change to this text: reviewed, not stumbled upon. Built from the
-default configuration, without a network (nothing connects while routes are built).
+A change to the order is a change to this text: reviewed, not stumbled upon. Built by the
+gateway from the default configuration, without a network (nothing connects while routes are
+built).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
-import random
 from collections.abc import Awaitable
 from typing import Any
 
@@ -15,34 +16,14 @@ from api_gateway.aggregation.fetch import Fetcher
 from api_gateway.aggregation.templates import literal_prefix
 from api_gateway.config.loader import build, default_document
 from api_gateway.config.settings import GatewayConfig
-from api_gateway.directory import VenueDirectory
+from api_gateway.gateway import Gateway
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.metrics import Metrics
 from api_gateway.pipeline import AGGREGATE_BASE, RouteBuilder, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper
 from api_gateway.policies.ratelimit import RateLimit
 from api_gateway.policies.security_headers import SecurityHeaders
-from api_gateway.stores.memory import MemoryStore
-from api_gateway.tokens import TokenVerifier
-from api_gateway.types import Body, Handler, Request, Response
-from api_gateway.upstream.clients import VenueServiceClient
-from api_gateway.upstream.endpoints import ServiceEndpoints
-from api_gateway.upstream.service import UpstreamService
-
-
-class NoPool:
-    """Routes are only built here: a request sent upstream is a bug of the test."""
-
-    def request(
-        self,
-        address: tuple[str, int],
-        head: bytes,
-        body: Body,
-        chunked: bool,
-        timeout_s: float,
-        method: str,
-    ) -> Awaitable[Response]:
-        raise AssertionError("no request goes upstream while routes are built")
+from api_gateway.types import Handler, Request, Response
 
 
 def default_config(**overrides: Any) -> GatewayConfig:
@@ -53,18 +34,12 @@ def default_config(**overrides: Any) -> GatewayConfig:
 
 
 def builder(config: GatewayConfig) -> RouteBuilder:
-    pool = NoPool()
-    rng = random.Random(0)
-    services = {
-        name: UpstreamService(service, ServiceEndpoints(name, service.instances), rng)
-        for name, service in config.services.items()
-    }
-    venue = VenueServiceClient(services["venue"], pool, lambda: 0.0)
-    directory = VenueDirectory(venue, config.tenancy, lambda: 0.0)
-    verifier = TokenVerifier(config.jwt)
-    return RouteBuilder(
-        config, pool, verifier, MemoryStore(), services, lambda: 0.0, 8080, directory
-    )
+    """The route builder of a gateway built as ``serve`` builds it (nothing connects yet)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return Gateway(config, loop, 8080).builder
+    finally:
+        loop.close()
 
 
 def name(step: object) -> str:
