@@ -173,6 +173,8 @@ class HttpConnection(asyncio.Protocol):
             reader.upgrade_rest = data[upgrade.args[0] :]
             self.end()
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, ImpossibleTransition):
+                raise exc.__context__ from exc  # a bug of ours in a callback, not the client
             self.fail(reader.callback_error or MalformedRequest(f"malformed request: {exc}"))
             return
         if reader.in_head:

@@ -59,7 +59,7 @@ def _packed(transitions: dict[int, tuple[int, ...]]) -> int:
 ALLOWED: Final = _packed(TRANSITIONS)
 
 
-class ImpossibleTransition(RuntimeError):
+class ImpossibleTransition(Exception):  # not RuntimeError: mypyc subclasses Exception only
     """A bug: the connection was asked to go where its table does not lead."""
 
     def __init__(self, old: int, new: int) -> None:
