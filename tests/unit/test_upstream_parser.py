@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api_gateway.errors import BadGateway, UnusableResponse
-from api_gateway.http.client import PoolSettings, UpstreamConnection, UpstreamPool
+from api_gateway.http.client import PoolSettings, UpstreamPool
+from api_gateway.http.upstream_connection import UpstreamConnection
 from api_gateway.types import Response
 
 ADDRESS = ("127.0.0.1", 1)
@@ -27,6 +28,9 @@ class Transport(asyncio.Transport):
 
     def close(self) -> None:
         self.closed = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
 
     def is_closing(self) -> bool:
         return self.closed
@@ -56,8 +60,7 @@ def exchange(
     connection = UpstreamConnection(pool, ADDRESS)
     transport = Transport()
     connection.connection_made(transport)
-    future: asyncio.Future[Response] = loop.create_future()
-    connection._reset(future, False)
+    future = connection.send(b"GET / HTTP/1.1\r\n\r\n", b"", False, 5.0, "GET")
     for piece in pieces:
         if transport.closed:
             break

@@ -9,6 +9,7 @@ body framing are added here, per attempt.
 from __future__ import annotations
 
 from api_gateway.http.framing import BODY_METHODS
+from api_gateway.http.wire import add_header_lines
 from api_gateway.types import Request
 
 
@@ -28,9 +29,7 @@ def render_head(request: Request, host_line: bytes, deadline_ms: int) -> tuple[b
     else:
         chunked = True
         framing = b"transfer-encoding: chunked"
-    # One join over every piece: joining each header's name and value first would build a
-    # bytes object per header only to copy it again (appended one by one: compiled, each
-    # append is a C call, where ``+= (...)`` would build a tuple first).
+    # One join over every piece (see ``wire.add_header_lines``).
     parts = [
         request.method.encode("ascii"),
         b" ",
@@ -39,12 +38,8 @@ def render_head(request: Request, host_line: bytes, deadline_ms: int) -> tuple[b
         host_line,
         b"\r\n",
     ]
-    for headers in (request.headers, request.upstream_headers):
-        for name, value in headers:
-            parts.append(name)
-            parts.append(b": ")
-            parts.append(value)
-            parts.append(b"\r\n")
+    add_header_lines(parts, request.headers)
+    add_header_lines(parts, request.upstream_headers)
     parts.append(request.upstream_block)
     parts.append(b"x-request-deadline-ms: %d\r\n" % deadline_ms)
     if framing:

@@ -1,0 +1,79 @@
+"""The head of an upstream response, field by field as llhttp reports it: the fields passed on
+to the client, the ones that frame the body (kept apart, never passed on), and the fields the
+``Connection`` header names (hop-by-hop: dropped once the head is complete); and the caps on
+every field of an exchange (interim heads and trailers included)."""
+
+from __future__ import annotations
+
+from api_gateway.errors import UnusableResponse
+from api_gateway.http.framing import ResponseFieldFilter, lower_name
+from api_gateway.types import Headers
+
+
+class ResponseHead:
+    """One per connection, begun for each exchange and cleared for each head (an interim
+    head's fields are forgotten, though they count against the caps)."""
+
+    __slots__ = (
+        "byte_cap",
+        "chunked",
+        "field_bytes",
+        "field_count",
+        "fields",
+        "headers",
+        "length",
+        "line_cap",
+        "tokens",
+    )
+
+    def __init__(self, fields: ResponseFieldFilter, byte_cap: int, line_cap: int) -> None:
+        self.fields, self.byte_cap, self.line_cap = fields, byte_cap, line_cap
+        self.begin()
+
+    def begin(self) -> None:
+        self.field_bytes = 0
+        self.field_count = 0
+        self.clear()
+
+    def clear(self) -> None:
+        self.headers: Headers = []
+        self.length: bytes | None = None
+        self.chunked = False
+        # Fields a Connection header names; None while there are none (nearly always).
+        self.tokens: set[bytes] | None = None
+
+    def counted(self, name: bytes, value: bytes) -> bool:
+        """Count a field of the exchange (a head's or a trailer's): whether the caps still hold."""
+        self.field_count += 1
+        self.field_bytes += len(name) + len(value) + 4  # as on the wire: ": " and CRLF
+        return self.field_count <= self.line_cap and self.field_bytes <= self.byte_cap
+
+    def too_large(self) -> UnusableResponse:
+        caps = f"{self.byte_cap} bytes or {self.line_cap} lines"
+        return UnusableResponse(f"the upstream's response fields exceed {caps}")
+
+    def add(self, name: bytes, value: bytes) -> None:
+        """A field of the head (not a trailer's)."""
+        name = lower_name(name)
+        passed = self.fields.passed.get(name)
+        if passed is None:
+            passed = self.fields.decide(name)
+        if passed:
+            self.headers.append((name, value))
+        elif name == b"content-length":
+            self.length = value
+        elif name == b"transfer-encoding":
+            self.chunked = True
+        # Nearly every upstream sends a plain keep-alive or close: nothing to split.
+        elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
+            tokens = {t.strip().lower() for t in value.split(b",")} - {b"", b"close", b"keep-alive"}
+            if self.tokens is None:
+                self.tokens = tokens
+            else:
+                self.tokens |= tokens
+
+    def complete(self) -> None:
+        """The head is complete: drop the fields its Connection header named."""
+        tokens = self.tokens
+        if tokens:
+            self.headers = [h for h in self.headers if h[0] not in tokens]

@@ -1,0 +1,71 @@
+"""The upstream connection's phases, and the one table of the moves allowed between them.
+
+Everything that decides where an ``UpstreamConnection`` may go next is here (h11's rule: the
+state machine lives in one file). The connection makes every move through ``moved``, so a move
+the table does not allow is a bug that raises at once, not a connection reused out of step.
+
+    CONNECTING ─▶ IDLE ─▶ AWAITING_HEAD ─▶ READING_BODY ─▶ DONE ─▶ IDLE (back in the pool)
+                            │    ▲  a 1xx head: the final one is still awaited
+                            │    └──┘
+                            └─▶ SWITCHED: a 101 the gateway never asked for (refused)
+    any phase ─▶ CLOSED: the transport is gone (a closed connection never leaves it)
+
+The phase follows the response, the half that decides whether the connection may be reused.
+A request body that streams goes out beside it (an upstream may answer, even completely, before
+reading it all), so whether it is still going out is the connection's ``sending``, not a phase:
+h11 too keeps one state per side.
+
+Phases are plain ``Final`` integers and the table is bits in a tuple: compiled, a check is a
+tuple index and a shift, where an ``Enum`` member would be an attribute lookup at every use.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CONNECTING: Final = 0
+IDLE: Final = 1  # connected, no exchange: in the pool, or just connected
+AWAITING_HEAD: Final = 2  # the request is out (or its body still going): no final head yet
+READING_BODY: Final = 3  # the final head is in; the body is arriving
+DONE: Final = 4  # the response is complete: the exchange ends (reused or closed)
+SWITCHED: Final = 5  # a 101: the connection would speak another protocol now
+CLOSED: Final = 6
+
+NAMES: Final = ("CONNECTING", "IDLE", "AWAITING_HEAD", "READING_BODY", "DONE", "SWITCHED", "CLOSED")
+
+# The moves allowed from each phase. Any phase may end in CLOSED: the peer can close whenever.
+TRANSITIONS: Final[dict[int, tuple[int, ...]]] = {
+    CONNECTING: (IDLE, CLOSED),
+    IDLE: (AWAITING_HEAD, CLOSED),
+    AWAITING_HEAD: (READING_BODY, SWITCHED, CLOSED),
+    READING_BODY: (DONE, CLOSED),
+    DONE: (IDLE, CLOSED),
+    SWITCHED: (CLOSED,),
+    CLOSED: (),
+}
+
+
+def _bits(targets: tuple[int, ...]) -> int:
+    bits = 0
+    for target in targets:
+        bits |= 1 << target
+    return bits
+
+
+# TRANSITIONS as bits, indexed by phase: what ``moved`` reads.
+ALLOWED: Final = tuple(_bits(TRANSITIONS[phase]) for phase in range(len(NAMES)))
+
+
+class ImpossibleTransition(Exception):
+    """A move the table does not allow: a bug in the connection, never the peer's doing."""
+
+    def __init__(self, current: int, new: int) -> None:
+        super().__init__(f"an upstream connection cannot go from {NAMES[current]} to {NAMES[new]}")
+        self.current, self.new = current, new
+
+
+def moved(current: int, new: int) -> int:
+    """``new``, once the table allows the move from ``current``; else ``ImpossibleTransition``."""
+    if not ALLOWED[current] >> new & 1:
+        raise ImpossibleTransition(current, new)
+    return new
