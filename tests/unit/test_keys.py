@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from api_gateway.config.settings import JwtConfig
 from api_gateway.errors import KeysNotLoaded, Unauthorized, UnknownKey
 from api_gateway.keys import KeySet, pem_keys, public_key, secret_key
-from api_gateway.tokens import StaticKeys, TokenVerifier, configured_keys
+from api_gateway.tokens import TokenVerifier, configured_keys
 
 SECRET = "s" * 48
 ISSUER = "tickettoken-api"
@@ -185,9 +185,14 @@ def test_a_token_of_the_wrong_key_type_is_refused() -> None:
 
 
 def test_no_key_set_loaded_is_a_503_not_a_401() -> None:
-    class Nothing(StaticKeys):
-        def __init__(self) -> None:
-            self.keys = None
+    class Nothing:  # a KeySource that never loaded a set (a JWKS unreachable since start-up)
+        keys = None
+
+        def refresh_unknown(self, kid: str) -> None:
+            return None
+
+        def problem(self) -> str:
+            return "not loaded"
 
     verifier = TokenVerifier(config(algorithms=("RS256",), public_key=pem(RSA_KEY)), keys=Nothing())
     with pytest.raises(KeysNotLoaded):

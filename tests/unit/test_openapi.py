@@ -47,12 +47,17 @@ def test_protected_paths_need_a_bearer_token_and_public_ones_do_not(
     document: dict[str, Any],
 ) -> None:
     paths = document["paths"]
-    assert paths["/api/v1/tickets/{path}"]["get"]["security"] == [{"bearerAuth": []}]
+    assert paths["/api/v1/tickets/{path}"]["get"]["security"] == [
+        {"bearerAuth": []},
+        {"cookieAuth": []},
+    ]
+    assert {"apiKeyAuth": []} in paths["/api/v1/integrations/{path}"]["get"]["security"]
     assert "401" in paths["/api/v1/tickets/{path}"]["get"]["responses"]
     assert paths["/api/v1/auth/login"]["post"]["security"] == []
     assert "401" not in paths["/api/v1/auth/login"]["post"]["responses"]
     assert paths["/api/v1/payments/webhooks/{path}"]["post"]["security"] == []
-    assert paths["/api/v1/search/{path}"]["get"]["security"] == []
+    # public, and a partner's API key is taken when sent
+    assert paths["/api/v1/search/{path}"]["get"]["security"] == [{}, {"apiKeyAuth": []}]
     assert set(paths["/api/v1/webhooks/{path}"]) == {"post"}
 
 
