@@ -15,8 +15,8 @@ A request body that streams goes out beside it (an upstream may answer, even com
 reading it all), so whether it is still going out is the connection's ``sending``, not a phase:
 h11 too keeps one state per side.
 
-Phases are plain ``Final`` integers and the table is bits in a tuple: compiled, a check is a
-tuple index and a shift, where an ``Enum`` member would be an attribute lookup at every use.
+Phases are plain ``Final`` integers (COMPILED.md §1: an ``Enum`` member would be an attribute
+lookup at every use) and the table is bits in a tuple, so a check is an index and a shift.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def render_head(request: Request, host_line: bytes, deadline_ms: int) -> tuple[b
     else:
         chunked = True
         framing = b"transfer-encoding: chunked"
-    # One join over every piece (see ``wire.add_header_lines``).
+    # One join over every piece (COMPILED.md §7).
     parts = [
         request.method.encode("ascii"),
         b" ",
