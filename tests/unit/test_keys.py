@@ -186,7 +186,7 @@ def test_a_token_of_the_wrong_key_type_is_refused() -> None:
 
 def test_no_key_set_loaded_is_a_503_not_a_401() -> None:
     class Nothing:  # a KeySource that never loaded a set (a JWKS unreachable since start-up)
-        keys = None
+        keys: KeySet | None = None
 
         def refresh_unknown(self, kid: str) -> None:
             return None
