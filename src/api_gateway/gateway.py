@@ -160,9 +160,8 @@ class Gateway:
         trusted = TrustedProxies(config.server.trusted_proxies)
         self.stamper = Stamper(SecurityHeaders(config.security_headers))
         context = RequestContext(trusted, perf_counter, self.metrics, access_log, self.stamper)
-        policies = outer_policies(config, context)
-        if self.tracing is not None:
-            policies.insert(0, self.tracing.server_span)
+        span = None if self.tracing is None else self.tracing.server_span
+        policies = outer_policies(config, context, span)
         self.handler = chain(policies, self.dispatch)
 
     def key_source(self, config: GatewayConfig) -> KeySource:
