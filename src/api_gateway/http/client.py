@@ -89,8 +89,8 @@ class UpstreamPool:
                 if not may_retry or connection.got_bytes:
                     raise
             except asyncio.CancelledError:
-                self.busy.discard(connection)
-                connection.close()
+                # The caller gave up (its deadline, its client gone): the answer is not wanted.
+                connection.abort(BadGateway("the request was cancelled"))
                 raise
             may_retry = False
             connection = await self._connect(address, timeout_s)

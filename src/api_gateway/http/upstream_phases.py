@@ -5,10 +5,10 @@ state machine lives in one file). The connection makes every move through ``move
 the table does not allow is a bug that raises at once, not a connection reused out of step.
 
     CONNECTING ─▶ IDLE ─▶ AWAITING_HEAD ─▶ READING_BODY ─▶ DONE ─▶ IDLE (back in the pool)
-                            │    ▲  a 1xx head: the final one is still awaited
-                            │    └──┘
                             └─▶ SWITCHED: a 101 the gateway never asked for (refused)
     any phase ─▶ CLOSED: the transport is gone (a closed connection never leaves it)
+
+An interim head (100 Continue, 103) is no move: AWAITING_HEAD waits on for the final one.
 
 The phase follows the response, the half that decides whether the connection may be reused.
 A request body that streams goes out beside it (an upstream may answer, even completely, before
