@@ -103,6 +103,7 @@ def walk(*reads: bytes) -> tuple[list[int], Transport]:
             seen.append(connection.phase)
         connection.connection_lost(None)
         seen.append(connection.phase)
+        loop.run_until_complete(asyncio.sleep(0))  # the connection's task ends, cancelled
         connections._sweeper.cancel()  # type: ignore[union-attr]
         return seen, transport
     finally:

@@ -79,7 +79,12 @@ class HttpConnection(asyncio.Protocol):
         self.phase = NEW
         self.peer_ip = ""
         self.queue: deque[Request | GatewayError] = deque()
+        # The connection's one task (``exchange.run``); ``task`` is it while a request is in
+        # flight, None between requests. ``item`` is handed to it, ``wake`` wakes it.
         self.task: asyncio.Task[None] | None = None
+        self.runner: asyncio.Task[None] | None = None
+        self.item: Request | GatewayError | None = None
+        self.wake: asyncio.Future[None] | None = None
         self.deadline = INFINITY
         # Sweeps that spared this connection past ``spared_for`` (its deadline then): bytes unread.
         self.spared_for = INFINITY
@@ -145,8 +150,8 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self.to(CLOSED)
-        if self.task is not None:
-            self.task.cancel()
+        if self.runner is not None:
+            self.runner.cancel()
         if self.body_stream is not None:
             self.body_stream.fail(ConnectionResetError("client closed the connection"))
         self.flow.lost(ConnectionResetError("client closed the connection"))
