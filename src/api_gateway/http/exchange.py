@@ -7,12 +7,16 @@ queued request, or the keep-alive wait, or the connection's end).
 
 One long-lived task per connection, not a task per request: it takes the connection's requests
 one after the other, and waits on a future between them. Measured with ``bench/instructions.py``
-on the compiled build (same tree, only this choice differing): 126,817 instructions per request
-with a task per request, 125,194 with a task per connection (1.3 % fewer). A new ``Task`` costs
-its construction, its name, a copy of the context, its registration among the loop's tasks and
-the scheduling of its first step; waking the waiting task costs one future and its result, plus
-renaming the task (below). The price: an idle keep-alive connection holds its task, its
-coroutine and a future (well under a kilobyte), and ``asyncio.all_tasks`` walks them too.
+on the compiled build, the same tree but for this choice, runs alternated: a task per request
+126,817 / 125,384 / 127,083 / 125,363 instructions per request (mean 126,160), a task per
+connection 125,194 / 124,553 / 124,343 (mean 124,700), about 1.2 % fewer. Runs of identical
+code differ by up to 1.7 k (how the ten client connections' requests batch into loop turns
+varies), hence several. With ``Connection: keep-alive`` sent as well: 134,289 / 132,082 against
+135,146 / 130,584, no difference beyond that noise. A new ``Task`` costs its construction, its
+name, a copy of the context, its registration among the loop's tasks and the scheduling of its
+first step; waking the waiting task costs one future and its result, plus renaming the task
+(below). The price: an idle keep-alive connection holds its task, its coroutine and a future
+(well under a kilobyte), and ``asyncio.all_tasks`` (the overload monitor's sample) walks them.
 
 The task is named ``TASK_NAME`` (or ``RECEIVING_TASK_NAME``) while a request is in flight and
 ``IDLE_NAME`` while it waits, so the overload monitor still counts requests, not connections.
