@@ -81,11 +81,9 @@ class Flow:
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        waiter = self._waiter
+        waiter = self._take_waiter()
         if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            waiter.set_result(None)
 
     async def drain(self) -> None:
         """Return once the transport takes writes again; raise the error the connection was
@@ -103,8 +101,11 @@ class Flow:
         """The connection is gone: nothing is read again, and a drain raises ``error``."""
         self.error = error
         self.stopped = True
-        waiter = self._waiter
+        waiter = self._take_waiter()
         if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_exception(error)
+            waiter.set_exception(error)
+
+    def _take_waiter(self) -> asyncio.Future[None] | None:
+        """The drain waiter still to be resolved, if any; from now on there is none."""
+        waiter, self._waiter = self._waiter, None
+        return waiter if waiter is not None and not waiter.done() else None
