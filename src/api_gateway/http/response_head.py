@@ -31,29 +31,31 @@ class ResponseHead:
         self.begin()
 
     def begin(self) -> None:
+        """A new exchange. (``clear``'s lines are repeated, not called: one call less each.)"""
         self.field_bytes = 0
         self.field_count = 0
-        self.clear()
-
-    def clear(self) -> None:
         self.headers: Headers = []
         self.length: bytes | None = None
         self.chunked = False
         # Fields a Connection header names; None while there are none (nearly always).
         self.tokens: set[bytes] | None = None
 
-    def counted(self, name: bytes, value: bytes) -> bool:
-        """Count a field of the exchange (a head's or a trailer's): whether the caps still hold."""
+    def clear(self) -> None:
+        """A new head after an interim one."""
+        self.headers = []
+        self.length = None
+        self.chunked = False
+        self.tokens = None
+
+    def add(self, name: bytes, value: bytes, in_head: bool) -> bool:
+        """A field of the exchange, the head's (``in_head``) or a trailer (counted, never
+        merged into the head: RFC 9110 §6.5.1); False once it passes a cap."""
         self.field_count += 1
         self.field_bytes += len(name) + len(value) + 4  # as on the wire: ": " and CRLF
-        return self.field_count <= self.line_cap and self.field_bytes <= self.byte_cap
-
-    def too_large(self) -> UnusableResponse:
-        caps = f"{self.byte_cap} bytes or {self.line_cap} lines"
-        return UnusableResponse(f"the upstream's response fields exceed {caps}")
-
-    def add(self, name: bytes, value: bytes) -> None:
-        """A field of the head (not a trailer's)."""
+        if self.field_count > self.line_cap or self.field_bytes > self.byte_cap:
+            return False
+        if not in_head:
+            return True
         name = lower_name(name)
         passed = self.fields.passed.get(name)
         if passed is None:
@@ -71,6 +73,11 @@ class ResponseHead:
                 self.tokens = tokens
             else:
                 self.tokens |= tokens
+        return True
+
+    def too_large(self) -> UnusableResponse:
+        caps = f"{self.byte_cap} bytes or {self.line_cap} lines"
+        return UnusableResponse(f"the upstream's response fields exceed {caps}")
 
     def complete(self) -> None:
         """The head is complete: drop the fields its Connection header named."""

@@ -183,12 +183,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         head = self.head
-        if not head.counted(name, value):
+        if not head.add(name, value, self.phase == AWAITING_HEAD):  # else a trailer
             self.refusal = head.too_large()
             raise HeadTooLarge
-        if self.phase == AWAITING_HEAD:
-            head.add(name, value)
-        # else a trailer: never merged into the head (RFC 9110 §6.5.1), not passed on
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -300,8 +297,7 @@ class UpstreamConnection(asyncio.Protocol):
         future = self.future
         if future is None or future.done():
             return
-        if self.phase == DONE:
-            self.pool.busy.discard(self)
+        if self.phase == DONE:  # out of ``busy`` by ``_finish`` or ``connection_lost``
             chunks = self.chunks
             body: Body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         else:
