@@ -14,8 +14,9 @@ Where the parser is within a message (a head arriving while a request is in flig
 still arriving) is the parser's own business (``HttpConnection.in_head``, ``body_stream``),
 not a phase: pipelining overlaps it with every phase but the last two.
 
-A phase is an ``int`` and the table a packed bit set, so a checked transition costs a shift
-and a mask on the request path; ``TRANSITIONS`` is the readable form it is built from.
+A phase is a ``Final`` int (``COMPILED.md`` §1) and the table a packed bit set, so a checked
+transition costs a shift and a mask on the request path; ``TRANSITIONS`` is the readable form it
+is built from.
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@
     chunk(data)                        # b"<hex size>\\r\\n<data>\\r\\n"
     LAST_CHUNK                         # b"0\\r\\n\\r\\n": the end of a chunked body (no trailers)
 
-Heads are built as a list of pieces joined once: ``add_header_lines`` appends each field's
-pieces rather than a bytes object per field, which would be built only to be copied again
-(compiled, each append is a C call, where ``+= (...)`` would build a tuple first).
+Heads are built as a list of pieces joined once, each field's pieces appended one by one
+(``COMPILED.md`` §7): a bytes object per field would be built only to be copied again.
 """
 
 from __future__ import annotations
