@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
+from api_gateway.http.wire import header_lines
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -211,11 +213,6 @@ class Switched:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def header_lines(headers: Headers) -> bytes:
-    """Headers in wire form: ``name: value\r\n`` each."""
-    return b"".join([name + b": " + value + b"\r\n" for name, value in headers])
 
 
 class Pool(Protocol):

@@ -8,7 +8,8 @@ into ``upstream_block``; domain routing put the venue into ``upstream_headers``.
 from __future__ import annotations
 
 from api_gateway.cache import rules, view
-from api_gateway.types import Claims, Headers, Request, header_lines
+from api_gateway.http.wire import header_lines
+from api_gateway.types import Claims, Headers, Request
 
 
 def seen(

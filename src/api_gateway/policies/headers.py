@@ -10,8 +10,9 @@ from collections.abc import Awaitable
 from typing import Final
 
 from api_gateway.errors import HeaderNotAllowed
+from api_gateway.http.wire import header_lines
 from api_gateway.network import TrustedProxies, rightmost
-from api_gateway.types import Handler, Headers, Request, Response, header_lines
+from api_gateway.types import Handler, Headers, Request, Response
 
 # Identity the client may not claim, and the headers the gateway writes itself for every request.
 # Where the request came from is said by the gateway's X-Forwarded-* alone: a client's Forwarded,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Final
 
+from api_gateway.http.wire import header_lines
 from api_gateway.types import Headers, Response
 
 HELMET_DEFAULTS: Headers = [
@@ -46,7 +47,7 @@ class SecurityHeaders:
                 table[key] = value.encode("ascii")
         self.headers: Headers = list(table.items())
         self.names = frozenset(table)
-        self.rendered = b"".join(b"%s: %s\r\n" % header for header in self.headers)
+        self.rendered = header_lines(self.headers)
 
     def add(self, response: Response) -> None:
         headers = response.headers
