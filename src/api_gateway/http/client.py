@@ -137,7 +137,7 @@ class UpstreamPool:
 
     def release(self, connection: UpstreamConnection) -> None:
         """Take back a connection whose exchange ended well (it is IDLE), or close it."""
-        idle = self.idle[connection.address]
+        idle = connection.idle_list
         if len(idle) >= self.settings.max_idle_per_instance:
             connection.close()
             return
@@ -145,7 +145,7 @@ class UpstreamPool:
         idle.append(connection)
 
     def forget(self, connection: UpstreamConnection) -> None:
-        idle = self.idle.get(connection.address)
+        idle = connection.idle_list
         if idle and connection in idle:
             idle.remove(connection)
 

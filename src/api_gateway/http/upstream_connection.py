@@ -61,6 +61,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: UpstreamPool, address: Address) -> None:
         self.pool, self.address = pool, address
+        # Its address's list of idle connections in the pool, looked up once, not per release.
+        self.idle_list = pool.idle[address]
         self.loop = pool.loop
         self.phase = CONNECTING
         self.transport: asyncio.Transport | None = None

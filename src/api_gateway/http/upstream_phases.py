@@ -21,7 +21,12 @@ lookup at every use) and the table is bits in one integer, so a check is a shift
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    # Compiled, an ``i64`` is a machine integer (its shifts are C's); interpreted, an ``int``.
+    # Named for the type checker only: mypy_extensions is not needed at run time.
+    from mypy_extensions import i64
 
 CONNECTING: Final = 0
 IDLE: Final = 1  # connected, no exchange: in the pool, or just connected
@@ -45,9 +50,10 @@ TRANSITIONS: Final[dict[int, tuple[int, ...]]] = {
 }
 
 
-# TRANSITIONS packed into one small int, what ``moved`` reads: bit ``current * 8 + new`` is set
-# when ``current`` may become ``new`` (7 phases of 8 bits fit a tagged int: no boxing, no call).
-ALLOWED: Final = sum(1 << (p * 8 + t) for p, targets in TRANSITIONS.items() for t in targets)
+# TRANSITIONS packed into one integer, what ``moved`` reads: bit ``current * 8 + new`` is set
+# when ``current`` may become ``new``. 7 phases of 8 bits fit an ``i64``: compiled, the check is
+# a C shift and mask (measured: half the cost of the same check on ``int``).
+ALLOWED: Final[i64] = sum(1 << (p * 8 + t) for p, targets in TRANSITIONS.items() for t in targets)
 
 
 class ImpossibleTransition(Exception):
@@ -58,7 +64,7 @@ class ImpossibleTransition(Exception):
         self.current, self.new = current, new
 
 
-def moved(current: int, new: int) -> int:
+def moved(current: i64, new: i64) -> i64:
     """``new``, once the table allows the move from ``current``; else ``ImpossibleTransition``."""
     if not ALLOWED >> (current * 8 + new) & 1:
         raise ImpossibleTransition(current, new)
