@@ -14,6 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from api_gateway.errors import Unauthorized
 from api_gateway.types import Request
+from api_gateway.websocket import WEBSOCKET
 
 QUERY_NAME: Final = b"access_token"
 EVENT_STREAM: Final = b"text/event-stream"
@@ -43,8 +44,7 @@ def may_carry_query_token(request: Request) -> bool:
     accept = request.header_list(b"accept")
     if accept is not None and EVENT_STREAM in accept.lower():
         return True
-    upgrade = request.header(b"upgrade")
-    return upgrade is not None and upgrade.strip().lower() == b"websocket"
+    return request.upgrade == WEBSOCKET
 
 
 def take_cookie(request: Request, name: bytes) -> bytes | None:

@@ -6,7 +6,7 @@
            RequestLimits → RateLimit(global, per client IP) → QueryValidation
            → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
            → RateLimit(user) → RateLimit(endpoint) → VenueDomain
-           → VenueIsolation → HeaderTrust
+           → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
@@ -54,6 +54,7 @@ from api_gateway.policies.ratelimit import (
 )
 from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.policies.validation import JsonBody, QueryValidation
+from api_gateway.policies.websocket import WebSocketGate
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
@@ -61,6 +62,7 @@ from api_gateway.types import Handler, Policy, Pool, Request, Response
 from api_gateway.upstream.call import AttemptHook, UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.venue_refs import VenueRefs
+from api_gateway.websocket import OpenTunnels
 
 PARAMETERS: Final = re.compile(r";[^/]*")
 GLOBAL_LIMIT: Final = "global"
@@ -165,6 +167,7 @@ class RouteBuilder:
             platform = PlatformHosts(tenancy.platform_domains)
             self.venue_domain = VenueDomain(directory, platform, self.trusted, tenancy.admin_roles)
         self.cache = open_cache(config, store)
+        self.tunnels = OpenTunnels(config.server.max_websockets)
         self.flights = Flights()
 
     def build(self, route: RouteConfig) -> Handler:
@@ -211,8 +214,6 @@ class RouteBuilder:
             policies.append(self._rate_limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
         policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
-        if route.cache is not None and route.cache.enabled:
-            policies.append(self._response_cache(route, prefix))
         call = UpstreamCall(
             self.services[route.service],
             self.pool,
@@ -221,6 +222,19 @@ class RouteBuilder:
             self.clock_ms,
             around_attempt=self.around_attempt,
         )
+        # A handshake goes from here to the upstream call alone: the cache never sees one.
+        policies.append(
+            WebSocketGate(
+                route.websocket,
+                route.websocket_idle_timeout_ms,
+                route.websocket_max_per_user,
+                self.tunnels,
+                self.addresses,
+                call,
+            )
+        )
+        if route.cache is not None and route.cache.enabled:
+            policies.append(self._response_cache(route, prefix))
         return policies, call
 
     def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:

@@ -122,6 +122,7 @@ async def serve(
     else:
         await drain_listener(server, sock, deadline)
     await connections.shutdown(max(deadline - loop.time(), 0.0))
+    await connections.websockets.shutdown(max(deadline - loop.time(), 0.0))
     await gateway.close()
 
 

@@ -226,6 +226,7 @@ class Pool(Protocol):
         chunked: bool,
         timeout_s: float,
         method: str,
+        upgrade: bool = False,
     ) -> Awaitable[Response]: ...
 
 

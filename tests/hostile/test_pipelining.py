@@ -236,13 +236,28 @@ def test_a_trailer_within_the_cap_is_dropped_and_the_body_passes(
 def test_requests_before_an_upgrade_request_are_answered(
     gateway: GatewayProcess, services: Fleet
 ) -> None:
-    # Upgrades are not proxied: the upgrade request is answered and ends the connection, but
-    # what came before it on the socket is answered first.
-    upgrade = get("ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")])
+    # An upgrade request ends the connection's HTTP exchanges (a protocol the gateway does not
+    # tunnel is served as plain HTTP/1.1, then the connection closes), but what came before it
+    # on the socket is answered first, and nothing after it is parsed as a request.
+    upgrade = get("h2", [("Connection", "Upgrade"), ("Upgrade", "h2c")])
     with RawConnection(gateway.port) as connection:
         connection.send(get("before") + upgrade + get("after"))
         responses, closed = read_all(connection)
 
-    assert [echoed_target(r) for r in responses] == [f"{PUBLIC}/before", f"{PUBLIC}/ws"]
+    assert [echoed_target(r) for r in responses] == [f"{PUBLIC}/before", f"{PUBLIC}/h2"]
     assert [r.header("connection") for r in responses] == [None, "close"]
+    assert closed
+
+
+def test_requests_before_a_malformed_websocket_handshake_are_answered(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    upgrade = get("ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")])  # no key
+    with RawConnection(gateway.port) as connection:
+        connection.send(get("before") + upgrade + get("after"))
+        responses, closed = read_all(connection)
+
+    assert [r.status for r in responses] == [200, 400]
+    assert echoed_target(responses[0]) == f"{PUBLIC}/before"
+    assert responses[1].header("connection") == "close"
     assert closed

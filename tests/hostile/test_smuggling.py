@@ -184,9 +184,16 @@ CASES = {
         401,
     ),
     "get-with-body": Case(build_request("GET", PUBLIC, body=SMUGGLED), 200, (PUBLIC,)),
-    # Protocol switches: whatever follows is never parsed as a request.
+    # Protocol switches: whatever follows is never parsed as a request. A WebSocket handshake
+    # without its key is refused (400) before any upstream hears of it; another protocol is
+    # served as plain HTTP/1.1, and the connection ends after it.
     "upgrade-then-request": Case(
         build_request("GET", PUBLIC, [("Upgrade", "websocket"), ("Connection", "Upgrade")])
+        + SMUGGLED,
+        400,
+    ),
+    "h2c-upgrade-then-request": Case(
+        build_request("GET", PUBLIC, [("Upgrade", "h2c"), ("Connection", "Upgrade")])
         + SMUGGLED,
         200,
         (PUBLIC,),

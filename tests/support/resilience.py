@@ -92,6 +92,7 @@ class ScriptedPool:
         chunked: bool,
         timeout_s: float,
         method: str,
+        upgrade: bool = False,
     ) -> Response:
         self.calls.append(Call(address, head, body, timeout_s, method))
         outcome = self.script.pop(0) if self.script else Response(200, [], b"ok")

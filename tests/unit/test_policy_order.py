@@ -75,27 +75,27 @@ def chains(config: GatewayConfig) -> str:
 EXPECTED_ROUTES = """
 aggregate /events/{eventId}: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
 aggregate /dashboard: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
-/auth: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/venues: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
-/events: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
-/tickets: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/tickets POST /purchase: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/payments: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/payments POST /process: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/webhooks: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/marketplace: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/analytics: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/notifications: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/compliance: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/queue: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/search: RequestLimits > RateLimit(global) > QueryValidation > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
-/files: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/monitoring: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/integrations: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/event: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
-/ticket: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/ticket POST /purchase: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > UpstreamCall
-/venue: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > ResponseCache > UpstreamCall
+/auth: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/venues: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/events: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/tickets: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /purchase: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /process: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/webhooks: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/marketplace: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/analytics: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/notifications: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/compliance: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/queue: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/search: RequestLimits > RateLimit(global) > QueryValidation > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/files: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/monitoring: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/integrations: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/event: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/ticket: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /purchase: RequestLimits > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/venue: RequestLimits > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 """  # noqa: E501 (one chain per line reads best)
 
 

@@ -62,12 +62,17 @@ class UpstreamPool:
         chunked: bool,
         timeout_s: float,
         method: str,
+        upgrade: bool = False,
     ) -> Response:
         """Send a complete request head and its body; return once the response head is in.
 
         A pooled connection that turns out to have been closed by the upstream before it
         answered anything is retried once on a new connection, for idempotent requests only.
+        A WebSocket handshake (``upgrade``) goes on a new connection, never a pooled one (a
+        101 takes the connection out of the pool for good), and is never sent twice.
         """
+        if upgrade:
+            return await self._handshake(address, head, timeout_s, method)
         replayable = method in IDEMPOTENT and isinstance(body, bytes)
         connection = self._acquire(address)
         may_retry = connection is not None and replayable
@@ -94,6 +99,16 @@ class UpstreamPool:
                 raise
             may_retry = False
             connection = await self._connect(address, timeout_s)
+
+    async def _handshake(
+        self, address: Address, head: bytes, timeout_s: float, method: str
+    ) -> Response:
+        connection = await self._connect(address, timeout_s)
+        try:
+            return await connection.send(head, b"", False, timeout_s, method, upgrade=True)
+        except asyncio.CancelledError:
+            connection.abort(BadGateway("the request was cancelled"))
+            raise
 
     def _acquire(self, address: Address) -> UpstreamConnection | None:
         """The most recently used idle connection still open and with nothing to read.

@@ -7,6 +7,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from api_gateway.http.upgrades import WebSocketTunnels
+
 if TYPE_CHECKING:
     from api_gateway.http.server import HttpConnection
 
@@ -24,6 +26,8 @@ class Connections:
         self.drained: asyncio.Event | None = None
         # Shutting down: each connection closes once it has answered what it already received.
         self.draining = False
+        # Connections handed over to WebSocket tunnels after a 101: no longer in ``open``.
+        self.websockets = WebSocketTunnels(loop)
 
     def discard(self, connection: HttpConnection) -> None:
         self.open.discard(connection)

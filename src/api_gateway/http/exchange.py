@@ -37,7 +37,7 @@ from api_gateway.http.flow import BACKLOG, BODY
 from api_gateway.http.framing import STATUS_LINES, status_line
 from api_gateway.http.server_phases import BUSY, ENDING, IDLE, READING
 from api_gateway.http.wire import LAST_CHUNK, add_header_lines, chunk
-from api_gateway.types import BodySource, Request, Response
+from api_gateway.types import BodySource, Request, Response, Switched
 
 if TYPE_CHECKING:
     from api_gateway.http.server import HttpConnection
@@ -53,6 +53,7 @@ INFINITY: Final = float("inf")
 IDLE_NAME: Final = "http-idle"
 NO_BODY_STATUSES: Final = frozenset({204, 304})
 CLOSE: Final = b"connection: close\r\n"
+UPGRADE_WEBSOCKET: Final = b"connection: upgrade\r\nupgrade: websocket\r\n"
 
 
 def dispatch(connection: HttpConnection) -> None:
@@ -209,6 +210,9 @@ def send(
     transport = connection.transport
     assert transport is not None
     status = response.status
+    if status == 101 and response.switched is not None:
+        switch(connection, response, response.switched)
+        return None
     parts = [STATUS_LINES.get(status) or status_line(status)]
     add_header_lines(parts, response.headers)
     parts.append(response.rendered)
@@ -283,6 +287,24 @@ async def send_stream(
     if chunked:
         transport.write(LAST_CHUNK)
     finish(connection)
+
+
+def switch(connection: HttpConnection, response: Response, switched: Switched) -> None:
+    """A ``101``: its head goes out, then the connection becomes the client side of a tunnel to
+    the upstream connection that answered it."""
+    transport = connection.transport
+    assert transport is not None
+    parts = [STATUS_LINES[101]]
+    add_header_lines(parts, response.headers)
+    parts += (response.rendered, UPGRADE_WEBSOCKET, b"\r\n")
+    transport.write(b"".join(parts))
+    connection.task = None
+    connection.queue.clear()
+    connection.hand_over(
+        connection.connections.websockets.open_for(switched),
+        switched.transport,
+        switched.buffered,
+    )
 
 
 def cut_short(connection: HttpConnection) -> None:

@@ -8,6 +8,7 @@ from typing import Final
 
 from api_gateway.errors import BadRequest, MalformedRequest
 from api_gateway.types import Headers
+from api_gateway.websocket import NOT_AN_UPGRADE, OTHER_PROTOCOL, WEBSOCKET
 
 # RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection).
 HOP_BY_HOP: Final = frozenset(
@@ -98,7 +99,14 @@ class RequestFraming:
     proxy must not: ambiguous or foreign framing.
     """
 
-    __slots__ = ("connection_tokens", "content_length", "encodings", "expect_continue", "hosts")
+    __slots__ = (
+        "connection_tokens",
+        "content_length",
+        "encodings",
+        "expect_continue",
+        "hosts",
+        "upgrade",
+    )
 
     def __init__(self) -> None:
         self.content_length: int | None = None
@@ -106,6 +114,7 @@ class RequestFraming:
         self.hosts = 0
         self.expect_continue = False
         self.connection_tokens: set[bytes] = set()
+        self.upgrade: bytes | None = None  # the protocols an Upgrade field asks for
 
     def take(self, name: bytes, value: bytes) -> bool:
         if name == b"host":
@@ -118,6 +127,8 @@ class RequestFraming:
         elif name == b"expect":
             # A list (RFC 9110 §10.1.1): a 100-continue on any line counts, in any order.
             self.expect_continue = self.expect_continue or expects_continue(value)
+        elif name == b"upgrade":
+            self.upgrade = value if self.upgrade is None else self.upgrade + b", " + value
         elif name == b"connection" and value.lower() not in PLAIN_CONNECTION:
             self.connection_tokens.update(t.strip().lower() for t in value.split(b","))
         return False
@@ -136,6 +147,14 @@ class RequestFraming:
             raise MalformedRequest("more than one Host header")
         if self.hosts == 0 and http_version == "1.1":
             raise MalformedRequest("an HTTP/1.1 request needs a Host header")
+
+    def upgrade_kind(self) -> int:
+        """What the request asks to switch to (``websocket.py`` kinds): an Upgrade field counts
+        only with ``Connection: upgrade`` (RFC 9110 §7.8)."""
+        if self.upgrade is None or b"upgrade" not in self.connection_tokens:
+            return NOT_AN_UPGRADE
+        protocols = [p.strip().lower() for p in self.upgrade.split(b",")]
+        return WEBSOCKET if b"websocket" in protocols else OTHER_PROTOCOL
 
     @property
     def chunked(self) -> bool:

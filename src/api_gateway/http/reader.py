@@ -192,6 +192,8 @@ class RequestReader:
             perf_counter(),
         )
         request.keep_alive = keep_alive
+        if framing is not None and framing.upgrade is not None:
+            request.upgrade = framing.upgrade_kind()
         if framing is not None and (framing.encodings or content_length):
             self.unreported = 0
             self.body_request = request

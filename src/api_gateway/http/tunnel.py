@@ -33,7 +33,7 @@ class TunnelSide(asyncio.Protocol):
         self.flow = Flow(tunnel.loop)
         self.transport: asyncio.Transport | None = None
         self.other: TunnelSide = self  # set by the tunnel once both sides exist
-        # Sees every chunk read from this side before it is relayed (None: nothing watches).
+        # Sees every chunk read from this side once it is relayed (None: nothing watches).
         self.watch: Callable[[bytes], None] | None = None
 
     def attach(self, transport: asyncio.Transport) -> None:
@@ -48,11 +48,11 @@ class TunnelSide(asyncio.Protocol):
         if tunnel.closed:
             return
         tunnel.last_active = tunnel.loop.time()
-        if self.watch is not None:
-            self.watch(data)
         other = self.other.transport
         if other is not None:
             other.write(data)
+        if self.watch is not None:
+            self.watch(data)  # after the relay: what it writes itself follows these bytes
 
     def eof_received(self) -> bool | None:
         # One side is done sending: the tunnel ends (no half-closed tunnels to keep).

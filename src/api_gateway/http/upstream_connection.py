@@ -32,7 +32,7 @@ from api_gateway.http.upstream_phases import (
     ImpossibleTransition,
     moved,
 )
-from api_gateway.types import Body, BodySource, Response
+from api_gateway.types import Body, BodySource, Response, Switched
 
 if TYPE_CHECKING:
     from api_gateway.http.client import UpstreamPool
@@ -75,6 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.timeout_s = 0.0
         self.reconnected = False  # made to replace a pooled connection that was found dead
+        self.asked_upgrade = False  # the exchange is a WebSocket handshake
         self._begin(None, False)
 
     def _to(self, phase: int) -> None:
@@ -135,7 +136,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.body_read = False
         try:
             self.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+        except httptools.HttpParserUpgrade as exc:
+            if self.phase == SWITCHED and self.asked_upgrade:
+                self._switch(data[exc.args[0] :])
+                return
+            if not self._parser_stopped(exc):
+                return
+        except httptools.HttpParserError as exc:
             if not self._parser_stopped(exc):
                 return
         else:
@@ -162,8 +169,8 @@ class UpstreamConnection(asyncio.Protocol):
         if isinstance(exc.__context__, ImpossibleTransition):
             raise exc.__context__  # a bug of ours, raised in a callback: never the peer's fault
         if self.phase == SWITCHED:
-            # The gateway never asks for an upgrade (Upgrade is hop-by-hop and removed), so no
-            # one is there to take the tunnel over: an answer to a question not asked.
+            # Only a WebSocket handshake asks for an upgrade: a 101 to anything else is an
+            # answer to a question not asked, and no one is there to take the tunnel over.
             self.abort(UnusableResponse("the upstream switched protocols without being asked"))
             return False
         if self.refusal is not None:
@@ -238,12 +245,20 @@ class UpstreamConnection(asyncio.Protocol):
     # the exchange
 
     def send(
-        self, request_head: bytes, body: Body, chunked: bool, timeout_s: float, method: str
+        self,
+        request_head: bytes,
+        body: Body,
+        chunked: bool,
+        timeout_s: float,
+        method: str,
+        upgrade: bool = False,
     ) -> asyncio.Future[Response]:
         """Begin an exchange: write the request (a body that streams goes out from a task of
-        its own); the future resolves once the response head is in."""
+        its own); the future resolves once the response head is in. With ``upgrade`` (a
+        WebSocket handshake) a ``101`` is the answer hoped for, not a refusal."""
         future: asyncio.Future[Response] = self.loop.create_future()
         self._begin(future, method == "HEAD")
+        self.asked_upgrade = upgrade
         self.timeout_s = timeout_s
         if isinstance(body, bytes):
             large = len(body) >= SEPARATE_BODY_MIN
@@ -312,6 +327,21 @@ class UpstreamConnection(asyncio.Protocol):
             body = stream
         response = Response(self.status, self.head.headers, body)
         response.length = self.head.length
+        future.set_result(response)
+
+    def _switch(self, rest: bytes) -> None:
+        """The upstream switched protocols as asked: the connection leaves the pool for good,
+        its transport (reading paused until the tunnel takes it) and what followed the 101's
+        head go to the client's side (``Response.switched``)."""
+        self.pool.busy.discard(self)
+        transport = self.transport
+        future = self.future
+        if transport is None or future is None or future.done():
+            self.close()
+            return
+        transport.pause_reading()
+        response = Response(101, self.head.headers, b"")
+        response.switched = Switched(transport, rest)
         future.set_result(response)
 
     def _finish(self) -> None:

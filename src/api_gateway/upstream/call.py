@@ -32,6 +32,7 @@ from api_gateway.upstream.endpoints import Endpoint
 from api_gateway.upstream.forward import render_head
 from api_gateway.upstream.retry import IDEMPOTENT, retryable_error, retryable_status
 from api_gateway.upstream.service import UpstreamService
+from api_gateway.websocket import WEBSOCKET
 
 # Statuses that mean the service, not the request, is at fault.
 FAILURE_STATUSES: Final = frozenset({500, 502, 503, 504})
@@ -177,7 +178,13 @@ class UpstreamCall:
         timeout_ms = remaining_ms if per_try is None or per_try > remaining_ms else per_try
         head, chunked = render_head(request, endpoint.host_line, int(timeout_ms))
         return self.pool.request(
-            endpoint.address, head, request.body, chunked, timeout_ms / 1000, request.method
+            endpoint.address,
+            head,
+            request.body,
+            chunked,
+            timeout_ms / 1000,
+            request.method,
+            request.upgrade == WEBSOCKET,
         )
 
     def _retry_delay(
@@ -187,8 +194,10 @@ class UpstreamCall:
         service = self.service
         if attempt >= service.attempts:
             return None
-        repeatable = request.method in IDEMPOTENT or (
-            self.key_retries and bool(request.header(IDEMPOTENCY_KEY))
+        # A handshake the upstream received is never sent again: it may have opened a session.
+        repeatable = not request.upgrade and (
+            request.method in IDEMPOTENT
+            or (self.key_retries and bool(request.header(IDEMPOTENCY_KEY)))
         )
         if isinstance(failure, Response):
             if not retryable_status(failure.status, repeatable):
