@@ -193,8 +193,7 @@ CASES = {
         400,
     ),
     "h2c-upgrade-then-request": Case(
-        build_request("GET", PUBLIC, [("Upgrade", "h2c"), ("Connection", "Upgrade")])
-        + SMUGGLED,
+        build_request("GET", PUBLIC, [("Upgrade", "h2c"), ("Connection", "Upgrade")]) + SMUGGLED,
         200,
         (PUBLIC,),
     ),
