@@ -181,6 +181,12 @@ class UpstreamTimeout(GatewayError):
     status, slug, title = 504, "upstream-timeout", "Upstream timeout"
 
 
+class StreamIdleTimeout(UpstreamTimeout):
+    """A streamed response (an event stream) was quiet longer than its idle bound."""
+
+    slug, title = "stream-idle-timeout", "Stream idle timeout"
+
+
 class ConnectTimeout(UpstreamTimeout):
     request_sent = False
 

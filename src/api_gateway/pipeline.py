@@ -221,6 +221,7 @@ class RouteBuilder:
             key_retries,
             self.clock_ms,
             around_attempt=self.around_attempt,
+            stream_idle_ms=route.stream_idle_timeout_ms or 0,
         )
         # A handshake goes from here to the upstream call alone: the cache never sees one.
         policies.append(

@@ -227,6 +227,7 @@ class Pool(Protocol):
         timeout_s: float,
         method: str,
         upgrade: bool = False,
+        stream_idle_s: float = 0.0,
     ) -> Awaitable[Response]: ...
 
 

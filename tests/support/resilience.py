@@ -93,6 +93,7 @@ class ScriptedPool:
         timeout_s: float,
         method: str,
         upgrade: bool = False,
+        stream_idle_s: float = 0.0,
     ) -> Response:
         self.calls.append(Call(address, head, body, timeout_s, method))
         outcome = self.script.pop(0) if self.script else Response(200, [], b"ok")

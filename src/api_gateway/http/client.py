@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Final
 
-from api_gateway.errors import BadGateway, ConnectFailed, ConnectTimeout, UpstreamTimeout
+from api_gateway.errors import BadGateway, ConnectFailed, ConnectTimeout
 from api_gateway.http.framing import ResponseFieldFilter
 from api_gateway.http.upstream_connection import Address, ConnectionGone, UpstreamConnection
 from api_gateway.http.upstream_phases import IDLE
@@ -63,6 +63,7 @@ class UpstreamPool:
         timeout_s: float,
         method: str,
         upgrade: bool = False,
+        stream_idle_s: float = 0.0,
     ) -> Response:
         """Send a complete request head and its body; return once the response head is in.
 
@@ -81,6 +82,7 @@ class UpstreamPool:
         while True:
             try:
                 future = connection.send(head, body, chunked, timeout_s, method)
+                connection.stream_idle_s = stream_idle_s
             except ConnectionGone:
                 # Nothing went out: safe to try a new connection whatever the method, once.
                 if connection.reconnected:
@@ -168,7 +170,7 @@ class UpstreamPool:
         now = self.loop.time()
         for connection in [c for c in self.busy if c.deadline < now]:
             if not self._spared(connection):
-                connection.abort(UpstreamTimeout("the upstream did not answer in time"))
+                connection.abort(connection.timed_out())
         self._ticks += 1
         if self._ticks % IDLE_SWEEP_TICKS == 0:
             cutoff = now - self.settings.idle_timeout_s

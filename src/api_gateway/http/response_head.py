@@ -84,3 +84,10 @@ class ResponseHead:
         tokens = self.tokens
         if tokens:
             self.headers = [h for h in self.headers if h[0] not in tokens]
+
+    def event_stream(self) -> bool:
+        """Whether the response is a Server-Sent Events stream (asked only of streamed ones)."""
+        for name, value in self.headers:
+            if name == b"content-type":
+                return value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+        return False

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from api_gateway.errors import BadGateway, ConnectFailed, GatewayError, UnusableResponse
+from api_gateway.errors import (
+    BadGateway,
+    ConnectFailed,
+    GatewayError,
+    StreamIdleTimeout,
+    UnusableResponse,
+    UpstreamTimeout,
+)
 from api_gateway.http import wire
 from api_gateway.http.body import BodyStream
 from api_gateway.http.flow import Flow
@@ -42,6 +49,8 @@ BUFFERED_BODY_MAX: Final = 64 * 1024
 # A request body this large goes out in a write of its own rather than copied onto its head.
 SEPARATE_BODY_MIN: Final = 65536
 INFINITY: Final = float("inf")
+# The longest quiet gap of an event stream (text/event-stream) whose route sets no bound.
+EVENT_STREAM_IDLE_S: Final = 300.0
 
 
 class ConnectionGone(ConnectFailed):
@@ -76,6 +85,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.timeout_s = 0.0
         self.reconnected = False  # made to replace a pooled connection that was found dead
         self.asked_upgrade = False  # the exchange is a WebSocket handshake
+        # The bound on the gap between two reads of a streamed body, once its head is in, when
+        # the route sets one; an event stream gets EVENT_STREAM_IDLE_S when it does not.
+        self.stream_idle_s = 0.0
         self._begin(None, False)
 
     def _to(self, phase: int) -> None:
@@ -323,6 +335,10 @@ class UpstreamConnection(asyncio.Protocol):
                 stream.feed(chunk)
             self.chunks = []
             self.stream = stream
+            if self.stream_idle_s or self.head.event_stream():
+                # A stream of events may be quiet long and often: the request's deadline no
+                # longer applies, only the gap between two reads.
+                self.timeout_s = self.stream_idle_s or EVENT_STREAM_IDLE_S
             self.deadline = self.loop.time() + self.timeout_s
             body = stream
         response = Response(self.status, self.head.headers, body)
@@ -354,6 +370,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.pool.release(self)
         else:
             self.close()
+
+    def timed_out(self) -> GatewayError:
+        """What the deadline's passing means: no answer, or a stream gone quiet."""
+        if self.stream is not None:
+            return StreamIdleTimeout("the upstream's stream was quiet too long")
+        return UpstreamTimeout("the upstream did not answer in time")
 
     def abort(self, error: GatewayError) -> None:
         """End the exchange with ``error`` (its response, or its body if that streams) and

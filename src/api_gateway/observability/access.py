@@ -56,8 +56,11 @@ class AccessLog:
         # Instance authorities come from configuration or the registry: quoted once each.
         self.quoted: dict[str, str] = {"": '""'}
 
-    def record(self, request: Request, response: Response, duration_ms: str) -> None:
+    def record(
+        self, request: Request, response: Response, duration_ms: str, outcome: str = ""
+    ) -> None:
         """One line; ``duration_ms`` is already formatted (``%.3f``), as in X-Response-Time.
+        ``outcome`` says how a stream or a tunnel ended (only those have one).
 
         Below a sample rate of 1, a share of the requests is left out; a 5xx never is.
         """
@@ -87,7 +90,8 @@ class AccessLog:
             f'"client_ip":"{client_ip}","upstream":{upstream},'
             f'"attempts":{request.attempts},"tenant":"{tenant}","user":"{user}",'
             f'"cache":"{cache}",'
-            f'"limit":"{"allowed" if at >= 0 else LIMIT_OUTCOMES.get(at, "")}"}}'
+            f'"limit":"{"allowed" if at >= 0 else LIMIT_OUTCOMES.get(at, "")}"'
+            + (f',"outcome":"{outcome}"}}' if outcome else "}")
         )
         if not self.pending:
             self.loop.call_soon(self.flush)

@@ -12,6 +12,7 @@ from api_gateway.errors import GatewayError, problem_response
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.metrics import Metrics
+from api_gateway.observability.streams import LoggedBody, elapsed_ms
 from api_gateway.policies.security_headers import DEFAULT, SecurityHeaders
 from api_gateway.types import Handler, Request, Response
 
@@ -87,8 +88,33 @@ class RequestContext:
         self.stamp(response, request.request_id, elapsed)
         self.metrics.observe(request.route, request.method, response.status, duration)
         if self.access_log is not None:
-            self.access_log.record(request, response, elapsed.decode("ascii"))
+            if isinstance(response.body, bytes) and response.switched is None:
+                self.access_log.record(request, response, elapsed.decode("ascii"))
+            else:
+                self.log_at_end(request, response)
         return response
+
+    def log_at_end(self, request: Request, response: Response) -> None:
+        """A stream's or a tunnel's line is written when it ends, saying how."""
+        access_log = self.access_log
+        assert access_log is not None
+
+        def done(outcome: str) -> None:
+            access_log.record(request, response, elapsed_ms(request.start), outcome)
+
+        switched = response.switched
+        if switched is None:
+            assert not isinstance(response.body, bytes)
+            response.body = LoggedBody(response.body, done)
+            return
+        release = switched.on_close
+
+        def closed() -> None:
+            if release is not None:
+                release()
+            done("closed")
+
+        switched.on_close = closed
 
 
 def incoming_request_id(request: Request) -> str:

@@ -53,10 +53,12 @@ class UpstreamCall:
         clock_ms: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         around_attempt: AttemptHook | None = None,
+        stream_idle_ms: int = 0,
     ) -> None:
         self.service, self.pool, self.timeout_ms = service, pool, timeout_ms
         self.key_retries, self.clock_ms, self.sleep = idempotency_key_retries, clock_ms, sleep
         self.around_attempt = around_attempt
+        self.stream_idle_s = stream_idle_ms / 1000
 
     async def __call__(self, request: Request) -> Response:
         if self.key_retries and request.method not in IDEMPOTENT:
@@ -185,6 +187,7 @@ class UpstreamCall:
             timeout_ms / 1000,
             request.method,
             request.upgrade == WEBSOCKET,
+            self.stream_idle_s,
         )
 
     def _retry_delay(
