@@ -54,7 +54,7 @@ from api_gateway.policies.ratelimit import (
 )
 from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.policies.validation import JsonBody, QueryValidation
-from api_gateway.policies.websocket import WebSocketGate
+from api_gateway.policies.websocket import WebSocketGate, WebSocketStats
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.tokens import TokenVerifier
@@ -168,6 +168,8 @@ class RouteBuilder:
             self.venue_domain = VenueDomain(directory, platform, self.trusted, tenancy.admin_roles)
         self.cache = open_cache(config, store)
         self.tunnels = OpenTunnels(config.server.max_websockets)
+        # Every route's (and endpoint's) WebSocket figures, by route, for the metrics exporter.
+        self.websocket_stats: list[tuple[str, WebSocketStats]] = []
         self.flights = Flights()
 
     def build(self, route: RouteConfig) -> Handler:
@@ -224,16 +226,16 @@ class RouteBuilder:
             stream_idle_ms=route.stream_idle_timeout_ms or 0,
         )
         # A handshake goes from here to the upstream call alone: the cache never sees one.
-        policies.append(
-            WebSocketGate(
-                route.websocket,
-                route.websocket_idle_timeout_ms,
-                route.websocket_max_per_user,
-                self.tunnels,
-                self.addresses,
-                call,
-            )
+        gate = WebSocketGate(
+            route.websocket,
+            route.websocket_idle_timeout_ms,
+            route.websocket_max_per_user,
+            self.tunnels,
+            self.addresses,
+            call,
         )
+        self.websocket_stats.append((prefix, gate.stats))
+        policies.append(gate)
         if route.cache is not None and route.cache.enabled:
             policies.append(self._response_cache(route, prefix))
         return policies, call

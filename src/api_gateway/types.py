@@ -194,7 +194,8 @@ class Switched:
 
     ``transport`` is the upstream connection's; ``buffered`` the bytes it sent after the 101's
     head (already read, not yet relayed). ``idle_timeout_s`` ends a tunnel with no byte either
-    way for that long; ``on_close`` is called once when the tunnel ends, however it ends.
+    way for that long; ``on_close`` is called once when the tunnel ends, however it ends, with
+    the bytes the client sent and the bytes the upstream sent.
     """
 
     __slots__ = ("buffered", "idle_timeout_s", "on_close", "transport")
@@ -204,7 +205,7 @@ class Switched:
         transport: asyncio.Transport,
         buffered: bytes,
         idle_timeout_s: float = 600.0,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[int, int], None] | None = None,
     ) -> None:
         self.transport = transport
         self.buffered = buffered

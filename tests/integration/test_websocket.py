@@ -275,3 +275,28 @@ def test_an_upstream_answering_200_to_a_handshake_is_relayed_as_a_response(
             assert refused.value.response.status_code == 403
     finally:
         plain.stop()
+
+
+def test_websockets_are_counted_in_the_metrics(gateway: GatewayProcess) -> None:
+    with ws(gateway) as connection:
+        connection.send("x" * 1000)
+        assert connection.recv(timeout=5) == "x" * 1000
+        during = gateway.get("/metrics").body.decode()
+        assert 'gateway_websockets_open{route="/api/v1/queue"} 1' in during
+    deadline = time.monotonic() + 5
+    after = ""
+    while time.monotonic() < deadline:
+        after = gateway.get("/metrics").body.decode()
+        if 'gateway_websockets_open{route="/api/v1/queue"} 0' in after:
+            break
+        time.sleep(0.05)
+    assert 'gateway_websockets_open{route="/api/v1/queue"} 0' in after
+    assert 'gateway_websocket_handshakes_total{route="/api/v1/queue",result="switched"}' in after
+    upstream_bytes = [
+        line
+        for line in after.splitlines()
+        if line.startswith("gateway_websocket_bytes_total")
+        and 'route="/api/v1/queue"' in line
+        and "upstream_to_client" in line
+    ]
+    assert upstream_bytes and float(upstream_bytes[0].rsplit(" ", 1)[1]) >= 1000

@@ -33,6 +33,7 @@ class TunnelSide(asyncio.Protocol):
         self.flow = Flow(tunnel.loop)
         self.transport: asyncio.Transport | None = None
         self.other: TunnelSide = self  # set by the tunnel once both sides exist
+        self.received = 0  # bytes read from this side (and relayed to the other)
         # Sees every chunk read from this side once it is relayed (None: nothing watches).
         self.watch: Callable[[bytes], None] | None = None
 
@@ -48,6 +49,7 @@ class TunnelSide(asyncio.Protocol):
         if tunnel.closed:
             return
         tunnel.last_active = tunnel.loop.time()
+        self.received += len(data)
         other = self.other.transport
         if other is not None:
             other.write(data)

@@ -58,7 +58,7 @@ class WebSocketTunnel:
     def _closed(self, tunnel: Tunnel) -> None:
         self.tunnels.open.discard(self)
         if self.on_close is not None:
-            self.on_close()
+            self.on_close(tunnel.client.received, tunnel.upstream.received)
         if not self.tunnels.open and self.tunnels.emptied is not None:
             self.tunnels.emptied.set()
 

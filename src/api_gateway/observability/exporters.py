@@ -11,6 +11,7 @@ from api_gateway.observability.exposition import COUNTER, GAUGE, HISTOGRAM, Fami
 from api_gateway.overload import OverloadMonitor, requests_in_flight
 from api_gateway.policies.cache import ResponseCache
 from api_gateway.policies.ratelimit import RateLimit
+from api_gateway.policies.websocket import WebSocketStats
 from api_gateway.stores import Store
 from api_gateway.stores.fallback import FallbackStore
 from api_gateway.upstream.breaker import Event, State
@@ -116,4 +117,32 @@ def process_families(loop: asyncio.AbstractEventLoop, overload: OverloadMonitor)
          " overload.sample_interval_ms).", {(): overload.last_lag_ms / 1000}),
         ("gateway_overloaded", GAUGE, "1 while rate limits are tightened for overload.",
          {(): int(overload.overloaded)}),
+    ]  # fmt: skip
+
+
+def websocket_families(stats: Iterable[tuple[str, WebSocketStats]]) -> list[Family]:
+    handshakes: dict[Labels, float] = {}
+    open_now: dict[Labels, float] = {}
+    closed: dict[Labels, float] = {}
+    moved: dict[Labels, float] = {}
+    seconds: dict[Labels, float] = {}
+    for route, one in stats:
+        labels: Labels = (("route", route),)
+        for result, count in one.handshakes.items():
+            _add(handshakes, (*labels, ("result", result)), count)
+        _add(open_now, labels, one.open)
+        _add(closed, labels, one.closed)
+        _add(moved, (*labels, ("direction", "client_to_upstream")), one.bytes_in)
+        _add(moved, (*labels, ("direction", "upstream_to_client")), one.bytes_out)
+        _add(seconds, labels, one.seconds)
+    return [
+        ("gateway_websocket_handshakes_total", COUNTER,
+         "WebSocket handshakes by route and result (switched, refused, not_switched, failed).",
+         handshakes),
+        ("gateway_websockets_open", GAUGE, "Open WebSocket tunnels by route.", open_now),
+        ("gateway_websockets_closed_total", COUNTER, "Closed WebSocket tunnels by route.", closed),
+        ("gateway_websocket_bytes_total", COUNTER,
+         "Bytes relayed through WebSocket tunnels by route and direction (closed tunnels).", moved),
+        ("gateway_websocket_seconds_total", COUNTER,
+         "Time WebSocket tunnels were open, by route (closed tunnels).", seconds),
     ]  # fmt: skip

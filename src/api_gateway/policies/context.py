@@ -109,9 +109,9 @@ class RequestContext:
             return
         release = switched.on_close
 
-        def closed() -> None:
+        def closed(sent: int, received: int) -> None:
             if release is not None:
-                release()
+                release(sent, received)
             done("closed")
 
         switched.on_close = closed
