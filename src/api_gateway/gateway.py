@@ -35,8 +35,8 @@ from api_gateway.types import Handler, Request, Response
 from api_gateway.upstream.call import AttemptHook
 from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
 from api_gateway.upstream.discovery import Discovery, open_discovery
-from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.health import HealthChecker
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.service import UpstreamService
 
 log = logging.getLogger("api_gateway")
@@ -87,7 +87,7 @@ class Gateway:
 
         rng = random.Random()
         self.services = {
-            name: UpstreamService(service, ServiceEndpoints(name, service.instances), rng)
+            name: UpstreamService(service, ServiceInstances(name, service.instances), rng)
             for name, service in config.services.items()
         }
         self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)

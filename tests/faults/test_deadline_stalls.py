@@ -32,7 +32,7 @@ from api_gateway.http.server import Connections, HttpConnection, ServerLimits
 from api_gateway.http.server_phases import ENDING
 from api_gateway.timers import MAX_EXTENSIONS
 from api_gateway.types import Claims, Request, Response
-from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.service import UpstreamService
 
 SECRETS = {"access_secret": "a" * 32, "refresh_secret": "a" * 32}
@@ -95,7 +95,7 @@ def test_an_aggregate_whose_source_answered_during_a_stall_is_answered(
 
         pool = UpstreamPool(loop, PoolSettings())
         services = {
-            name: UpstreamService(c, ServiceEndpoints(name, c.instances), random.Random(1))
+            name: UpstreamService(c, ServiceInstances(name, c.instances), random.Random(1))
             for name, c in config.services.items()
         }
         [aggregate_config] = [a for a in config.aggregates if a.name == "event-details"]

@@ -33,8 +33,8 @@ from api_gateway.types import Request
 from api_gateway.upstream.clients import VenueServiceClient
 from api_gateway.upstream.deadline import Deadline, TimeoutController
 from api_gateway.upstream.discovery import REGISTRY_TIMEOUT_S, Discovery
-from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.health import HealthChecker, probe_head
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.registry import Registry
 
 REDIS_TIMEOUT_S = 0.05
@@ -113,7 +113,7 @@ def test_a_registry_read_during_a_stall_is_not_an_outage(
         registry = Registry(RedisStore(redis_server.url, REDIS_TIMEOUT_S), "stall:")
         await registry.register("ticket", "http://10.9.0.1:3004", 60)
         static = (Instance("10.0.0.1", 3004),)
-        services = {"ticket": ServiceEndpoints("ticket", static)}
+        services = {"ticket": ServiceInstances("ticket", static)}
         discovery = Discovery(services, {"ticket": static}, registry, 30_000, time.monotonic)
         refresh = asyncio.ensure_future(discovery.refresh())
         for _ in range(ticks):
@@ -133,7 +133,7 @@ def test_a_registry_read_during_a_stall_is_not_an_outage(
 def test_a_health_check_answered_during_a_stall_passes(service: RawUpstream) -> None:
     delayed("/health", service, REPLY)
     instance = Instance("127.0.0.1", service.port)
-    endpoints = ServiceEndpoints("ticket", (instance,))
+    endpoints = ServiceInstances("ticket", (instance,))
     config = HealthCheckConfig(True, "/health", 120_000, BOUND_MS, 1, 1)
 
     async def story() -> dict[str, bool]:

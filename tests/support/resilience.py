@@ -18,7 +18,7 @@ from api_gateway.config.settings import (
     ServiceConfig,
 )
 from api_gateway.types import Body, Request, Response
-from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.service import UpstreamService
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ def service_config(instances: int = 2, **sections: Any) -> ServiceConfig:
 
 def upstream_service(config: ServiceConfig, seed: int = 7) -> UpstreamService:
     return UpstreamService(
-        config, ServiceEndpoints(config.name, config.instances), random.Random(seed)
+        config, ServiceInstances(config.name, config.instances), random.Random(seed)
     )
 
 

@@ -13,7 +13,7 @@ from support.resilience import request
 from api_gateway.config.settings import BalancerConfig, Instance
 from api_gateway.types import Claims, Request
 from api_gateway.upstream.balancer import Balancer, build_balancer, cookie, hash_key
-from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
 
 NOW = 1_000_000.0
 
@@ -23,7 +23,7 @@ def instances(count: int) -> list[Instance]:
 
 
 def balancer(strategy: str, count: int = 3, key: str = "user", seed: int = 1) -> Balancer:
-    service = ServiceEndpoints("ticket", instances(count))
+    service = ServiceInstances("ticket", instances(count))
     return build_balancer(BalancerConfig(strategy, key), service, random.Random(seed).randrange)
 
 
@@ -75,7 +75,7 @@ def test_consistent_hash_spreads_users() -> None:
 def test_removing_one_of_n_instances_remaps_about_one_nth_of_keys(
     count: int, data: st.DataObject
 ) -> None:
-    service = ServiceEndpoints("ticket", instances(count))
+    service = ServiceInstances("ticket", instances(count))
     b = build_balancer(BalancerConfig("consistent_hash"), service, random.Random(1).randrange)
     users = [as_user(f"user-{n}") for n in range(2000)]
     before = [b.pick(u, NOW, ()).authority for u in users]
@@ -143,12 +143,12 @@ def test_a_retry_avoids_instances_already_tried() -> None:
 
 def test_when_every_instance_was_tried_a_retry_may_reuse_one() -> None:
     b = balancer("round_robin", count=2)
-    tried: tuple[Endpoint, ...] = b.service.endpoints
+    tried: tuple[UpstreamInstance, ...] = b.service.endpoints
     assert b.pick(request(), NOW, tried) in tried
 
 
 def test_an_instance_set_update_keeps_known_instances_state() -> None:
-    service = ServiceEndpoints("ticket", instances(2))
+    service = ServiceInstances("ticket", instances(2))
     service.endpoints[0].in_flight = 4
     assert service.update(instances(3))
     assert service.endpoints[0].in_flight == 4

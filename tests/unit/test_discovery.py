@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from api_gateway.config.settings import Instance
 from api_gateway.stores import StoreUnavailable
 from api_gateway.upstream.discovery import Discovery, choose_instances
-from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.registry import registry_key
 
 STATIC = [Instance("static", 3004)]
@@ -40,12 +40,12 @@ class FakeRegistry:
         self.closed = True
 
 
-def discovery(registry: FakeRegistry | None) -> tuple[Discovery, ServiceEndpoints]:
-    ticket = ServiceEndpoints("ticket", STATIC)
+def discovery(registry: FakeRegistry | None) -> tuple[Discovery, ServiceInstances]:
+    ticket = ServiceInstances("ticket", STATIC)
     return Discovery({"ticket": ticket}, {"ticket": STATIC}, registry, 100, lambda: 0.0), ticket
 
 
-def current(endpoints: ServiceEndpoints) -> list[Instance]:
+def current(endpoints: ServiceInstances) -> list[Instance]:
     return [endpoint.instance for endpoint in endpoints.endpoints]
 
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from api_gateway.config.settings import HealthCheckConfig, Instance
 from api_gateway.errors import BadGateway, GatewayError
 from api_gateway.types import Response
-from api_gateway.upstream.endpoints import ServiceEndpoints
 from api_gateway.upstream.health import HealthChecker, Streak, after_check, probe_head
+from api_gateway.upstream.instances import ServiceInstances
 
 results = st.lists(st.booleans(), max_size=40)
 thresholds = st.integers(1, 5)
@@ -104,13 +104,13 @@ class StubPool:
         return Response(answer, [], b"{}")
 
 
-def checker(pool: StubPool, service: ServiceEndpoints) -> HealthChecker:
+def checker(pool: StubPool, service: ServiceInstances) -> HealthChecker:
     config = HealthCheckConfig(True, "/health", 100, 1000, 2, 2)
     return HealthChecker({"ticket": service}, {"ticket": config}, pool)
 
 
 def test_rounds_mark_a_failing_instance_down_and_up_again() -> None:
-    service = ServiceEndpoints("ticket", [UP, DOWN])
+    service = ServiceInstances("ticket", [UP, DOWN])
     pool = StubPool({("10.0.0.1", 3004): 200, ("10.0.0.2", 3004): 503})
     health = checker(pool, service)
 
@@ -130,7 +130,7 @@ def test_rounds_mark_a_failing_instance_down_and_up_again() -> None:
 
 
 def test_instances_that_leave_the_service_are_forgotten() -> None:
-    service = ServiceEndpoints("ticket", [UP, DOWN])
+    service = ServiceInstances("ticket", [UP, DOWN])
     pool = StubPool({("10.0.0.1", 3004): 200, ("10.0.0.2", 3004): 503})
     health = checker(pool, service)
     asyncio.run(health.check("ticket"))
@@ -141,7 +141,7 @@ def test_instances_that_leave_the_service_are_forgotten() -> None:
 
 
 def test_a_disabled_service_is_not_checked() -> None:
-    service = ServiceEndpoints("ticket", [UP])
+    service = ServiceInstances("ticket", [UP])
     config = HealthCheckConfig(False, "/health", 100, 1000, 2, 2)
     pool: object = StubPool({})
     health = HealthChecker({"ticket": service}, {"ticket": config}, pool)  # type: ignore[arg-type]

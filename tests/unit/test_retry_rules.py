@@ -22,7 +22,7 @@ from api_gateway.errors import (
     UpstreamTimeout,
 )
 from api_gateway.upstream.deadline import Deadline, TimeoutController
-from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.outlier import OutlierDetector
 from api_gateway.upstream.retry import Backoff, RetryBudget, retryable_error, retryable_status
 
@@ -97,8 +97,8 @@ def test_the_budget_is_a_share_of_requests_in_flight(requests: int, retries: int
 # --- outlier detection ----------------------------------------------------------------------------
 
 
-def detector(count: int = 4) -> tuple[OutlierDetector, ServiceEndpoints]:
-    service = ServiceEndpoints("ticket", [Instance(f"h{n}", 80) for n in range(count)])
+def detector(count: int = 4) -> tuple[OutlierDetector, ServiceInstances]:
+    service = ServiceInstances("ticket", [Instance(f"h{n}", 80) for n in range(count)])
     return OutlierDetector(OutlierConfig(5, 30_000, 50), service), service
 
 

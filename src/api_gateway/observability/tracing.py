@@ -31,7 +31,7 @@ from api_gateway.types import Handler, Headers, Request, Response
 from api_gateway.upstream.call import Send
 
 if TYPE_CHECKING:
-    from api_gateway.upstream.endpoints import Endpoint
+    from api_gateway.upstream.instances import UpstreamInstance
 
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -107,7 +107,12 @@ class Tracing:
         return response
 
     async def client_span(
-        self, send: Send, request: Request, endpoint: Endpoint, remaining_ms: float, service: str
+        self,
+        send: Send,
+        request: Request,
+        endpoint: UpstreamInstance,
+        remaining_ms: float,
+        service: str,
     ) -> Response:
         """One attempt in its own span, whose context goes upstream as ``traceparent``."""
         host, port = endpoint.address

@@ -16,20 +16,22 @@ from typing import Final, Protocol
 
 from api_gateway.config.settings import BalancerConfig
 from api_gateway.types import Request
-from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
 
 RING_POINTS: Final = 160  # per instance: keeps each instance's share of keys within a few percent
 
 
 class Strategy(Protocol):
-    def choose(self, candidates: Sequence[Endpoint], request: Request) -> Endpoint: ...
+    def choose(
+        self, candidates: Sequence[UpstreamInstance], request: Request
+    ) -> UpstreamInstance: ...
 
 
 class RoundRobin:
     def __init__(self) -> None:
         self.turn = 0
 
-    def choose(self, candidates: Sequence[Endpoint], request: Request) -> Endpoint:
+    def choose(self, candidates: Sequence[UpstreamInstance], request: Request) -> UpstreamInstance:
         self.turn += 1
         return candidates[self.turn % len(candidates)]
 
@@ -40,7 +42,7 @@ class LeastConnections:
     def __init__(self) -> None:
         self.turn = 0
 
-    def choose(self, candidates: Sequence[Endpoint], request: Request) -> Endpoint:
+    def choose(self, candidates: Sequence[UpstreamInstance], request: Request) -> UpstreamInstance:
         self.turn += 1
         count = len(candidates)
         best = candidates[self.turn % count]
@@ -55,7 +57,7 @@ class Random:
     def __init__(self, randrange: Callable[[int], int]) -> None:
         self.randrange = randrange
 
-    def choose(self, candidates: Sequence[Endpoint], request: Request) -> Endpoint:
+    def choose(self, candidates: Sequence[UpstreamInstance], request: Request) -> UpstreamInstance:
         return candidates[self.randrange(len(candidates))]
 
 
@@ -67,13 +69,13 @@ class ConsistentHash:
     """A hash ring over every instance; a key goes to the first candidate at or after its
     point, so losing one of N instances moves only the keys that instance held (about 1/N)."""
 
-    def __init__(self, service: ServiceEndpoints, key: Callable[[Request], str]) -> None:
+    def __init__(self, service: ServiceInstances, key: Callable[[Request], str]) -> None:
         self.service, self.key = service, key
         self.version = -1
         self.points: list[int] = []
-        self.owners: list[Endpoint] = []
+        self.owners: list[UpstreamInstance] = []
 
-    def choose(self, candidates: Sequence[Endpoint], request: Request) -> Endpoint:
+    def choose(self, candidates: Sequence[UpstreamInstance], request: Request) -> UpstreamInstance:
         if self.version != self.service.version:
             self._build()
         allowed = set(map(id, candidates))
@@ -125,11 +127,13 @@ def cookie(request: Request, name: str) -> str | None:
 
 
 class Balancer:
-    def __init__(self, service: ServiceEndpoints, strategy: Strategy) -> None:
+    def __init__(self, service: ServiceInstances, strategy: Strategy) -> None:
         self.service, self.strategy = service, strategy
         self.panicking = False
 
-    def pick(self, request: Request, now_ms: float, tried: Sequence[Endpoint]) -> Endpoint:
+    def pick(
+        self, request: Request, now_ms: float, tried: Sequence[UpstreamInstance]
+    ) -> UpstreamInstance:
         endpoints = self.service.endpoints
         if len(endpoints) == 1 and not tried:
             only = endpoints[0]
@@ -145,7 +149,7 @@ class Balancer:
 
 
 def build_balancer(
-    config: BalancerConfig, service: ServiceEndpoints, randrange: Callable[[int], int]
+    config: BalancerConfig, service: ServiceInstances, randrange: Callable[[int], int]
 ) -> Balancer:
     strategies: dict[str, Callable[[], Strategy]] = {
         "round_robin": RoundRobin,

@@ -28,8 +28,8 @@ from api_gateway.errors import (
 from api_gateway.http.framing import single_value
 from api_gateway.types import Pool, Request, Response
 from api_gateway.upstream.breaker import State
-from api_gateway.upstream.endpoints import Endpoint
 from api_gateway.upstream.forward import render_head
+from api_gateway.upstream.instances import UpstreamInstance
 from api_gateway.upstream.retry import IDEMPOTENT, retryable_error, retryable_status
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.websocket import WEBSOCKET
@@ -38,9 +38,9 @@ from api_gateway.websocket import WEBSOCKET
 FAILURE_STATUSES: Final = frozenset({500, 502, 503, 504})
 IDEMPOTENCY_KEY: Final = b"idempotency-key"
 Failure = Response | GatewayError
-Send = Callable[[Request, Endpoint, float], Awaitable[Response]]
+Send = Callable[[Request, UpstreamInstance, float], Awaitable[Response]]
 # Wraps every attempt (tracing gives each its own span): (send, request, endpoint, ms, service).
-AttemptHook = Callable[[Send, Request, Endpoint, float, str], Awaitable[Response]]
+AttemptHook = Callable[[Send, Request, UpstreamInstance, float, str], Awaitable[Response]]
 
 
 class UpstreamCall:
@@ -91,7 +91,7 @@ class UpstreamCall:
     async def _recover(
         self,
         request: Request,
-        endpoint: Endpoint,
+        endpoint: UpstreamInstance,
         failure: Failure,
         sent: float,
         now: float,
@@ -99,7 +99,7 @@ class UpstreamCall:
     ) -> Response:
         """After a failed attempt: retry while it is safe and allowed, else give up."""
         service, clock, budget = self.service, self.clock_ms, self.service.budget
-        tried: list[Endpoint] = []
+        tried: list[UpstreamInstance] = []
         attempt = 1
         claim: str | None = None  # what this request holds of the retry budget
         try:
@@ -136,7 +136,9 @@ class UpstreamCall:
         finally:
             budget.release(claim)
 
-    async def _attempt(self, request: Request, endpoint: Endpoint, remaining_ms: float) -> Failure:
+    async def _attempt(
+        self, request: Request, endpoint: UpstreamInstance, remaining_ms: float
+    ) -> Failure:
         """One attempt: the response, or the service's error (anything else propagates)."""
         if remaining_ms <= 0:
             raise DeadlineExceeded("the request's deadline passed before the service answered")
@@ -152,7 +154,7 @@ class UpstreamCall:
             endpoint.in_flight -= 1
 
     def _answer(
-        self, outcome: Failure, endpoint: Endpoint, sent: float, now: float
+        self, outcome: Failure, endpoint: UpstreamInstance, sent: float, now: float
     ) -> Response | None:
         """The response if the attempt sent at ``sent`` succeeded (the service is credited),
         else None: a failure, which the caller retries or gives up on."""
@@ -164,7 +166,7 @@ class UpstreamCall:
         return None
 
     def _send(
-        self, request: Request, endpoint: Endpoint, remaining_ms: float
+        self, request: Request, endpoint: UpstreamInstance, remaining_ms: float
     ) -> Awaitable[Response]:
         # Not async, like _forward: the pool's awaitable itself, a coroutine less (COMPILED.md §5).
         if self.around_attempt is None:
@@ -174,7 +176,7 @@ class UpstreamCall:
         )
 
     def _forward(
-        self, request: Request, endpoint: Endpoint, remaining_ms: float
+        self, request: Request, endpoint: UpstreamInstance, remaining_ms: float
     ) -> Awaitable[Response]:
         per_try = self.service.per_try_ms
         timeout_ms = remaining_ms if per_try is None or per_try > remaining_ms else per_try

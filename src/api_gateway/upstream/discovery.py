@@ -19,7 +19,7 @@ from typing import Final, Protocol
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.stores import StoreUnavailable
 from api_gateway.timers import PatientTimeout
-from api_gateway.upstream.endpoints import ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances
 from api_gateway.upstream.registry import open_registry
 
 log = logging.getLogger("api_gateway.discovery")
@@ -53,7 +53,7 @@ def choose_instances(
 class Discovery:
     def __init__(
         self,
-        services: Mapping[str, ServiceEndpoints],
+        services: Mapping[str, ServiceInstances],
         static: Mapping[str, Sequence[Instance]],
         registry: InstanceSource | None,
         cache_ttl_ms: int,
@@ -133,7 +133,7 @@ class Discovery:
 
 
 def open_discovery(
-    config: GatewayConfig, services: Mapping[str, ServiceEndpoints], now_ms: Callable[[], float]
+    config: GatewayConfig, services: Mapping[str, ServiceInstances], now_ms: Callable[[], float]
 ) -> Discovery:
     registry: InstanceSource | None = None
     if config.redis_url is not None and config.discovery.registry:

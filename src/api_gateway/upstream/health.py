@@ -1,8 +1,8 @@
 """Active health checks: ``GET <path>`` to every instance, in the background and on demand.
 
-A 2xx within ``timeout_ms`` is a pass. ``unhealthy_threshold`` failures in a row mark an instance
-down (``Endpoint.healthy``, which the balancer honours) and ``healthy_threshold`` passes in a row
-mark it up again; single blips change nothing.
+A 2xx within ``timeout_ms`` is a pass. ``unhealthy_threshold`` failures in a row mark an
+instance down (``UpstreamInstance.healthy``, which the balancer honours) and
+``healthy_threshold`` passes in a row mark it up again; single blips change nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from api_gateway.config.settings import HealthCheckConfig
 from api_gateway.errors import GatewayError
 from api_gateway.timers import PatientTimeout
 from api_gateway.types import Body, Pool
-from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
 
 log = logging.getLogger("api_gateway.health")
 JITTER: Final = 0.2  # checks of many services and gateways spread over +-20% of the interval
@@ -70,13 +70,15 @@ class HealthChecker:
 
     def __init__(
         self,
-        services: Mapping[str, ServiceEndpoints],
+        services: Mapping[str, ServiceInstances],
         configs: Mapping[str, HealthCheckConfig],
         pool: Pool,
     ) -> None:
         self.services, self.pool = services, pool
         self.configs = {name: c for name, c in configs.items() if c.enabled and name in services}
-        self.streaks: dict[str, dict[Endpoint, Streak]] = {name: {} for name in self.configs}
+        self.streaks: dict[str, dict[UpstreamInstance, Streak]] = {
+            name: {} for name in self.configs
+        }
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -97,7 +99,9 @@ class HealthChecker:
         endpoints = self.services[service].endpoints
         reasons = await asyncio.gather(*(self.probe(e, config) for e in endpoints))
         known = self.streaks[service]
-        streaks: dict[Endpoint, Streak] = {}  # instances that left the service are forgotten
+        streaks: dict[
+            UpstreamInstance, Streak
+        ] = {}  # instances that left the service are forgotten
         for endpoint, reason in zip(endpoints, reasons, strict=True):
             before = known.get(endpoint) or Streak(endpoint.healthy)
             after = after_check(
@@ -108,7 +112,7 @@ class HealthChecker:
         self.streaks[service] = streaks
         return {endpoint.authority: endpoint.healthy for endpoint in endpoints}
 
-    async def probe(self, endpoint: Endpoint, config: HealthCheckConfig) -> str | None:
+    async def probe(self, endpoint: UpstreamInstance, config: HealthCheckConfig) -> str | None:
         """None when the instance passed, else why it failed."""
         timeout_s = config.timeout_ms / 1000
         head = probe_head(config.path, endpoint.authority)
@@ -127,7 +131,9 @@ class HealthChecker:
             return f"answered {response.status}"
         return None
 
-    def _apply(self, service: str, endpoint: Endpoint, healthy: bool, reason: str | None) -> None:
+    def _apply(
+        self, service: str, endpoint: UpstreamInstance, healthy: bool, reason: str | None
+    ) -> None:
         if healthy == endpoint.healthy:
             return
         endpoint.healthy = healthy

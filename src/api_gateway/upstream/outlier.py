@@ -10,23 +10,23 @@ service-wide failure is left to the circuit breaker instead of emptying the pool
 from __future__ import annotations
 
 from api_gateway.config.settings import OutlierConfig
-from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
 
 
 class OutlierDetector:
-    def __init__(self, config: OutlierConfig, service: ServiceEndpoints) -> None:
+    def __init__(self, config: OutlierConfig, service: ServiceInstances) -> None:
         self.limit = config.consecutive_failures
         self.base_ms = config.base_ejection_ms
         self.max_share = config.max_ejection_pct / 100
         self.service = service
 
-    def success(self, endpoint: Endpoint, now_ms: float) -> None:
+    def success(self, endpoint: UpstreamInstance, now_ms: float) -> None:
         endpoint.consecutive_failures = 0
         if endpoint.ejections and now_ms - endpoint.ejected_until >= self.base_ms:
             endpoint.ejections -= 1
             endpoint.ejected_until = now_ms  # the next decay needs another quiet period
 
-    def failure(self, endpoint: Endpoint, now_ms: float) -> bool:
+    def failure(self, endpoint: UpstreamInstance, now_ms: float) -> bool:
         """Count a failure; return whether it ejected the instance."""
         endpoint.consecutive_failures += 1
         if endpoint.consecutive_failures < self.limit or now_ms < endpoint.ejected_until:

@@ -15,7 +15,7 @@ from api_gateway.errors import BadGateway, UpstreamTimeout
 from api_gateway.observability.exposition import BUCKETS_MS, Histogram
 from api_gateway.upstream.balancer import build_balancer
 from api_gateway.upstream.breaker import SUCCESS_ONLY, Breaker, Event, Outcome
-from api_gateway.upstream.endpoints import Endpoint, ServiceEndpoints
+from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
 from api_gateway.upstream.outlier import OutlierDetector
 from api_gateway.upstream.retry import Backoff, RetryBudget
 
@@ -27,7 +27,7 @@ MAX_BREAKS: Final = 256
 
 class UpstreamService:
     def __init__(
-        self, config: ServiceConfig, endpoints: ServiceEndpoints, rng: random.Random
+        self, config: ServiceConfig, endpoints: ServiceInstances, rng: random.Random
     ) -> None:
         self.name, self.label = config.name, f"{config.name}-service"
         self.endpoints = endpoints
@@ -59,7 +59,7 @@ class UpstreamService:
             self._note(events)
         return allowed
 
-    def succeeded(self, endpoint: Endpoint, now_ms: float) -> None:
+    def succeeded(self, endpoint: UpstreamInstance, now_ms: float) -> None:
         if endpoint.consecutive_failures or endpoint.ejections:
             self.outlier.success(endpoint, now_ms)
         if self.breaks:
@@ -70,7 +70,7 @@ class UpstreamService:
         else:
             self._note(events)
 
-    def attempt_failed(self, endpoint: Endpoint, now_ms: float) -> None:
+    def attempt_failed(self, endpoint: UpstreamInstance, now_ms: float) -> None:
         """An attempt the instance is to blame for: an error of its own, or a 5xx answer."""
         if self.outlier.failure(endpoint, now_ms):
             self.events["ejection"] += 1
@@ -84,7 +84,7 @@ class UpstreamService:
             )
 
     def gave_up(
-        self, error: Exception | None, now_ms: float, endpoint: Endpoint, sent_ms: float
+        self, error: Exception | None, now_ms: float, endpoint: UpstreamInstance, sent_ms: float
     ) -> None:
         """The request failed after every attempt it was allowed: the service failed a caller.
 
@@ -101,7 +101,7 @@ class UpstreamService:
             outcome = Outcome.FAILURE
         self._note(self.breaker.record(outcome, now_ms))
 
-    def same_break(self, endpoint: Endpoint, sent_ms: float, now_ms: float) -> bool:
+    def same_break(self, endpoint: UpstreamInstance, sent_ms: float, now_ms: float) -> bool:
         """Whether a broken connection (an attempt sent at ``sent_ms``) belongs to a break of
         its instance already counted: it was in flight when that break was first seen, and the
         instance has served nothing since. Otherwise this is a break of its own, remembered."""

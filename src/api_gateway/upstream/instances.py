@@ -13,7 +13,7 @@ from api_gateway.config.settings import Instance
 Address = tuple[str, int]
 
 
-class Endpoint:
+class UpstreamInstance:
     """One instance of a service and what the gateway has learned about it."""
 
     __slots__ = (
@@ -54,12 +54,12 @@ class Endpoint:
         }
 
 
-class ServiceEndpoints:
+class ServiceInstances:
     """The current instances of one service; ``endpoints`` is replaced, never mutated."""
 
     def __init__(self, name: str, instances: Iterable[Instance]) -> None:
         self.name = name
-        self.endpoints: tuple[Endpoint, ...] = ()
+        self.endpoints: tuple[UpstreamInstance, ...] = ()
         self.version = 0
         self.update(instances)
 
@@ -69,7 +69,7 @@ class ServiceEndpoints:
         wanted = list(dict.fromkeys(instances))
         if not wanted or wanted == [e.instance for e in self.endpoints]:
             return False
-        self.endpoints = tuple(known.get(i) or Endpoint(i) for i in wanted)
+        self.endpoints = tuple(known.get(i) or UpstreamInstance(i) for i in wanted)
         self.version += 1
         return True
 
