@@ -195,7 +195,8 @@ class Switched:
     ``transport`` is the upstream connection's; ``buffered`` the bytes it sent after the 101's
     head (already read, not yet relayed). ``idle_timeout_s`` ends a tunnel with no byte either
     way for that long; ``on_close`` is called once when the tunnel ends, however it ends, with
-    the bytes the client sent and the bytes the upstream sent.
+    the bytes the client sent, the bytes the upstream sent, and why it ended ("client" or
+    "upstream" closed, "idle", "going_away", "gateway").
     """
 
     __slots__ = ("buffered", "idle_timeout_s", "on_close", "transport")
@@ -205,7 +206,7 @@ class Switched:
         transport: asyncio.Transport,
         buffered: bytes,
         idle_timeout_s: float = 600.0,
-        on_close: Callable[[int, int], None] | None = None,
+        on_close: Callable[[int, int, str], None] | None = None,
     ) -> None:
         self.transport = transport
         self.buffered = buffered

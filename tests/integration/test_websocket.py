@@ -3,8 +3,10 @@ handshake passes the route's whole chain, then bytes flow both ways until either
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,3 +302,52 @@ def test_websockets_are_counted_in_the_metrics(gateway: GatewayProcess) -> None:
         and "upstream_to_client" in line
     ]
     assert upstream_bytes and float(upstream_bytes[0].rsplit(" ", 1)[1]) >= 1000
+
+
+def log_lines(gateway: GatewayProcess, path: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in gateway.output().splitlines()
+        if line.startswith("{") and f'"path":"{path}"' in line and '"outcome"' in line
+    ]
+
+
+def test_a_websocket_is_logged_when_it_closes_with_its_bytes_and_reason(
+    gateway: GatewayProcess,
+) -> None:
+    path = "/api/v1/queue/logged"
+    with ws(gateway, path) as connection:
+        connection.send("y" * 500)
+        assert connection.recv(timeout=5) == "y" * 500
+        assert log_lines(gateway, path) == []  # nothing until it closes
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not log_lines(gateway, path):
+        time.sleep(0.05)
+    (line,) = log_lines(gateway, path)
+    assert line["status"] == 101
+    # The client began the closing handshake; the upstream, as a server does, then closes TCP.
+    assert line["outcome"] == "upstream_closed"
+    assert line["bytes_in"] >= 500 and line["bytes_out"] >= 500
+
+
+def masked_text_frame(text: bytes) -> bytes:
+    mask = os.urandom(4)
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    return bytes((0x81, 0x80 | len(text))) + mask + payload
+
+
+def test_frames_sent_before_the_101_are_relayed_after_it(gateway: GatewayProcess) -> None:
+    head = (
+        f"GET {QUEUE} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {mint()}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(head + masked_text_frame(b"early"))  # before any answer
+        received = b""
+        while b"early" not in received:
+            piece = sock.recv(65536)
+            assert piece, received
+            received += piece
+    assert received.startswith(b"HTTP/1.1 101 ")
+    assert received.endswith(b"\x81\x05early")  # the echo, an unmasked server frame

@@ -58,13 +58,13 @@ class TunnelSide(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # One side is done sending: the tunnel ends (no half-closed tunnels to keep).
-        self.tunnel.close()
+        self.tunnel.ended(self)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.flow.lost(exc or ConnectionResetError("the tunnel's peer closed the connection"))
-        self.tunnel.close()
+        self.tunnel.ended(self)
 
     def pause_writing(self) -> None:
         # This side cannot take more: stop reading what the other side sends.
@@ -89,6 +89,9 @@ class Tunnel:
         self.on_idle = on_idle
         self.on_close = on_close
         self.closed = False
+        # Why it ended: "client" or "upstream" (that side closed), "idle", or what the closer
+        # says (``close(reason)``).
+        self.reason = ""
         self.last_active = loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self.client = TunnelSide(self)
@@ -125,14 +128,22 @@ class Tunnel:
         elif self.on_idle is not None:
             self.on_idle(self)
         else:
-            self.close()
+            self.close("idle")
 
-    def close(self) -> None:
+    def ended(self, side: TunnelSide) -> None:
+        """``side``'s peer closed its connection or ended its input: the tunnel ends."""
+        self.close("client" if side is self.client else "upstream")
+
+    def close(self, reason: str = "gateway") -> None:
         """Close both sides once what is written to them is sent."""
+        if not self.closed:
+            self.reason = reason
         self._end(False)
 
-    def reset(self) -> None:
+    def reset(self, reason: str = "gateway") -> None:
         """Drop both sides now."""
+        if not self.closed:
+            self.reason = reason
         self._end(True)
 
     def _end(self, now: bool) -> None:

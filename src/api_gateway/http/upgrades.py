@@ -47,18 +47,18 @@ class WebSocketTunnel:
         if self.boundary.at_boundary:
             self._say_goodbye()
         else:
-            self.tunnels.loop.call_later(BOUNDARY_WAIT_S, self.tunnel.close)
+            self.tunnels.loop.call_later(BOUNDARY_WAIT_S, self.tunnel.close, "going_away")
 
     def _say_goodbye(self) -> None:
         transport = self.tunnel.client.transport
         if transport is not None and not transport.is_closing():
             transport.write(GOING_AWAY_FRAME)
-        self.tunnel.close()
+        self.tunnel.close("going_away")
 
     def _closed(self, tunnel: Tunnel) -> None:
         self.tunnels.open.discard(self)
         if self.on_close is not None:
-            self.on_close(tunnel.client.received, tunnel.upstream.received)
+            self.on_close(tunnel.client.received, tunnel.upstream.received, tunnel.reason)
         if not self.tunnels.open and self.tunnels.emptied is not None:
             self.tunnels.emptied.set()
 

@@ -57,10 +57,16 @@ class AccessLog:
         self.quoted: dict[str, str] = {"": '""'}
 
     def record(
-        self, request: Request, response: Response, duration_ms: str, outcome: str = ""
+        self,
+        request: Request,
+        response: Response,
+        duration_ms: str,
+        outcome: str = "",
+        moved: tuple[int, int] | None = None,
     ) -> None:
         """One line; ``duration_ms`` is already formatted (``%.3f``), as in X-Response-Time.
-        ``outcome`` says how a stream or a tunnel ended (only those have one).
+        ``outcome`` says how a stream or a tunnel ended (only those have one); ``moved``, the
+        bytes a tunnel relayed from the client and from the upstream.
 
         Below a sample rate of 1, a share of the requests is left out; a 5xx never is.
         """
@@ -91,7 +97,8 @@ class AccessLog:
             f'"attempts":{request.attempts},"tenant":"{tenant}","user":"{user}",'
             f'"cache":"{cache}",'
             f'"limit":"{"allowed" if at >= 0 else LIMIT_OUTCOMES.get(at, "")}"'
-            + (f',"outcome":"{outcome}"}}' if outcome else "}")
+            + (f',"outcome":"{outcome}"' if outcome else "")
+            + (f',"bytes_in":{moved[0]},"bytes_out":{moved[1]}}}' if moved else "}")
         )
         if not self.pending:
             self.loop.call_soon(self.flush)

@@ -17,6 +17,13 @@ from api_gateway.policies.security_headers import DEFAULT, SecurityHeaders
 from api_gateway.types import Handler, Request, Response
 
 log = logging.getLogger("api_gateway")
+# A WebSocket's access-log outcome, by why its tunnel ended.
+CLOSE_OUTCOMES: Final = {
+    "client": "client_closed",
+    "upstream": "upstream_closed",
+    "idle": "idle_timeout",
+    "going_away": "going_away",
+}
 
 VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
@@ -99,8 +106,8 @@ class RequestContext:
         access_log = self.access_log
         assert access_log is not None
 
-        def done(outcome: str) -> None:
-            access_log.record(request, response, elapsed_ms(request.start), outcome)
+        def done(outcome: str, moved: tuple[int, int] | None = None) -> None:
+            access_log.record(request, response, elapsed_ms(request.start), outcome, moved)
 
         switched = response.switched
         if switched is None:
@@ -109,10 +116,10 @@ class RequestContext:
             return
         release = switched.on_close
 
-        def closed(sent: int, received: int) -> None:
+        def closed(sent: int, received: int, reason: str) -> None:
             if release is not None:
-                release(sent, received)
-            done("closed")
+                release(sent, received, reason)
+            done(CLOSE_OUTCOMES.get(reason, "closed"), (sent, received))
 
         switched.on_close = closed
 

@@ -43,7 +43,7 @@ class TunnelEnd:
         self.slot, self.stats, self.opened = slot, stats, time.monotonic()
         stats.open += 1
 
-    def __call__(self, sent: int, received: int) -> None:
+    def __call__(self, sent: int, received: int, reason: str) -> None:
         if not self.slot.open:
             return
         self.slot.release()
