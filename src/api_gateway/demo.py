@@ -19,7 +19,7 @@ import uvloop
 from api_gateway import config as config_module
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.errors import GatewayError, problem_response
-from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+from api_gateway.http.server import Connections, HttpConnection, ServerBounds
 from api_gateway.observability.logging import configure
 from api_gateway.serve import listening_socket, serve
 from api_gateway.tokens import mint
@@ -85,7 +85,7 @@ def _free_socket() -> socket.socket:
 def _stub_factory(
     stub: StubService, connections: Connections, port: int
 ) -> Callable[[], HttpConnection]:
-    return lambda: HttpConnection(stub, ServerLimits(), connections, port)
+    return lambda: HttpConnection(stub, ServerBounds(), connections, port)
 
 
 async def _run(config: GatewayConfig, gateway_socket: socket.socket, banner: str) -> None:

@@ -3,7 +3,7 @@
     RequestContext (id, client address, timing, security headers, metrics, access log, errors)
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
-           RequestLimits → RateLimit(global, per client IP) → QueryValidation
+           RequestBounds → RateLimit(global, per client IP) → QueryValidation
            → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
            → RateLimit(user) → RateLimit(endpoint) → VenueDomain
            → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
@@ -38,12 +38,12 @@ from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys, TrustedProxies
 from api_gateway.overload import OverloadMonitor
 from api_gateway.policies.auth import Authenticate, KeyChecker
+from api_gateway.policies.bounds import BodyGate, RequestBounds
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
 from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
-from api_gateway.policies.limits import BodyGate, RequestLimits
 from api_gateway.policies.optional_auth import OptionalAuthenticate
 from api_gateway.policies.ratelimit import (
     KeyFunction,
@@ -199,7 +199,7 @@ class RouteBuilder:
         if endpoint is not None and endpoint.idempotency_key_retries is not None:
             key_retries = endpoint.idempotency_key_retries
         policies: list[Policy] = [
-            RequestLimits(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
+            RequestBounds(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
         policies.append(self.global_rate_limits[route.fail_closed])
         validation = route.validation
@@ -280,7 +280,7 @@ class RouteBuilder:
         self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher
     ) -> tuple[list[Policy], Aggregate]:
         """An aggregate's policies, outermost first, and its terminal handler."""
-        policies: list[Policy] = [RequestLimits(AGGREGATE_METHODS, 0)]
+        policies: list[Policy] = [RequestBounds(AGGREGATE_METHODS, 0)]
         policies.append(self.global_rate_limits[False])
         if aggregate.auth_required:
             policies.append(

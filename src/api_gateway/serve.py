@@ -19,7 +19,7 @@ import uvloop
 from api_gateway import compiled
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.gateway import Gateway
-from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+from api_gateway.http.server import Connections, HttpConnection, ServerBounds
 
 log = logging.getLogger("api_gateway")
 
@@ -52,9 +52,9 @@ def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def limits_from(config: GatewayConfig) -> ServerLimits:
+def bounds_from(config: GatewayConfig) -> ServerBounds:
     server = config.server
-    return ServerLimits(
+    return ServerBounds(
         max_header_bytes=server.max_header_bytes,
         max_header_count=server.max_header_count,
         max_uri_bytes=server.max_uri_bytes,
@@ -90,9 +90,9 @@ async def serve(
     gateway = Gateway(config, loop, port)
     gateway.start()
     connections = Connections(loop)
-    limits = limits_from(config)
+    bounds = bounds_from(config)
     server = await loop.create_server(
-        lambda: HttpConnection(gateway, limits, connections, port), sock=sock, backlog=4096
+        lambda: HttpConnection(gateway, bounds, connections, port), sock=sock, backlog=4096
     )
     # Everything built so far lives as long as the process: keep it out of every GC pass.
     gc.collect()

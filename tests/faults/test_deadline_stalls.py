@@ -28,7 +28,7 @@ from api_gateway.aggregation.fetch import Fetcher
 from api_gateway.config.loader import build, default_document
 from api_gateway.errors import GatewayError
 from api_gateway.http.client import PoolSettings, UpstreamPool
-from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+from api_gateway.http.server import Connections, HttpConnection, ServerBounds
 from api_gateway.http.server_phases import ENDING
 from api_gateway.timers import MAX_EXTENSIONS
 from api_gateway.types import Claims, Request, Response
@@ -155,13 +155,13 @@ class Served:
     async def start(cls) -> Served:
         loop = asyncio.get_running_loop()
         connections = Connections(loop)
-        limits = ServerLimits(
+        bounds = ServerBounds(
             header_timeout_s=CLIENT_BOUND_S,
             keep_alive_timeout_s=CLIENT_BOUND_S,
             body_timeout_s=CLIENT_BOUND_S,
         )
         server = await loop.create_server(
-            lambda: HttpConnection(Answering(), limits, connections, 0), "127.0.0.1", 0
+            lambda: HttpConnection(Answering(), bounds, connections, 0), "127.0.0.1", 0
         )
         client = socket.socket()
         client.setblocking(False)

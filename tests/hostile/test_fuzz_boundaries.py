@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from api_gateway.errors import GatewayError, HeaderNotAllowed, InvalidPath, Unauthorized
 from api_gateway.http.framing import HOP_BY_HOP
-from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+from api_gateway.http.server import Connections, HttpConnection, ServerBounds
 from api_gateway.network import TrustedProxies
 from api_gateway.policies.auth import authorization, bearer
 from api_gateway.policies.headers import BLOCKED_EXACT, BLOCKED_PREFIXES, HeaderTrust
@@ -117,7 +117,7 @@ BODIES = [
     b"5\r\nhello\r\n0\r\n\r\n",
     b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
 ]
-SUCH_SMALL_HEADS = ServerLimits(max_header_bytes=512, max_header_count=8, max_uri_bytes=256)
+SUCH_SMALL_HEADS = ServerBounds(max_header_bytes=512, max_header_count=8, max_uri_bytes=256)
 ERROR_STATUSES = {400, 405, 408, 413, 414, 431}
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from api_gateway.errors import GatewayError
-from api_gateway.http.server import Connections, HttpConnection, ServerLimits
+from api_gateway.http.server import Connections, HttpConnection, ServerBounds
 from api_gateway.types import Request, Response
 
 TIMEOUT_S = 5.0
@@ -50,7 +50,7 @@ async def serve_and_probe() -> list[bytes]:
     loop = asyncio.get_running_loop()
     connections = Connections(loop)
     server = await loop.create_server(
-        lambda: HttpConnection(BuggyApp(), ServerLimits(keep_alive_timeout_s=0.5), connections, 0),
+        lambda: HttpConnection(BuggyApp(), ServerBounds(keep_alive_timeout_s=0.5), connections, 0),
         "127.0.0.1",
         0,
     )

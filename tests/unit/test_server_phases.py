@@ -9,7 +9,7 @@ import pytest
 
 from api_gateway.errors import GatewayError
 from api_gateway.http.connections import Connections
-from api_gateway.http.server import HttpConnection, ServerLimits
+from api_gateway.http.server import HttpConnection, ServerBounds
 from api_gateway.http.server_phases import (
     BUSY,
     CLOSED,
@@ -75,7 +75,7 @@ def test_nothing_leaves_closed_and_ending_leads_only_there_or_to_a_tunnel() -> N
 def test_an_impossible_transition_raises() -> None:
     loop = asyncio.new_event_loop()
     try:
-        connection = HttpConnection(App(), ServerLimits(), Connections(loop), 0)
+        connection = HttpConnection(App(), ServerBounds(), Connections(loop), 0)
         with pytest.raises(ImpossibleTransition, match="from NEW to BUSY"):
             connection.to(BUSY)
         connection.to(CLOSED)
@@ -91,7 +91,7 @@ def walk(*reads: bytes) -> tuple[list[int], Transport]:
     loop = asyncio.new_event_loop()
     try:
         connections = Connections(loop)
-        connection = HttpConnection(App(), ServerLimits(), connections, 0)
+        connection = HttpConnection(App(), ServerBounds(), connections, 0)
         transport = Transport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         seen = [connection.phase]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from api_gateway.errors import GatewayError
 from api_gateway.http.connections import Connections
 from api_gateway.http.flow import PEER
-from api_gateway.http.server import HttpConnection, ServerLimits
+from api_gateway.http.server import HttpConnection, ServerBounds
 from api_gateway.http.server_phases import ENDING, TUNNEL
 from api_gateway.http.tunnel import Tunnel
 from api_gateway.types import Request, Response
@@ -153,7 +153,7 @@ def test_a_server_connection_hands_its_transport_to_a_tunnel() -> None:
         near, client = socket.socketpair()
         client.setblocking(False)
         _, protocol = await loop.connect_accepted_socket(
-            lambda: HttpConnection(app, ServerLimits(), connections, 0), near
+            lambda: HttpConnection(app, ServerBounds(), connections, 0), near
         )
         connection = protocol
         head = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from api_gateway.http.body import BodyPace, BodyStream
 
 if TYPE_CHECKING:
-    from api_gateway.http.server import ServerLimits
+    from api_gateway.http.server import ServerBounds
 
 
 class Arrival:
@@ -29,19 +29,19 @@ class Arrival:
     def __init__(
         self,
         stream: BodyStream,
-        limits: ServerLimits,
+        bounds: ServerBounds,
         now: float,
         reading_paused: bool,
         continue_pending: bool,
     ) -> None:
         self.stream = stream
-        self.body_timeout_s = limits.body_timeout_s
-        self.min_rate = limits.min_body_rate_bytes_per_s
-        self.idle_deadline = now + limits.body_timeout_s
+        self.body_timeout_s = bounds.body_timeout_s
+        self.min_rate = bounds.min_body_rate_bytes_per_s
+        self.idle_deadline = now + bounds.body_timeout_s
         self.pace: BodyPace | None = None
-        if limits.min_body_rate_bytes_per_s:
+        if bounds.min_body_rate_bytes_per_s:
             self.pace = BodyPace(
-                limits.min_body_rate_bytes_per_s, limits.body_rate_window_s, now, stream.received
+                bounds.min_body_rate_bytes_per_s, bounds.body_rate_window_s, now, stream.received
             )
             if reading_paused or continue_pending:
                 # Not reading, or the client waiting for our 100 Continue: our doing.

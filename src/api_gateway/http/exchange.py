@@ -193,10 +193,10 @@ def finish(connection: HttpConnection) -> None:
     elif connection.reader.in_head:
         # The next head began while this request was in flight: it is a head, not idle.
         connection.to(READING)
-        connection.deadline = connection.loop.time() + connection.limits.header_timeout_s
+        connection.deadline = connection.loop.time() + connection.bounds.header_timeout_s
     else:
         connection.to(IDLE)
-        connection.deadline = connection.loop.time() + connection.limits.keep_alive_timeout_s
+        connection.deadline = connection.loop.time() + connection.bounds.keep_alive_timeout_s
 
 
 def send(

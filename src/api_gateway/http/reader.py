@@ -1,4 +1,4 @@
-"""llhttp's callbacks for one client connection: request heads into ``Request``s (the limits on
+"""llhttp's callbacks for one client connection: request heads into ``Request``s (the bounds on
 URI and head size, the framing rules, hop-by-hop fields consumed), body bytes into ``bytes`` or
 the body stream still arriving, and how far into each read the parser got.
 
@@ -23,7 +23,7 @@ from api_gateway.http.framing import (
 from api_gateway.types import Headers, Request
 
 if TYPE_CHECKING:
-    from api_gateway.http.server import HttpConnection, ServerLimits
+    from api_gateway.http.server import HttpConnection, ServerBounds
 
 # Method, spaces, version and CRLF of a request line: what it holds besides the URI.
 REQUEST_LINE_BYTES: Final = 32
@@ -37,17 +37,17 @@ METHODS: Final = {
 
 
 class RequestReader:
-    def __init__(self, connection: HttpConnection, limits: ServerLimits, server_port: int) -> None:
+    def __init__(self, connection: HttpConnection, bounds: ServerBounds, server_port: int) -> None:
         self.connection = connection
         self.parser = httptools.HttpRequestParser(self)
         self.server_port = server_port
         self.peer_ip = ""
         self.fresh: list[Request] = []
         self.callback_error: GatewayError | None = None
-        # The limits checked for every request, read from here rather than from ``limits``.
-        self.max_header_bytes = limits.max_header_bytes
-        self.max_header_count = limits.max_header_count
-        self.max_uri_bytes = limits.max_uri_bytes
+        # The bounds checked for every request, read from here rather than from ``bounds``.
+        self.max_header_bytes = bounds.max_header_bytes
+        self.max_header_count = bounds.max_header_count
+        self.max_uri_bytes = bounds.max_uri_bytes
         # Per-message parse state.
         self.in_head = False
         self.url = b""

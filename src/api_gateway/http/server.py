@@ -55,7 +55,7 @@ class App(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ServerLimits:
+class ServerBounds:
     max_header_bytes: int = 16384
     max_header_count: int = 100
     max_uri_bytes: int = 8192
@@ -69,11 +69,11 @@ class ServerLimits:
 
 class HttpConnection(asyncio.Protocol):
     def __init__(
-        self, app: App, limits: ServerLimits, connections: Connections, server_port: int
+        self, app: App, bounds: ServerBounds, connections: Connections, server_port: int
     ) -> None:
-        self.app, self.limits, self.connections = app, limits, connections
+        self.app, self.bounds, self.connections = app, bounds, connections
         self.loop = connections.loop
-        self.reader = RequestReader(self, limits, server_port)
+        self.reader = RequestReader(self, bounds, server_port)
         self.transport: asyncio.Transport | None = None
         self.flow = Flow(self.loop)
         self.phase = NEW
@@ -141,7 +141,7 @@ class HttpConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         self.peer_ip = self.reader.peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.connections.open.add(self)
-        self.deadline = self.loop.time() + self.limits.header_timeout_s
+        self.deadline = self.loop.time() + self.bounds.header_timeout_s
         if self.connections.draining:
             # Taken from the listener's queue during the drain: its request, if any, is usually
             # here already; a client that has sent nothing gets no more than the others.
@@ -204,7 +204,7 @@ class HttpConnection(asyncio.Protocol):
         # The header timeout runs from the request line, not from any byte: llhttp skips empty
         # lines before it, and they must not keep an idle connection open forever.
         if self.task is None:
-            self.deadline = self.loop.time() + self.limits.header_timeout_s
+            self.deadline = self.loop.time() + self.bounds.header_timeout_s
         if self.phase < READING:
             self.to(READING)
 
@@ -228,7 +228,7 @@ class HttpConnection(asyncio.Protocol):
             stream.feed(chunk)
         pending = self.reader.expect_continue and not buffered
         now = self.loop.time()
-        self.arrival = Arrival(stream, self.limits, now, bool(self.flow.reading_paused), pending)
+        self.arrival = Arrival(stream, self.bounds, now, bool(self.flow.reading_paused), pending)
         if pending:
             stream.on_first_read(self._send_continue)
         return stream
@@ -329,7 +329,7 @@ class HttpConnection(asyncio.Protocol):
         elif arrival is not None or self.reader.in_head:
             detail = arrival.too_slow(now) if arrival is not None else None
             self.fail(RequestTimeout(detail or "the client was too slow sending the request"))
-            self.deadline = now + self.limits.header_timeout_s
+            self.deadline = now + self.bounds.header_timeout_s
 
     def more_requests(self) -> bool:
         """Whether a request already received (or arriving) waits behind the current one."""

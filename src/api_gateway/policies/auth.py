@@ -51,14 +51,7 @@ class Authenticate:
         query = request.query
         if query and QUERY_TOKEN in query:
             return self.slow(request, call_next)
-        # The exact public paths are tested here, sparing most requests a call into `public`.
-        public = self.public
-        relative = request.path[self.prefix_length :]
-        if (
-            public.everything
-            or (relative.rstrip("/") or "/") in public.exact
-            or (public.subtrees and relative in public)
-        ):
+        if self.is_public(request):
             if self.api_keys is not None:
                 return self.slow(request, call_next)
             return call_next(request)  # a public request carries no identity upstream
@@ -91,6 +84,7 @@ class Authenticate:
         return call_next(request)
 
     def is_public(self, request: Request) -> bool:
+        # The exact public paths are tested here, sparing most requests a call into `public`.
         public = self.public
         relative = request.path[self.prefix_length :]
         return (

@@ -125,7 +125,7 @@ class JsonBody:
         # Refused before a byte of the body is read (or a 100 Continue sent).
         content_type = single_value(request.headers, CONTENT_TYPE)
         if not isinstance(body, bytes):
-            # Already capped by the route's body limit (RequestLimits runs first).
+            # Already capped by the route's body limit (RequestBounds runs first).
             chunks, size = [], 0
             async for chunk in body:
                 size += len(chunk)

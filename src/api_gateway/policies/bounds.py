@@ -1,4 +1,4 @@
-"""Per-route limits decided before the body is read: method, body size, and how many bodies one
+"""Per-route bounds decided before the body is read: method, body size, and how many bodies one
 client may have arriving at once."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class BodyGate:
             self.arriving[key] = count
 
 
-class RequestLimits:
+class RequestBounds:
     """The method must be allowed on the route, and the body within its limit: 413 from the
     declared length before a byte is read, chunked bodies counted as they pass."""
 
