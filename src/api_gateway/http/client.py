@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from api_gateway.errors import BadGateway, ConnectFailed, ConnectTimeout
+from api_gateway.http import upstream_ends
 from api_gateway.http.framing import ResponseFieldFilter
 from api_gateway.http.upstream_connection import Address, ConnectionGone, UpstreamConnection
 from api_gateway.http.upstream_phases import IDLE
@@ -170,7 +171,7 @@ class UpstreamPool:
         now = self.loop.time()
         for connection in [c for c in self.busy if c.deadline < now]:
             if not self._spared(connection):
-                connection.abort(connection.timed_out())
+                connection.abort(upstream_ends.timed_out(connection))
         self._ticks += 1
         if self._ticks % IDLE_SWEEP_TICKS == 0:
             cutoff = now - self.settings.idle_timeout_s

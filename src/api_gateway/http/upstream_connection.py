@@ -20,11 +20,8 @@ from api_gateway.errors import (
     BadGateway,
     ConnectFailed,
     GatewayError,
-    StreamIdleTimeout,
-    UnusableResponse,
-    UpstreamTimeout,
 )
-from api_gateway.http import wire
+from api_gateway.http import upstream_ends
 from api_gateway.http.body import BodyStream
 from api_gateway.http.flow import Flow
 from api_gateway.http.response_head import ResponseHead
@@ -36,10 +33,9 @@ from api_gateway.http.upstream_phases import (
     IDLE,
     READING_BODY,
     SWITCHED,
-    ImpossibleTransition,
     moved,
 )
-from api_gateway.types import Body, BodySource, Response, Switched
+from api_gateway.types import Body, Response
 
 if TYPE_CHECKING:
     from api_gateway.http.client import UpstreamPool
@@ -150,12 +146,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             if self.phase == SWITCHED and self.asked_upgrade:
-                self._switch(data[exc.args[0] :])
+                upstream_ends.switch(self, data[exc.args[0] :])
                 return
-            if not self._parser_stopped(exc):
+            if not upstream_ends.parser_stopped(self, exc):
                 return
         except httptools.HttpParserError as exc:
-            if not self._parser_stopped(exc):
+            if not upstream_ends.parser_stopped(self, exc):
                 return
         else:
             if self.body_read:
@@ -175,26 +171,6 @@ class UpstreamConnection(asyncio.Protocol):
         if phase == DONE:
             # Only now, after the response was resolved, so the next exchange starts clean.
             self._finish()
-
-    def _parser_stopped(self, exc: Exception) -> bool:
-        """The parser stopped before the end of ``data``: whether the exchange goes on."""
-        if isinstance(exc.__context__, ImpossibleTransition):
-            raise exc.__context__  # a bug of ours, raised in a callback: never the peer's fault
-        if self.phase == SWITCHED:
-            # Only a WebSocket handshake asks for an upgrade: a 101 to anything else is an
-            # answer to a question not asked, and no one is there to take the tunnel over.
-            self.abort(UnusableResponse("the upstream switched protocols without being asked"))
-            return False
-        if self.refusal is not None:
-            self.abort(self.refusal)
-            return False
-        if self.phase == DONE:
-            # Bytes after a complete response (a second response, more body, garbage): the
-            # response stands as declared; the connection is out of step and must not be reused.
-            self.reusable = False
-            return True
-        self.abort(BadGateway(f"the upstream sent an invalid response: {exc}"))
-        return False
 
     # llhttp callbacks
 
@@ -280,31 +256,13 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.write(request_head)
             self.sending = True
-            self.sender = self.loop.create_task(self._send_body(body, chunked))
+            self.sender = self.loop.create_task(upstream_ends.send_body(self, body, chunked))
         self._to(AWAITING_HEAD)  # only once written: a connection found gone stays as it was
         # The upstream's time starts once it has the whole request: a slow upload is the
         # client's delay (the server's body timeout guards it), not the upstream's.
         self.deadline = INFINITY if self.sending else self.loop.time() + timeout_s
         self.pool.busy.add(self)
         return future
-
-    async def _send_body(self, body: BodySource, chunked: bool) -> None:
-        flow = self.flow
-        try:
-            async for data in body:
-                if not data:
-                    continue
-                self.write(wire.chunk(data) if chunked else data)
-                if flow.write_paused:
-                    await flow.drain()
-            if chunked:
-                self.write(wire.LAST_CHUNK)
-            self.sending = False
-            self.deadline = self.loop.time() + self.timeout_s
-        except GatewayError as error:
-            self.abort(error)
-        except OSError:
-            self.abort(BadGateway("the client's request body could not be forwarded"))
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -345,21 +303,6 @@ class UpstreamConnection(asyncio.Protocol):
         response.length = self.head.length
         future.set_result(response)
 
-    def _switch(self, rest: bytes) -> None:
-        """The upstream switched protocols as asked: the connection leaves the pool for good,
-        its transport (reading paused until the tunnel takes it) and what followed the 101's
-        head go to the client's side (``Response.switched``)."""
-        self.pool.busy.discard(self)
-        transport = self.transport
-        future = self.future
-        if transport is None or future is None or future.done():
-            self.close()
-            return
-        transport.pause_reading()
-        response = Response(101, self.head.headers, b"")
-        response.switched = Switched(transport, rest)
-        future.set_result(response)
-
     def _finish(self) -> None:
         """The graceful end of an exchange whose response was handed over: back to the pool
         when the response and the request both allow it, else closed."""
@@ -370,12 +313,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.pool.release(self)
         else:
             self.close()
-
-    def timed_out(self) -> GatewayError:
-        """What the deadline's passing means: no answer, or a stream gone quiet."""
-        if self.stream is not None:
-            return StreamIdleTimeout("the upstream's stream was quiet too long")
-        return UpstreamTimeout("the upstream did not answer in time")
 
     def abort(self, error: GatewayError) -> None:
         """End the exchange with ``error`` (its response, or its body if that streams) and
