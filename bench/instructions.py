@@ -1,4 +1,8 @@
-"""Instructions per proxied request, counted by valgrind: a figure the machine's noise cannot move.
+"""Instructions per proxied request, counted by valgrind: far steadier than time.
+
+Not noise-free: with ten client connections, how requests batch into loop turns varies, and
+runs of the same code differ by up to 3-5 k on a loaded machine; compare means of runs
+alternated back to back.
 
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
         [--log-level info] [--header 'Connection: keep-alive'] [--redis-url redis://127.0.0.1:6379]
