@@ -201,8 +201,11 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
     service_fleet: Fleet, tmp_path: Path, instances: list[RecordingUpstream]
 ) -> None:
     upstream = instances[0]
-    upstream.respond(Reply(status=500, body=b"{}"))
-    ticket = {"circuit_breaker": {"volume_threshold": 4, "reset_timeout_ms": 600}}
+    upstream.respond(Reply(status=503, body=b"{}"))
+    ticket = {
+        "circuit_breaker": {"volume_threshold": 4, "reset_timeout_ms": 600},
+        "retry": {"attempts": 1},  # one attempt per request: four requests, four contacts
+    }
     with ticket_gateway(tmp_path, service_fleet, [upstream.url], ticket) as gateway:
         failures = [get(gateway).status for _ in range(4)]
         open_answer = get(gateway)
@@ -213,7 +216,7 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
         after = [get(gateway).status for _ in range(3)]
         health = gateway.get("/health").json()
 
-    assert failures == [500] * 4
+    assert failures == [503] * 4
     assert_problem(open_answer, 503)
     assert 1 <= int(open_answer.header("retry-after") or 0) <= 1
     assert contacted_while_open == 4
@@ -224,6 +227,29 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
     assert ticket_health["events"]["open"] == 1
     assert ticket_health["events"]["halfOpen"] == 1
     assert ticket_health["events"]["close"] == 1
+
+
+def test_one_client_s_failing_path_cannot_open_the_breaker(
+    service_fleet: Fleet, tmp_path: Path, instances: list[RecordingUpstream]
+) -> None:
+    """Ten GETs from one user to a path that answers 500 leave the breaker closed: a purchase
+    right after them still reaches the service. Ten refused connections open it."""
+    upstream = instances[0]
+    upstream.respond(Reply(status=500, body=b"{}"), path="/api/v1/tickets/broken")
+    ticket = {"circuit_breaker": {"volume_threshold": 4, "reset_timeout_ms": 30_000}}
+    with ticket_gateway(tmp_path, service_fleet, [upstream.url], ticket) as gateway:
+        broken = [get(gateway, "/api/v1/tickets/broken").status for _ in range(10)]
+        after = get(gateway, "/api/v1/tickets/1")
+        health = gateway.get("/health").json()
+    assert broken == [500] * 10
+    assert after.status == 200
+    assert health["services"]["ticket-service"]["state"] == "CLOSED"
+
+    with ticket_gateway(tmp_path, service_fleet, [closed_port_url()], ticket) as gateway:
+        refused = [get(gateway).status for _ in range(10)]
+        health = gateway.get("/health").json()
+    assert refused[:4] == [502] * 4 and 503 in refused
+    assert health["services"]["ticket-service"]["state"] == "OPEN"
 
 
 # --- instances ------------------------------------------------------------------------------------

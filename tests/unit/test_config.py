@@ -682,3 +682,11 @@ def test_a_secret_file_that_cannot_be_read_or_a_doubled_secret_is_named(tmp_path
     with pytest.raises(ConfigError) as doubled:
         load(None, {"JWT_SECRET_FILE": str(secret), "JWT_SECRET": "t" * 40})
     assert doubled.value.key == "JWT_SECRET_FILE"
+
+
+def test_breaker_failure_statuses_default_and_validation(tmp_path: Path) -> None:
+    config = config_with({})
+    assert config.services["ticket"].circuit_breaker.failure_statuses == {502, 503, 504}
+    for bad in ([404], ["500"], 500, [True]):
+        error = yaml_error(tmp_path, {"circuit_breaker": {"failure_statuses": bad}})
+        assert error.key == "circuit_breaker.failure_statuses"

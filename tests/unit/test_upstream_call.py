@@ -213,7 +213,7 @@ def breaking(*script: object) -> Harness:
 
 
 def test_an_open_circuit_answers_503_with_retry_after_without_calling() -> None:
-    h = breaking(*[status(500)] * 4)
+    h = breaking(*[status(502)] * 4)
     for _ in range(4):
         h.send()
     assert h.service.breaker.state is State.OPEN
@@ -224,6 +224,50 @@ def test_an_open_circuit_answers_503_with_retry_after_without_calling() -> None:
     assert dict(info.value.headers)[b"retry-after"] == b"20"
     assert len(h.pool.calls) == 4
     assert h.service.events["reject"] == 1
+
+
+def test_one_path_answering_500_never_opens_the_circuit() -> None:
+    """A 500 is the answer to that request, not the service's health: ten of them from one
+    client's path leave the breaker closed; the same ten as refused connections open it."""
+    h = breaking(*[status(500)] * 10)
+    for _ in range(10):
+        assert h.send().status == 500
+    assert h.service.breaker.state is State.CLOSED
+    assert h.service.breaker.stats()["failures"] == 0
+
+    h = breaking(*[ConnectFailed("refused")] * 10)
+    for _ in range(4):
+        with pytest.raises(ConnectFailed):
+            h.send()
+    assert h.service.breaker.state is State.OPEN
+
+
+@pytest.mark.parametrize("code", [502, 503, 504])
+def test_gateway_and_availability_errors_count_against_the_service(code: int) -> None:
+    h = breaking(*[status(code)] * 4)
+    for _ in range(4):
+        h.send()
+    assert h.service.breaker.state is State.OPEN
+
+
+def test_which_statuses_count_is_configurable() -> None:
+    h = Harness(
+        *[status(500)] * 4,
+        retry=retry(attempts=1),
+        circuit_breaker=BreakerConfig(50, 30_000, 4, failure_statuses=frozenset({500, 503})),
+    )
+    for _ in range(4):
+        h.send()
+    assert h.service.breaker.state is State.OPEN
+
+
+def test_a_500_still_counts_against_its_instance() -> None:
+    """Outlier detection keeps its own rule: 5xx in a row eject an instance."""
+    h = Harness(*[status(500)] * 5, retry=retry(attempts=1), instances=1)
+    for _ in range(5):
+        h.send()
+    (instance,) = h.service.endpoints.endpoints
+    assert instance.ejections == 1
 
 
 def test_a_successful_probe_closes_the_circuit() -> None:

@@ -36,7 +36,18 @@ def build_breaker(s: Section) -> BreakerConfig:
         volume_threshold=s.integer("volume_threshold", 1),
         window_ms=s.integer("window_ms", 10),
         half_open_probes=s.integer("half_open_probes", 1),
+        failure_statuses=failure_statuses(s),
     )
+
+
+def failure_statuses(s: Section) -> frozenset[int]:
+    listed = s.raw("failure_statuses", [502, 503, 504])
+    if not isinstance(listed, list) or not all(
+        isinstance(code, int) and not isinstance(code, bool) and 500 <= code <= 599
+        for code in listed
+    ):
+        raise ConfigError(s.key("failure_statuses"), "must list 5xx status codes")
+    return frozenset(listed)
 
 
 def build_retry(s: Section) -> RetryConfig:

@@ -109,6 +109,9 @@ class BreakerConfig:
     volume_threshold: int
     window_ms: int = 10_000
     half_open_probes: int = 1
+    # Answers that speak for the service's health; any other status (a 500 from one path) is
+    # the answer to that request, never a breaker failure.
+    failure_statuses: frozenset[int] = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,9 +113,14 @@ class UpstreamCall:
                         service.events["budget_exhausted"] += 1
                         delay = None
                 if delay is None:
-                    error = failure if isinstance(failure, Exception) else None
-                    service.gave_up(error, now, endpoint, sent)
-                    return _give_up(failure)
+                    if isinstance(failure, Response):
+                        if failure.status in service.breaker_statuses:
+                            service.gave_up(None, now, endpoint, sent)
+                        else:
+                            service.answered(now)  # one path's error, not the service's health
+                        return failure
+                    service.gave_up(failure, now, endpoint, sent)
+                    raise failure
                 _discard(failure)
                 service.events["retry"] += 1
                 await self.sleep(delay / 1000)
@@ -218,12 +223,6 @@ class UpstreamCall:
         service = self.service
         retry_after_s = math.ceil(service.breaker.retry_after_ms(now) / 1000)
         return CircuitOpen(f"{service.label} is failing; try again shortly", retry_after_s)
-
-
-def _give_up(failure: Failure) -> Response:
-    if isinstance(failure, Response):
-        return failure
-    raise failure
 
 
 def _discard(failure: Failure) -> None:

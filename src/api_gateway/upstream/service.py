@@ -32,6 +32,7 @@ class UpstreamService:
         self.name, self.label = config.name, f"{config.name}-service"
         self.endpoints = endpoints
         self.breaker = Breaker(config.circuit_breaker)
+        self.breaker_statuses = config.circuit_breaker.failure_statuses
         self.budget = RetryBudget(config.retry)
         self.backoff = Backoff(config.retry, rng.uniform)
         self.attempts = config.retry.attempts
@@ -64,6 +65,15 @@ class UpstreamService:
             self.outlier.success(endpoint, now_ms)
         if self.breaks:
             self.breaks.pop(endpoint.authority, None)
+        events = self.breaker.record_success(now_ms)
+        if events is SUCCESS_ONLY:
+            self.events[Event.SUCCESS] += 1
+        else:
+            self._note(events)
+
+    def answered(self, now_ms: float) -> None:
+        """The request's final answer is an error of its own (a 500 from one path, not a
+        status in ``circuit_breaker.failure_statuses``): the service is up and answering."""
         events = self.breaker.record_success(now_ms)
         if events is SUCCESS_ONLY:
             self.events[Event.SUCCESS] += 1
