@@ -181,8 +181,9 @@ def test_seed_breaker_and_timeouts(seed: GatewayConfig) -> None:
 
 def test_seed_retries_follow_the_platform(seed: GatewayConfig) -> None:
     attempts = {name: s.retry.attempts for name, s in seed.services.items()}
-    assert attempts.pop("minting") == 5
-    assert attempts.pop("payment") == 3
+    # The original design's "3 retries" and "5 retries" come after the first attempt.
+    assert attempts.pop("minting") == 6
+    assert attempts.pop("payment") == 4
     assert set(attempts.values()) == {2}
     retry = seed.services["ticket"].retry
     assert (retry.budget_pct, retry.budget_min_concurrent) == (20, 3)
