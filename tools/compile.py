@@ -30,7 +30,7 @@ SRC = REPO / "src"
 PACKAGE = SRC / "api_gateway"
 OUT = PACKAGE / "_compiled"
 
-INTERPRETED_TREES = ("config", "docs")
+INTERPRETED_TREES = ("config", "docs", "keeper")  # keeper: its own process, off the request path
 INTERPRETED = {
     "__init__.py",
     "__main__.py",

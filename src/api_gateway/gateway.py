@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable
 from time import perf_counter
@@ -16,6 +17,7 @@ from api_gateway.docs import DocsSite
 from api_gateway.errors import GatewayError, InvalidPath, RouteNotFound, problem_response
 from api_gateway.hosts import check_target_authority
 from api_gateway.http.client import PoolSettings, UpstreamPool
+from api_gateway.keeper import KEEPER_TIMEOUT_S, KEEPER_VARIABLE
 from api_gateway.network import TrustedProxies
 from api_gateway.observability import exporters
 from api_gateway.observability.access import AccessLog
@@ -50,8 +52,15 @@ if TYPE_CHECKING:
 
 
 def open_store(config: GatewayConfig) -> Store:
+    """Redis when configured; else the keeper when this worker has siblings (the supervisor
+    says where); else this process's memory, exact for a single worker."""
     if config.redis_url is None:
-        return MemoryStore()
+        keeper = os.environ.get(KEEPER_VARIABLE)
+        if not keeper:
+            return MemoryStore()
+        from api_gateway.stores.redis import RedisStore
+
+        return FallbackStore(RedisStore("unix://" + keeper, KEEPER_TIMEOUT_S))
     from api_gateway.stores.cluster import open_shared
 
     return FallbackStore(open_shared(config))

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from api_gateway.config.settings import GatewayConfig
+from api_gateway.keeper import KEEPER_VARIABLE
 from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE
 from api_gateway.serve import HANDOVER_SIGNAL, listening_socket, run_worker
 
@@ -58,6 +59,9 @@ class Supervisor:
         self.roll_requested = False
         # Non-zero once a worker failed to stop cleanly (an error, or killed after the grace).
         self.exit_code = 0
+        # The keeper (keeper.server), when the workers share no Redis: its pid and socket path.
+        self.keeper: int | None = None
+        self.keeper_path = ""
 
     def run(self) -> int:
         host, port = self.config.server.host, self.config.server.port
@@ -72,13 +76,58 @@ class Supervisor:
         # Where workers leave their metrics for each other (see observability.snapshots).
         metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="api-gateway-")
         try:
+            if self.config.redis_url is None:
+                self.keeper_path = os.environ[KEEPER_VARIABLE] = os.path.join(
+                    metrics_dir, "keeper.sock"
+                )
+                self._spawn_keeper()
             for slot in range(self.config.server.workers):
                 self.sockets[slot] = listening_socket(host, port, reuse_port=True)
                 self._spawn(slot)
             log.info("supervising %d workers on port %d", len(self.workers), port)
             return self._watch()
         finally:
+            self._stop_keeper()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _spawn_keeper(self) -> None:
+        """Fork the keeper and wait until it listens: a worker's first decision must find it,
+        or it would decide alone (in memory) until its store's probe finds the keeper."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            die_with_parent()
+            for sock in self.sockets.values():
+                sock.close()
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            code = 0
+            try:
+                from api_gateway.keeper.server import run_keeper  # Lua is loaded here alone
+
+                run_keeper(self.keeper_path, _notifier(write_fd))
+            except BaseException:
+                log.exception("the keeper failed")
+                code = 1
+            os._exit(code)
+        os.close(write_fd)
+        try:
+            if not self._wait_ready(read_fd):
+                log.error("the keeper (pid %d) did not start; workers limit in memory", pid)
+        finally:
+            os.close(read_fd)
+        self.keeper = pid
+
+    def _stop_keeper(self) -> None:
+        """Last, once every worker is gone: draining workers still decide through it."""
+        pid, self.keeper = self.keeper, None
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
     def _spawn(self, slot: int, ready_fd: int | None = None) -> int:
         """Fork a worker for ``slot``; it writes a byte to ``ready_fd`` once it listens."""
@@ -120,6 +169,15 @@ class Supervisor:
 
     def _reaped(self, pid: int, status: int, last_restart: dict[int, float]) -> None:
         code = os.waitstatus_to_exitcode(status)
+        if pid == self.keeper:
+            self.keeper = None
+            if not self.stopping:
+                # Its state is lost: limits start afresh (the workers decided in memory while
+                # it was away, and find the new one by their store's probe).
+                log.error("the keeper (pid %d) exited with status %d; restarting", pid, status)
+                time.sleep(RESTART_BACKOFF_S)
+                self._spawn_keeper()
+            return
         if pid in self.retiring:
             self.retiring.discard(pid)
             if code != 0:
@@ -205,7 +263,8 @@ class Supervisor:
         signal.alarm(max(int(deadline), 1))
 
     def _kill_remaining(self, signum: int, frame: FrameType | None) -> None:
-        for pid in [*self.workers, *self.retiring]:
+        keeper = [] if self.keeper is None else [self.keeper]
+        for pid in [*self.workers, *self.retiring, *keeper]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -1,0 +1,93 @@
+"""Several workers, no Redis: limits are exact across the workers of one gateway (the keeper)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.tokens import mint
+
+WORKERS = 2
+GLOBAL_LIMIT = 10
+PURCHASE = "/api/v1/tickets/purchase"
+PURCHASE_LIMIT = 5  # rate_limit.ticket_purchase.max in defaults.yaml
+RESTART_TIMEOUT_S = 15.0
+POLL_S = 0.1
+
+
+def keeper_pid(gateway: GatewayProcess) -> int | None:
+    """The gateway's child that does not listen on the traffic port."""
+    for child in psutil.Process(gateway.pid).children():
+        ports = {c.laddr.port for c in child.net_connections("tcp") if c.status == "LISTEN"}
+        if gateway.port not in ports:
+            return int(child.pid)
+    return None
+
+
+def wait_for_keeper(gateway: GatewayProcess, excluding: int | None = None) -> int:
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    while time.monotonic() < deadline:
+        pid = keeper_pid(gateway)
+        if pid is not None and pid != excluding:
+            return pid
+        time.sleep(POLL_S)
+    raise AssertionError(f"no keeper:\n{gateway.output()[-3000:]}")
+
+
+def statuses(gateway: GatewayProcess, count: int, target: str = "/api/v1/search/q") -> list[int]:
+    # A new connection for each request: the kernel spreads them over both workers.
+    return [gateway.get(target).status for _ in range(count)]
+
+
+def test_a_limit_holds_exactly_across_two_workers(service_fleet: Fleet, tmp_path: Path) -> None:
+    env = {"RATE_LIMIT_MAX": str(GLOBAL_LIMIT)}
+    with running_gateway(
+        tmp_path, service_fleet.urls(), env=env, extra_args=["--workers", str(WORKERS)]
+    ) as gateway:
+        answers = statuses(gateway, 3 * GLOBAL_LIMIT)
+
+    assert answers.count(200) == GLOBAL_LIMIT, answers
+    assert answers.count(429) == 2 * GLOBAL_LIMIT, answers
+
+
+def test_the_purchase_limit_holds_across_two_workers(service_fleet: Fleet, tmp_path: Path) -> None:
+    buyer = mint(sub="keeper-buyer")
+    with running_gateway(
+        tmp_path, service_fleet.urls(), extra_args=["--workers", str(WORKERS)]
+    ) as gateway:
+        answers = [
+            gateway.request("POST", PURCHASE, body=b"{}", token=buyer).status for _ in range(8)
+        ]
+
+    assert answers == [200] * PURCHASE_LIMIT + [429] * 3, answers
+
+
+def test_a_killed_keeper_is_replaced_and_limits_are_shared_again(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    env = {"RATE_LIMIT_MAX": str(GLOBAL_LIMIT), "TRUSTED_PROXIES": "127.0.0.1/32"}
+    with running_gateway(
+        tmp_path, service_fleet.urls(), env=env, extra_args=["--workers", str(WORKERS)]
+    ) as gateway:
+        first = wait_for_keeper(gateway)
+        os.kill(first, signal.SIGKILL)
+        # Meanwhile every worker decides alone: the gateway keeps answering.
+        assert all(status in (200, 429) for status in statuses(gateway, 4))
+        second = wait_for_keeper(gateway, excluding=first)
+        # Each worker's store finds the new keeper at its next probe (every second).
+        time.sleep(2.5)
+        # The buckets the workers filled alone expire with the window: a fresh client address
+        # is what the shared limit counts from zero.
+        answers = [
+            gateway.get("/api/v1/search/q", headers={"x-forwarded-for": "198.51.100.7"}).status
+            for _ in range(3 * GLOBAL_LIMIT)
+        ]
+        assert gateway.process.poll() is None
+
+    assert second != first
+    assert "the keeper (pid" in gateway.output()
+    assert answers.count(200) == GLOBAL_LIMIT, answers
