@@ -45,14 +45,12 @@ class Keyspace:
 
     # -- the commands ------------------------------------------------------------------------
     def execute(self, args: list[bytes]) -> Reply:
-        """One command, as the client sent it: name first."""
+        """One command, as the client sent it: name first (the caller sweeps first)."""
         if not args:
             return RespError("ERR empty command")
-        name = args[0].decode("ascii", "replace").upper()
-        command = COMMANDS.get(name)
+        command = COMMANDS.get(args[0].upper())
         if command is None:
-            return RespError(f"ERR unknown command '{name[:40]}'")
-        self.sweep()
+            return RespError(f"ERR unknown command '{args[0][:40].decode('ascii', 'replace')}'")
         return command(self, args)
 
     def get(self, key: bytes) -> bytes | None:
@@ -225,18 +223,18 @@ def _dbsize(space: Keyspace, args: list[bytes]) -> Reply:
     return len(space.values)
 
 
-COMMANDS: Final[dict[str, Command]] = {
-    "PING": _ping,
-    "AUTH": _ok,
-    "SELECT": _ok,
-    "CLIENT": _ok,
-    "GET": _get,
-    "SET": _set,
-    "DEL": _del,
-    "EXISTS": _exists,
-    "MGET": _mget,
-    "PEXPIRE": _pexpire,
-    "PTTL": _pttl,
-    "TIME": _time,
-    "DBSIZE": _dbsize,
+COMMANDS: Final[dict[bytes, Command]] = {
+    b"PING": _ping,
+    b"AUTH": _ok,
+    b"SELECT": _ok,
+    b"CLIENT": _ok,
+    b"GET": _get,
+    b"SET": _set,
+    b"DEL": _del,
+    b"EXISTS": _exists,
+    b"MGET": _mget,
+    b"PEXPIRE": _pexpire,
+    b"PTTL": _pttl,
+    b"TIME": _time,
+    b"DBSIZE": _dbsize,
 }

@@ -8,6 +8,10 @@ integer → number, bulk → string, nil → false, status → {ok=...}, error �
 string → bulk, array table → array (up to the first nil), {ok=...} → status, {err=...} → error,
 false/nil → nil. A script runs to the end before the next command: one script is atomic, as in
 Redis.
+
+One exception, for speed: the rate-limit script, which runs for nearly every request, is
+decided by ``MemoryStore`` (the same arithmetic, ``limiter.gcra``; tests/unit/test_keeper.py
+checks that the two agree) in about 3 µs instead of about 30 µs through Lua.
 """
 
 from __future__ import annotations
@@ -18,11 +22,19 @@ from typing import Any, Final
 from lupa import lua51  # type: ignore[import-untyped]
 
 from api_gateway.keeper.keyspace import WRONG_ARGS, Keyspace
+from api_gateway.limiter import Rate
 from api_gateway.resp.protocol import Reply, RespError
+from api_gateway.stores.memory import MemoryStore
+from api_gateway.stores.redis import GCRA
 
 NOSCRIPT: Final = RespError("NOSCRIPT No matching script. Please use EVAL.")
-# KEYS and ARGV as the function's parameters: a global per call would leak between scripts.
-WRAPPER: Final = "function(KEYS, ARGV)\n%s\nend"
+# KEYS and ARGV as locals of each call (globals would leak between scripts), built in Lua from
+# the call's arguments: cheaper than two Python-made tables.
+WRAPPER: Final = """function(nkeys, ...)
+local KEYS, ARGV = {...}, {}
+for i = nkeys + 1, #KEYS do ARGV[i - nkeys] = KEYS[i]; KEYS[i] = nil end
+%s
+end"""
 PRELUDE: Final = """
 local call_python, pcall_python = ...
 redis = {}
@@ -45,6 +57,9 @@ class Scripts:
         self.lua = lua51.LuaRuntime(encoding=None, unpack_returned_tuples=False)
         self.lua.execute(PRELUDE.encode(), self._call, self._call)
         self.compiled: dict[bytes, Any] = {}
+        self.limits = MemoryStore(space.clock_ms)
+        self.rates: dict[tuple[bytes, bytes, bytes], Rate] = {}
+        self.gcra_sha = GCRA.sha.encode()
 
     def load(self, source: bytes) -> bytes:
         sha = hashlib.sha1(source).hexdigest().encode()
@@ -65,19 +80,34 @@ class Scripts:
                 return RespError(f"ERR Error compiling script: {exc}")
         else:
             sha = args[1].lower()
+            if sha == self.gcra_sha and len(args) == 8 and args[2] == b"2":
+                return self._rate_limit(args)
         function = self.compiled.get(sha)
         if function is None:
             return NOSCRIPT
         count = _count(args[2])
         if count is None or count > len(args) - 3:
             return RespError("ERR Number of keys can't be greater than number of args")
-        keys, argv = args[3 : 3 + count], args[3 + count :]
-        self.space.sweep()
         try:
-            result = function(self.lua.table_from(keys), self.lua.table_from(argv))
+            result = function(count, *args[3:])
         except Exception as exc:  # a script's runtime error answers its caller alone
             return RespError(f"ERR Error running script: {str(exc).splitlines()[0]}")
         return self._from_lua(result)
+
+    def _rate_limit(self, args: list[bytes]) -> Reply:
+        """The rate-limit script's answer: keys[1] is the bucket; max, window, block follow."""
+        numbers = (args[5], args[6], args[7])
+        rate = self.rates.get(numbers)
+        if rate is None:
+            try:
+                rate = Rate(int(args[5]), int(args[6]), int(args[7]))
+            except (ValueError, ZeroDivisionError):
+                return RespError("ERR Error running script: bad rate")
+            self.rates[numbers] = rate
+        allowed, remaining, retry_after_ms, reset_ms = self.limits.decide(
+            args[3].decode("utf-8", "surrogateescape"), rate
+        ).fields()
+        return [int(allowed), remaining, retry_after_ms, reset_ms]
 
     def _script(self, args: list[bytes]) -> Reply:
         sub = args[1].upper() if len(args) > 1 else b""
@@ -118,18 +148,19 @@ class Scripts:
             return value
         if isinstance(value, int | float):
             return int(value)
-        if lua51.lua_type(value) == "table":
-            if value[b"err"] is not None:
-                return RespError(_text(value[b"err"]))
-            if value[b"ok"] is not None:
-                return _text(value[b"ok"])
-            items: list[Reply] = []
-            index = 1
-            while value[index] is not None:
-                items.append(self._from_lua(value[index]))
-                index += 1
-            return items
-        return None
+        if lua51.lua_type(value) != "table":
+            return None
+        items: list[Reply] = []
+        for index, item in value.items():  # the array part first, in order
+            if index != len(items) + 1:  # a hole ends an array; a name marks err or ok
+                error, status = value[b"err"], value[b"ok"]
+                if error is not None:
+                    return RespError(_text(error))
+                if status is not None:
+                    return _text(status)
+                break
+            items.append(self._from_lua(item))
+        return items
 
 
 def _count(raw: bytes) -> int | None:

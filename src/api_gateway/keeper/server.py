@@ -54,6 +54,7 @@ class Keeper:
 
     def execute(self, args: list[bytes]) -> Reply:
         self.commands += 1
+        self.space.sweep()
         if args and args[0].upper() in SCRIPT_COMMANDS:
             return self.scripts.command(args)
         return self.space.execute(args)
