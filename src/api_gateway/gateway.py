@@ -23,7 +23,7 @@ from api_gateway.observability import exporters
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.exposition import CONTENT_TYPE, Family, render
 from api_gateway.observability.metrics import Metrics
-from api_gateway.observability.snapshots import WorkerMetrics
+from api_gateway.observability.snapshots import WORKER_VARIABLE, WorkerMetrics
 from api_gateway.overload import OverloadMonitor
 from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper, new_request_id
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from api_gateway.apikeys import ApiKeys
     from api_gateway.jwks import JwksKeys
     from api_gateway.observability.tracing import Tracing
+    from api_gateway.upstream.breaker_sync import BreakerSync
 
 
 def open_store(config: GatewayConfig) -> Store:
@@ -73,6 +74,7 @@ class Gateway:
     tracing: Tracing | None = None
     jwks: JwksKeys | None = None
     api_keys: ApiKeys | None = None
+    breaker_sync: BreakerSync | None = None
 
     def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop, port: int) -> None:
         self.config, self.loop = config, loop
@@ -268,6 +270,27 @@ class Gateway:
             self.api_keys.start()
         self.overload.start()
         self.worker_metrics.start()
+        self.breaker_sync = self._breaker_sync()
+        if self.breaker_sync is not None:
+            self.breaker_sync.start()
+
+    def _breaker_sync(self) -> BreakerSync | None:
+        """Breakers shared with the other workers, when they share a keeper (not a Redis:
+        each gateway of a fleet keeps its own breakers, as a proxy next to its clients does)."""
+        store = self.store
+        if self.config.redis_url is not None or not isinstance(store, FallbackStore):
+            return None
+        from api_gateway.resp.client import RedisClient
+        from api_gateway.upstream.breaker_sync import BreakerSync
+
+        assert isinstance(store.primary, RedisClient)
+        slot = int(os.environ.get(WORKER_VARIABLE, "0"))
+        workers = self.config.server.workers
+
+        def clock_ms() -> float:
+            return self.loop.time() * 1000
+
+        return BreakerSync(store.primary, self.services, slot, workers, clock_ms)
 
     def instance_states(self) -> dict[str, object]:
         now_ms = self.loop.time() * 1000
@@ -280,6 +303,8 @@ class Gateway:
             await self.api_keys.close()
         self.overload.stop()
         self.worker_metrics.stop()
+        if self.breaker_sync is not None:
+            await self.breaker_sync.close()
         if self.health_checker is not None:
             await self.health_checker.close()
         if self.discovery is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.ports import closed_port_url
 from support.tokens import mint
 
 WORKERS = 2
@@ -91,3 +92,26 @@ def test_a_killed_keeper_is_replaced_and_limits_are_shared_again(
     assert second != first
     assert "the keeper (pid" in gateway.output()
     assert answers.count(200) == GLOBAL_LIMIT, answers
+
+
+def test_breakers_count_every_worker_s_failures_and_open_together(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Ten refused connections open the breaker, however the kernel spread them over the two
+    workers (neither saw ten itself); then every worker fails fast."""
+    document = {
+        "services": {
+            "ticket": {"retry": {"attempts": 1}, "circuit_breaker": {"volume_threshold": 10}}
+        }
+    }
+    urls = service_fleet.urls() | {"ticket": closed_port_url()}
+    token = mint(sub="keeper-breaker")
+    with running_gateway(
+        tmp_path, urls, document, extra_args=["--workers", str(WORKERS)]
+    ) as gateway:
+        refused = [gateway.get("/api/v1/tickets/1", token=token).status for _ in range(10)]
+        time.sleep(0.5)  # a few sync periods
+        after = [gateway.get("/api/v1/tickets/1", token=token).status for _ in range(8)]
+
+    assert refused.count(502) >= 9, refused  # the tenth may already meet an open circuit
+    assert after == [503] * 8, after

@@ -238,3 +238,47 @@ def test_probes_in_flight_never_exceed_the_bound(outcomes: list[Outcome], probes
         if in_flight:
             b.record(result, now)
             in_flight -= 1
+
+
+# --- shared by the workers of one gateway (upstream.breaker_sync) ---------------------------------
+
+
+def test_other_workers_failures_count_with_this_one_s() -> None:
+    b = breaker()
+    feed(b, "xxxx")
+    assert b.share(calls=5, failures=5, opened_at=0.0, now_ms=START + 1) == ()
+    assert b.state is State.CLOSED  # 9 calls in the gateway's window: under the volume
+    assert b.record(Outcome.FAILURE, START + 2) == (Event.FAILURE, Event.OPEN)
+
+
+def test_the_gateway_s_window_over_the_line_opens_at_the_sync() -> None:
+    b = breaker()
+    feed(b, "xxx.")
+    assert b.share(calls=6, failures=4, opened_at=0.0, now_ms=START + 1) == (Event.OPEN,)
+    assert not allowed(b, START + 2)
+
+
+def test_another_worker_s_open_circuit_opens_this_one_until_its_reset() -> None:
+    b = breaker()
+    assert b.share(0, 0, opened_at=START - 1_000, now_ms=START) == (Event.OPEN,)
+    assert not allowed(b, START + 28_000)
+    assert allowed(b, START + 29_001)  # its reset counts from the other worker's opening
+
+
+def test_an_open_older_than_this_breaker_s_last_close_is_not_adopted_again() -> None:
+    b = tripped()
+    assert allowed(b, START + 30_000)  # half-open: the probe
+    b.record(Outcome.SUCCESS, START + 30_001)
+    assert b.state is State.CLOSED
+    # Another worker still reports the opening this one just recovered from (or a later one
+    # that is already over): neither closes the circuit again.
+    assert b.share(0, 0, opened_at=START + 5, now_ms=START + 30_002) == ()
+    assert b.state is State.CLOSED
+
+
+def test_an_open_circuit_shares_no_counts_but_when_it_opened() -> None:
+    b = tripped()
+    assert b.window(START + 1) == (0, 0, START)
+    c = breaker()
+    feed(c, "x.")
+    assert c.window(START) == (2, 1, 0.0)

@@ -71,6 +71,12 @@ class Breaker:
         self.bucket_index = 0
         self.bucket_start = 0.0
         self.opens = 0
+        # The other workers' calls and failures in their current windows (upstream.
+        # breaker_sync), counted with this worker's own when deciding to open; and when this
+        # breaker last closed, so that an open older than that is not adopted again.
+        self.shared_calls = 0
+        self.shared_failures = 0
+        self.closed_at = -1.0
 
     def allow(self, now_ms: float) -> tuple[bool, tuple[str, ...]]:
         """May a call go to the service now? A refusal is a ``reject`` event."""
@@ -122,11 +128,41 @@ class Breaker:
         if success:
             return (event,)
         self.failures[index] += 1
-        calls = sum(self.calls)
-        if calls >= self.volume and sum(self.failures) >= self.threshold * calls:
+        calls = sum(self.calls) + self.shared_calls
+        failures = sum(self.failures) + self.shared_failures
+        if calls >= self.volume and failures >= self.threshold * calls:
             self._open(now_ms)
             return event, Event.OPEN
         return (event,)
+
+    def window(self, now_ms: float) -> tuple[int, int, float]:
+        """What this worker tells the others: its own calls and failures in the window (none
+        unless closed: an open circuit's old failures must not open anyone again), and when
+        it opened (0: it is closed)."""
+        if self.state is not State.CLOSED:
+            return 0, 0, self.opened_at
+        self._advance(now_ms)
+        return sum(self.calls), sum(self.failures), 0.0
+
+    def share(self, calls: int, failures: int, opened_at: float, now_ms: float) -> tuple[str, ...]:
+        """The other workers' windows, summed, and the latest time one of them opened (0:
+        none is open). A closed circuit opens too when another worker's opened after this
+        one last closed and is still within its reset timeout: one worker's evidence is the
+        whole gateway's; so does one whose window, added to the others', is over the line.
+        Clocks agree: every worker reads the same monotonic clock."""
+        self.shared_calls, self.shared_failures = calls, failures
+        if self.state is not State.CLOSED:
+            return ()
+        if opened_at > self.closed_at and now_ms - opened_at < self.reset_ms:
+            self._open(opened_at)
+            return (Event.OPEN,)
+        # The gateway's window may have crossed the line between two failures of this worker.
+        self._advance(now_ms)
+        calls += sum(self.calls)
+        if calls >= self.volume and failures + sum(self.failures) >= self.threshold * calls:
+            self._open(now_ms)
+            return (Event.OPEN,)
+        return ()
 
     def retry_after_ms(self, now_ms: float) -> float:
         """How long until a call may be tried again (0 unless open)."""
@@ -160,6 +196,8 @@ class Breaker:
 
     def _close(self, now_ms: float) -> None:
         self.state = State.CLOSED
+        self.closed_at = now_ms
+        self.shared_calls = self.shared_failures = 0
         self.calls = [0] * BUCKETS
         self.failures = [0] * BUCKETS
         self.bucket_start = now_ms

@@ -141,6 +141,10 @@ class UpstreamService:
         else:
             log.warning("healthy instances again", extra={"service": self.label})
 
+    def share_breaker(self, calls: int, failures: int, opened_at: float, now_ms: float) -> None:
+        """The other workers' breaker windows for this service (upstream.breaker_sync)."""
+        self._note(self.breaker.share(calls, failures, opened_at, now_ms))
+
     def _note(self, events: tuple[str, ...]) -> None:
         counts = self.events
         for event in events:
