@@ -81,7 +81,8 @@ class Scripts:
         else:
             sha = args[1].lower()
             if sha == self.gcra_sha and len(args) == 8 and args[2] == b"2":
-                return self._rate_limit(args)
+                decision = self.rate_limit(args)
+                return decision if isinstance(decision, RespError) else list(decision)
         function = self.compiled.get(sha)
         if function is None:
             return NOSCRIPT
@@ -94,8 +95,9 @@ class Scripts:
             return RespError(f"ERR Error running script: {str(exc).splitlines()[0]}")
         return self._from_lua(result)
 
-    def _rate_limit(self, args: list[bytes]) -> Reply:
-        """The rate-limit script's answer: keys[1] is the bucket; max, window, block follow."""
+    def rate_limit(self, args: list[bytes]) -> tuple[int, int, int, int] | RespError:
+        """The rate-limit script's answer to ``EVALSHA <sha> 2 <bucket> <block> <max> <window>
+        <block_ms>``."""
         numbers = (args[5], args[6], args[7])
         rate = self.rates.get(numbers)
         if rate is None:
@@ -107,7 +109,7 @@ class Scripts:
         allowed, remaining, retry_after_ms, reset_ms = self.limits.decide(
             args[3].decode("utf-8", "surrogateescape"), rate
         ).fields()
-        return [int(allowed), remaining, retry_after_ms, reset_ms]
+        return int(allowed), remaining, retry_after_ms, reset_ms
 
     def _script(self, args: list[bytes]) -> Reply:
         sub = args[1].upper() if len(args) > 1 else b""

@@ -28,6 +28,7 @@ from api_gateway.resp.protocol import ProtocolError, Reply, RespError, RespParse
 log = logging.getLogger("api_gateway.keeper")
 
 SCRIPT_COMMANDS: Final = frozenset({b"EVAL", b"EVALSHA", b"SCRIPT"})
+DECISION: Final = b"*4\r\n:%d\r\n:%d\r\n:%d\r\n:%d\r\n"
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -53,7 +54,6 @@ class Keeper:
         self.commands = 0
 
     def execute(self, args: list[bytes]) -> Reply:
-        self.commands += 1
         self.space.sweep()
         if args and args[0].upper() in SCRIPT_COMMANDS:
             return self.scripts.command(args)
@@ -79,12 +79,22 @@ class KeeperConnection(asyncio.Protocol):
             self.transport.write(b"-ERR Protocol error: %s\r\n" % str(exc).encode())
             self.transport.close()
             return
+        keeper = self.keeper
+        keeper.space.sweep()
+        keeper.commands += len(commands)  # the rate-limit path below skips execute()
+        scripts, gcra = keeper.scripts, keeper.scripts.gcra_sha
         out = []
         for command in commands:
+            # The rate-limit script, nearly every command: decided and encoded in place.
+            if type(command) is list and len(command) == 8 and command[1] == gcra:
+                decision = scripts.rate_limit(cast("list[bytes]", command))
+                if not isinstance(decision, RespError):
+                    out.append(DECISION % decision)
+                    continue
             if not isinstance(command, list) or not all(isinstance(a, bytes) for a in command):
                 out.append(b"-ERR Protocol error: expected an array of bulk strings\r\n")
                 continue
-            out.append(encode_reply(self.keeper.execute(cast("list[bytes]", command))))
+            out.append(encode_reply(keeper.execute(cast("list[bytes]", command))))
         if out:
             self.transport.write(b"".join(out))
 
