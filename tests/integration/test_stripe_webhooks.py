@@ -5,13 +5,15 @@ answered 2xx is answered again without it. Signatures made with Stripe's algorit
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from support.assertions import assert_nothing_reached, assert_problem
 from support.client import RawConnection, RawResponse, build_request
-from support.gateway import Fleet, GatewayProcess
+from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.stripe import OLD_SECRET, SECRET, stripe_signature, v1
 from support.upstream import RecordedRequest, Reply
 
@@ -118,8 +120,6 @@ def test_any_of_several_v1_entries_may_match(gateway: GatewayProcess, services: 
 
 
 def now() -> int:
-    import time
-
     return int(time.time())
 
 
@@ -287,3 +287,18 @@ def outcomes(gateway: GatewayProcess) -> dict[str, int]:
             found[label] = int(float(line.split()[-1]))
     assert set(found) == {"verified", "rejected", "duplicate", "in_flight", "unchecked"}, found
     return found
+
+
+def test_without_a_secret_webhooks_are_forwarded_with_one_warning(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    service_fleet.reset()
+    body = event()
+    with running_gateway(tmp_path, service_fleet.urls()) as gateway:
+        forged = deliver(gateway, body, secrets=("whsec_forger",))
+        unsigned = gateway.request("POST", "/api/v1/webhooks/stripe", body=body)
+        output = gateway.output()
+
+    assert (forged.status, unsigned.status) == (200, 200)
+    assert [r.body for r in received(service_fleet)] == [body, body]
+    assert output.count("Stripe webhooks are not verified at the edge") == 1
