@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from support.assertions import assert_problem
 from support.client import RawResponse
+from support.cluster import RedisCluster, cluster_tools_available
 from support.gateway import PATIENT_REDIS, Fleet, GatewayProcess, running_gateway
 from support.redis import RedisServer
 from support.stripe import SECRET
@@ -155,3 +157,31 @@ def test_redis_flushed_mid_test_forgets_events_and_then_remembers_again(
     assert again.status == 200 and again.json() != DUPLICATE
     assert then.json() == DUPLICATE
     assert [r.body for r in received(service_fleet)] == [body, body]
+
+
+@pytest.mark.skipif(not cluster_tools_available(), reason="a cluster needs redis-server, -cli")
+def test_two_gateways_share_the_seen_events_on_a_redis_cluster(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    service_fleet.reset()
+    cluster = RedisCluster(tmp_path / "cluster")
+    bodies = [event() for _ in range(6)]  # ids hashing to slots of every node, most likely
+    environment = {"REDIS_URL": cluster.url, "STRIPE_WEBHOOK_SECRET": SECRET}
+    config = settings(f"test:webhooks:{uuid.uuid4().hex}:", patient=True)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        with (
+            running_gateway(tmp_path / "a", service_fleet.urls(), config, environment) as first,
+            running_gateway(tmp_path / "b", service_fleet.urls(), config, environment) as second,
+        ):
+            firsts = [deliver(first, body).status for body in bodies]
+            seconds = [deliver(second, body).json() for body in bodies]
+            metrics = second.get("/metrics").body.decode()
+    finally:
+        cluster.stop()
+
+    assert firsts == [200] * len(bodies)
+    assert seconds == [DUPLICATE] * len(bodies)
+    assert [r.body for r in received(service_fleet)] == bodies
+    assert 'gateway_stripe_webhooks_total{outcome="unchecked"} 0' in metrics
