@@ -58,7 +58,6 @@ from api_gateway.policies.ratelimit import (
 )
 from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.policies.validation import JsonBody, QueryValidation
-from api_gateway.policies.webhooks import open_stripe_webhooks
 from api_gateway.policies.websocket import WebSocketGate, WebSocketStats
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
@@ -67,6 +66,7 @@ from api_gateway.types import Handler, Policy, Pool, Request, Response
 from api_gateway.upstream.call import AttemptHook, UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.venue_refs import VenueRefs
+from api_gateway.webhook_endpoints import open_stripe_webhooks
 from api_gateway.websocket import OpenTunnels
 
 PARAMETERS: Final = re.compile(r";[^/]*")

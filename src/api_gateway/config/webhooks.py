@@ -78,7 +78,7 @@ def _paths(s: Section, route_prefixes: tuple[str, ...]) -> tuple[str, ...]:
     for path in paths:
         if not is_clean_path(path):
             raise ConfigError(s.key("paths"), f"{path!r} is not a clean path")
-        if not any(path.startswith(prefix + "/") for prefix in route_prefixes):
+        if not any(path == p or path.startswith(p + "/") for p in route_prefixes):
             # A typo would leave the real endpoint unverified: refuse it.
-            raise ConfigError(s.key("paths"), f"{path!r} lies below no route")
+            raise ConfigError(s.key("paths"), f"{path!r} is no route's path")
     return tuple(dict.fromkeys(paths))

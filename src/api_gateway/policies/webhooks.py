@@ -8,8 +8,8 @@ an event it already answered 2xx is not forwarded again.
                      ─▶ claimed (or the store is down: unchecked) ─▶ service, the same bytes
          ─▶ 2xx: seen for the dedupe TTL; anything else: released, so Stripe's retry gets through
 
-Only on the endpoints ``webhooks.stripe.paths`` names (pipeline.py gives them chains of their
-own), and only once ``STRIPE_WEBHOOK_SECRET`` is set.
+Only on the endpoints ``webhooks.stripe.paths`` names (webhook_endpoints.py; pipeline.py gives
+them chains of their own), and only once ``STRIPE_WEBHOOK_SECRET`` is set.
 """
 
 from __future__ import annotations
@@ -17,20 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
-from api_gateway.config.settings import (
-    EndpointConfig,
-    GatewayConfig,
-    RouteConfig,
-    StripeWebhooksConfig,
-)
 from api_gateway.errors import InvalidWebhookSignature, PayloadTooLarge
-from api_gateway.stores import Store, StoreUnavailable
+from api_gateway.stores import StoreUnavailable
 from api_gateway.types import Handler, Request, Response
-from api_gateway.webhook_events import IN_FLIGHT, SEEN, EventLog, MemoryEvents, RedisEvents
+from api_gateway.webhook_events import IN_FLIGHT, SEEN, EventLog
 from api_gateway.webhooks import (
     SignatureError,
     StripeSignatures,
@@ -44,7 +37,6 @@ JSON: Final = b"application/json"
 DUPLICATE: Final = b'{"received":true,"duplicate":true}'
 IN_FLIGHT_BODY: Final = b'{"received":false,"in_flight":true}'
 OUTAGE_LOG_EVERY_MS: Final = 10_000.0
-IN_FLIGHT_MARGIN_MS: Final = 10_000
 
 
 class WebhookCounts:
@@ -179,89 +171,3 @@ class StripeWebhook:
             await dedupe.events.release(event, token)
         except StoreUnavailable as exc:
             dedupe.outage(exc)
-
-
-class StripeWebhooks:
-    """What the webhook endpoints share, built once: the paths verified under each route, the
-    secrets, the event store and the counts. Every other endpoint pays nothing."""
-
-    def __init__(
-        self,
-        config: StripeWebhooksConfig,
-        route_prefixes: Sequence[str],
-        events: EventLog | None,
-        clock_ms: Callable[[], float],
-        wall_clock_s: Callable[[], float] = time.time,
-    ) -> None:
-        self.signatures = StripeSignatures(config.secrets, config.tolerance_ms / 1000)
-        self.dedupe = None
-        if events is not None and config.dedupe_ttl_ms > 0:
-            self.dedupe = Deduplication(events, config.dedupe_ttl_ms, clock_ms)
-        self.counts = WebhookCounts()
-        self.wall_clock_s = wall_clock_s
-        # Route prefix -> the paths below it (lower case: endpoints match without case), each
-        # path under the longest prefix, the route the request would reach.
-        self.owned: dict[str, list[str]] = {}
-        for path in config.paths:
-            owners = [p for p in route_prefixes if path == p or path.startswith(p + "/")]
-            if owners:
-                owner = max(owners, key=len)
-                self.owned.setdefault(owner, []).append(path[len(owner) :].lower())
-
-    def paths_of(self, route: RouteConfig) -> list[str]:
-        """The verified paths below ``route``; an alias has its route's too (the same service
-        handlers under another prefix)."""
-        paths = list(self.owned.get(route.prefix, []))
-        if route.alias_of is not None:
-            paths += self.owned.get(route.alias_of, [])
-        return paths
-
-    def endpoints(self, route: RouteConfig) -> tuple[EndpointConfig, ...]:
-        """The route's endpoints, and a POST endpoint for each verified path it lacks."""
-        have = {(m, e.path.lower()) for e in route.endpoints for m in e.methods}
-        missing = [path for path in self.paths_of(route) if ("POST", path) not in have]
-        post = frozenset({"POST"})
-        return route.endpoints + tuple(EndpointConfig(p, post, None, None) for p in missing)
-
-    def policy(
-        self, route: RouteConfig, endpoint: EndpointConfig, max_bytes: int, deadline_ms: int
-    ) -> StripeWebhook | None:
-        if "POST" not in endpoint.methods or endpoint.path.lower() not in self.paths_of(route):
-            return None
-        # A claim outlives the request's deadline: retries included, the service has answered.
-        in_flight_ms = deadline_ms + IN_FLIGHT_MARGIN_MS
-        return StripeWebhook(
-            self.signatures, self.dedupe, self.counts, max_bytes, in_flight_ms, self.wall_clock_s
-        )
-
-
-def open_stripe_webhooks(
-    config: GatewayConfig, store: Store, clock_ms: Callable[[], float]
-) -> StripeWebhooks | None:
-    """The webhook endpoints' shared parts, or None (and one warning) without a secret."""
-    settings = config.stripe_webhooks
-    if not settings.enabled:
-        log.warning(
-            "Stripe webhooks are not verified at the edge: STRIPE_WEBHOOK_SECRET is not set",
-            extra={"paths": [GatewayConfig.API_PREFIX + p for p in settings.paths]},
-        )
-        return None
-    events: EventLog | None = None
-    if settings.dedupe_ttl_ms > 0:
-        events = event_log(config, store, clock_ms)
-    return StripeWebhooks(settings, [r.prefix for r in config.routes], events, clock_ms)
-
-
-def event_log(config: GatewayConfig, store: Store, clock_ms: Callable[[], float]) -> EventLog:
-    """In Redis next to the other shared state when it is configured, else in this process."""
-    settings = config.stripe_webhooks
-    if config.redis_url is None:
-        return MemoryEvents(settings.max_events, clock_ms)
-    from api_gateway.resp.client import RedisClient
-    from api_gateway.resp.cluster import ClusterClient
-    from api_gateway.stores.fallback import FallbackStore
-
-    # The client the rate-limit store is (one connection); no stand-in while Redis is down.
-    shared = store.primary if isinstance(store, FallbackStore) else store
-    assert isinstance(shared, RedisClient | ClusterClient)
-    return RedisEvents(shared, settings.key_prefix)
