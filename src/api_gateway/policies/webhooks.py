@@ -161,13 +161,13 @@ class StripeWebhook:
 
     def _release_later(self, dedupe: Deduplication, event: str, token: str) -> None:
         """A failed or cancelled delivery: release its claim without holding up the error."""
-        task = asyncio.get_running_loop().create_task(self._release(dedupe, event, token))
+        task = asyncio.get_running_loop().create_task(release(dedupe, event, token))
         self.releasing.add(task)
         task.add_done_callback(self.releasing.discard)
 
-    @staticmethod
-    async def _release(dedupe: Deduplication, event: str, token: str) -> None:
-        try:
-            await dedupe.events.release(event, token)
-        except StoreUnavailable as exc:
-            dedupe.outage(exc)
+
+async def release(dedupe: Deduplication, event: str, token: str) -> None:
+    try:
+        await dedupe.events.release(event, token)
+    except StoreUnavailable as exc:
+        dedupe.outage(exc)
