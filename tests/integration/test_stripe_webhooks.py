@@ -157,6 +157,21 @@ def test_a_bad_signature_is_400_and_never_reaches_the_service(
     assert_nothing_reached(services)
 
 
+def test_a_refused_delivery_leaves_the_connection_in_step(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    forged, good = event(), event()
+    with RawConnection(gateway.port) as connection:
+        for body, secret in ((forged, "whsec_forger"), (good, SECRET)):
+            headers = [("Stripe-Signature", stripe_signature(body, (secret,)))]
+            connection.send(build_request("POST", WEBHOOK, headers, body))
+        first, second = connection.read_response(), connection.read_response()
+
+    assert_problem(first, 400)
+    assert second.status == 200
+    assert [r.body for r in received(services)] == [good]
+
+
 @pytest.mark.parametrize(
     "path", ["/api/v1/webhooks/Stripe/", "/api/v1/webhooks//stripe", "/api/v1/webhooks/stripe;x"]
 )
