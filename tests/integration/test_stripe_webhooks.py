@@ -294,6 +294,15 @@ def test_the_outcomes_are_counted_in_metrics(gateway: GatewayProcess, services: 
     assert after["rejected"] - before["rejected"] == 1
 
 
+def test_the_secrets_never_appear_in_the_gateways_output(gateway: GatewayProcess) -> None:
+    deliver(gateway, event(), secrets=("whsec_forger",))
+    output = gateway.output()
+
+    assert '"status":400' in output and WEBHOOK in output  # the access log saw the refusal
+    assert SECRET not in output
+    assert OLD_SECRET not in output
+
+
 def outcomes(gateway: GatewayProcess) -> dict[str, int]:
     found = {}
     for line in gateway.get("/metrics").body.decode().splitlines():

@@ -111,16 +111,17 @@ def test_redis_stopped_mid_test_verification_goes_on_and_dedupe_comes_back(
 
         during = [timed(gateway, body) for _ in range(3)]
         forged = deliver(gateway, body, secrets=("whsec_forger",))
+        output = gateway.output()
 
         redis_server.start()
         wait_for_dedupe(gateway)
-        output = gateway.output()
 
     assert [r.status for r in during] == [200] * 3
     assert all(r.json() != DUPLICATE for r in during)  # forwarded: the service answered
     assert_problem(forged, 400)
     assert [r.body for r in received(service_fleet)].count(body) == 4
     assert output.count(OUTAGE_LOG) == 1  # at most once per 10 s
+    assert SECRET not in output
 
 
 def test_redis_frozen_mid_test_deliveries_are_answered_in_time(
