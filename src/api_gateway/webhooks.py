@@ -33,8 +33,8 @@ class SignatureError(Exception):
 
 
 class Signature:
-    """A parsed ``Stripe-Signature``: the timestamp, as a number and as signed, and the ``v1``
-    candidates."""
+    """A parsed ``Stripe-Signature``: the timestamp, as a number and as it is signed, and the
+    ``v1`` candidates."""
 
     __slots__ = ("candidates", "stamp", "timestamp")
 
@@ -77,7 +77,9 @@ def parse_signature(header: bytes) -> Signature:
         raise SignatureError("the Stripe-Signature timestamp (t) is not a number of seconds")
     if not candidates:
         raise SignatureError("the Stripe-Signature header has no v1 signature")
-    return Signature(int(stamp), stamp, candidates)
+    timestamp = int(stamp)
+    # Signed as Stripe's libraries rebuild it: the number in decimal, without leading zeros.
+    return Signature(timestamp, b"%d" % timestamp, candidates)
 
 
 class StripeSignatures:

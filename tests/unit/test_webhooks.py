@@ -49,6 +49,19 @@ def test_the_signed_timestamp_is_part_of_the_signature() -> None:
     assert not verified(f"t={NOW - 1},v1={signed}")
 
 
+def test_the_timestamp_is_signed_as_a_plain_number() -> None:
+    signed = v1(BODY, SECRET, NOW)
+
+    assert verified(f"t=00{NOW},v1={signed}")
+
+
+def test_a_long_header_of_forged_entries_then_a_good_one_verifies() -> None:
+    forged = ",".join(f"v1={n:064x}" for n in range(200))
+
+    assert verified(f"t={NOW},{forged},v1={v1(BODY, SECRET, NOW)}")
+    assert not verified(f"t={NOW},{forged}")
+
+
 def test_another_secret_fails_it() -> None:
     assert not verified(stripe_signature(BODY, ("whsec_someone_else",), t=NOW))
 
