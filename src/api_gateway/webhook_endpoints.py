@@ -95,15 +95,15 @@ def open_stripe_webhooks(
 
 
 def event_log(config: GatewayConfig, store: Store, clock_ms: Callable[[], float]) -> EventLog:
-    """In Redis next to the other shared state when it is configured, else in this process."""
-    settings = config.stripe_webhooks
-    if config.redis_url is None:
-        return MemoryEvents(settings.max_events, clock_ms)
+    """Wherever the rate limits share their state over the Redis protocol (Redis, a Cluster, or
+    any store that speaks the commands used), through the same client (one connection); with
+    no such store, in this process."""
     from api_gateway.resp.client import RedisClient
     from api_gateway.resp.cluster import ClusterClient
     from api_gateway.stores.fallback import FallbackStore
 
-    # The client the rate-limit store is (one connection); no stand-in while Redis is down.
+    settings = config.stripe_webhooks
     shared = store.primary if isinstance(store, FallbackStore) else store
-    assert isinstance(shared, RedisClient | ClusterClient)
-    return RedisEvents(shared, settings.key_prefix)
+    if isinstance(shared, RedisClient | ClusterClient):
+        return RedisEvents(shared, settings.key_prefix)  # no stand-in while it is down
+    return MemoryEvents(settings.max_events, clock_ms)

@@ -12,6 +12,11 @@ from api_gateway.config.settings import GatewayConfig
 from api_gateway.gateway import Gateway
 from api_gateway.pipeline import RouteBuilder
 from api_gateway.policies.webhooks import StripeWebhook
+from api_gateway.stores.fallback import FallbackStore
+from api_gateway.stores.memory import MemoryStore
+from api_gateway.stores.redis import RedisStore
+from api_gateway.webhook_endpoints import event_log
+from api_gateway.webhook_events import MemoryEvents, RedisEvents
 
 SECRET = {"secrets": ["whsec_endpoints_test"]}
 
@@ -79,3 +84,16 @@ def test_without_a_secret_no_chain_changes() -> None:
 
     assert routes.webhooks is None
     assert verified(routes) == {}
+
+
+def test_events_are_kept_where_the_limits_share_their_state() -> None:
+    config = builder().config
+    clock = lambda: 0.0  # noqa: E731 (never read: nothing is stored here)
+    redis = RedisStore("redis://127.0.0.1:1")  # never connected
+    shared = FallbackStore(redis)
+
+    assert isinstance(event_log(config, MemoryStore(), clock), MemoryEvents)
+    kept = event_log(config, shared, clock)
+    assert isinstance(kept, RedisEvents)
+    assert kept.redis is redis
+    assert kept.prefix == "gateway:webhooks:stripe:"
