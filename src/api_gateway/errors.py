@@ -6,7 +6,8 @@
     │   ├── InvalidPath (400 invalid-path)
     │   ├── ValidationFailed (400 validation-failed, with per-field ``errors``)
     │   ├── HeaderNotAllowed (400 header-not-allowed)
-    │   └── InvalidHost (400 invalid-host)
+    │   ├── InvalidHost (400 invalid-host)
+    │   └── InvalidWebhookSignature (400 invalid-webhook-signature)
     ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
     ├── Forbidden (403 forbidden)
     ├── RouteNotFound (404 not-found)
@@ -217,3 +218,9 @@ def problem_response(error: GatewayError, request_id: str, instance: str = "") -
 
 class InvalidHost(BadRequest):
     slug, title = "invalid-host", "Invalid Host header"
+
+
+class InvalidWebhookSignature(BadRequest):
+    """A Stripe webhook without a valid ``Stripe-Signature`` (policies/webhooks.py)."""
+
+    slug, title = "invalid-webhook-signature", "Invalid webhook signature"

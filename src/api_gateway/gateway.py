@@ -238,6 +238,9 @@ class Gateway:
             *exporters.limit_families(self.builder.limits, self.store),
             *exporters.cache_families(self.builder.caches),
             *exporters.websocket_families(self.builder.websocket_stats),
+            *exporters.webhook_families(
+                None if self.builder.webhooks is None else self.builder.webhooks.counts
+            ),
             *exporters.process_families(self.loop, self.overload),
         ]
 

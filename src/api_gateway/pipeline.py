@@ -5,7 +5,8 @@
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestBounds → RateLimit(global, per client IP) → QueryValidation
            → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
-           → RateLimit(user) → RateLimit(endpoint) → VenueDomain
+           → RateLimit(user) → RateLimit(endpoint) → StripeWebhook (Stripe's endpoints)
+           → VenueDomain
            → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
@@ -13,7 +14,10 @@
 VenueDomain and VenueIsolation need the token's claims, so they follow Authenticate; they follow
 the endpoint limit too, so a flood that is refused anyway costs the venue service nothing.
 
-A policy a route does not need is not in its chain at all.
+A policy a route does not need is not in its chain at all. StripeWebhook (on only with
+``STRIPE_WEBHOOK_SECRET``) sits in the chains of the endpoints ``webhooks.stripe.paths`` names,
+which every route with one below it gets as a POST endpoint: no other request pays for it. It
+follows the limits, so a flood of forged deliveries is refused before any of it is hashed.
 
 Aggregates (``/api/v1/aggregate/...``) have the same chain up to HeaderTrust, without body or
 query validation and the response cache, and end in ``Aggregate`` instead of UpstreamCall.
@@ -62,6 +66,7 @@ from api_gateway.types import Handler, Policy, Pool, Request, Response
 from api_gateway.upstream.call import AttemptHook, UpstreamCall
 from api_gateway.upstream.service import UpstreamService
 from api_gateway.venue_refs import VenueRefs
+from api_gateway.webhook_endpoints import open_stripe_webhooks
 from api_gateway.websocket import OpenTunnels
 
 PARAMETERS: Final = re.compile(r";[^/]*")
@@ -171,18 +176,27 @@ class RouteBuilder:
         # Every route's (and endpoint's) WebSocket figures, by route, for the metrics exporter.
         self.websocket_stats: list[tuple[str, WebSocketStats]] = []
         self.flights = Flights()
+        # Verified Stripe webhooks: None while no secret is set (a warning says so).
+        self.webhooks = open_stripe_webhooks(config, store, clock_ms)
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
         default = self._chain(route, prefix, None)
-        if not route.endpoints:
+        endpoints = self.endpoints(route)
+        if not endpoints:
             return default
         special = {}
-        for endpoint in route.endpoints:
+        for endpoint in endpoints:
             handler = self._chain(route, prefix, endpoint)
             for method in endpoint.methods:
                 special[(method, endpoint.path)] = handler
         return Endpoints(prefix, default, special)
+
+    def endpoints(self, route: RouteConfig) -> tuple[EndpointConfig, ...]:
+        """The route's endpoints, with the verified webhook endpoints below it."""
+        if self.webhooks is None:
+            return route.endpoints
+        return self.webhooks.endpoints(route)
 
     def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
         policies, call = self.route_chain(route, prefix, endpoint)
@@ -214,6 +228,10 @@ class RouteBuilder:
             policies.append(self.user_rate_limits[route.fail_closed])
         if endpoint is not None and endpoint.rate_limit is not None:
             policies.append(self._rate_limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
+        if endpoint is not None and self.webhooks is not None:
+            webhook = self.webhooks.policy(route, endpoint, route.max_body_bytes, timeout_ms)
+            if webhook is not None:
+                policies.append(webhook)
         policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
         call = UpstreamCall(

@@ -65,8 +65,8 @@ def chains(config: GatewayConfig) -> str:
     for route in config.routes:
         prefix = GatewayConfig.API_PREFIX + route.prefix
         lines.append(f"{route.prefix}: {render(*routes.route_chain(route, prefix, None))}")
-        for endpoint in route.endpoints:
-            methods = ",".join(endpoint.methods)
+        for endpoint in routes.endpoints(route):
+            methods = ",".join(sorted(endpoint.methods))
             chain = render(*routes.route_chain(route, prefix, endpoint))
             lines.append(f"{route.prefix} {methods} {endpoint.path}: {chain}")
     return "\n".join(lines)
@@ -101,6 +101,23 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 
 def test_every_routes_chain_is_in_the_pinned_order() -> None:
     assert chains(default_config()) == EXPECTED_ROUTES.strip()
+
+
+# With STRIPE_WEBHOOK_SECRET set: only Stripe's two endpoints change, each a chain of its own.
+EXPECTED_WEBHOOK_ENDPOINTS = """
+/payments POST /webhooks/stripe: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > StripeWebhook > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/webhooks POST /stripe: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > StripeWebhook > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+"""  # noqa: E501 (one chain per line reads best)
+
+
+def test_verified_webhooks_add_their_endpoints_and_nothing_else() -> None:
+    secret = {"stripe": {"secrets": ["whsec_order_test"]}}
+    lines = chains(default_config(webhooks=secret)).splitlines()
+    expected = EXPECTED_ROUTES.strip().splitlines()
+    added = EXPECTED_WEBHOOK_ENDPOINTS.strip().splitlines()
+
+    assert [line for line in lines if line not in added] == expected
+    assert sorted(line for line in lines if line not in expected) == added
 
 
 def server_span(request: Request, call_next: Handler) -> Awaitable[Response]:

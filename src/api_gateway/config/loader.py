@@ -43,6 +43,7 @@ from api_gateway.config.settings import (
 )
 from api_gateway.config.tenancy import build_tenancy
 from api_gateway.config.validation import build_validation
+from api_gateway.config.webhooks import apply_webhooks_environment, build_webhooks
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
 SECRET_VARIABLES = (
@@ -52,6 +53,7 @@ SECRET_VARIABLES = (
     "JWT_PUBLIC_KEY",
     "API_KEY_PEPPER",
     "REDIS_URL",
+    "STRIPE_WEBHOOK_SECRET",
 )
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
@@ -160,6 +162,7 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
                 raise ConfigError(f"services.{name}", "must be a mapping")
             service["url"] = env[variable]
     apply_observability_environment(document, env)
+    apply_webhooks_environment(document, env)
 
 
 def build(document: Mapping[str, Any]) -> GatewayConfig:
@@ -208,6 +211,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     timeouts.done()
     defaults = resilience_defaults(root)
     services = build_services(root.section("services"), defaults, default_timeout_ms)
+    routes = build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits)
     config = GatewayConfig(
         server=server,
         log_level=log_level,
@@ -223,7 +227,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         discovery=build_discovery(root.section("discovery")),
         overload=build_overload(root.section("overload")),
         services=services,
-        routes=build_routes(root.section("routes"), services, server.max_body_bytes, rate_limits),
+        routes=routes,
         redis_cluster=redis_cluster,
         redis_timeout_ms=redis_timeout_ms,
         tenancy=build_tenancy(root.section("tenancy")),
@@ -234,6 +238,10 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         response_headers=build_response_headers(root.section("response_headers")),
         admin_allow=admin_allow,
         api_keys=build_api_keys(root.section("api_keys")),
+        stripe_webhooks=build_webhooks(
+            root.section("webhooks") if "webhooks" in root.data else None,
+            [route.prefix for route in routes],
+        ),
     )
     root.done()
     return config

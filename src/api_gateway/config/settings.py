@@ -96,6 +96,24 @@ class ApiKeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StripeWebhooksConfig:
+    """Verified Stripe webhooks (config/webhooks.py); off while no secret is set."""
+
+    # STRIPE_WEBHOOK_SECRET(_FILE), comma-separated: every one is tried (rotation).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    tolerance_ms: int = 300_000  # Stripe-Signature's t may be this far off, either way
+    dedupe_ttl_ms: int = 86_400_000  # an event answered 2xx is not forwarded again (0: off)
+    max_events: int = 100_000  # event ids kept per worker without Redis
+    key_prefix: str = "gateway:webhooks:stripe:"  # the event ids in Redis
+    # Under /api/v1: the endpoints whose POST is verified.
+    paths: tuple[str, ...] = ("/webhooks/stripe", "/payments/webhooks/stripe")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secrets)
+
+
+@dataclass(frozen=True, slots=True)
 class LimitConfig:
     max: int
     window_ms: int
@@ -271,5 +289,6 @@ class GatewayConfig:
     # Client addresses that see the gateway's insides: /metrics, /health in full, /ready's reasons.
     admin_allow: tuple[Network, ...] = LOOPBACK
     api_keys: ApiKeysConfig = ApiKeysConfig()
+    stripe_webhooks: StripeWebhooksConfig = StripeWebhooksConfig()
 
     API_PREFIX = "/api/v1"

@@ -11,6 +11,7 @@ from api_gateway.observability.exposition import COUNTER, GAUGE, HISTOGRAM, Fami
 from api_gateway.overload import OverloadMonitor, requests_in_flight
 from api_gateway.policies.cache import ResponseCache
 from api_gateway.policies.ratelimit import RateLimit
+from api_gateway.policies.webhooks import WebhookCounts
 from api_gateway.policies.websocket import WebSocketStats
 from api_gateway.stores import Store
 from api_gateway.stores.fallback import FallbackStore
@@ -145,4 +146,24 @@ def websocket_families(stats: Iterable[tuple[str, WebSocketStats]]) -> list[Fami
          "Bytes relayed through WebSocket tunnels by route and direction (closed tunnels).", moved),
         ("gateway_websocket_seconds_total", COUNTER,
          "Time WebSocket tunnels were open, by route (closed tunnels).", seconds),
+    ]  # fmt: skip
+
+
+def webhook_families(counts: WebhookCounts | None) -> list[Family]:
+    """Verified Stripe webhooks by outcome (nothing while they are off)."""
+    if counts is None:
+        return []
+    outcomes = {
+        "verified": counts.verified,
+        "rejected": counts.rejected,
+        "duplicate": counts.duplicates,
+        "in_flight": counts.in_flight,
+        "unchecked": counts.unchecked,
+    }
+    samples: dict[Labels, float] = {(("outcome", k),): v for k, v in outcomes.items()}
+    return [
+        ("gateway_stripe_webhooks_total", COUNTER,
+         "Stripe webhook deliveries by outcome: verified (a signature matched), rejected (400),"
+         " duplicate (200, not forwarded), in_flight (409), unchecked (forwarded without"
+         " deduplication: the event store was down).", samples),
     ]  # fmt: skip
