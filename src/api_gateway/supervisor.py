@@ -38,6 +38,14 @@ READY_TIMEOUT_S = 30.0
 
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+# The keeper's process name (as ps and top show it), so that it is told apart from the workers.
+KEEPER_NAME = b"gateway-keeper"
+
+
+def name_process(name: bytes) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name))
 
 
 def die_with_parent() -> None:
@@ -98,6 +106,7 @@ class Supervisor:
         if pid == 0:
             os.close(read_fd)
             die_with_parent()
+            name_process(KEEPER_NAME)
             for sock in self.sockets.values():
                 sock.close()
             for signum in (signal.SIGTERM, signal.SIGHUP):

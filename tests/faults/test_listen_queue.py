@@ -40,7 +40,7 @@ def stopping_gateway(fleet: Fleet, tmp_path: Path, workers: int) -> Iterator[Gat
 def worker_pids(gateway: GatewayProcess, workers: int) -> list[int]:
     if workers == 1:
         return [gateway.pid]
-    pids = [child.pid for child in gateway.children()]
+    pids = [child.pid for child in gateway.workers()]
     assert len(pids) == workers
     return pids
 

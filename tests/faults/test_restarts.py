@@ -97,9 +97,9 @@ def slow_requests(gateway: GatewayProcess, statuses: list[int]) -> list[threadin
 
 def workers(gateway: GatewayProcess) -> set[int]:
     pids = set()
-    for child in gateway.children():
+    for child in gateway.workers():
         with contextlib.suppress(psutil.Error):
-            if child.ppid() == gateway.pid and child.status() != psutil.STATUS_ZOMBIE:
+            if child.status() != psutil.STATUS_ZOMBIE:
                 pids.add(child.pid)
     return pids
 

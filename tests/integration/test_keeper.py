@@ -7,7 +7,6 @@ import signal
 import time
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
@@ -21,12 +20,8 @@ POLL_S = 0.1
 
 
 def keeper_pid(gateway: GatewayProcess) -> int | None:
-    """The gateway's child that does not listen on the traffic port."""
-    for child in psutil.Process(gateway.pid).children():
-        ports = {c.laddr.port for c in child.net_connections("tcp") if c.status == "LISTEN"}
-        if gateway.port not in ports:
-            return int(child.pid)
-    return None
+    keeper = gateway.keeper()
+    return None if keeper is None else int(keeper.pid)
 
 
 def wait_for_keeper(gateway: GatewayProcess, excluding: int | None = None) -> int:

@@ -35,6 +35,7 @@ SERVICE_NAMES = (
     "minting", "transfer", "scanning",
 )  # fmt: skip
 READY_TIMEOUT_S = 10.0
+KEEPER_NAME = "gateway-keeper"  # supervisor.KEEPER_NAME: the process shared state lives in
 STOP_TIMEOUT_S = 8.0
 POLL_INTERVAL_S = 0.05
 LIVE_PROBE_TIMEOUT_S = 1.0
@@ -130,6 +131,22 @@ class GatewayProcess:
         with contextlib.suppress(psutil.NoSuchProcess):
             children = psutil.Process(self.pid).children(recursive=True)
         return children
+
+    def workers(self) -> list[psutil.Process]:
+        """The supervisor's worker processes: its children but the keeper."""
+        workers = []
+        for child in self.children():
+            with contextlib.suppress(psutil.Error):
+                if child.ppid() == self.pid and child.name() != KEEPER_NAME:
+                    workers.append(child)
+        return workers
+
+    def keeper(self) -> psutil.Process | None:
+        for child in self.children():
+            with contextlib.suppress(psutil.Error):
+                if child.name() == KEEPER_NAME and child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+        return None
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
