@@ -3,8 +3,10 @@
 Built once at start-up from ``cors_origins`` in canonical form (``config/cors.py``). Per request,
 an exact origin costs one set lookup; a pattern costs one dictionary lookup per label of the
 origin's host (``https://a.b.example.com`` asks ``a.b.example.com``, ``b.example.com``,
-``example.com``), whatever the number of patterns. Whole labels are compared, never a suffix of
-the text, so ``*.example.com`` never matches ``evilexample.com`` or ``example.com.evil.org``.
+``example.com``), whatever the number of patterns, and the verdict is memoized (bounded), so a
+browser's repeated origin costs one dictionary lookup. Whole labels are compared, never a
+suffix of the text, so ``*.example.com`` never matches ``evilexample.com`` or
+``example.com.evil.org``.
 
 A pattern matches the domain itself and any subdomain, with no port (a browser sends none for
 the default ports), over ``http`` or ``https`` unless the pattern names its scheme
@@ -27,12 +29,16 @@ COLON: Final = ord(":")
 DOT: Final = ord(".")
 # Lower-case labels as browsers serialize them (``_`` too: URL parsers accept it in a host).
 BROWSER_HOST: Final = re.compile(rb"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+# Verdicts remembered for pattern checks: origins are few per site, and the client picks them,
+# so both their number and their length are bounded (a longer one is checked every time).
+MEMO_SIZE: Final = 1024
+MEMO_MAX_ORIGIN: Final = 256
 
 
 class AllowedOrigins:
     """The configured origins, compiled for the per-request check."""
 
-    __slots__ = ("any_origin", "domains", "exact")
+    __slots__ = ("any_origin", "domains", "exact", "memo")
 
     def __init__(self, entries: Iterable[str]) -> None:
         exact: set[bytes] = set()
@@ -52,6 +58,7 @@ class AllowedOrigins:
         self.domains: dict[bytes, frozenset[bytes]] = {
             domain: frozenset(schemes) for domain, schemes in domains.items()
         }
+        self.memo: dict[bytes, bool] = {}
 
     @property
     def varies(self) -> bool:
@@ -62,7 +69,16 @@ class AllowedOrigins:
         """Whether ``origin`` is listed: exactly, or by a pattern (``*`` is not a listing)."""
         if origin in self.exact:
             return True
-        return bool(self.domains) and self._matches_pattern(origin)
+        if not self.domains:
+            return False
+        verdict = self.memo.get(origin)
+        if verdict is None:
+            verdict = self._matches_pattern(origin)
+            if len(origin) <= MEMO_MAX_ORIGIN:
+                if len(self.memo) >= MEMO_SIZE:
+                    self.memo.clear()
+                self.memo[origin] = verdict
+        return verdict
 
     def _matches_pattern(self, origin: bytes) -> bool:
         end = origin.find(SCHEME_END)

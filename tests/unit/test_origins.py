@@ -10,7 +10,7 @@ import pytest
 
 from api_gateway.config.cors import cors_origin
 from api_gateway.config.settings import ConfigError
-from api_gateway.origins import AllowedOrigins
+from api_gateway.origins import MEMO_MAX_ORIGIN, MEMO_SIZE, AllowedOrigins
 
 PLATFORM = AllowedOrigins(["*.tickettoken.com", "https://partner.example:8443"])
 
@@ -135,3 +135,21 @@ def test_entries_no_browser_matches_or_that_allow_too_much_are_refused(entry: st
     with pytest.raises(ConfigError) as error:
         cors_origin(entry, "cors_origins")
     assert error.value.key == "cors_origins"
+
+
+def test_pattern_verdicts_are_remembered_within_bounds() -> None:
+    origins = AllowedOrigins(["*.tickettoken.com"])
+    for _ in range(2):
+        assert origins.listed(b"https://app.tickettoken.com")
+        assert not origins.listed(b"https://eviltickettoken.com")
+    assert origins.memo == {
+        b"https://app.tickettoken.com": True,
+        b"https://eviltickettoken.com": False,
+    }
+
+    long = b"https://" + b"a" * MEMO_MAX_ORIGIN + b".tickettoken.com"
+    assert origins.listed(long) and long not in origins.memo  # checked, not remembered
+    for number in range(3 * MEMO_SIZE):
+        origins.listed(b"https://x%d.example.org" % number)
+        assert len(origins.memo) <= MEMO_SIZE
+    assert origins.listed(b"https://app.tickettoken.com")

@@ -283,6 +283,14 @@ def test_cors_pattern_preflight_is_answered_for_a_day() -> None:
     assert values(response.headers, b"vary") == [b"Origin"]
 
 
+def test_cors_pattern_origin_without_credentials_gets_none() -> None:
+    origin = b"https://app.tickettoken.com"
+    req = request([(b"origin", origin)])
+    run(Cors(("*.tickettoken.com",), credentials=False)(req, Recorder()))
+    assert values(req.response_headers, b"access-control-allow-origin") == [origin]
+    assert values(req.response_headers, b"access-control-allow-credentials") == []
+
+
 def test_cors_answer_without_origin_still_varies_on_it_when_origins_are_listed() -> None:
     assert values(cors(("*.tickettoken.com",), request()).headers, b"vary") == [b"Origin"]
 
