@@ -6,7 +6,8 @@ so no answer prepared for tenant A can reach tenant B.
 
 A lookup that fails (service down, circuit open, timeout, a malformed answer) is a 503, never
 "no such venue": isolation fails closed, and a venue's domain does not silently turn into the
-platform's.
+platform's. Only a domain seen before is served from its last good answer meanwhile
+(``tenancy.domain_stale_if_error_ms``): that is still the venue-service's word, not a guess.
 """
 
 from __future__ import annotations
@@ -62,8 +63,16 @@ class VenueDirectory:
         # up none over 128): an entry is well within 1 KiB, and the bound holds even if a longer
         # key ever reached a cache.
         max_bytes = size * ENTRY_BUDGET
+        # A domain's last good answer stands in when venue-service fails (stale-if-error): a
+        # venue's own domain keeps working through an outage, within the cache's bounds.
         self.domains: CachedLookup[DomainVenue] = CachedLookup(
-            self._load_domain, config.domain_cache_ttl_ms, negative, size, clock_ms, max_bytes
+            self._load_domain,
+            config.domain_cache_ttl_ms,
+            negative,
+            size,
+            clock_ms,
+            max_bytes,
+            config.domain_stale_if_error_ms,
         )
         self.owners: CachedLookup[str] = CachedLookup(
             self._load_owner, config.venue_cache_ttl_ms, negative, size, clock_ms, max_bytes

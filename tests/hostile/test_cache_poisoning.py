@@ -25,7 +25,7 @@ SHARED_MINUTE = (("Cache-Control", "s-maxage=60"),)
 HOST_A, HOST_B = "tickets.venue-a.com", "tickets.venue-b.com"
 DOMAINS = {HOST_A: ("venue-a", "tenant-a"), HOST_B: ("venue-b", "tenant-b")}
 # Platform hosts: never looked up, so no venue; only the host tells them apart.
-PLATFORM_A, PLATFORM_B = "www.tickettoken.io", "shop.tickettoken.io"
+PLATFORM_A, PLATFORM_B = "www.tickettoken.com", "shop.tickettoken.com"
 KEEP_ALIVE_ROUNDS = 25
 _ids = itertools.count(1)
 

@@ -138,7 +138,8 @@ def test_an_unknown_host_is_the_platform_default_and_asked_about_once(
 
 
 @pytest.mark.parametrize(
-    "host", ["gateway.test", "api.tickettoken.io", "tickettoken.io", "127.0.0.1:3000", "localhost"]
+    "host",
+    ["gateway.test", "api.tickettoken.com", "tickettoken.com", "127.0.0.1:3000", "localhost"],
 )
 def test_platform_hosts_are_never_looked_up(
     gateway: GatewayProcess, fleet: Fleet, host: str

@@ -311,6 +311,18 @@ def test_env_cors_origins() -> None:
     assert config.cors_origins == ("https://a.example", "https://b.example")
 
 
+def test_the_original_gateways_origin_list_is_read_with_its_patterns() -> None:
+    config = config_with({"ALLOWED_ORIGINS": "https://TicketToken.com,*.tickettoken.com"})
+    assert config.cors_origins == ("https://tickettoken.com", "*.tickettoken.com")
+    both = {"ALLOWED_ORIGINS": "https://old.example", "CORS_ORIGINS": "https://new.example"}
+    assert config_with(both).cors_origins == ("https://new.example",)
+    assert config_error({"ALLOWED_ORIGINS": "*.com"}).key == "cors_origins"
+
+
+def test_preflights_are_cached_a_day_by_default() -> None:
+    assert config_with().cors_max_age_s == 86400
+
+
 @pytest.mark.parametrize(("value", "expected"), [("DEBUG", "debug"), ("warn", "warn")])
 def test_env_log_level(value: str, expected: str) -> None:
     assert config_with({"LOG_LEVEL": value}).log_level == expected
@@ -509,6 +521,8 @@ def test_bad_service_url_in_a_list_is_rejected() -> None:
         ({"log_level": "loud"}, "log_level"),
         ({"cors_origins": [1, 2]}, "cors_origins"),
         ({"cors_origins": ["*"]}, "cors_origins"),
+        ({"cors_origins": ["null"]}, "cors_origins"),
+        ({"cors_origins": ["*.com"]}, "cors_origins"),
         ({"security_headers": {"bad header": "x"}}, "security_headers.bad header"),
         ({"security_headers": {"x-frame-options": "a\nb"}}, "security_headers.x-frame-options"),
         ({"security_headers": {"x-frame-options": 3}}, "security_headers.x-frame-options"),

@@ -228,12 +228,77 @@ def test_cors_preflight_is_answered_by_gateway() -> None:
     assert values(response.headers, b"access-control-allow-origin") == [ORIGIN]
     assert b"POST" in values(response.headers, b"access-control-allow-methods")[0]
     assert values(response.headers, b"access-control-allow-headers") == [b"authorization"]
-    assert values(response.headers, b"access-control-max-age") == [b"600"]
+    assert values(response.headers, b"access-control-max-age") == [b"86400"]
 
 
 def test_cors_preflight_from_other_origin_is_forbidden() -> None:
     with pytest.raises(Forbidden):
         cors(("https://app.tickettoken.io",), preflight(b"https://evil.io"))
+
+
+def test_cors_pattern_origin_is_echoed_with_credentials_and_exposes_the_originals_headers() -> None:
+    origin = b"https://shop.a.tickettoken.com"
+    response = cors(("*.tickettoken.com",), request([(b"origin", origin)]))
+    assert values(response.headers, b"access-control-allow-origin") == [origin]
+    assert values(response.headers, b"access-control-allow-credentials") == [b"true"]
+    assert values(response.headers, b"vary") == [b"Origin"]
+    exposed = values(response.headers, b"access-control-expose-headers")[0].lower().split(b", ")
+    for name in (
+        b"deprecation",
+        b"sunset",
+        b"x-request-id",
+        b"x-correlation-id",
+        b"ratelimit-limit",
+        b"ratelimit-remaining",
+        b"ratelimit-reset",
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+        b"retry-after",
+        b"x-api-version",
+        b"location",
+        b"x-cache",
+    ):
+        assert name in exposed
+
+
+@pytest.mark.parametrize(
+    "origin", [b"https://eviltickettoken.com", b"https://tickettoken.com.evil.org", b"null"]
+)
+def test_cors_look_alike_origin_gets_no_grant_and_its_preflight_is_forbidden(origin: bytes) -> None:
+    response = cors(("*.tickettoken.com",), request([(b"origin", origin)]))
+    assert values(response.headers, b"access-control-allow-origin") == []
+    assert values(response.headers, b"vary") == [b"Origin"]
+    with pytest.raises(Forbidden):
+        cors(("*.tickettoken.com",), preflight(origin))
+
+
+def test_cors_pattern_preflight_is_answered_for_a_day() -> None:
+    response = cors(("https://*.tickettoken.com",), preflight(b"https://app.tickettoken.com"))
+    assert response.status == 204
+    assert values(response.headers, b"access-control-allow-origin") == [
+        b"https://app.tickettoken.com"
+    ]
+    assert values(response.headers, b"access-control-max-age") == [b"86400"]
+    assert values(response.headers, b"vary") == [b"Origin"]
+
+
+def test_cors_pattern_origin_without_credentials_gets_none() -> None:
+    origin = b"https://app.tickettoken.com"
+    req = request([(b"origin", origin)])
+    run(Cors(("*.tickettoken.com",), credentials=False)(req, Recorder()))
+    assert values(req.response_headers, b"access-control-allow-origin") == [origin]
+    assert values(req.response_headers, b"access-control-allow-credentials") == []
+
+
+def test_cors_answer_without_origin_still_varies_on_it_when_origins_are_listed() -> None:
+    assert values(cors(("*.tickettoken.com",), request()).headers, b"vary") == [b"Origin"]
+
+
+def test_cors_any_origin_beside_listed_ones_varies_on_it() -> None:
+    response = cors(("*", "https://a.example"), request([(b"origin", b"https://b.example")]))
+    assert values(response.headers, b"access-control-allow-origin") == [b"*"]
+    assert values(response.headers, b"vary") == [b"Origin"]
 
 
 def test_cors_plain_options_is_forwarded() -> None:

@@ -228,7 +228,13 @@ def test_the_defaults() -> None:
     config = tenancy_config()
 
     assert config.domain_routing and config.venue_isolation
-    assert config.platform_domains == ("tickettoken.io", "*.tickettoken.io")
+    assert config.platform_domains == (
+        "tickettoken.com",
+        "*.tickettoken.com",
+        "localhost",
+        "127.0.0.1",
+    )
+    assert config.domain_stale_if_error_ms == 86_400_000
     assert config.admin_roles == frozenset({"super_admin"})
     assert (config.domain_cache_ttl_ms, config.venue_cache_ttl_ms) == (60_000, 60_000)
     assert config.negative_ttl_ms == 5_000
@@ -248,6 +254,7 @@ def test_platform_domains_are_kept_canonical() -> None:
         ({"platform_domains": ["api.example.io:443"]}, "tenancy.platform_domains"),
         ({"venue_paths": ["/venues"]}, "tenancy.venue_paths"),
         ({"negative_ttl_ms": -1}, "tenancy.negative_ttl_ms"),
+        ({"domain_stale_if_error_ms": -1}, "tenancy.domain_stale_if_error_ms"),
         ({"cache_size": 0}, "tenancy.cache_size"),
         ({"admin_roles": [1]}, "tenancy.admin_roles"),
         ({"unknown": 1}, "tenancy.unknown"),

@@ -24,6 +24,7 @@ from api_gateway.config.auth import (
     route_auth,
 )
 from api_gateway.config.cache import build_cache, build_route_cache
+from api_gateway.config.cors import cors_origin
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import HEADER_NAME, build_security_headers
@@ -143,6 +144,8 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
         document.setdefault("admin", {})["allow"] = split_list(env["ADMIN_ALLOW"])
     if "CORS_ORIGINS" in env:
         document["cors_origins"] = split_list(env["CORS_ORIGINS"])
+    elif "ALLOWED_ORIGINS" in env:  # the original gateway's name for the same list
+        document["cors_origins"] = split_list(env["ALLOWED_ORIGINS"])
     if env.get("CORS_CREDENTIALS"):
         document["cors_credentials"] = env["CORS_CREDENTIALS"]
     for name, prefix in (("global", "RATE_LIMIT_"), ("user", "RATE_LIMIT_USER_")):
@@ -171,7 +174,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     log_level = root.text("log_level").lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-    cors = root.texts("cors_origins")
+    cors = tuple(cors_origin(o, "cors_origins") for o in root.texts("cors_origins"))
     cors_credentials = root.flag("cors_credentials")
     if "*" in cors and cors_credentials:
         raise ConfigError(

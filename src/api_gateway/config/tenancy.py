@@ -17,6 +17,8 @@ class TenancyConfig:
     venue_isolation: bool
     platform_domains: tuple[str, ...]  # canonical names, or "*.name" for any subdomain
     domain_cache_ttl_ms: int
+    # How long after a domain's answer was fetched it may stand in for a failed lookup.
+    domain_stale_if_error_ms: int
     venue_cache_ttl_ms: int
     negative_ttl_ms: int  # for "no such domain" and "no such venue"
     cache_size: int  # per cache, per worker process
@@ -34,6 +36,7 @@ def build_tenancy(s: Section) -> TenancyConfig:
             for entry in s.texts("platform_domains")
         ),
         domain_cache_ttl_ms=s.integer("domain_cache_ttl_ms", 0),
+        domain_stale_if_error_ms=s.integer("domain_stale_if_error_ms", 0),
         venue_cache_ttl_ms=s.integer("venue_cache_ttl_ms", 0),
         negative_ttl_ms=s.integer("negative_ttl_ms", 0),
         cache_size=s.integer("cache_size", 1),
