@@ -79,19 +79,19 @@ class SchemaError(Exception):
 
 def type_of(value: object) -> str:
     """The JSON type of a parsed value (a float with no fraction is an integer, as in JS)."""
-    if value is None:
-        return "null"
+    if isinstance(value, str):  # the commonest first
+        return "string"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
         return "integer"
     if isinstance(value, float):
         return "integer" if value.is_integer() else "number"
-    if isinstance(value, str):
-        return "string"
+    if isinstance(value, dict):
+        return "object"
     if isinstance(value, list):
         return "array"
-    return "object" if isinstance(value, dict) else "unknown"
+    return "null" if value is None else "unknown"
 
 
 def same(a: object, b: object) -> bool:
@@ -105,6 +105,7 @@ class Schema:
     """One compiled (sub)schema. ``check`` appends ``{field, message}`` for what fails."""
 
     __slots__ = (
+        "accepts",
         "closed",
         "enum",
         "exclusive_maximum",
@@ -125,6 +126,8 @@ class Schema:
 
     def __init__(self) -> None:
         self.types: frozenset[str] = frozenset()
+        # The types a value may have (an integer is a number too); empty: any.
+        self.accepts: frozenset[str] = frozenset()
         self.properties: dict[str, Schema] = {}
         self.required: tuple[str, ...] = ()
         self.closed = False
@@ -142,30 +145,33 @@ class Schema:
         self.format = ""
 
     def check(self, value: object, field: str, errors: list[Error]) -> None:
+        """Append an error for each field of ``value`` (named below ``field``) that fails."""
+        self._check(value, field, "", errors)
+
+    def _check(self, value: object, parent: str, key: str, errors: list[Error]) -> None:
+        # The field's name is built only when it is needed: on an error, or for a container.
         if len(errors) >= MAX_ERRORS:
             return
         kind = type_of(value)
-        types = self.types
-        if types and kind not in types and not (kind == "integer" and "number" in types):
-            wanted = " or ".join(ARTICLES[t] for t in sorted(types))
-            errors.append({"field": field, "message": f"must be {wanted}"})
+        if self.accepts and kind not in self.accepts:
+            wanted = " or ".join(ARTICLES[t] for t in sorted(self.types))
+            errors.append({"field": named(parent, key), "message": f"must be {wanted}"})
             return
         if self.enum is not None and not any(same(value, c) for c in self.enum):
-            errors.append({"field": field, "message": "must be one of " + self._choices()})
-            return
-        if isinstance(value, str):
+            message: str | None = "must be one of " + self._choices()
+        elif isinstance(value, str):
             message = self._string(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            message = self._number(float(value))
-        elif isinstance(value, list):
-            message = self._array(value, field, errors)
+        elif kind == "integer" or kind == "number":
+            message = self._number(float(value))  # type: ignore[arg-type]
         elif isinstance(value, dict):
             message = None
-            self._object(value, field, errors)
+            self._object(value, named(parent, key), errors)
+        elif isinstance(value, list):
+            message = self._array(value, named(parent, key), errors)
         else:
             message = None
         if message is not None:
-            errors.append({"field": field, "message": message})
+            errors.append({"field": named(parent, key), "message": message})
 
     def _choices(self) -> str:
         assert self.enum is not None
@@ -205,7 +211,7 @@ class Schema:
             for index, item in enumerate(value):
                 if len(errors) >= MAX_ERRORS:
                     break
-                items.check(item, f"{field}.{index}", errors)
+                items._check(item, field, str(index), errors)
         return None
 
     def _object(self, value: dict[str, object], field: str, errors: list[Error]) -> None:
@@ -218,10 +224,14 @@ class Schema:
                 return
             schema = properties.get(name)
             if schema is not None:
-                schema.check(item, f"{field}.{name}", errors)
+                schema._check(item, field, name, errors)
             elif self.closed:
                 shown = name if len(name) <= MAX_NAME else name[:MAX_NAME] + "..."
                 errors.append({"field": f"{field}.{shown}", "message": "is not allowed"})
+
+
+def named(parent: str, key: str) -> str:
+    return parent + "." + key if key else parent
 
 
 def format_error(name: str, value: str) -> str | None:
@@ -253,6 +263,7 @@ def compile_schema(document: object, where: str = "#") -> Schema:
     if not isinstance(kinds, list) or not all(k in TYPES for k in kinds):
         raise SchemaError(f"{where}/type", f"must be one of {', '.join(sorted(TYPES))}")
     schema.types = frozenset(kinds)
+    schema.accepts = schema.types | ({"integer"} if "number" in kinds else set())
     _object_keywords(schema, document, where)
     items = document.get("items")
     if items is not None:
