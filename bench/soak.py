@@ -91,7 +91,8 @@ class Traffic(threading.Thread):
             "limited": lambda: self._get("/api/v1/search/q?q=l", ip="192.0.2.1"),
             "stream": lambda: self._get("/api/v1/files/health"),
             "faulted-get": lambda: self._get("/api/v1/marketplace/listings", mint()),
-            "faulted-post": lambda: self._post("/api/v1/marketplace/listings", mint()),
+            # Not /listings: its POST has a body schema (config/schemas), this body is not one.
+            "faulted-post": lambda: self._post("/api/v1/marketplace/offers", mint()),
         }
 
     def run(self) -> None:

@@ -125,7 +125,8 @@ Try:
   curl -s {base}/api/v1/events/42 -H "Authorization: Bearer $TOKEN"
   curl -s {base}/api/v1/tickets/7 -H "Authorization: Bearer $TOKEN" -H "X-Tenant-ID: forged"
   curl -s {base}/api/v1/search/events?q=jazz
-  curl -s {base}/api/v1/auth/login --json '{{"email":"fan@example.com"}}'
+  curl -s {base}/api/v1/auth/login --json '{{"email":"fan@example.com","password":"s3cret-pw"}}'
+  curl -s {base}/api/v1/auth/login --json '{{"email":"fan"}}'   # 400: each field named
   curl -s {base}/api/v1/venues/7 -H "Authorization: Bearer $TOKEN"   # a venue of your tenant
   curl -s -i {base}/api/v1/venues/1        # no token: 401 problem+json
   curl -s {base}/api/v1/aggregate/events/42 -H "Authorization: Bearer $TOKEN"  # 4 services merged

@@ -4,7 +4,8 @@
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestBounds → RateLimit(global, per client IP) → QueryValidation
-           → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
+           → Authenticate → ApiKeyLimit (routes that accept API keys)
+           → PathParams (endpoints with parameter schemas) → JsonBody
            → RateLimit(user) → RateLimit(endpoint) → StripeWebhook (Stripe's endpoints)
            → VenueDomain
            → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
@@ -36,11 +37,13 @@ from api_gateway.cache import open_cache
 from api_gateway.config.aggregates import AggregateConfig
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
+from api_gateway.config.validation import ValidationConfig
 from api_gateway.directory import VenueDirectory
 from api_gateway.hosts import PlatformHosts
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys, TrustedProxies
 from api_gateway.overload import OverloadMonitor
+from api_gateway.path_templates import PathTemplate, is_template
 from api_gateway.policies.auth import Authenticate, KeyChecker
 from api_gateway.policies.bounds import BodyGate, RequestBounds
 from api_gateway.policies.cache import Flights, ResponseCache, RouteCache
@@ -49,6 +52,7 @@ from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
 from api_gateway.policies.optional_auth import OptionalAuthenticate
+from api_gateway.policies.params import PathParams
 from api_gateway.policies.ratelimit import (
     KeyFunction,
     RateLimit,
@@ -110,21 +114,38 @@ class Endpoints:
     """A route whose endpoints (method + path) have chains of their own.
 
     Matching ignores case, a trailing slash and ``;parameters``: a service that routes
-    ``/Purchase/;x`` as ``/purchase`` must not let it slip past the purchase limit.
+    ``/Purchase/;x`` as ``/purchase`` must not let it slip past the purchase limit. Exact paths
+    win; then templates (``/{id}/refund``, path_templates.py) in the order configured.
     """
 
-    def __init__(self, prefix: str, default: Handler, special: dict[tuple[str, str], Handler]):
+    def __init__(
+        self,
+        prefix: str,
+        default: Handler,
+        special: dict[tuple[str, str], Handler],
+        templates: list[tuple[str, PathTemplate, Handler]] | None = None,
+    ):
         self.prefix_length, self.default = len(prefix), default
         self.special = {
             (method, path.lower()): handler for (method, path), handler in special.items()
         }
+        self.templates = templates or []
 
     def __call__(self, request: Request) -> Awaitable[Response]:
         rest = request.path[self.prefix_length :]
         if ";" in rest:
             rest = PARAMETERS.sub("", rest)
         key = (request.method, rest.rstrip("/").lower())
-        return self.special.get(key, self.default)(request)
+        handler = self.special.get(key)
+        if handler is None:
+            handler = self._templated(key[0], key[1]) if self.templates else self.default
+        return handler(request)
+
+    def _templated(self, method: str, rest: str) -> Handler:
+        for wanted, template, handler in self.templates:
+            if wanted == method and template.matches(rest):
+                return handler
+        return self.default
 
 
 class RouteBuilder:
@@ -186,11 +207,16 @@ class RouteBuilder:
         if not endpoints:
             return default
         special = {}
+        templates = []
         for endpoint in endpoints:
             handler = self._chain(route, prefix, endpoint)
-            for method in endpoint.methods:
-                special[(method, endpoint.path)] = handler
-        return Endpoints(prefix, default, special)
+            template = PathTemplate(endpoint.path) if is_template(endpoint.path) else None
+            for method in sorted(endpoint.methods):
+                if template is None:
+                    special[(method, endpoint.path.rstrip("/"))] = handler
+                else:
+                    templates.append((method, template, handler))
+        return Endpoints(prefix, default, special, templates)
 
     def endpoints(self, route: RouteConfig) -> tuple[EndpointConfig, ...]:
         """The route's endpoints, with the verified webhook endpoints below it."""
@@ -217,13 +243,23 @@ class RouteBuilder:
         ]
         policies.append(self.global_rate_limits[route.fail_closed])
         validation = route.validation
-        if validation is not None and validation.query:
-            policies.append(QueryValidation(validation.query))
+        checks = endpoint.validation if endpoint is not None else None
+        query = (validation.query if validation is not None else ()) + (
+            checks.query if checks is not None else ()
+        )
+        if query:
+            policies.append(QueryValidation(query))
         policies.append(self._authenticate(route, prefix))
         if self.key_limit is not None and "api_key" in route.auth:
             policies.append(self.key_limit)
-        if validation is not None and validation.json_body:
-            policies.append(JsonBody(validation))
+        if endpoint is not None and checks is not None and checks.params:
+            template = PathTemplate(endpoint.path)
+            rules = [(name, template.names[name], schema) for name, schema in checks.params]
+            policies.append(PathParams(prefix, rules))
+        schema = checks.body if checks is not None else None
+        if schema is not None or (validation is not None and validation.json_body):
+            bounds = validation or ValidationConfig(query=(), json_body=True)
+            policies.append(JsonBody(bounds, schema))
         if self.user_rate_limits:
             policies.append(self.user_rate_limits[route.fail_closed])
         if endpoint is not None and endpoint.rate_limit is not None:

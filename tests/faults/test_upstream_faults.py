@@ -19,7 +19,7 @@ from support.tokens import mint
 from support.upstream import RecordingUpstream, Reply
 
 SERVICE = "marketplace"
-PATH = "/api/v1/marketplace/listings"
+PATH = "/api/v1/marketplace/offers"  # no body schema: any body reaches the fault
 TIMEOUT_MS = 800
 LATENCY_S = 0.3
 BIG_BODY = 1_000_000  # streamed by the gateway, not buffered

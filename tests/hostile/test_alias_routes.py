@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.assertions import assert_problem
+from support.bodies import PURCHASE_BODY
 from support.gateway import Fleet, GatewayProcess, launch_gateway, run_until_exit, running_gateway
 from support.tokens import mint
 
@@ -15,7 +16,7 @@ PURCHASE_LIMIT = 5  # rate_limit.ticket_purchase: 5 per minute per user
 
 
 def buy(gateway: GatewayProcess, token: str, target: str) -> int:
-    return gateway.request("POST", target, token=token, body=b'{"eventId": "e-1"}').status
+    return gateway.request("POST", target, token=token, body=PURCHASE_BODY).status
 
 
 @pytest.mark.parametrize(

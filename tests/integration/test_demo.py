@@ -92,6 +92,10 @@ def test_every_printed_line_works_as_printed(demo: Demo) -> None:
             merged = json.loads(output)
             assert merged["meta"]["complete"] is True, output
             assert merged["data"]["venue"]["path"] == "/api/v1/venues/7"
+        elif "400: each field named" in line:
+            problem = json.loads(output)
+            assert problem["type"].endswith("/validation-failed"), output
+            assert {e["field"] for e in problem["errors"]} == {"body.email", "body.password"}
         elif "/venues/1" in line:
             assert output.startswith("HTTP/1.1 401")
             assert "application/problem+json" in output

@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+from support.bodies import PURCHASE_BODY
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
@@ -56,7 +57,8 @@ def test_the_purchase_limit_holds_across_two_workers(service_fleet: Fleet, tmp_p
         tmp_path, service_fleet.urls(), extra_args=["--workers", str(WORKERS)]
     ) as gateway:
         answers = [
-            gateway.request("POST", PURCHASE, body=b"{}", token=buyer).status for _ in range(8)
+            gateway.request("POST", PURCHASE, body=PURCHASE_BODY, token=buyer).status
+            for _ in range(8)
         ]
 
     assert answers == [200] * PURCHASE_LIMIT + [429] * 3, answers

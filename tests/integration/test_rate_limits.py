@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from support.assertions import assert_problem
+from support.bodies import LOGIN_BODY, PURCHASE_BODY
 from support.gateway import Fleet, running_gateway
 from support.redis import RedisServer
 from support.tokens import mint
@@ -18,7 +19,7 @@ PURCHASE = "/api/v1/tickets/purchase"
 
 
 def purchase(gateway: object, token: str, path: str = PURCHASE) -> object:
-    return gateway.request("POST", path, body=b"{}", token=token)  # type: ignore[attr-defined]
+    return gateway.request("POST", path, body=PURCHASE_BODY, token=token)  # type: ignore[attr-defined]
 
 
 def test_answers_carry_both_header_families(service_fleet: Fleet, tmp_path: Path) -> None:
@@ -50,7 +51,7 @@ def test_a_purchase_violation_blocks_for_five_minutes(service_fleet: Fleet, tmp_
         for _ in range(5):
             purchase(gateway, buyer)
         refused = purchase(gateway, buyer)
-        still = gateway.request("POST", PURCHASE, body=b"{}", token=buyer)
+        still = gateway.request("POST", PURCHASE, body=PURCHASE_BODY, token=buyer)
 
     for response in (refused, still):
         assert_problem(response, 429)  # type: ignore[arg-type]
@@ -109,9 +110,9 @@ def test_a_fail_closed_route_answers_503_while_redis_is_away(
 ) -> None:
     env = {"REDIS_URL": f"{redis_server.url}/0"}
     with running_gateway(tmp_path, service_fleet.urls(), env=env) as gateway:
-        before = gateway.request("POST", "/api/v1/auth/login", body=b"{}").status
+        before = gateway.request("POST", "/api/v1/auth/login", body=LOGIN_BODY).status
         redis_server.stop()
-        login = gateway.request("POST", "/api/v1/auth/login", body=b"{}")
+        login = gateway.request("POST", "/api/v1/auth/login", body=LOGIN_BODY)
         browsing = gateway.get("/api/v1/search/q")
 
     assert before == 200

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from support.assertions import assert_problem
-from support.gateway import Fleet, running_gateway
+from support.bodies import PURCHASE_BODY
+from support.client import RawResponse
+from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
 
@@ -30,16 +32,17 @@ def test_the_global_limit_answers_429_with_retry_after(
     assert len(service_fleet["search"].requests) == GLOBAL_LIMIT
 
 
+def buy(gateway: GatewayProcess, token: str) -> RawResponse:
+    return gateway.request("POST", "/api/v1/tickets/purchase", body=PURCHASE_BODY, token=token)
+
+
 def test_ticket_purchases_are_limited_per_user(service_fleet: Fleet, tmp_path: Path) -> None:
     buyer, other_buyer = mint(sub="buyer-1"), mint(sub="buyer-2")
     with running_gateway(tmp_path, service_fleet.urls()) as gateway:
         service_fleet.reset()
-        statuses = [
-            gateway.request("POST", "/api/v1/tickets/purchase", body=b"{}", token=buyer).status
-            for _ in range(PURCHASE_LIMIT)
-        ]
-        refused = gateway.request("POST", "/api/v1/tickets/purchase", body=b"{}", token=buyer)
-        other = gateway.request("POST", "/api/v1/tickets/purchase", body=b"{}", token=other_buyer)
+        statuses = [buy(gateway, buyer).status for _ in range(PURCHASE_LIMIT)]
+        refused = buy(gateway, buyer)
+        other = buy(gateway, other_buyer)
         browsing = gateway.get("/api/v1/tickets/1", token=buyer)
 
     assert statuses == [200] * PURCHASE_LIMIT

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from support.assertions import assert_problem
+from support.bodies import PURCHASE_BODY
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
@@ -172,7 +173,7 @@ def test_an_endpoint_deadline_wins_over_the_service_one(
 ) -> None:
     with running_gateway(tmp_path, service_fleet.urls()) as gateway:
         service_fleet.reset()
-        gateway.request("POST", "/api/v1/tickets/purchase", body=b"{}", token=TOKEN)
+        gateway.request("POST", "/api/v1/tickets/purchase", body=PURCHASE_BODY, token=TOKEN)
         get(gateway)
         gateway.request("POST", "/api/v1/payments/process", body=b"{}", token=TOKEN)
 

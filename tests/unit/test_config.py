@@ -141,7 +141,7 @@ def test_seed_route_details(seed: GatewayConfig) -> None:
     assert route(seed, "/tickets").methods is None
     assert route(seed, "/files").max_body_bytes == 4294967296
     assert route(seed, "/tickets").max_body_bytes == 1048576
-    (purchase,) = route(seed, "/tickets").endpoints
+    purchase = route(seed, "/tickets").endpoints[0]
     assert purchase.path == "/purchase"
     assert purchase.methods == frozenset({"POST"})
     assert purchase.timeout_ms == 30000

@@ -71,6 +71,23 @@ def test_the_purchase_endpoint_shows_its_own_limit_and_timeout(document: dict[st
     assert "ticket_purchase" not in str(purchase["get"]["x-gateway"])
 
 
+def test_endpoint_schemas_show_their_parameters_and_bodies(document: dict[str, Any]) -> None:
+    refund = document["paths"]["/api/v1/payments/{id}/refund"]
+    (parameter,) = refund["post"]["parameters"]
+    assert parameter == {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    assert refund["get"]["parameters"][0]["name"] == "id"  # declared for every method
+    body = refund["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["reason"]
+    assert body["additionalProperties"] is False
+    verify = document["paths"]["/api/v1/auth/verify-email"]["get"]["parameters"]
+    assert {"name": "token", "in": "query", "required": True}.items() <= verify[0].items()
+
+
 def test_declared_query_rules_become_parameters(document: dict[str, Any]) -> None:
     parameters = document["paths"]["/api/v1/search/{path}"]["get"]["parameters"]
     by_name = {p["name"]: p for p in parameters}

@@ -76,14 +76,27 @@ EXPECTED_ROUTES = """
 aggregate /events/{eventId}: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
 aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
 /auth: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/auth POST /login: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/auth POST /register: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/auth POST /refresh: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/auth POST /forgot-password: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/auth POST /reset-password: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/auth GET /verify-email: RequestBounds > RateLimit(global) > QueryValidation > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /venues: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /events: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /tickets: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /types: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /transfer: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /validate-qr: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /payments: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /payments POST /process: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /calculate-fees: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /{id}/refund: RequestBounds > RateLimit(global) > Authenticate > PathParams > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /webhooks: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /marketplace: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/marketplace POST /listings: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /analytics: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /notifications: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /compliance: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
@@ -95,6 +108,9 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 /event: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /ticket: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /types: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /transfer: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /validate-qr: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /venue: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 """  # noqa: E501 (one chain per line reads best)
 

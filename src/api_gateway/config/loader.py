@@ -25,6 +25,7 @@ from api_gateway.config.auth import (
 )
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.cors import cors_origin
+from api_gateway.config.endpoint_validation import build_endpoint_validation
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import HEADER_NAME, build_security_headers
@@ -45,6 +46,7 @@ from api_gateway.config.settings import (
 from api_gateway.config.tenancy import build_tenancy
 from api_gateway.config.validation import build_validation
 from api_gateway.config.webhooks import apply_webhooks_environment, build_webhooks
+from api_gateway.path_templates import is_template, template_error
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "silent")
 SECRET_VARIABLES = (
@@ -379,8 +381,10 @@ def build_routes(
 
 def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> EndpointConfig:
     path = s.text("path")
-    if not is_clean_path(path):
+    if path != "/" and not is_clean_path(path):  # "/": the route's prefix itself
         raise ConfigError(s.key("path"), f"{path!r} is not a clean path")
+    if is_template(path) and (complaint := template_error(path)) is not None:
+        raise ConfigError(s.key("path"), complaint)
     rate_limit = s.raw("rate_limit", None)
     if rate_limit is not None and rate_limit not in rate_limits:
         raise ConfigError(s.key("rate_limit"), f"unknown rate limit {rate_limit!r}")
@@ -393,6 +397,9 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
         idempotency_key_retries=None
         if s.raw("idempotency_key_retries", None) is None
         else s.flag("idempotency_key_retries"),
+        validation=None
+        if s.raw("validation", None) is None
+        else build_endpoint_validation(s.section("validation"), path),
     )
     s.done()
     return config

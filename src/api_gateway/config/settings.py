@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from api_gateway.config.aggregates import AggregateConfig
     from api_gateway.config.cache import CacheConfig, RouteCacheConfig
+    from api_gateway.config.endpoint_validation import EndpointValidation
     from api_gateway.config.observability import ObservabilityConfig
     from api_gateway.config.tenancy import TenancyConfig
     from api_gateway.config.validation import ValidationConfig
@@ -230,6 +231,8 @@ class EndpointConfig:
     timeout_ms: int | None
     rate_limit: str | None
     idempotency_key_retries: bool | None = None
+    # Body, path-parameter and query schemas (config/endpoint_validation.py).
+    validation: EndpointValidation | None = None
 
 
 @dataclass(frozen=True, slots=True)

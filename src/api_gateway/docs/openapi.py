@@ -18,11 +18,13 @@ from api_gateway.config.validation import FieldRule
 from api_gateway.docs.admin_paths import admin_paths
 from api_gateway.docs.components import Json, components, error_refs, ref
 from api_gateway.http.framing import BODY_METHODS
+from api_gateway.path_templates import NAME
 
 API = GatewayConfig.API_PREFIX
 # HEAD and OPTIONS go wherever GET does; said once in the description rather than per path.
 IMPLIED_METHODS = frozenset({"HEAD", "OPTIONS"})
 REST = "/{path}"
+STRING: Json = {"type": "string"}
 REST_PARAMETER: Json = {
     "name": "path",
     "in": "path",
@@ -109,9 +111,12 @@ class RoutePaths:
         route, public = self.route, self.is_public(sub)
         endpoint = self.endpoint(sub, method)
         validation = route.validation
-        parameters = [REST_PARAMETER] if sub.endswith(REST) else []
+        parameters = [REST_PARAMETER] if sub.endswith(REST) else self.template_parameters(sub)
         if validation is not None:
             parameters += [query_parameter(rule) for rule in validation.query]
+        checks = endpoint.validation if endpoint is not None else None
+        if checks is not None:
+            parameters += [query_parameter(rule) for rule in checks.query]
         operation: Json = {
             "operationId": operation_id(method, self.prefix + sub),
             "tags": [route.service],
@@ -125,11 +130,26 @@ class RoutePaths:
             del operation["parameters"]
         if method in BODY_METHODS:
             json_only = validation is not None and validation.json_body
+            schema: Json = {}
+            if checks is not None and checks.body_document is not None:
+                json_only, schema = True, dict(checks.body_document)
+                schema.pop("$schema", None)
             operation["requestBody"] = {
                 "description": f"Forwarded byte for byte; at most {route.max_body_bytes} bytes.",
-                "content": {("application/json" if json_only else "*/*"): {"schema": {}}},
+                "content": {("application/json" if json_only else "*/*"): {"schema": schema}},
             }
         return operation
+
+    def template_parameters(self, sub: str) -> list[Json]:
+        """An endpoint template's ``{name}`` segments, with their schemas where declared."""
+        declared: dict[str, Json] = {}
+        for endpoint in self.route.endpoints:
+            if endpoint.path == sub and endpoint.validation is not None:
+                declared.update(endpoint.validation.params_documents)
+        return [
+            {"name": name, "in": "path", "required": True, "schema": declared.get(name, STRING)}
+            for name in NAME.findall(sub)
+        ]
 
     def responses(self, method: str, public: bool, endpoint: EndpointConfig | None) -> Json:
         cached = self.caches() and method in ("GET", "HEAD")

@@ -14,6 +14,7 @@ import orjson
 from api_gateway.config.validation import FieldRule, ValidationConfig
 from api_gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from api_gateway.http.framing import BODY_METHODS, single_value
+from api_gateway.json_schema import Schema
 from api_gateway.types import Handler, Request, Response
 
 Error = dict[str, str]
@@ -107,10 +108,12 @@ class JsonBody:
     number of values are bounded first, by byte counts that cost well under a millisecond per
     MiB (see ``json_bound_error``), so that no body holds the loop for more than a few ms."""
 
-    def __init__(self, config: ValidationConfig) -> None:
+    def __init__(self, config: ValidationConfig, schema: Schema | None = None) -> None:
         self.max_bytes = config.json_max_bytes
         self.max_depth = config.json_max_depth
         self.max_values = config.json_max_values
+        # An endpoint's body schema (config/endpoint_validation.py): the body is then required.
+        self.schema = schema
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         if request.method in BODY_METHODS:
@@ -138,6 +141,8 @@ class JsonBody:
         if body:
             _check_json_type(content_type)
             self._check_json(body)
+        elif self.schema is not None:
+            raise ValidationFailed([{"field": "body", "message": "is required"}])
         return await call_next(request)
 
     def _check_json(self, body: bytes) -> None:
@@ -146,9 +151,15 @@ class JsonBody:
         complaint = json_bound_error(body, self.max_depth, self.max_values)
         if complaint is None:
             try:
-                orjson.loads(body)
+                value = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 complaint = f"invalid JSON: {exc}"
+            else:
+                if self.schema is not None:
+                    errors: list[Error] = []
+                    self.schema.check(value, "body", errors)
+                    if errors:
+                        raise ValidationFailed(errors)
         if complaint is not None:
             raise ValidationFailed([{"field": "body", "message": complaint}])
 
