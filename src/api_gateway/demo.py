@@ -65,7 +65,7 @@ def _venue_lookup(path: str) -> Response:
     """The gateway's own questions to venue-service: every demo venue is the demo tenant's, and
     no custom domain is registered."""
     venue_id = path.removeprefix("/api/v1/venues/").split("/")[0]
-    if path.startswith("/api/v1/venues/domains/") or not venue_id:
+    if path.startswith("/api/v1/branding/domain/") or not venue_id:
         return Response(404, [(b"content-type", b"application/json")], b"{}")
     document = {"id": venue_id, "tenantId": DEMO_TENANT}
     return Response(200, [(b"content-type", b"application/json")], orjson.dumps(document))

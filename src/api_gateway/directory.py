@@ -85,8 +85,14 @@ class VenueDirectory:
             raise unavailable(f"the venue of domain {host}", error) from error
         if document is None:
             return None
+        # venue-service answers {venue: {id, tenant_id, ...}, branding}; a flat
+        # {venueId, tenantId} is read as well (README: "White-label domains").
+        venue = document.get("venue")
+        if isinstance(venue, dict):
+            venue_id = safe_id(venue, "id", f"domain {host}")
+            return DomainVenue.of(venue_id, tenant_of(venue, f"domain {host}"))
         venue_id = safe_id(document, "venueId", f"domain {host}")
-        return DomainVenue.of(venue_id, safe_id(document, "tenantId", f"domain {host}"))
+        return DomainVenue.of(venue_id, tenant_of(document, f"domain {host}"))
 
     async def _load_owner(self, venue_id: str) -> str | None:
         try:
@@ -95,7 +101,13 @@ class VenueDirectory:
             raise unavailable(f"the tenant of venue {venue_id}", error) from error
         if document is None:
             return None
-        return safe_id(document, "tenantId", f"venue {venue_id}")
+        return tenant_of(document, f"venue {venue_id}")
+
+
+def tenant_of(document: Document, subject: str) -> str:
+    """The tenant id, as venue-service's rows name it (``tenant_id``) or camel-cased."""
+    key = "tenant_id" if "tenant_id" in document else "tenantId"
+    return safe_id(document, key, subject)
 
 
 def safe_id(document: Document, key: str, subject: str) -> str:

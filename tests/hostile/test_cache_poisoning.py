@@ -39,7 +39,7 @@ def act_as_venue_service(venue: RecordingUpstream) -> None:
     venue.respond(Reply(status=404, body=b'{"error": "not found"}'))
     for host, (venue_id, tenant_id) in DOMAINS.items():
         document = json.dumps({"venueId": venue_id, "tenantId": tenant_id}).encode()
-        venue.respond(Reply(body=document), path=f"/api/v1/venues/domains/{host}")
+        venue.respond(Reply(body=document), path=f"/api/v1/branding/domain/{host}")
 
 
 @pytest.fixture

@@ -38,8 +38,12 @@ def act_as_venue_service(venue: RecordingUpstream) -> None:
     """Known domains and venues answer JSON; anything else is 404 (unknown)."""
     venue.respond(Reply(status=404, body=b'{"error": "not found"}'))
     for host, (venue_id, tenant_id) in DOMAINS.items():
-        document = {"venueId": venue_id, "tenantId": tenant_id}
-        venue.respond(json_reply(document), path=f"/api/v1/venues/domains/{host}")
+        # As venue-service's branding route answers: the venue's row and its branding.
+        document = {
+            "venue": {"id": venue_id, "tenant_id": tenant_id, "name": "A venue"},
+            "branding": {"primary_color": "#000000"},
+        }
+        venue.respond(json_reply(document), path=f"/api/v1/branding/domain/{host}")
     for venue_id, tenant_id in VENUES.items():
         document = {"id": venue_id, "tenantId": tenant_id, "name": f"{venue_id} hall"}
         venue.respond(json_reply(document), path=f"/api/v1/venues/{venue_id}")
@@ -112,14 +116,14 @@ def test_the_host_is_normalized_before_lookup_and_the_answer_is_cached(
     host = "shop.venue-c.com"
     fleet["venue"].respond(
         json_reply({"venueId": "venue-c", "tenantId": "tenant-a"}),
-        path=f"/api/v1/venues/domains/{host}",
+        path=f"/api/v1/branding/domain/{host}",
     )
 
     for written in ("SHOP.Venue-C.com.", "shop.venue-c.com:80", "shop.venue-c.com:443", host):
         response = gateway.get("/api/v1/events/1", token=TOKEN_A, host=written)
         assert response.status == 200, (written, response.body)
 
-    assert lookups(fleet["venue"]) == [f"/api/v1/venues/domains/{host}"]
+    assert lookups(fleet["venue"]) == [f"/api/v1/branding/domain/{host}"]
     requests = fleet["event"].wait_for_requests(4)
     assert [venue_headers(r) for r in requests] == [(["venue-c"], ["tenant-a"])] * 4
 
@@ -131,7 +135,7 @@ def test_an_unknown_host_is_the_platform_default_and_asked_about_once(
         response = gateway.get("/api/v1/events/1", token=TOKEN_B, host="unknown-venue.io")
         assert response.status == 200, response.body
 
-    assert lookups(fleet["venue"]) == ["/api/v1/venues/domains/unknown-venue.io"]
+    assert lookups(fleet["venue"]) == ["/api/v1/branding/domain/unknown-venue.io"]
     for request in fleet["event"].wait_for_requests(3):
         assert venue_headers(request) == ([], [])
         assert request.header_values("x-tenant-id") == ["tenant-b"]

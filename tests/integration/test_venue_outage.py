@@ -19,7 +19,7 @@ from support.tokens import mint
 from support.upstream import Behaviour, RecordedRequest, RecordingUpstream, Reply
 
 TOKEN_A = mint(sub="user-a", tenant_id="tenant-a", role="customer")
-DOMAIN_PATH = "/api/v1/venues/domains/"
+DOMAIN_PATH = "/api/v1/branding/domain/"
 FAILURES = {
     "503": Reply(status=503, body=b'{"error": "unavailable"}'),
     "closed": Reply(behaviour=Behaviour.CLOSE_WITHOUT_RESPONSE),

@@ -98,6 +98,11 @@ class AuthServiceClient(ServiceClient):
         return await self.get_document("/api/v1/auth/verify", [header])
 
 
+# venue-service's public custom-domain route (branding.routes.ts): 200 {venue: {id, tenant_id,
+# ...}, branding}, 404 when no venue has the domain.
+DOMAIN_LOOKUP: Final = "/api/v1/branding/domain/"
+
+
 class VenueServiceClient(ServiceClient):
     async def get_venue(self, venue_id: str) -> Document | None:
         return await self.get_document(f"/api/v1/venues/{quote(venue_id, safe='')}")
@@ -110,7 +115,7 @@ class VenueServiceClient(ServiceClient):
     async def resolve_domain(self, host: str) -> Document | None:
         """The venue whose custom domain ``host`` is (canonical, e.g. ``tickets.venue.com``):
         ``{"venueId": ..., "tenantId": ...}``; None when no venue has it."""
-        return await self.get_document(f"/api/v1/venues/domains/{quote(host, safe='')}")
+        return await self.get_document(f"{DOMAIN_LOOKUP}{quote(host, safe='')}")
 
 
 async def read_body(response: Response, label: str) -> bytes:
