@@ -10,6 +10,7 @@
     │   └── InvalidWebhookSignature (400 invalid-webhook-signature)
     ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
     ├── Forbidden (403 forbidden)
+    │   └── CrossSiteRequest (403 cross-site-request): a cookie's token from another site
     ├── RouteNotFound (404 not-found)
     ├── MethodNotAllowed (405 method-not-allowed)
     ├── RequestTimeout (408 request-timeout)
@@ -104,6 +105,10 @@ class UnknownKey(Unauthorized):
 
 class Forbidden(GatewayError):
     status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class CrossSiteRequest(Forbidden):
+    slug, title = "cross-site-request", "Cross-site request refused"
 
 
 class RouteNotFound(GatewayError):

@@ -38,10 +38,12 @@ from api_gateway.config.aggregates import AggregateConfig
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
 from api_gateway.config.validation import ValidationConfig
+from api_gateway.cross_site import CookieOrigins
 from api_gateway.directory import VenueDirectory
 from api_gateway.hosts import PlatformHosts
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys, TrustedProxies
+from api_gateway.origins import AllowedOrigins
 from api_gateway.overload import OverloadMonitor
 from api_gateway.path_templates import PathTemplate, is_template
 from api_gateway.policies.auth import Authenticate, KeyChecker
@@ -197,6 +199,8 @@ class RouteBuilder:
         # Every route's (and endpoint's) WebSocket figures, by route, for the metrics exporter.
         self.websocket_stats: list[tuple[str, WebSocketStats]] = []
         self.flights = Flights()
+        # Where a token from the cookie may be used from: the gateway's host, listed origins.
+        self.cookie_origins = CookieOrigins(AllowedOrigins(config.cors_origins))
         # Verified Stripe webhooks: None while no secret is set (a warning says so).
         self.webhooks = open_stripe_webhooks(config, store, clock_ms)
 
@@ -303,6 +307,7 @@ class RouteBuilder:
             self.config.jwt.cookie,
             keys,
             route.alias_of or route.prefix,
+            self.cookie_origins,
         )
 
     def _rate_limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:

@@ -13,7 +13,8 @@ from collections.abc import Awaitable
 from typing import Final, Protocol
 
 from api_gateway.credentials import may_carry_query_token, take_cookie, take_query_token
-from api_gateway.errors import Unauthorized, UnknownKey
+from api_gateway.cross_site import CookieOrigins
+from api_gateway.errors import CrossSiteRequest, Unauthorized, UnknownKey
 from api_gateway.routing import PublicPaths
 from api_gateway.tokens import CANONICAL, TOKEN_SHAPE, TokenVerifier, bearer_token
 from api_gateway.types import Claims, Handler, Request, Response
@@ -38,6 +39,7 @@ class Authenticate:
         cookie: str = "",
         api_keys: KeyChecker | None = None,
         route: str = "",
+        cookie_origins: CookieOrigins | None = None,
     ) -> None:
         self.verifier = verifier
         self.public = public
@@ -46,6 +48,8 @@ class Authenticate:
         self.api_keys = api_keys
         # The route an API key must be allowed on (its canonical prefix, for aliases too).
         self.route = route
+        # Where a cookie's token may be used from (cross_site.py): no configuration, same-site.
+        self.cookie_origins = cookie_origins or CookieOrigins(None)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         query = request.query
@@ -121,6 +125,10 @@ class Authenticate:
         if self.cookie:
             token = take_cookie(request, self.cookie)
             if token:
+                if not self.cookie_origins.allows(request):
+                    raise CrossSiteRequest(
+                        "a token from a cookie cannot be used from another site's page"
+                    )
                 return await verify(self.verifier, CANONICAL + token)
         if query_token and may_carry_query_token(request):
             return await verify(self.verifier, CANONICAL + query_token)
