@@ -5,8 +5,9 @@
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestBounds → RateLimit(global, per client IP) → QueryValidation
            → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
-           → RateLimit(user) → RateLimit(endpoint) → VenueDomain
-           → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
+           → Idempotency (where keys are checked) → RateLimit(user) → RateLimit(endpoint)
+           → VenueDomain → VenueIsolation → HeaderTrust
+           → WebSocketGate (a handshake: straight to the call)
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
@@ -44,6 +45,7 @@ from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
+from api_gateway.policies.idempotency import Idempotency
 from api_gateway.policies.optional_auth import OptionalAuthenticate
 from api_gateway.policies.ratelimit import (
     KeyFunction,
@@ -57,6 +59,7 @@ from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.policies.websocket import WebSocketGate, WebSocketStats
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
+from api_gateway.stores.idempotency import open_idempotency
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Policy, Pool, Request, Response
 from api_gateway.upstream.call import AttemptHook, UpstreamCall
@@ -171,6 +174,9 @@ class RouteBuilder:
         # Every route's (and endpoint's) WebSocket figures, by route, for the metrics exporter.
         self.websocket_stats: list[tuple[str, WebSocketStats]] = []
         self.flights = Flights()
+        self.idempotency_store = open_idempotency(config, store)
+        # Every route's (and endpoint's) idempotency policy, for the metrics exporter.
+        self.idempotency: list[Idempotency] = []
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
@@ -198,6 +204,9 @@ class RouteBuilder:
         key_retries = route.idempotency_key_retries
         if endpoint is not None and endpoint.idempotency_key_retries is not None:
             key_retries = endpoint.idempotency_key_retries
+        idempotency = self._idempotency(route, endpoint, timeout_ms)
+        # A valid key makes a POST retry-safe where the gateway checks keys (the service sees it).
+        key_retries = key_retries or idempotency is not None
         policies: list[Policy] = [
             RequestBounds(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
@@ -210,6 +219,8 @@ class RouteBuilder:
             policies.append(self.key_limit)
         if validation is not None and validation.json_body:
             policies.append(JsonBody(validation))
+        if idempotency is not None:  # before the limits: a replay or a 409 counts against none
+            policies.append(idempotency)
         if self.user_rate_limits:
             policies.append(self.user_rate_limits[route.fail_closed])
         if endpoint is not None and endpoint.rate_limit is not None:
@@ -239,6 +250,27 @@ class RouteBuilder:
         if route.cache is not None and route.cache.enabled:
             policies.append(self._response_cache(route, prefix))
         return policies, call
+
+    def _idempotency(
+        self, route: RouteConfig, endpoint: EndpointConfig | None, timeout_ms: int
+    ) -> Idempotency | None:
+        mode = route.idempotency
+        if endpoint is not None and endpoint.idempotency is not None:
+            mode = endpoint.idempotency
+        if mode == "off":
+            return None
+        settings = self.config.idempotency
+        policy = Idempotency(
+            self.idempotency_store,
+            mode == "required",
+            timeout_ms,
+            settings.lock_ms,
+            settings.ttl_ms,
+            settings.max_body_bytes,
+            route.fail_closed,
+        )
+        self.idempotency.append(policy)
+        return policy
 
     def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:
         keys = self.api_keys if "api_key" in route.auth else None

@@ -79,9 +79,11 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 /venues: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /events: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /tickets: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments POST /process: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > Idempotency > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /transfer: RequestBounds > RateLimit(global) > Authenticate > JsonBody > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /process: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/orders: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /webhooks: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /marketplace: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /analytics: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
@@ -94,7 +96,8 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 /integrations: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /event: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /ticket: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > Idempotency > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /transfer: RequestBounds > RateLimit(global) > Authenticate > JsonBody > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /venue: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 """  # noqa: E501 (one chain per line reads best)
 

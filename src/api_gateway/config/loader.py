@@ -24,6 +24,7 @@ from api_gateway.config.auth import (
     route_auth,
 )
 from api_gateway.config.cache import build_cache, build_route_cache
+from api_gateway.config.idempotency import build_idempotency, idempotency_mode
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import HEADER_NAME, build_security_headers
@@ -234,6 +235,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         response_headers=build_response_headers(root.section("response_headers")),
         admin_allow=admin_allow,
         api_keys=build_api_keys(root.section("api_keys")),
+        idempotency=build_idempotency(root.section("idempotency")),
     )
     root.done()
     return config
@@ -359,6 +361,7 @@ def build_routes(
                 stream_idle_timeout_ms=None
                 if entry.raw("stream_idle_timeout_ms", None) is None
                 else entry.integer("stream_idle_timeout_ms", 100),
+                idempotency=idempotency_mode(entry, "off") or "off",
             )
         )
         entry.done()
@@ -382,6 +385,7 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
         idempotency_key_retries=None
         if s.raw("idempotency_key_retries", None) is None
         else s.flag("idempotency_key_retries"),
+        idempotency=idempotency_mode(s, None),
     )
     s.done()
     return config
