@@ -226,6 +226,7 @@ class Gateway:
             *exporters.service_families(self.services),
             *exporters.limit_families(self.builder.limits, self.store),
             *exporters.cache_families(self.builder.caches),
+            *exporters.idempotency_families(self.builder.idempotency),
             *exporters.websocket_families(self.builder.websocket_stats),
             *exporters.process_families(self.loop, self.overload),
         ]

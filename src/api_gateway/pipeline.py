@@ -176,7 +176,7 @@ class RouteBuilder:
         self.flights = Flights()
         self.idempotency_store = open_idempotency(config, store)
         # Every route's (and endpoint's) idempotency policy, for the metrics exporter.
-        self.idempotency: list[Idempotency] = []
+        self.idempotency: list[tuple[str, Idempotency]] = []
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
@@ -204,7 +204,7 @@ class RouteBuilder:
         key_retries = route.idempotency_key_retries
         if endpoint is not None and endpoint.idempotency_key_retries is not None:
             key_retries = endpoint.idempotency_key_retries
-        idempotency = self._idempotency(route, endpoint, timeout_ms)
+        idempotency = self._idempotency(route, prefix, endpoint, timeout_ms)
         # A valid key makes a POST retry-safe where the gateway checks keys (the service sees it).
         key_retries = key_retries or idempotency is not None
         policies: list[Policy] = [
@@ -252,7 +252,7 @@ class RouteBuilder:
         return policies, call
 
     def _idempotency(
-        self, route: RouteConfig, endpoint: EndpointConfig | None, timeout_ms: int
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None, timeout_ms: int
     ) -> Idempotency | None:
         mode = route.idempotency
         if endpoint is not None and endpoint.idempotency is not None:
@@ -269,7 +269,7 @@ class RouteBuilder:
             settings.max_body_bytes,
             route.fail_closed,
         )
-        self.idempotency.append(policy)
+        self.idempotency.append((prefix, policy))
         return policy
 
     def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:

@@ -63,6 +63,16 @@ NOT_KEPT_HEADERS: Final = frozenset(
 # Time the first request has, past its upstream deadline, to collect and keep its answer.
 LOCK_MARGIN_MS: Final = 5000
 RETRY_AFTER_S: Final = 1
+# The counters the metrics exporter reads, by attribute name.
+OUTCOMES: Final[tuple[str, ...]] = (
+    "stored",
+    "replayed",
+    "conflicts",
+    "mismatches",
+    "released",
+    "unchecked",
+    "unavailable",
+)
 WARN_EVERY_S: Final = 10.0
 
 
