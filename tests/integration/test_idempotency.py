@@ -3,6 +3,7 @@ shared by two gateway processes."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -238,6 +239,10 @@ def test_a_replay_storm_is_served_from_the_store(gateway: GatewayProcess, servic
     assert {a.status for a in answers} == {200}
     assert all(a.header("idempotency-replayed") == "true" for a in answers)
     assert len(services["order"].requests) == 1
+    metrics = gateway.get("/metrics").body.decode()
+    replayed = 'gateway_idempotency_requests_total{route="/api/v1/orders",outcome="replayed"}'
+    counted = [line for line in metrics.splitlines() if line.startswith(replayed)]
+    assert counted and float(counted[0].split()[-1]) >= 200
 
 
 # -- real Redis, two gateway processes ----------------------------------------------------------
@@ -313,3 +318,21 @@ def test_redis_stopped_fail_closed_is_503_else_forwarded_unchecked(
         time.sleep(0.2)
     replay = post(gateway.port, "/api/v1/payments/process", fresh)
     assert replay.header("idempotency-replayed") == "true"
+
+
+def test_redis_frozen_fail_closed_is_503_else_forwarded_then_checked_again(
+    shared: tuple[GatewayProcess, GatewayProcess], services: Fleet, redis_server: RedisServer
+) -> None:
+    gateway = shared[1]
+    redis_server.signal(signal.SIGSTOP)
+    try:
+        assert post(gateway.port, "/api/v1/payments/process", new_key()).status == 503
+        assert post(gateway.port, ORDERS, new_key()).status == 200
+        assert services["payment"].requests == []
+    finally:
+        redis_server.signal(signal.SIGCONT)
+    key = new_key()
+    deadline = time.monotonic() + 5
+    while post(gateway.port, ORDERS, key).header("idempotency-replayed") != "true":
+        assert time.monotonic() < deadline, "keys not checked again after Redis thawed"
+        time.sleep(0.2)
