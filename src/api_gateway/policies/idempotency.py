@@ -172,17 +172,28 @@ class Idempotency:
     ) -> Response:
         """Forward in a task that outlives this client's wait; its answer is kept either way."""
         request.deadline_ms = self.deadline_ms
-        task = asyncio.get_running_loop().create_task(
-            self._forward(request, call_next, record, pending)
-        )
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._forward(request, call_next, record, pending))
         self.running.add(task)
         task.add_done_callback(self._settled)
+        # One future woken by the task or the deadline, whichever comes first (cheaper than
+        # asyncio.wait, which builds sets and a future of its own for every call).
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(self.wait_s, wake)
         try:
-            done, _ = await asyncio.wait((task,), timeout=self.wait_s)
+            await waiter
         except asyncio.CancelledError:
             self.abandoned.add(task)  # the client went away: the request still completes
             raise
-        if task in done:
+        finally:
+            timer.cancel()
+        if task.done():
             return task.result()
         self.abandoned.add(task)
         raise UpstreamTimeout(
