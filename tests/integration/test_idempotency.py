@@ -116,6 +116,17 @@ def test_the_same_key_for_another_body_or_path_is_422(
     assert len(services["order"].requests) == 1
 
 
+def test_the_path_is_compared_canonical_and_the_query_counts(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    key = new_key()
+    assert post(gateway.port, ORDERS, key).status == 200
+    same = post(gateway.port, "/api/v1/orders//x/../checkout", key)
+    assert same.header("idempotency-replayed") == "true"
+    assert post(gateway.port, ORDERS + "?coupon=1", key).status == 422
+    assert len(services["order"].requests) == 1
+
+
 def test_keys_are_per_user(gateway: GatewayProcess, services: Fleet) -> None:
     key = new_key()
     assert post(gateway.port, ORDERS, key).status == 200

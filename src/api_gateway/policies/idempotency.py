@@ -125,7 +125,9 @@ class Idempotency:
                 chunks.append(chunk)
             body = b"".join(chunks)
             request.body, request.content_length = body, len(body)
-        print_ = core.fingerprint(request.method, request.target, body)
+        # The canonical path: spellings the service reads as one path are one request.
+        target = request.path.encode("ascii") + b"?" + request.query
+        print_ = core.fingerprint(request.method, target, body)
         claims = request.claims
         if claims is None:
             record = core.record_key("public", "ip:" + request.client_ip, key)
