@@ -32,18 +32,33 @@ IN_FLIGHT: Final = 2  # the same request is still in flight: 409, try again shor
 MISMATCH: Final = 3  # the key was used for another request (method, path or body): 422
 ANSWER_NOT_KEPT: Final = 4  # the same request was answered, too large to keep: 409
 UNREADABLE: Final = 5  # a value no gateway wrote: treated as the store failing
-_KEY_BYTES: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_KEY_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _STATUS: Final = struct.Struct(">HH")  # status, header count
 _NAME: Final = struct.Struct(">H")
 _VALUE: Final = struct.Struct(">I")
 _PREFIX_SIZE: Final = 1 + FINGERPRINT_SIZE
+# Fields of an answer that belong to one response, not to the kept one.
+NOT_KEPT_HEADERS: Final = frozenset(
+    {
+        b"date",
+        b"age",
+        b"x-request-id",
+        b"x-response-time",
+        b"x-cache",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"idempotency-replayed",
+    }
+)
 
 
 def valid_key(value: bytes) -> bool:
     """1 to 128 of ``[A-Za-z0-9_-]``, the syntax the platform's clients already use."""
     if not 0 < len(value) <= MAX_KEY_LENGTH:
         return False
-    return all(byte in _KEY_BYTES for byte in value)
+    return not value.translate(None, _KEY_BYTES)  # what is left once the allowed are deleted
 
 
 def fingerprint(method: str, target: bytes, body: bytes) -> bytes:
@@ -142,3 +157,14 @@ def kept_status(value: bytes) -> int:
         return 0
     status: int = _STATUS.unpack_from(value, _PREFIX_SIZE)[0]
     return status
+
+
+def kept_headers(headers: Headers) -> Headers:
+    """An answer's fields as kept: without those of one response (date, request id, limits)."""
+    return [
+        (name, value)
+        for name, value in headers
+        if name not in NOT_KEPT_HEADERS
+        and not name.startswith(b"ratelimit-")
+        and not name.startswith(b"x-ratelimit-")
+    ]
