@@ -139,18 +139,19 @@ def _checked(reply: Reply) -> Reply:
 
 
 def open_idempotency(config: GatewayConfig, store: Store) -> IdempotencyStore:
-    """In Redis next to the other shared state when it is configured, else in this process."""
-    settings = config.idempotency
-    if config.redis_url is None:
-        return MemoryIdempotencyStore(
-            settings.max_entries, settings.max_bytes, lambda: time.monotonic() * 1000
-        )
+    """Wherever the rate limits share their state over the Redis protocol (Redis, or another
+    store speaking it to several workers); else this process's memory."""
     from api_gateway.resp.client import RedisClient
     from api_gateway.resp.cluster import ClusterClient
     from api_gateway.stores.fallback import FallbackStore
 
-    # No in-memory stand-in: the records speak to Redis itself, through the client the
-    # rate-limit store is (one connection); while Redis is away the route's fail_closed decides.
-    shared = store.primary if isinstance(store, FallbackStore) else store
+    if not isinstance(store, FallbackStore):
+        settings = config.idempotency
+        return MemoryIdempotencyStore(
+            settings.max_entries, settings.max_bytes, lambda: time.monotonic() * 1000
+        )
+    # No in-memory stand-in: the records speak to the store itself, through the client the
+    # rate-limit store is (one connection); while it is away the route's fail_closed decides.
+    shared = store.primary
     assert isinstance(shared, RedisClient | ClusterClient)
     return RedisIdempotencyStore(shared)
