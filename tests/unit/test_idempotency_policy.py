@@ -243,3 +243,31 @@ def test_store_down_fails_closed_or_forwards_unchecked() -> None:
     run(idem, post(), service)
     run(idem, post(), service)
     assert service.calls == 2 and idem.unchecked == 2
+
+
+class SlowStore(MemoryIdempotencyStore):
+    """The in-memory store, each claim answered a moment later (as over a network)."""
+
+    async def claim(self, key: str, pending: bytes, ttl_ms: int) -> bytes | None:
+        found = await super().claim(key, pending, ttl_ms)
+        await asyncio.sleep(0.05)
+        return found
+
+
+def test_a_client_gone_during_the_claim_leaves_the_key_free() -> None:
+    async def story() -> None:
+        store = SlowStore(100, 1 << 20, lambda: 0.0)
+        idem, service = policy(store=store), Service()
+        waiting = asyncio.ensure_future(idem(post(), service))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        for _ in range(50):  # bounded: the release runs in the background
+            if not idem.running:
+                break
+            await asyncio.sleep(0.01)
+        assert service.calls == 0 and not store.entries
+        assert (await idem(post(), service)).status == 201
+
+    asyncio.run(story())

@@ -130,6 +130,11 @@ class Idempotency:
                 raise StoreUnavailable(f"idempotency record {record} does not decode")
         except StoreUnavailable as exc:
             return await self._unchecked(request, call_next, exc)
+        except asyncio.CancelledError:
+            # The client went away while the claim was on its way: it may have taken the key,
+            # which nothing would then forward nor release before lock_ms.
+            self._release_later(record, pending)
+            raise
         if verdict == core.CLAIMED:
             return await self._first(request, call_next, record, pending)
         assert found is not None
@@ -228,6 +233,11 @@ class Idempotency:
         except StoreUnavailable as exc:
             self._warn("cannot keep an answer (its key stays claimed until lock_ms)", exc)
         return response
+
+    def _release_later(self, record: str, pending: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._release(record, pending))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
 
     async def _release(self, record: str, pending: bytes) -> None:
         self.released += 1
