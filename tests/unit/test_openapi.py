@@ -71,6 +71,18 @@ def test_the_purchase_endpoint_shows_its_own_limit_and_timeout(document: dict[st
     assert "ticket_purchase" not in str(purchase["get"]["x-gateway"])
 
 
+def test_keyed_operations_show_the_idempotency_key_and_its_answers(
+    document: dict[str, Any],
+) -> None:
+    purchase = document["paths"]["/api/v1/tickets/purchase"]["post"]
+    (key,) = [p for p in purchase["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header" and key["required"] is False
+    assert {"409", "422"} <= set(purchase["responses"])
+    assert purchase["x-gateway"]["idempotency"] == "optional"
+    reads = document["paths"]["/api/v1/tickets/purchase"]["get"]
+    assert "409" not in reads["responses"] and "idempotency" not in reads["x-gateway"]
+
+
 def test_declared_query_rules_become_parameters(document: dict[str, Any]) -> None:
     parameters = document["paths"]["/api/v1/search/{path}"]["get"]["parameters"]
     by_name = {p["name"]: p for p in parameters}
