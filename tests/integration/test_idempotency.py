@@ -22,13 +22,13 @@ ORDERS = "/api/v1/orders/checkout"
 PURCHASE = "/api/v1/tickets/purchase"
 REQUIRED = "/api/v1/compliance/filings"
 DUPLICATES = 12
-SLOW_S = 1.5
+SLOW_S = 2.0
 TOKEN = mint(sub="buyer-1", tenant_id="tenant-1")
-# /orders answers within 500 ms or the client gets a 504; the first request may go on for 3 s.
+# /orders answers within 1 s or the client gets a 504; the first request may go on for 3 s.
 CONFIG: dict[str, Any] = {
     "idempotency": {"lock_ms": 8000},
     "routes": {
-        "/orders": {"timeout_ms": 500},
+        "/orders": {"timeout_ms": 1000},
         "/compliance": {"idempotency": "required"},
         "/payments": {"fail_closed": True},
     },
