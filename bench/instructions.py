@@ -67,6 +67,16 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--algorithm", default="HS256", choices=sorted(PRIVATE_KEYS))
     parser.add_argument("--misses", action="store_true", help="a new token for every request")
+    parser.add_argument(
+        "--post",
+        metavar="JSON",
+        help="POST this JSON body instead of a GET (the purchase limit is raised out of the way)",
+    )
+    parser.add_argument(
+        "--idempotency-key",
+        choices=("new", "same"),
+        help="with --post: a new Idempotency-Key per request, or the same one (replays)",
+    )
     return parser.parse_args()
 
 
@@ -96,22 +106,52 @@ def public_pem(algorithm: str) -> str:
     return pem.decode()
 
 
-async def drive(port: int, path: str, tokens: list[str], extra: list[str]) -> None:
+def keyed(args: argparse.Namespace, count: int, first: int) -> list[str]:
+    """The extra header lines of each request: an Idempotency-Key when asked for."""
+    if args.idempotency_key is None:
+        return [""] * count
+    if args.idempotency_key == "same":
+        return ["Idempotency-Key: bench-key\r\n"] * count
+    return [f"Idempotency-Key: bench-{first + n}\r\n" for n in range(count)]
+
+
+async def drive(
+    port: int,
+    path: str,
+    tokens: list[str],
+    extra: list[str],
+    body: str | None = None,
+    keys: list[str] | None = None,
+) -> None:
     """One request per token, over CONCURRENCY keep-alive connections."""
+    method = "GET" if body is None else "POST"
+    framing = (
+        "" if body is None else f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    )
     template = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Authorization: Bearer {token}\r\nAccept: */*\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Authorization: Bearer {token}\r\nAccept: */*\r\n{key}"
+        + framing
         + "".join(f"{header}\r\n" for header in extra)
         + "\r\n"
+        + (body or "")
     )
-    requests = iter([template.replace("{token}", token).encode() for token in tokens])
+    lines = keys if keys and keys[0] else [""] * len(tokens)
+    keys = lines if keys and keys[0] else None
+    requests = iter(
+        [
+            template.replace("{token}", token).replace("{key}", key).encode()
+            for token, key in zip(tokens, lines, strict=True)
+        ]
+    )
 
     async def one_connection(n: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(n):
             writer.write(next(requests))
             head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
+            # With one key for all, concurrent first requests of the warm-up meet it in flight.
+            if not head.startswith(b"HTTP/1.1 200") and not (keys and b" 409 " in head[:13]):
                 raise RuntimeError(f"unexpected answer: {head[:120]!r}")
             length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
             await reader.readexactly(int(length.group(1)) if length else 0)
@@ -156,12 +196,18 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
         str(PYTHON), str(GATEWAY), "serve", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
+    if args.post is not None:
+        config = work / "post.yaml"
+        config.write_text("rate_limit: {ticket_purchase: {max: 100000000, window_ms: 60000}}\n")
+        command += ["--config", str(config)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_ready(port, process)
-        asyncio.run(drive(port, args.path, tokens(args, WARM_UP, 0), args.header))
+        warm = tokens(args, WARM_UP, 0)
+        asyncio.run(drive(port, args.path, warm, args.header, args.post, keyed(args, WARM_UP, 0)))
         if requests:
-            asyncio.run(drive(port, args.path, tokens(args, requests, WARM_UP), args.header))
+            more, keys = tokens(args, requests, WARM_UP), keyed(args, requests, WARM_UP)
+            asyncio.run(drive(port, args.path, more, args.header, args.post, keys))
     finally:
         process.terminate()
         process.wait(60)
@@ -191,6 +237,10 @@ def main() -> int:
     per_request = (loaded - base) / args.requests
     extra = "".join(f", {header}" for header in args.header)
     extra += f", {args.algorithm}" + (", a new token per request" if args.misses else "")
+    if args.post is not None:
+        extra += ", POST" + (
+            f", {args.idempotency_key} Idempotency-Key" if args.idempotency_key else ""
+        )
     print(
         f"{per_request:,.0f} instructions per request "
         f"({args.path}, LOG_LEVEL={args.log_level}{extra})"

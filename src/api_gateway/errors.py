@@ -229,3 +229,29 @@ class InvalidWebhookSignature(BadRequest):
     """A Stripe webhook without a valid ``Stripe-Signature`` (policies/webhooks.py)."""
 
     slug, title = "invalid-webhook-signature", "Invalid webhook signature"
+
+
+# Idempotency keys (policies/idempotency.py): a bad or missing key is a 400, a repeat while the
+# first request is in flight (or whose answer was too large to keep) a 409, the key reused for
+# another request a 422.
+class InvalidIdempotencyKey(BadRequest):
+    slug, title = "invalid-idempotency-key", "Invalid Idempotency-Key"
+
+
+class IdempotencyKeyRequired(BadRequest):
+    slug, title = "idempotency-key-required", "Idempotency-Key required"
+
+
+class IdempotencyConflict(GatewayError):
+    status, slug, title = 409, "idempotency-conflict", "Request with this key in progress"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, [(b"retry-after", str(max(retry_after_s, 1)).encode())])
+
+
+class IdempotencyAnswerNotKept(GatewayError):
+    status, slug, title = 409, "idempotency-answer-not-kept", "Answer to this key not kept"
+
+
+class IdempotencyKeyReused(GatewayError):
+    status, slug, title = 422, "idempotency-key-reused", "Idempotency-Key reused"

@@ -237,6 +237,7 @@ class Gateway:
             *exporters.service_families(self.services),
             *exporters.limit_families(self.builder.limits, self.store),
             *exporters.cache_families(self.builder.caches),
+            *exporters.idempotency_families(self.builder.idempotency),
             *exporters.websocket_families(self.builder.websocket_stats),
             *exporters.webhook_families(
                 None if self.builder.webhooks is None else self.builder.webhooks.counts

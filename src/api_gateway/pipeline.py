@@ -5,10 +5,12 @@
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
            RequestBounds → RateLimit(global, per client IP) → QueryValidation
            → Authenticate → ApiKeyLimit (routes that accept API keys)
+           → Idempotency (where keys are checked: before the body's validation, so a bad key is
+             reported as such, and before the limits, so a replay or a 409 counts against none)
            → PathParams (endpoints with parameter schemas) → JsonBody
            → RateLimit(user) → RateLimit(endpoint) → StripeWebhook (Stripe's endpoints)
-           → VenueDomain
-           → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
+           → VenueDomain → VenueIsolation → HeaderTrust
+           → WebSocketGate (a handshake: straight to the call)
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
 
@@ -53,6 +55,7 @@ from api_gateway.policies.context import RequestContext
 from api_gateway.policies.cors import Cors
 from api_gateway.policies.domains import VenueDomain
 from api_gateway.policies.headers import HeaderTrust
+from api_gateway.policies.idempotency import Idempotency
 from api_gateway.policies.optional_auth import OptionalAuthenticate
 from api_gateway.policies.params import PathParams
 from api_gateway.policies.ratelimit import (
@@ -67,6 +70,7 @@ from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.policies.websocket import WebSocketGate, WebSocketStats
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
+from api_gateway.stores.idempotency import open_idempotency
 from api_gateway.tokens import TokenVerifier
 from api_gateway.types import Handler, Policy, Pool, Request, Response
 from api_gateway.upstream.call import AttemptHook, UpstreamCall
@@ -203,6 +207,9 @@ class RouteBuilder:
         self.cookie_origins = CookieOrigins(AllowedOrigins(config.cors_origins))
         # Verified Stripe webhooks: None while no secret is set (a warning says so).
         self.webhooks = open_stripe_webhooks(config, store, clock_ms)
+        self.idempotency_store = open_idempotency(config, store)
+        # Every route's (and endpoint's) idempotency policy, for the metrics exporter.
+        self.idempotency: list[tuple[str, Idempotency]] = []
 
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
@@ -242,6 +249,9 @@ class RouteBuilder:
         key_retries = route.idempotency_key_retries
         if endpoint is not None and endpoint.idempotency_key_retries is not None:
             key_retries = endpoint.idempotency_key_retries
+        idempotency = self._idempotency(route, prefix, endpoint, timeout_ms)
+        # A valid key makes a POST retry-safe where the gateway checks keys (the service sees it).
+        key_retries = key_retries or idempotency is not None
         policies: list[Policy] = [
             RequestBounds(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
@@ -256,6 +266,8 @@ class RouteBuilder:
         policies.append(self._authenticate(route, prefix))
         if self.key_limit is not None and "api_key" in route.auth:
             policies.append(self.key_limit)
+        if idempotency is not None:
+            policies.append(idempotency)
         if endpoint is not None and checks is not None and checks.params:
             template = PathTemplate(endpoint.path)
             rules = [(name, template.names[name], schema) for name, schema in checks.params]
@@ -297,6 +309,27 @@ class RouteBuilder:
         if route.cache is not None and route.cache.enabled:
             policies.append(self._response_cache(route, prefix))
         return policies, call
+
+    def _idempotency(
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None, timeout_ms: int
+    ) -> Idempotency | None:
+        mode = route.idempotency
+        if endpoint is not None and endpoint.idempotency is not None:
+            mode = endpoint.idempotency
+        if mode == "off":
+            return None
+        settings = self.config.idempotency
+        policy = Idempotency(
+            self.idempotency_store,
+            mode == "required",
+            timeout_ms,
+            settings.lock_ms,
+            settings.ttl_ms,
+            settings.max_body_bytes,
+            route.fail_closed,
+        )
+        self.idempotency.append((prefix, policy))
+        return policy
 
     def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:
         keys = self.api_keys if "api_key" in route.auth else None

@@ -36,6 +36,7 @@ class Request:
         "claims",
         "client_ip",
         "content_length",
+        "deadline_ms",
         "headers",
         "http_version",
         "keep_alive",
@@ -103,6 +104,9 @@ class Request:
         self.upstream = ""
         self.attempts = 0
         self.cache = ""
+        # The upstream call's deadline for this request in place of the route's (0: the
+        # route's): an idempotent request keeps working after its client got a 504.
+        self.deadline_ms = 0
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

@@ -39,13 +39,14 @@ def act_as_venue_service(venue: RecordingUpstream) -> None:
     venue.respond(Reply(status=404, body=b'{"error": "not found"}'))
     for host, (venue_id, tenant_id) in DOMAINS.items():
         # As venue-service's branding route answers: the venue's row and its branding.
-        document = {
+        branded = {
             "venue": {"id": venue_id, "tenant_id": tenant_id, "name": "A venue"},
             "branding": {"primary_color": "#000000"},
         }
-        venue.respond(json_reply(document), path=f"/api/v1/branding/domain/{host}")
+        venue.respond(json_reply(branded), path=f"/api/v1/branding/domain/{host}")
     for venue_id, tenant_id in VENUES.items():
-        document = {"id": venue_id, "tenantId": tenant_id, "name": f"{venue_id} hall"}
+        # A venue's row: its tenant as venue-service names the column.
+        document = {"id": venue_id, "tenant_id": tenant_id, "name": f"{venue_id} hall"}
         venue.respond(json_reply(document), path=f"/api/v1/venues/{venue_id}")
 
 

@@ -55,6 +55,7 @@ SEED_ROUTES = {
     "/files": "file",
     "/monitoring": "monitoring",
     "/integrations": "integration",
+    "/orders": "order",
     "/event": "event",
     "/ticket": "ticket",
     "/venue": "venue",
@@ -116,7 +117,7 @@ def test_seed_service_timeouts(seed: GatewayConfig) -> None:
 
 
 def test_seed_route_prefixes_and_services(seed: GatewayConfig) -> None:
-    assert len(seed.routes) == 18
+    assert len(seed.routes) == 19
     assert {r.prefix: r.service for r in seed.routes} == SEED_ROUTES
 
 
@@ -141,11 +142,17 @@ def test_seed_route_details(seed: GatewayConfig) -> None:
     assert route(seed, "/tickets").methods is None
     assert route(seed, "/files").max_body_bytes == 4294967296
     assert route(seed, "/tickets").max_body_bytes == 1048576
-    purchase = route(seed, "/tickets").endpoints[0]
+    endpoints = {e.path: e for e in route(seed, "/tickets").endpoints}
+    purchase, transfer = endpoints["/purchase"], endpoints["/transfer"]
     assert purchase.path == "/purchase"
     assert purchase.methods == frozenset({"POST"})
     assert purchase.timeout_ms == 30000
     assert purchase.rate_limit == "ticket_purchase"
+    assert purchase.idempotency == transfer.idempotency == "optional"
+    assert transfer.path == "/transfer"
+    assert route(seed, "/tickets").idempotency == "off"
+    assert route(seed, "/payments").idempotency == "optional"
+    assert route(seed, "/orders").idempotency == "optional"
 
 
 def test_seed_jwt(seed: GatewayConfig) -> None:
@@ -404,7 +411,7 @@ def test_yaml_adds_a_service_and_route(tmp_path: Path) -> None:
     assert config.services["reports"].timeout_ms == 2500
     reports = route(config, "/reports")
     assert reports.methods == frozenset({"GET", "POST"})
-    assert len(config.routes) == 19
+    assert len(config.routes) == 20
 
 
 def test_yaml_lists_replace_defaults(tmp_path: Path) -> None:

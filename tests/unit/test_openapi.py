@@ -73,7 +73,7 @@ def test_the_purchase_endpoint_shows_its_own_limit_and_timeout(document: dict[st
 
 def test_endpoint_schemas_show_their_parameters_and_bodies(document: dict[str, Any]) -> None:
     refund = document["paths"]["/api/v1/payments/{id}/refund"]
-    (parameter,) = refund["post"]["parameters"]
+    (parameter,) = [p for p in refund["post"]["parameters"] if p["in"] == "path"]
     assert parameter == {
         "name": "id",
         "in": "path",
@@ -86,6 +86,18 @@ def test_endpoint_schemas_show_their_parameters_and_bodies(document: dict[str, A
     assert body["additionalProperties"] is False
     verify = document["paths"]["/api/v1/auth/verify-email"]["get"]["parameters"]
     assert {"name": "token", "in": "query", "required": True}.items() <= verify[0].items()
+
+
+def test_keyed_operations_show_the_idempotency_key_and_its_answers(
+    document: dict[str, Any],
+) -> None:
+    purchase = document["paths"]["/api/v1/tickets/purchase"]["post"]
+    (key,) = [p for p in purchase["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header" and key["required"] is False
+    assert {"409", "422"} <= set(purchase["responses"])
+    assert purchase["x-gateway"]["idempotency"] == "optional"
+    reads = document["paths"]["/api/v1/tickets/purchase"]["get"]
+    assert "409" not in reads["responses"] and "idempotency" not in reads["x-gateway"]
 
 
 def test_declared_query_rules_become_parameters(document: dict[str, Any]) -> None:

@@ -85,15 +85,16 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 /venues: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /events: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /tickets: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > Idempotency > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /tickets POST /types: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/tickets POST /transfer: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /transfer: RequestBounds > RateLimit(global) > Authenticate > Idempotency > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /tickets POST /validate-qr: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments POST /process: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments POST /: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments POST /calculate-fees: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/payments POST /{id}/refund: RequestBounds > RateLimit(global) > Authenticate > PathParams > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /process: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /: RequestBounds > RateLimit(global) > Authenticate > Idempotency > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /calculate-fees: RequestBounds > RateLimit(global) > Authenticate > Idempotency > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /{id}/refund: RequestBounds > RateLimit(global) > Authenticate > Idempotency > PathParams > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/orders: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /webhooks: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /marketplace: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /marketplace POST /listings: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
@@ -107,9 +108,9 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 /integrations: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /event: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /ticket: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > Idempotency > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /ticket POST /types: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/ticket POST /transfer: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /transfer: RequestBounds > RateLimit(global) > Authenticate > Idempotency > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /ticket POST /validate-qr: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /venue: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 """  # noqa: E501 (one chain per line reads best)
@@ -121,7 +122,7 @@ def test_every_routes_chain_is_in_the_pinned_order() -> None:
 
 # With STRIPE_WEBHOOK_SECRET set: only Stripe's two endpoints change, each a chain of its own.
 EXPECTED_WEBHOOK_ENDPOINTS = """
-/payments POST /webhooks/stripe: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > StripeWebhook > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /webhooks/stripe: RequestBounds > RateLimit(global) > Authenticate > Idempotency > RateLimit(user) > StripeWebhook > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /webhooks POST /stripe: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > StripeWebhook > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 """  # noqa: E501 (one chain per line reads best)
 

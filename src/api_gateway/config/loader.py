@@ -26,6 +26,7 @@ from api_gateway.config.auth import (
 from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.cors import cors_origin
 from api_gateway.config.endpoint_validation import build_endpoint_validation
+from api_gateway.config.idempotency import build_idempotency, idempotency_mode
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import HEADER_NAME, build_security_headers
@@ -247,6 +248,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
             root.section("webhooks") if "webhooks" in root.data else None,
             [route.prefix for route in routes],
         ),
+        idempotency=build_idempotency(root.section("idempotency")),
     )
     root.done()
     return config
@@ -372,6 +374,7 @@ def build_routes(
                 stream_idle_timeout_ms=None
                 if entry.raw("stream_idle_timeout_ms", None) is None
                 else entry.integer("stream_idle_timeout_ms", 100),
+                idempotency=idempotency_mode(entry, "off") or "off",
             )
         )
         entry.done()
@@ -400,6 +403,7 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
         validation=None
         if s.raw("validation", None) is None
         else build_endpoint_validation(s.section("validation"), path),
+        idempotency=idempotency_mode(s, None),
     )
     s.done()
     return config

@@ -115,6 +115,19 @@ class StripeWebhooksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyConfig:
+    """The top-level ``idempotency`` section (built by config/idempotency.py)."""
+
+    ttl_ms: int = 86_400_000  # how long a final answer is kept for repeats (the issue's ``ttl``)
+    # How long a claim lives while its request is in flight: the request may keep working
+    # upstream this long after its client got a 504 (at least the route's deadline is used).
+    lock_ms: int = 60_000
+    max_body_bytes: int = 1_048_576  # a larger answer is given but not kept
+    max_entries: int = 10_000  # the in-memory store's bounds (no REDIS_URL)
+    max_bytes: int = 67_108_864
+
+
+@dataclass(frozen=True, slots=True)
 class LimitConfig:
     max: int
     window_ms: int
@@ -233,6 +246,7 @@ class EndpointConfig:
     idempotency_key_retries: bool | None = None
     # Body, path-parameter and query schemas (config/endpoint_validation.py).
     validation: EndpointValidation | None = None
+    idempotency: str | None = None  # required, optional, off; None: the route's
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +274,8 @@ class RouteConfig:
     # no longer applies). None: event streams get STREAM_IDLE_DEFAULT_MS, other responses the
     # request deadline.
     stream_idle_timeout_ms: int | None = None
+    # Idempotency-Key handling of POST and PATCH: "required", "optional" or "off".
+    idempotency: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,5 +309,6 @@ class GatewayConfig:
     admin_allow: tuple[Network, ...] = LOOPBACK
     api_keys: ApiKeysConfig = ApiKeysConfig()
     stripe_webhooks: StripeWebhooksConfig = StripeWebhooksConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
 
     API_PREFIX = "/api/v1"

@@ -85,7 +85,13 @@ ERRORS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "404": ("NotFound", "No route for this path.", ()),
     "405": ("MethodNotAllowed", "The route does not accept this method.", ("Allow",)),
     "413": ("PayloadTooLarge", "The body exceeds the route's limit.", ()),
+    "409": (
+        "Conflict",
+        "A request with this Idempotency-Key is still in flight, or its answer was not kept.",
+        ("Retry-After",),
+    ),
     "415": ("UnsupportedMediaType", "The route takes JSON bodies only.", ()),
+    "422": ("UnprocessableContent", "The Idempotency-Key was used for another request.", ()),
     "429": ("TooManyRequests", "A rate limit refused the request.", ("Retry-After",)),
     "502": ("BadGateway", "The service refused, reset or answered garbage.", ()),
     "503": (

@@ -117,6 +117,9 @@ class RoutePaths:
         checks = endpoint.validation if endpoint is not None else None
         if checks is not None:
             parameters += [query_parameter(rule) for rule in checks.query]
+        keys = self.idempotency(method, endpoint)
+        if keys != "off":
+            parameters.append(idempotency_key_parameter(keys == "required"))
         operation: Json = {
             "operationId": operation_id(method, self.prefix + sub),
             "tags": [route.service],
@@ -160,8 +163,18 @@ class RoutePaths:
             statuses.append("413")
             if self.route.validation is not None and self.route.validation.json_body:
                 statuses.append("415")
+        if self.idempotency(method, endpoint) != "off":
+            statuses += ["409", "422"]
         forwarded = ref("responses", "ForwardedCacheable" if cached else "Forwarded")
         return {"default": forwarded, **error_refs(sorted(statuses))}
+
+    def idempotency(self, method: str, endpoint: EndpointConfig | None) -> str:
+        """Whether the gateway checks Idempotency-Key here: required, optional or off."""
+        if method not in ("POST", "PATCH"):
+            return "off"
+        if endpoint is not None and endpoint.idempotency is not None:
+            return endpoint.idempotency
+        return self.route.idempotency
 
     def caches(self) -> bool:
         return self.route.cache is not None and self.route.cache.enabled
@@ -179,6 +192,8 @@ class RoutePaths:
             "max_body_bytes": route.max_body_bytes,
             "rate_limits": [self.limit(name) for name in limits],
         }
+        if self.idempotency(method, endpoint) != "off":
+            facts["idempotency"] = self.idempotency(method, endpoint)
         if self.caches() and method in ("GET", "HEAD"):
             assert route.cache is not None
             facts["cache"] = {"per_user": route.cache.per_user, "ttl_ms": route.cache.ttl_ms}
@@ -190,6 +205,18 @@ class RoutePaths:
         if limit.block_ms:
             described["block_ms"] = limit.block_ms
         return described
+
+
+def idempotency_key_parameter(required: bool) -> Json:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": required,
+        "description": "Makes a repeat safe: the first answer is kept and replayed "
+        "(`Idempotency-Replayed: true`); 409 while the first is in flight, 422 for another "
+        "request with the same key.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+    }
 
 
 def query_parameter(rule: FieldRule) -> Json:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from api_gateway.observability.exposition import COUNTER, GAUGE, HISTOGRAM, Family, Labels
 from api_gateway.overload import OverloadMonitor, requests_in_flight
 from api_gateway.policies.cache import ResponseCache
+from api_gateway.policies.idempotency import OUTCOMES, Idempotency
 from api_gateway.policies.ratelimit import RateLimit
 from api_gateway.policies.webhooks import WebhookCounts
 from api_gateway.policies.websocket import WebSocketStats
@@ -103,6 +104,19 @@ def cache_families(caches: Iterable[ResponseCache]) -> list[Family]:
         ("gateway_cache_requests_total", COUNTER,
          "GET and HEAD requests on caching routes by route and result (hit, miss).", requests),
         ("gateway_cache_stores_total", COUNTER, "Responses stored in the cache by route.", stores),
+    ]  # fmt: skip
+
+
+def idempotency_families(policies: Iterable[tuple[str, Idempotency]]) -> list[Family]:
+    outcomes: dict[Labels, float] = {}
+    for prefix, policy in policies:
+        for outcome in OUTCOMES:
+            _add(outcomes, (("route", prefix), ("outcome", outcome)), getattr(policy, outcome))
+    return [
+        ("gateway_idempotency_requests_total", COUNTER,
+         "Keyed requests by route and outcome: stored (first answer kept), replayed, conflicts"
+         " (409 in flight), mismatches (422), released (not kept: a retry is forwarded),"
+         " unchecked (store down, forwarded), unavailable (store down, 503).", outcomes),
     ]  # fmt: skip
 
 

@@ -54,7 +54,7 @@ class RedisClient:
         self,
         script: Script,
         keys: Sequence[str],
-        args: Sequence[str | int] = (),
+        args: Sequence[str | bytes | int] = (),
         asking: bool = False,
     ) -> Reply:
         tail = (len(keys), *keys, *args)

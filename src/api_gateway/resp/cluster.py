@@ -83,7 +83,7 @@ class ClusterClient:
         return await self.routed(slot, lambda node, asking: node.request(command, asking))
 
     async def evaluate(
-        self, script: Script, keys: Sequence[str], args: Sequence[str | int] = ()
+        self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int] = ()
     ) -> Reply:
         slots = {key_slot(key) for key in keys}
         if len(slots) > 1:

@@ -70,7 +70,8 @@ class UpstreamCall:
         now = clock()
         if service.breaker.state is not State.CLOSED and not service.admit(now):
             raise self._circuit_open(now)
-        expires = now + self.timeout_ms
+        timeout_ms = request.deadline_ms or self.timeout_ms
+        expires = now + timeout_ms
         endpoint = service.balancer.pick(request, now, ())
         if service.balancer.panicking is not service.panicking:
             service.note_panic(service.balancer.panicking)
@@ -79,7 +80,7 @@ class UpstreamCall:
         budget.active_requests += 1
         sent = now
         try:
-            outcome = await self._attempt(request, endpoint, self.timeout_ms)
+            outcome = await self._attempt(request, endpoint, timeout_ms)
             now = clock()
             answer = self._answer(outcome, endpoint, sent, now)
             if answer is not None:
