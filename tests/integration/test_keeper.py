@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from support.bodies import PURCHASE_BODY
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
+from support.upstream import Reply
 
 WORKERS = 2
 GLOBAL_LIMIT = 10
@@ -112,3 +114,31 @@ def test_breakers_count_every_worker_s_failures_and_open_together(
 
     assert refused.count(502) >= 9, refused  # the tenth may already meet an open circuit
     assert after == [503] * 8, after
+
+
+def test_idempotency_keys_are_shared_by_the_workers(service_fleet: Fleet, tmp_path: Path) -> None:
+    """Duplicates of one keyed POST over fresh connections (spread over both workers): the
+    service is asked once; a later repeat is the kept answer."""
+    orders = service_fleet["order"]
+    orders.reset()
+    orders.respond(Reply(status=201, body=b'{"order": 1}', delay_s=0.5))
+    token = mint(sub="keeper-idempotent")
+    headers = [("Content-Type", "application/json"), ("Idempotency-Key", "keeper-order-1")]
+
+    def order() -> int:
+        return gateway.request(
+            "POST", "/api/v1/orders", headers=headers, body=b'{"seats": 2}', token=token
+        ).status
+
+    with running_gateway(
+        tmp_path, service_fleet.urls(), extra_args=["--workers", str(WORKERS)]
+    ) as gateway:
+        with ThreadPoolExecutor(8) as pool:
+            concurrent = list(pool.map(lambda _: order(), range(8)))
+        later = gateway.request(
+            "POST", "/api/v1/orders", headers=headers, body=b'{"seats": 2}', token=token
+        )
+
+    assert len(orders.requests) == 1
+    assert sorted(set(concurrent)) <= [201, 409] and concurrent.count(201) >= 1, concurrent
+    assert later.status == 201 and later.header("idempotency-replayed") == "true"
