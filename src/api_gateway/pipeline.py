@@ -3,9 +3,10 @@
     RequestContext (id, client address, timing, security headers, metrics, access log, errors)
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
-           RequestBounds → RateLimit(global, per client IP) → QueryValidation
-           → Authenticate → ApiKeyLimit (routes that accept API keys) → JsonBody
-           → RateLimit(user) → RateLimit(endpoint) → VenueDomain
+           RequestBounds → RateLimit(global, per client IP; not with ``global: false``)
+           → QueryValidation → Authenticate → ApiKeyLimit (routes that accept API keys)
+           → JsonBody → RateLimit(user) → the route's ``limits`` → its endpoint's ``limits``
+           (after JsonBody: a ``body:`` key reads the parsed body) → VenueDomain
            → VenueIsolation → HeaderTrust → WebSocketGate (a handshake: straight to the call)
            → ResponseCache (routes whose ``cache`` is enabled)
            → UpstreamCall (deadline, circuit breaker, balancer, outlier detection, retries)
@@ -13,7 +14,8 @@
 VenueDomain and VenueIsolation need the token's claims, so they follow Authenticate; they follow
 the endpoint limit too, so a flood that is refused anyway costs the venue service nothing.
 
-A policy a route does not need is not in its chain at all.
+A policy a route does not need is not in its chain at all. A route's ``exempt`` paths (its
+service's ``/health`` and ``/metrics``, GET and HEAD) have its chain without any rate limit.
 
 Aggregates (``/api/v1/aggregate/...``) have the same chain up to HeaderTrust, without body or
 query validation and the response cache, and end in ``Aggregate`` instead of UpstreamCall.
@@ -31,9 +33,16 @@ from api_gateway.aggregation.templates import literal_prefix
 from api_gateway.cache import open_cache
 from api_gateway.config.aggregates import AggregateConfig
 from api_gateway.config.loader import HTTP_METHODS
-from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
+from api_gateway.config.settings import (
+    EndpointConfig,
+    GatewayConfig,
+    LimitConfig,
+    RouteConfig,
+    RouteLimitConfig,
+)
 from api_gateway.directory import VenueDirectory
 from api_gateway.hosts import PlatformHosts
+from api_gateway.limit_keys import compile_key
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys, TrustedProxies
 from api_gateway.overload import OverloadMonitor
@@ -105,21 +114,46 @@ class Endpoints:
     """A route whose endpoints (method + path) have chains of their own.
 
     Matching ignores case, a trailing slash and ``;parameters``: a service that routes
-    ``/Purchase/;x`` as ``/purchase`` must not let it slip past the purchase limit.
+    ``/Purchase/;x`` as ``/purchase`` must not let it slip past the purchase limit. Exact paths
+    are one dictionary lookup; paths with ``{param}`` segments are tried in order only when no
+    exact path matched (and only on routes that have them).
     """
 
-    def __init__(self, prefix: str, default: Handler, special: dict[tuple[str, str], Handler]):
+    def __init__(
+        self,
+        prefix: str,
+        default: Handler,
+        special: dict[tuple[str, str], Handler],
+        templates: Sequence[tuple[str, str, Handler]] = (),
+    ):
         self.prefix_length, self.default = len(prefix), default
         self.special = {
             (method, path.lower()): handler for (method, path), handler in special.items()
         }
+        self.templates = [
+            (method, path.lower().split("/"), handler) for method, path, handler in templates
+        ]
 
     def __call__(self, request: Request) -> Awaitable[Response]:
         rest = request.path[self.prefix_length :]
         if ";" in rest:
             rest = PARAMETERS.sub("", rest)
-        key = (request.method, rest.rstrip("/").lower())
-        return self.special.get(key, self.default)(request)
+        method, path = request.method, rest.rstrip("/").lower()
+        handler = self.special.get((method, path))
+        if handler is None:
+            handler = self.templated(method, path) if self.templates else self.default
+        return handler(request)
+
+    def templated(self, method: str, path: str) -> Handler:
+        segments = path.split("/")
+        for wanted, template, handler in self.templates:
+            if wanted == method and len(template) == len(segments):
+                for pattern, segment in zip(template, segments, strict=True):
+                    if pattern != segment and not pattern.startswith("{"):
+                        break
+                else:
+                    return handler
+        return self.default
 
 
 class RouteBuilder:
@@ -175,21 +209,36 @@ class RouteBuilder:
     def build(self, route: RouteConfig) -> Handler:
         prefix = GatewayConfig.API_PREFIX + route.prefix
         default = self._chain(route, prefix, None)
-        if not route.endpoints:
+        if not route.endpoints and not route.exempt:
             return default
-        special = {}
+        special: dict[tuple[str, str], Handler] = {}
+        if route.exempt:
+            # Services' probes: GET and HEAD only, so an exempt path is never a way to write.
+            probe = self._chain(route, prefix, None, exempt=True)
+            for path in route.exempt:
+                special[("GET", path)] = special[("HEAD", path)] = probe
+        templates = []
         for endpoint in route.endpoints:
             handler = self._chain(route, prefix, endpoint)
             for method in endpoint.methods:
-                special[(method, endpoint.path)] = handler
-        return Endpoints(prefix, default, special)
+                if "{" in endpoint.path:
+                    templates.append((method, endpoint.path, handler))
+                else:
+                    special[(method, endpoint.path)] = handler
+        return Endpoints(prefix, default, special, templates)
 
-    def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
-        policies, call = self.route_chain(route, prefix, endpoint)
+    def _chain(
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None, exempt: bool = False
+    ) -> Handler:
+        policies, call = self.route_chain(route, prefix, endpoint, exempt)
         return chain(policies, call)
 
     def route_chain(
-        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None
+        self,
+        route: RouteConfig,
+        prefix: str,
+        endpoint: EndpointConfig | None,
+        exempt: bool = False,
     ) -> tuple[list[Policy], UpstreamCall]:
         """The route's (or its endpoint's) policies, outermost first, and its terminal handler:
         the order, pinned by tests/unit/test_policy_order.py."""
@@ -201,7 +250,9 @@ class RouteBuilder:
         policies: list[Policy] = [
             RequestBounds(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
-        policies.append(self.global_rate_limits[route.fail_closed])
+        limited = not exempt  # a service's probe path passes no gateway limit
+        if limited and route.global_limit:
+            policies.append(self.global_rate_limits[route.fail_closed])
         validation = route.validation
         if validation is not None and validation.query:
             policies.append(QueryValidation(validation.query))
@@ -210,10 +261,10 @@ class RouteBuilder:
             policies.append(self.key_limit)
         if validation is not None and validation.json_body:
             policies.append(JsonBody(validation))
-        if self.user_rate_limits:
+        if self.user_rate_limits and limited:
             policies.append(self.user_rate_limits[route.fail_closed])
-        if endpoint is not None and endpoint.rate_limit is not None:
-            policies.append(self._rate_limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
+        if limited:
+            policies += self.route_limits(route, prefix, endpoint)
         policies += self.tenancy_policies(route)
         policies.append(HeaderTrust(self.trusted, self.port))
         call = UpstreamCall(
@@ -252,13 +303,47 @@ class RouteBuilder:
         )
 
     def _rate_limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
-        rate = Rate.of(self.config.rate_limits[name])
-        factor = self.config.overload.tighten_factor
+        return self._new_limit(name, self.config.rate_limits[name], key, fail_closed)
+
+    def _new_limit(
+        self, name: str, config: LimitConfig, key: KeyFunction, fail_closed: bool
+    ) -> RateLimit:
+        rate, factor = Rate.of(config), self.config.overload.tighten_factor
         limit = RateLimit(
             name, rate, self.store, key, self.overload, factor, fail_closed, self.addresses
         )
         self.limits.append(limit)
         return limit
+
+    def route_limits(
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None
+    ) -> list[RateLimit]:
+        """The route's own limits, then its endpoint's (they add up: an endpoint cannot undo
+        a limit of its route)."""
+        limits = [self._route_limit(c, route.fail_closed, len(prefix), ()) for c in route.limits]
+        if endpoint is not None:
+            template = endpoint.path.split("/")
+            limits += (
+                self._route_limit(c, route.fail_closed, len(prefix), template)
+                for c in endpoint.limits
+            )
+        return limits
+
+    def _route_limit(
+        self,
+        config: RouteLimitConfig,
+        fail_closed: bool,
+        prefix_length: int,
+        template: Sequence[str],
+    ) -> RateLimit:
+        key: KeyFunction
+        if config.key == ("ip",):
+            key = by_client_ip  # RateLimit's own fast path, with its key cache
+        elif config.key == ("user_or_ip",):
+            key = by_user_or_ip  # what ``rate_limit: <name>`` has always counted by
+        else:
+            key = compile_key(config.key, self.addresses, prefix_length, template)
+        return self._new_limit(config.name, config.limit, key, fail_closed)
 
     def aggregate_routes(self) -> dict[str, Handler]:
         """Route-table prefix -> handler of the aggregates found under it."""

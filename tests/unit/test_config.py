@@ -145,7 +145,11 @@ def test_seed_route_details(seed: GatewayConfig) -> None:
     assert purchase.path == "/purchase"
     assert purchase.methods == frozenset({"POST"})
     assert purchase.timeout_ms == 30000
-    assert purchase.rate_limit == "ticket_purchase"
+    assert [(limit.name, limit.key) for limit in purchase.limits] == [
+        ("ticket_purchase", ("user",)),
+        ("purchase_address", ("ip",)),
+        ("purchase_event", ("user", "body:eventId")),
+    ]
 
 
 def test_seed_jwt(seed: GatewayConfig) -> None:

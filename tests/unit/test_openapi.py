@@ -65,9 +65,20 @@ def test_the_purchase_endpoint_shows_its_own_limit_and_timeout(document: dict[st
     purchase = document["paths"]["/api/v1/tickets/purchase"]
     facts = purchase["post"]["x-gateway"]
     assert facts["timeout_ms"] == 30000
-    assert {"name": "ticket_purchase", "max": 5, "window_ms": 60000, "block_ms": 300000} in facts[
-        "rate_limits"
-    ]
+    limits = facts["rate_limits"]
+    assert {
+        "name": "ticket_purchase",
+        "max": 5,
+        "window_ms": 60000,
+        "block_ms": 300000,
+        "key": ["user"],
+    } in limits
+    assert {
+        "name": "purchase_event",
+        "max": 2,
+        "window_ms": 60000,
+        "key": ["user", "body:eventId"],
+    } in limits
     assert "ticket_purchase" not in str(purchase["get"]["x-gateway"])
 
 

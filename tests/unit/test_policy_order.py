@@ -65,6 +65,9 @@ def chains(config: GatewayConfig) -> str:
     for route in config.routes:
         prefix = GatewayConfig.API_PREFIX + route.prefix
         lines.append(f"{route.prefix}: {render(*routes.route_chain(route, prefix, None))}")
+        if route.exempt:
+            probe = render(*routes.route_chain(route, prefix, None, exempt=True))
+            lines.append(f"{route.prefix} GET,HEAD {','.join(route.exempt)}: {probe}")
         for endpoint in route.endpoints:
             methods = ",".join(endpoint.methods)
             chain = render(*routes.route_chain(route, prefix, endpoint))
@@ -77,24 +80,40 @@ aggregate /events/{eventId}: RequestBounds > RateLimit(global) > Authenticate > 
 aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > Aggregate
 /auth: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /venues: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/venues GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /events: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/events GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /tickets: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets GET,HEAD /health,/metrics: RequestBounds > Authenticate > JsonBody > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/tickets POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > RateLimit(purchase_address) > RateLimit(purchase_event) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /payments: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /payments POST /process: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/webhooks: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/webhooks: RequestBounds > Authenticate > RateLimit(user) > RateLimit(webhooks_address) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/webhooks GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /marketplace: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/marketplace GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /analytics: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/analytics GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /notifications: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/notifications GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /compliance: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/compliance GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /queue: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/queue GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /search: RequestBounds > RateLimit(global) > QueryValidation > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/search GET,HEAD /health,/metrics: RequestBounds > QueryValidation > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /files: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/files GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /monitoring: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/monitoring GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /integrations: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/integrations GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /event: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
+/event GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 /ticket: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
-/ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket GET,HEAD /health,/metrics: RequestBounds > Authenticate > JsonBody > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/ticket POST /purchase: RequestBounds > RateLimit(global) > Authenticate > JsonBody > RateLimit(user) > RateLimit(ticket_purchase) > RateLimit(purchase_address) > RateLimit(purchase_event) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /venue: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > ResponseCache > UpstreamCall
 """  # noqa: E501 (one chain per line reads best)
 

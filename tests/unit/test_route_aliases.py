@@ -40,8 +40,14 @@ def test_a_seed_alias_is_its_route_under_another_prefix(
 
 def test_the_ticket_alias_has_the_purchase_endpoint_and_body_validation(tmp_path: Path) -> None:
     ticket = route(config(tmp_path), "/ticket")
-    assert [(e.path, e.rate_limit, e.timeout_ms) for e in ticket.endpoints] == [
-        ("/purchase", "ticket_purchase", 30000)
+    tickets = route(config(tmp_path), "/tickets")
+    assert [(e.path, e.limits, e.timeout_ms) for e in ticket.endpoints] == [
+        ("/purchase", tickets.endpoints[0].limits, 30000)
+    ]
+    assert [limit.name for limit in ticket.endpoints[0].limits] == [
+        "ticket_purchase",
+        "purchase_address",
+        "purchase_event",
     ]
     assert ticket.validation is not None and ticket.validation.json_body
 

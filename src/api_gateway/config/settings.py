@@ -103,6 +103,15 @@ class LimitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLimitConfig:
+    """One limit a route or endpoint lists (``limits:``): its rate and what it counts by."""
+
+    name: str  # the metrics label; with the key spec, the namespace of its buckets
+    limit: LimitConfig
+    key: tuple[str, ...]  # parts, e.g. ("user", "body:eventId"); see limit_keys.py
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerConfig:
     error_threshold_pct: int
     reset_timeout_ms: int
@@ -212,6 +221,9 @@ class EndpointConfig:
     timeout_ms: int | None
     rate_limit: str | None
     idempotency_key_retries: bool | None = None
+    # Limits of this endpoint, in addition to its route's (``rate_limit: <name>`` is one of
+    # them, keyed ``user_or_ip``).
+    limits: tuple[RouteLimitConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +251,10 @@ class RouteConfig:
     # no longer applies). None: event streams get STREAM_IDLE_DEFAULT_MS, other responses the
     # request deadline.
     stream_idle_timeout_ms: int | None = None
+    limits: tuple[RouteLimitConfig, ...] = ()  # every request of the route counts against these
+    global_limit: bool = True  # ``global: false``: the per-address limit does not apply here
+    # Paths under the prefix (GET and HEAD) no gateway limit applies to: services' probes.
+    exempt: tuple[str, ...] = ("/health", "/metrics")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Allowed and refused answers carry the limit in both header families clients use
 (``RateLimit-Limit/-Remaining/-Reset`` and ``X-RateLimit-*``); when several limits apply, the
-one with the fewest requests left is the one reported. While the gateway is overloaded, limits
+one with the fewest requests left is the one reported, and a 429 reports only the limit that
+refused it (with its ``Retry-After``). Keys come from ``limit_keys`` (or, for the per-address
+and per-user limits, the functions below). While the gateway is overloaded, limits
 tighten by the configured factor. When the store cannot answer, a route that fails closed
 answers 503; every other route is decided by the in-memory stand-in (``FallbackStore``) or,
 failing that, let through, because a limiter outage must not become a platform outage.
@@ -164,6 +166,11 @@ class RateLimit:
         """429 when refused; otherwise the limit's headers, if it is the tightest so far."""
         if not decision.allowed:
             self.refused += 1
+            at = request.limit_at
+            if at >= 0:
+                # The 429 reports the limit that refused, alone: an earlier limit's headers
+                # (requests left) would contradict its Retry-After.
+                del request.response_headers[at : at + 6]
             request.limit_at = REFUSED
             rate = headers.rate
             raise RateLimited(
