@@ -14,8 +14,9 @@ from support.tokens import mint
 PURCHASE_LIMIT = 5  # rate_limit.ticket_purchase: 5 per minute per user
 
 
-def buy(gateway: GatewayProcess, token: str, target: str) -> int:
-    return gateway.request("POST", target, token=token, body=b'{"eventId": "e-1"}').status
+def buy(gateway: GatewayProcess, token: str, target: str, event: str = "e-1") -> int:
+    body = b'{"eventId": "%s"}' % event.encode()
+    return gateway.request("POST", target, token=token, body=body).status
 
 
 @pytest.mark.parametrize(
@@ -33,9 +34,20 @@ def test_the_purchase_limit_holds_whichever_prefix_is_used(
     gateway: GatewayProcess, services: Fleet, buyer: str, targets: list[str]
 ) -> None:
     token = mint(sub=buyer)
-    answers = [buy(gateway, token, targets[n % len(targets)]) for n in range(PURCHASE_LIMIT + 2)]
+    # One event per purchase: the per-(user, event) limit of 2 is not the one under test.
+    answers = [
+        buy(gateway, token, targets[n % len(targets)], f"e-{n}") for n in range(PURCHASE_LIMIT + 2)
+    ]
 
     assert answers == [200] * PURCHASE_LIMIT + [429, 429]
+
+
+def test_the_per_event_limit_holds_whichever_prefix_is_used(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    token = mint(sub="buyer-event-alias")
+    targets = ["/api/v1/ticket/purchase", "/api/v1/tickets/purchase", "/api/v1/ticket/Purchase"]
+    assert [buy(gateway, token, target) for target in targets] == [200, 200, 429]
 
 
 def test_a_json_body_is_validated_on_the_alias_as_on_its_route(
