@@ -10,7 +10,7 @@ from api_gateway.errors import RateLimited
 from api_gateway.limit_keys import MAX_VALUE_CHARS, bounded, compile_key, parse_part
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys
-from api_gateway.policies.ratelimit import RateLimit, by_client_ip
+from api_gateway.policies.ratelimit import KEY_CACHE_SIZE, RateLimit, by_client_ip
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.types import Claims, Request, Response
 
@@ -157,3 +157,14 @@ def test_a_429_carries_only_the_headers_of_the_limit_that_refused() -> None:
     assert names.count(b"ratelimit-remaining") == names.count(b"retry-after") == 1
     assert dict(sent)[b"ratelimit-limit"] == b"2"
     assert dict(sent)[b"ratelimit-remaining"] == b"0"
+
+
+def test_the_address_key_cache_stays_bounded_and_keeps_recent_addresses() -> None:
+    limit = RateLimit("global", Rate(10, 60_000, 0), MemoryStore(lambda: 0.0), by_client_ip)
+    for n in range(KEY_CACHE_SIZE + 10):
+        limit.ip_key(f"10.0.{n // 256}.{n % 256}")
+    assert len(limit.ip_keys) == KEY_CACHE_SIZE
+    assert "10.0.0.0" not in limit.ip_keys  # the oldest went first
+    newest = f"10.0.{(KEY_CACHE_SIZE + 9) // 256}.{(KEY_CACHE_SIZE + 9) % 256}"
+    assert limit.ip_keys[newest] == "global:ip:" + newest
+    assert "10.0.0.10" in limit.ip_keys  # not cleared wholesale

@@ -138,9 +138,12 @@ class RateLimit:
         return call_next(request)
 
     def ip_key(self, client_ip: str) -> str:
-        if len(self.ip_keys) >= KEY_CACHE_SIZE:
-            self.ip_keys.clear()
-        key = self.ip_keys[client_ip] = self.ip_prefix + self.addresses(client_ip)
+        keys = self.ip_keys
+        if len(keys) >= KEY_CACHE_SIZE:
+            # The oldest entry goes (insertion order), not all of them: a flood of new addresses
+            # must not make every regular client's key be worked out again.
+            del keys[next(iter(keys))]
+        key = keys[client_ip] = self.ip_prefix + self.addresses(client_ip)
         return key
 
     async def _ask_store(
