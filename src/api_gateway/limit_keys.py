@@ -19,14 +19,13 @@ from typing import Final
 
 import orjson
 
+from api_gateway.config.limits import parse_part, spec_text
 from api_gateway.network import AddressKeys
 from api_gateway.types import Request
 
 # A value longer than this is replaced by a digest: keys stay small whatever a client sends.
 MAX_VALUE_CHARS: Final = 64
 DIGEST_CHARS: Final = 32
-IDENTITY_KINDS: Final = frozenset({"ip", "user", "user_or_ip", "tenant", "api_key"})
-PARAMETERISED_KINDS: Final = frozenset({"header", "path", "body"})
 
 KeyFunction = Callable[[Request], str | None]
 
@@ -38,11 +37,6 @@ def bounded(value: str) -> str:
         return f"{len(value)}:{value}"
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
     return "#" + digest[:DIGEST_CHARS]
-
-
-def spec_text(parts: Sequence[str]) -> str:
-    """The canonical text of a spec, the namespace of its keys (``[user,body:eventId]``)."""
-    return "[" + ",".join(parts) + "]"
 
 
 class Part:
@@ -170,20 +164,6 @@ class CompositeKey:
                 return None
             pieces.append(bounded(value))
         return "".join(pieces)
-
-
-def parse_part(text: str) -> tuple[str, str]:
-    """``kind`` and its argument (``header:x-partner`` -> ``header``, ``x-partner``); raises
-    ValueError naming what is wrong."""
-    kind, colon, argument = text.partition(":")
-    if kind in IDENTITY_KINDS and not colon:
-        return kind, ""
-    if kind in PARAMETERISED_KINDS and argument:
-        return kind, argument
-    if kind in PARAMETERISED_KINDS:
-        raise ValueError(f"{text!r} needs a name: {kind}:<name>")
-    kinds = sorted(IDENTITY_KINDS) + [f"{k}:<name>" for k in sorted(PARAMETERISED_KINDS)]
-    raise ValueError(f"unknown key {text!r}; one of {', '.join(kinds)}")
 
 
 def compile_key(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from support.resilience import run
 
+from api_gateway.config.limits import parse_part
 from api_gateway.errors import RateLimited
-from api_gateway.limit_keys import MAX_VALUE_CHARS, bounded, compile_key, parse_part
+from api_gateway.limit_keys import MAX_VALUE_CHARS, bounded, compile_key
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys
 from api_gateway.policies.ratelimit import KEY_CACHE_SIZE, RateLimit, by_client_ip

@@ -26,11 +26,32 @@ from typing import Any
 from api_gateway.config.sections import Section
 from api_gateway.config.security import HEADER_NAME
 from api_gateway.config.settings import ConfigError, LimitConfig, RouteLimitConfig
-from api_gateway.limit_keys import parse_part, spec_text
 
 INLINE_KEYS = ("max", "window_ms", "block_ms")
+# What a key may count by (limit_keys.py reads each from the request).
+IDENTITY_KINDS = frozenset({"ip", "user", "user_or_ip", "tenant", "api_key"})
+PARAMETERISED_KINDS = frozenset({"header", "path", "body"})
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_EXEMPT = ("/health", "/metrics")
+
+
+def parse_part(text: str) -> tuple[str, str]:
+    """``kind`` and its argument (``header:x-partner`` -> ``header``, ``x-partner``); raises
+    ValueError naming what is wrong."""
+    kind, colon, argument = text.partition(":")
+    if kind in IDENTITY_KINDS and not colon:
+        return kind, ""
+    if kind in PARAMETERISED_KINDS and argument:
+        return kind, argument
+    if kind in PARAMETERISED_KINDS:
+        raise ValueError(f"{text!r} needs a name: {kind}:<name>")
+    kinds = sorted(IDENTITY_KINDS) + [f"{k}:<name>" for k in sorted(PARAMETERISED_KINDS)]
+    raise ValueError(f"unknown key {text!r}; one of {', '.join(kinds)}")
+
+
+def spec_text(parts: Sequence[str]) -> str:
+    """The canonical text of a spec, the namespace of its keys (``[user,body:eventId]``)."""
+    return "[" + ",".join(parts) + "]"
 
 
 def build_limits(
