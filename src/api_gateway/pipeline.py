@@ -58,6 +58,7 @@ from api_gateway.policies.ratelimit import (
     KeyFunction,
     RateLimit,
     by_client_ip,
+    by_identity,
     by_user,
     by_user_or_ip,
 )
@@ -341,6 +342,8 @@ class RouteBuilder:
             key = by_client_ip  # RateLimit's own fast path, with its key cache
         elif config.key == ("user_or_ip",):
             key = by_user_or_ip  # what ``rate_limit: <name>`` has always counted by
+        elif config.key == ("user",):
+            key = by_identity  # the purchase's: one call, where a composite key costs a few
         else:
             key = compile_key(config.key, self.addresses, prefix_length, template)
         return self._new_limit(config.name, config.limit, key, fail_closed)

@@ -11,7 +11,7 @@ from api_gateway.errors import RateLimited
 from api_gateway.limit_keys import MAX_VALUE_CHARS, bounded, compile_key
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys
-from api_gateway.policies.ratelimit import KEY_CACHE_SIZE, RateLimit, by_client_ip
+from api_gateway.policies.ratelimit import KEY_CACHE_SIZE, RateLimit, by_client_ip, by_identity
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.types import Claims, Request, Response
 
@@ -169,3 +169,15 @@ def test_the_address_key_cache_stays_bounded_and_keeps_recent_addresses() -> Non
     newest = f"10.0.{(KEY_CACHE_SIZE + 9) // 256}.{(KEY_CACHE_SIZE + 9) % 256}"
     assert limit.ip_keys[newest] == "global:ip:" + newest
     assert "10.0.0.10" in limit.ip_keys  # not cleared wholesale
+
+
+def test_a_lone_user_key_counts_every_identity_in_its_earlier_form() -> None:
+    store = MemoryStore(lambda: 0.0)
+    limit = RateLimit("ticket_purchase", Rate(1, 60_000, 0), store, by_identity)
+    assert by_identity(request()) is None
+    assert by_identity(request(claims=fan())) == "user:fan-1"
+    partner = request(claims=fan("key:k1", key_id="k1"))
+    run(limit(partner, answer))
+    with pytest.raises(RateLimited):  # an API key is an identity too: it cannot skip the limit
+        run(limit(request(claims=fan("key:k1", key_id="k1")), answer))
+    assert set(store.tats) == {"ticket_purchase:user:key:k1"}

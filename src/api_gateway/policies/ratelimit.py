@@ -55,6 +55,14 @@ def by_user(request: Request) -> str | None:
     return None if claims is None or claims.key_id else "user:" + claims.user_id
 
 
+def by_identity(request: Request) -> str | None:
+    """A route's ``key: user``: any authenticated identity, an API key's (``key:<id>``)
+    included; an anonymous request is not counted. The same key as ``by_user_or_ip`` for a
+    signed-in user, so a limit that moves from one to the other keeps its buckets."""
+    claims = request.claims
+    return None if claims is None else "user:" + claims.user_id
+
+
 def _pair(field: bytes, value: int) -> Pair:
     value_bytes = str(value).encode()
     return (b"x-ratelimit-" + field, value_bytes), (b"ratelimit-" + field, value_bytes)
