@@ -2,6 +2,12 @@
 one it had before (``rate_limit: ticket_purchase`` alone), in process, alternated round by round.
 
     .venv/bin/python bench/purchase_limits.py [--requests 20000] [--rounds 7]
+    valgrind --tool=callgrind --callgrind-out-file=out .venv/bin/python \
+        bench/purchase_limits.py --only after --requests 2000 --rounds 1   # and with 0 requests
+
+Timing on a shared machine moves by more than the difference; ``--only before|after`` runs one
+chain alone, so that callgrind can count its instructions (a run of N requests less a run of 0,
+divided by N), which is steadier.
 
 Sends ``POST /api/v1/tickets/purchase`` with a valid token and a small JSON body through
 ``Gateway.handle`` (as bench/chain.py does: no sockets, a pool that answers at once, limits in
@@ -94,12 +100,13 @@ async def one_round(target: Gateway, headers: list[tuple[bytes, bytes]], request
         response = await target.handle(request)
         if response.status != 200:
             raise RuntimeError(f"unexpected status {response.status}")
-    return (clock() - started) / requests * 1e6
+    return (clock() - started) / max(requests, 1) * 1e6
 
 
-async def run(requests: int, rounds: int) -> tuple[list[float], list[float]]:
+async def run(requests: int, rounds: int, only: str) -> tuple[list[float], list[float]]:
     loop = asyncio.get_running_loop()
-    before, after = gateway(loop, BEFORE), gateway(loop, None)
+    before = gateway(loop, BEFORE) if only != "after" else None
+    after = gateway(loop, None) if only != "before" else None
     headers = [
         (b"host", b"127.0.0.1:3000"),
         (b"authorization", b"Bearer " + mint_token().encode()),
@@ -107,8 +114,9 @@ async def run(requests: int, rounds: int) -> tuple[list[float], list[float]]:
     ]
     figures: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
-        figures[0].append(await one_round(before, headers, requests))
-        figures[1].append(await one_round(after, headers, requests))
+        for target, figure in ((before, figures[0]), (after, figures[1])):
+            if target is not None:
+                figure.append(await one_round(target, headers, requests))
     return figures
 
 
@@ -116,9 +124,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", choices=("before", "after", "both"), default="both")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.WARNING)
-    before, after = asyncio.run(run(args.requests, args.rounds))
+    before, after = asyncio.run(run(args.requests, args.rounds, args.only))
+    if args.only != "both" or not args.requests:
+        return 0
     mode = "compiled" if compiled.ACTIVE else "interpreted"
     low, high = statistics.median(before), statistics.median(after)
     print(
