@@ -81,6 +81,7 @@ AGGREGATE_BASE: Final = GatewayConfig.API_PREFIX + "/aggregate"
 AGGREGATE_METHODS: Final = frozenset({"GET", "HEAD"})
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
 STANDARD_METHODS: Final = HTTP_METHODS
+PROBE_METHODS: Final = frozenset({"GET", "HEAD"})
 
 
 def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:
@@ -126,6 +127,8 @@ class Endpoints:
         default: Handler,
         special: dict[tuple[str, str], Handler],
         templates: Sequence[tuple[str, str, Handler]] = (),
+        exempt: Sequence[str] = (),
+        probe: Handler | None = None,
     ):
         self.prefix_length, self.default = len(prefix), default
         self.special = {
@@ -134,14 +137,22 @@ class Endpoints:
         self.templates = [
             (method, path.lower().split("/"), handler) for method, path, handler in templates
         ]
+        # Probe paths match exactly as Authenticate's public paths do (case, parameters), so a
+        # request that skips the limits is always a public one: ``/HEALTH`` or ``/health;x``
+        # is not, and keeps its limits.
+        self.exempt, self.probe = frozenset(exempt), probe
 
     def __call__(self, request: Request) -> Awaitable[Response]:
         rest = request.path[self.prefix_length :]
+        raw = rest
         if ";" in rest:
             rest = PARAMETERS.sub("", rest)
         method, path = request.method, rest.rstrip("/").lower()
         handler = self.special.get((method, path))
         if handler is None:
+            probe = self.probe
+            if probe is not None and method in PROBE_METHODS and raw.rstrip("/") in self.exempt:
+                return probe(request)
             handler = self.templated(method, path) if self.templates else self.default
         return handler(request)
 
@@ -213,11 +224,8 @@ class RouteBuilder:
         if not route.endpoints and not route.exempt:
             return default
         special: dict[tuple[str, str], Handler] = {}
-        if route.exempt:
-            # Services' probes: GET and HEAD only, so an exempt path is never a way to write.
-            probe = self._chain(route, prefix, None, exempt=True)
-            for path in route.exempt:
-                special[("GET", path)] = special[("HEAD", path)] = probe
+        # Services' probes: GET and HEAD only, so an exempt path is never a way to write.
+        probe = self._chain(route, prefix, None, exempt=True) if route.exempt else None
         templates = []
         for endpoint in route.endpoints:
             handler = self._chain(route, prefix, endpoint)
@@ -226,7 +234,7 @@ class RouteBuilder:
                     templates.append((method, endpoint.path, handler))
                 else:
                     special[(method, endpoint.path)] = handler
-        return Endpoints(prefix, default, special, templates)
+        return Endpoints(prefix, default, special, templates, route.exempt, probe)
 
     def _chain(
         self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None, exempt: bool = False
@@ -257,8 +265,8 @@ class RouteBuilder:
         validation = route.validation
         if validation is not None and validation.query:
             policies.append(QueryValidation(validation.query))
-        policies.append(self._authenticate(route, prefix))
-        if self.key_limit is not None and "api_key" in route.auth:
+        policies.append(self._authenticate(route, prefix, limited))
+        if limited and self.key_limit is not None and "api_key" in route.auth:
             policies.append(self.key_limit)
         if validation is not None and validation.json_body:
             policies.append(JsonBody(validation))
@@ -292,8 +300,10 @@ class RouteBuilder:
             policies.append(self._response_cache(route, prefix))
         return policies, call
 
-    def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:
-        keys = self.api_keys if "api_key" in route.auth else None
+    def _authenticate(self, route: RouteConfig, prefix: str, limited: bool = True) -> Authenticate:
+        # A probe path passes no limit, so it looks no API key up either: unlimited lookups of
+        # made-up keys would cost the key store what the limits are there to bound.
+        keys = self.api_keys if "api_key" in route.auth and limited else None
         return Authenticate(
             self.verifier,
             PublicPaths.parse(route.public),

@@ -222,12 +222,17 @@ def test_probe_paths_of_services_pass_no_limit(
         token = mint(sub="prober")
         other = [client.send("GET", "/api/v1/marketplace/x", token=token).status for _ in range(3)]
         private = [client.send("GET", "/api/v1/auth/health").status for _ in range(3)]
+        # Not the public path, as Authenticate reads it: limited like any other request.
+        variants = [
+            client.send("GET", f"/api/v1/venues/{p}").status for p in ("HEALTH", "health;x")
+        ]
 
     assert [p.status for p in probes] == [200] * 6
     assert all(p.header("ratelimit-limit") is None for p in probes)
     assert heads == [200] * 3
     assert other == [200, 200, 429]
     assert private == [429] * 3  # not public on /auth: limited (the address's budget is spent)
+    assert variants == [429, 429]
 
 
 def test_two_gateways_sharing_redis_hold_the_purchase_limits_together(
