@@ -15,7 +15,8 @@ VenueDomain and VenueIsolation need the token's claims, so they follow Authentic
 the endpoint limit too, so a flood that is refused anyway costs the venue service nothing.
 
 A policy a route does not need is not in its chain at all. A route's ``exempt`` paths (its
-service's ``/health`` and ``/metrics``, GET and HEAD) have its chain without any rate limit.
+service's ``/health`` and ``/metrics``, public, GET and HEAD) have its chain without any rate
+limit, and without API-key lookups.
 
 Aggregates (``/api/v1/aggregate/...``) have the same chain up to HeaderTrust, without body or
 query validation and the response cache, and end in ``Aggregate`` instead of UpstreamCall.
