@@ -113,3 +113,14 @@ def test_aggregates_are_described_when_configured(document: dict[str, Any]) -> N
     paths = aggregate_paths([Aggregate()])
     assert paths["/api/v1/dashboard"]["get"]["security"] == [{"bearerAuth": []}]
     validate({**document, "paths": {**document["paths"], **paths}})
+
+
+def test_webhooks_show_their_own_limit_instead_of_the_global_one(document: dict[str, Any]) -> None:
+    facts = document["paths"]["/api/v1/webhooks/{path}"]["post"]["x-gateway"]
+    assert [limit["name"] for limit in facts["rate_limits"]] == ["user", "webhooks_address"]
+    assert facts["rate_limits"][1] == {
+        "name": "webhooks_address",
+        "max": 1000,
+        "window_ms": 60000,
+        "key": ["ip"],
+    }
