@@ -102,6 +102,13 @@ def _bind(policy: Policy, call_next: Handler) -> Handler:
     return link
 
 
+def global_limit(route: RouteConfig, endpoint: EndpointConfig | None) -> bool:
+    """Whether the per-address limit applies: the endpoint's ``global``, else its route's."""
+    if endpoint is not None and endpoint.global_limit is not None:
+        return endpoint.global_limit
+    return route.global_limit
+
+
 def outer_policies(
     config: GatewayConfig, context: RequestContext, server_span: Policy | None = None
 ) -> list[Policy]:
@@ -261,7 +268,7 @@ class RouteBuilder:
             RequestBounds(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
         limited = not exempt  # a service's probe path passes no gateway limit
-        if limited and route.global_limit:
+        if limited and global_limit(route, endpoint):
             policies.append(self.global_rate_limits[route.fail_closed])
         validation = route.validation
         if validation is not None and validation.query:

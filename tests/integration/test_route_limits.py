@@ -149,12 +149,19 @@ def test_webhooks_pass_the_global_limit_and_meet_their_own(
     with running_gateway(tmp_path, service_fleet.urls(), env=env) as gateway:
         client = client_of(gateway)
         answers = [client.send("POST", "/api/v1/webhooks/stripe", [JSON], body) for _ in range(110)]
+        through_payments = [
+            client.send("POST", "/api/v1/payments/webhooks/stripe", [JSON], body) for _ in range(10)
+        ]
         browsing = [client.send("GET", "/api/v1/search/q").status for _ in range(101)]
 
     assert [a.status for a in answers] == [200] * 110
     assert answers[-1].header_values("ratelimit-limit") == ["1000"]
     # 110 counted, less what refilled meanwhile (1,000 a minute: about 17 a second).
     assert 890 <= int(answers[-1].header("ratelimit-remaining") or 0) <= 920
+    # Stripe's path under /payments: the same limit and the same budget, no global limit.
+    assert [a.status for a in through_payments] == [200] * 10
+    assert through_payments[-1].header_values("ratelimit-limit") == ["1000"]
+    assert int(through_payments[-1].header("ratelimit-remaining") or 0) <= 880 + 30
     assert browsing[-1] == 429  # the global limit still holds everywhere else
 
 

@@ -45,6 +45,10 @@ def test_the_purchase_has_its_three_limits_and_webhooks_their_own() -> None:
         ("webhooks_address", LimitConfig(1000, 60_000), ("ip",))
     ]
     assert all(r.global_limit for r in seed.routes if r.prefix != "/webhooks")
+    # Stripe's deliveries through /payments: the same limit (and budget), no global one.
+    stripe = next(e for e in route(seed, "/payments").endpoints if e.path == "/webhooks/stripe")
+    assert stripe.global_limit is False
+    assert stripe.limits == webhooks.limits
 
 
 def test_probe_paths_are_exempt_where_they_are_public() -> None:
@@ -132,6 +136,15 @@ def test_a_route_level_path_key_is_refused() -> None:
     ("routes", "complaint"),
     [
         ({"/tickets": {**TICKETS, "global": "maybe"}}, "routes./tickets.global: must be true"),
+        (
+            {
+                "/tickets": {
+                    **TICKETS,
+                    "endpoints": [{"path": "/a", "methods": ["GET"], "global": 2}],
+                }
+            },
+            "routes./tickets.endpoints[0].global: must be true or false",
+        ),
         ({"/tickets": {**TICKETS, "limits": {"key": "ip"}}}, "routes./tickets.limits: must be a"),
         (
             {"/tickets": {**TICKETS, "exempt": ["/health"]}},

@@ -89,6 +89,7 @@ aggregate /dashboard: RequestBounds > RateLimit(global) > Authenticate > RateLim
 /payments: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /payments GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /payments POST /process: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
+/payments POST /webhooks/stripe: RequestBounds > Authenticate > RateLimit(user) > RateLimit(webhooks_address) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /webhooks: RequestBounds > Authenticate > RateLimit(user) > RateLimit(webhooks_address) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /webhooks GET,HEAD /health,/metrics: RequestBounds > Authenticate > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall
 /marketplace: RequestBounds > RateLimit(global) > Authenticate > RateLimit(user) > VenueDomain > VenueIsolation > HeaderTrust > WebSocketGate > UpstreamCall

@@ -402,6 +402,7 @@ def build_endpoint(
         if s.raw("idempotency_key_retries", None) is None
         else s.flag("idempotency_key_retries"),
         limits=limits,
+        global_limit=None if s.raw("global", None) is None else s.flag("global"),
     )
     s.done()
     return config

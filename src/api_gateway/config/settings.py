@@ -224,6 +224,7 @@ class EndpointConfig:
     # Limits of this endpoint, in addition to its route's (``rate_limit: <name>`` is one of
     # them, keyed ``user_or_ip``).
     limits: tuple[RouteLimitConfig, ...] = ()
+    global_limit: bool | None = None  # ``global``: None, as its route says
 
 
 @dataclass(frozen=True, slots=True)

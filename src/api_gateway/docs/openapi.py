@@ -152,7 +152,10 @@ class RoutePaths:
         limits = [
             self.limit(name) for name in ("global", "user") if name in self.config.rate_limits
         ]
-        if not route.global_limit:
+        global_limit = route.global_limit
+        if endpoint is not None and endpoint.global_limit is not None:
+            global_limit = endpoint.global_limit
+        if not global_limit:
             limits.pop(0)
         own = route.limits + (endpoint.limits if endpoint is not None else ())
         limits += [self.limit(c.name, c.limit, c.key) for c in own]
