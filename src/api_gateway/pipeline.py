@@ -3,12 +3,13 @@
     RequestContext (id, client address, timing, security headers, metrics, access log, errors)
       → Cors (when origins are configured)
       └─ dispatch: admin endpoint, or the route's chain (an endpoint override has its own):
-           RequestBounds → RateLimit(global, per client IP) → QueryValidation
-           → Authenticate → ApiKeyLimit (routes that accept API keys)
+           RequestBounds → RateLimit(global, per client IP; not with ``global: false``)
+           → QueryValidation → Authenticate → ApiKeyLimit (routes that accept API keys)
            → Idempotency (where keys are checked: before the body's validation, so a bad key is
              reported as such, and before the limits, so a replay or a 409 counts against none)
            → PathParams (endpoints with parameter schemas) → JsonBody
-           → RateLimit(user) → RateLimit(endpoint) → StripeWebhook (Stripe's endpoints)
+           → RateLimit(user) → the route's ``limits`` → its endpoint's ``limits`` (after
+             JsonBody: a ``body:`` key reads the parsed body) → StripeWebhook (Stripe's endpoints)
            → VenueDomain → VenueIsolation → HeaderTrust
            → WebSocketGate (a handshake: straight to the call)
            → ResponseCache (routes whose ``cache`` is enabled)
@@ -17,10 +18,12 @@
 VenueDomain and VenueIsolation need the token's claims, so they follow Authenticate; they follow
 the endpoint limit too, so a flood that is refused anyway costs the venue service nothing.
 
-A policy a route does not need is not in its chain at all. StripeWebhook (on only with
-``STRIPE_WEBHOOK_SECRET``) sits in the chains of the endpoints ``webhooks.stripe.paths`` names,
-which every route with one below it gets as a POST endpoint: no other request pays for it. It
-follows the limits, so a flood of forged deliveries is refused before any of it is hashed.
+A policy a route does not need is not in its chain at all. A route's ``exempt`` paths (its
+service's ``/health`` and ``/metrics``, public, GET and HEAD) have its chain without any rate
+limit, and without API-key lookups. StripeWebhook (on only with ``STRIPE_WEBHOOK_SECRET``) sits
+in the chains of the endpoints ``webhooks.stripe.paths`` names, which every route with one below
+it gets as a POST endpoint: no other request pays for it. It follows the limits, so a flood of
+forged deliveries is refused before any of it is hashed.
 
 Aggregates (``/api/v1/aggregate/...``) have the same chain up to HeaderTrust, without body or
 query validation and the response cache, and end in ``Aggregate`` instead of UpstreamCall.
@@ -38,11 +41,18 @@ from api_gateway.aggregation.templates import literal_prefix
 from api_gateway.cache import open_cache
 from api_gateway.config.aggregates import AggregateConfig
 from api_gateway.config.loader import HTTP_METHODS
-from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
+from api_gateway.config.settings import (
+    EndpointConfig,
+    GatewayConfig,
+    LimitConfig,
+    RouteConfig,
+    RouteLimitConfig,
+)
 from api_gateway.config.validation import ValidationConfig
 from api_gateway.cross_site import CookieOrigins
 from api_gateway.directory import VenueDirectory
 from api_gateway.hosts import PlatformHosts
+from api_gateway.limit_keys import compile_key
 from api_gateway.limiter import Rate
 from api_gateway.network import AddressKeys, TrustedProxies
 from api_gateway.origins import AllowedOrigins
@@ -62,6 +72,7 @@ from api_gateway.policies.ratelimit import (
     KeyFunction,
     RateLimit,
     by_client_ip,
+    by_identity,
     by_user,
     by_user_or_ip,
 )
@@ -86,6 +97,7 @@ AGGREGATE_BASE: Final = GatewayConfig.API_PREFIX + "/aggregate"
 AGGREGATE_METHODS: Final = frozenset({"GET", "HEAD"})
 # TRACE and CONNECT have no business behind an API gateway (TRACE echoes credentials).
 STANDARD_METHODS: Final = HTTP_METHODS
+PROBE_METHODS: Final = frozenset({"GET", "HEAD"})
 
 
 def chain(policies: Sequence[Policy], terminal: Handler) -> Handler:
@@ -105,6 +117,13 @@ def _bind(policy: Policy, call_next: Handler) -> Handler:
     return link
 
 
+def global_limit(route: RouteConfig, endpoint: EndpointConfig | None) -> bool:
+    """Whether the per-address limit applies: the endpoint's ``global``, else its route's."""
+    if endpoint is not None and endpoint.global_limit is not None:
+        return endpoint.global_limit
+    return route.global_limit
+
+
 def outer_policies(
     config: GatewayConfig, context: RequestContext, server_span: Policy | None = None
 ) -> list[Policy]:
@@ -121,7 +140,8 @@ class Endpoints:
 
     Matching ignores case, a trailing slash and ``;parameters``: a service that routes
     ``/Purchase/;x`` as ``/purchase`` must not let it slip past the purchase limit. Exact paths
-    win; then templates (``/{id}/refund``, path_templates.py) in the order configured.
+    win; then templates (``/{id}/refund``, path_templates.py) in the order configured, tried only
+    when no exact path matched (and only on routes that have them).
     """
 
     def __init__(
@@ -130,21 +150,31 @@ class Endpoints:
         default: Handler,
         special: dict[tuple[str, str], Handler],
         templates: list[tuple[str, PathTemplate, Handler]] | None = None,
+        exempt: Sequence[str] = (),
+        probe: Handler | None = None,
     ):
         self.prefix_length, self.default = len(prefix), default
         self.special = {
             (method, path.lower()): handler for (method, path), handler in special.items()
         }
         self.templates = templates or []
+        # Probe paths match exactly as Authenticate's public paths do (case, parameters), so a
+        # request that skips the limits is always a public one: ``/HEALTH`` or ``/health;x``
+        # is not, and keeps its limits.
+        self.exempt, self.probe = frozenset(exempt), probe
 
     def __call__(self, request: Request) -> Awaitable[Response]:
         rest = request.path[self.prefix_length :]
+        raw = rest
         if ";" in rest:
             rest = PARAMETERS.sub("", rest)
-        key = (request.method, rest.rstrip("/").lower())
-        handler = self.special.get(key)
+        method, path = request.method, rest.rstrip("/").lower()
+        handler = self.special.get((method, path))
         if handler is None:
-            handler = self._templated(key[0], key[1]) if self.templates else self.default
+            probe = self.probe
+            if probe is not None and method in PROBE_METHODS and raw.rstrip("/") in self.exempt:
+                return probe(request)
+            handler = self._templated(method, path) if self.templates else self.default
         return handler(request)
 
     def _templated(self, method: str, rest: str) -> Handler:
@@ -215,8 +245,10 @@ class RouteBuilder:
         prefix = GatewayConfig.API_PREFIX + route.prefix
         default = self._chain(route, prefix, None)
         endpoints = self.endpoints(route)
-        if not endpoints:
+        if not endpoints and not route.exempt:
             return default
+        # Services' probes: GET and HEAD only, so an exempt path is never a way to write.
+        probe = self._chain(route, prefix, None, exempt=True) if route.exempt else None
         special = {}
         templates = []
         for endpoint in endpoints:
@@ -227,7 +259,7 @@ class RouteBuilder:
                     special[(method, endpoint.path.rstrip("/"))] = handler
                 else:
                     templates.append((method, template, handler))
-        return Endpoints(prefix, default, special, templates)
+        return Endpoints(prefix, default, special, templates, route.exempt, probe)
 
     def endpoints(self, route: RouteConfig) -> tuple[EndpointConfig, ...]:
         """The route's endpoints, with the verified webhook endpoints below it."""
@@ -235,12 +267,18 @@ class RouteBuilder:
             return route.endpoints
         return self.webhooks.endpoints(route)
 
-    def _chain(self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None) -> Handler:
-        policies, call = self.route_chain(route, prefix, endpoint)
+    def _chain(
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None, exempt: bool = False
+    ) -> Handler:
+        policies, call = self.route_chain(route, prefix, endpoint, exempt)
         return chain(policies, call)
 
     def route_chain(
-        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None
+        self,
+        route: RouteConfig,
+        prefix: str,
+        endpoint: EndpointConfig | None,
+        exempt: bool = False,
     ) -> tuple[list[Policy], UpstreamCall]:
         """The route's (or its endpoint's) policies, outermost first, and its terminal handler:
         the order, pinned by tests/unit/test_policy_order.py."""
@@ -255,7 +293,9 @@ class RouteBuilder:
         policies: list[Policy] = [
             RequestBounds(route.methods or STANDARD_METHODS, route.max_body_bytes, self.bodies)
         ]
-        policies.append(self.global_rate_limits[route.fail_closed])
+        limited = not exempt  # a service's probe path passes no gateway limit
+        if limited and global_limit(route, endpoint):
+            policies.append(self.global_rate_limits[route.fail_closed])
         validation = route.validation
         checks = endpoint.validation if endpoint is not None else None
         query = (validation.query if validation is not None else ()) + (
@@ -263,8 +303,8 @@ class RouteBuilder:
         )
         if query:
             policies.append(QueryValidation(query))
-        policies.append(self._authenticate(route, prefix))
-        if self.key_limit is not None and "api_key" in route.auth:
+        policies.append(self._authenticate(route, prefix, limited))
+        if limited and self.key_limit is not None and "api_key" in route.auth:
             policies.append(self.key_limit)
         if idempotency is not None:
             policies.append(idempotency)
@@ -276,10 +316,10 @@ class RouteBuilder:
         if schema is not None or (validation is not None and validation.json_body):
             bounds = validation or ValidationConfig(query=(), json_body=True)
             policies.append(JsonBody(bounds, schema))
-        if self.user_rate_limits:
+        if self.user_rate_limits and limited:
             policies.append(self.user_rate_limits[route.fail_closed])
-        if endpoint is not None and endpoint.rate_limit is not None:
-            policies.append(self._rate_limit(endpoint.rate_limit, by_user_or_ip, route.fail_closed))
+        if limited:
+            policies += self.route_limits(route, prefix, endpoint)
         if endpoint is not None and self.webhooks is not None:
             webhook = self.webhooks.policy(route, endpoint, route.max_body_bytes, timeout_ms)
             if webhook is not None:
@@ -331,8 +371,10 @@ class RouteBuilder:
         self.idempotency.append((prefix, policy))
         return policy
 
-    def _authenticate(self, route: RouteConfig, prefix: str) -> Authenticate:
-        keys = self.api_keys if "api_key" in route.auth else None
+    def _authenticate(self, route: RouteConfig, prefix: str, limited: bool = True) -> Authenticate:
+        # A probe path passes no limit, so it looks no API key up either: unlimited lookups of
+        # made-up keys would cost the key store what the limits are there to bound.
+        keys = self.api_keys if "api_key" in route.auth and limited else None
         return Authenticate(
             self.verifier,
             PublicPaths.parse(route.public),
@@ -344,13 +386,49 @@ class RouteBuilder:
         )
 
     def _rate_limit(self, name: str, key: KeyFunction, fail_closed: bool) -> RateLimit:
-        rate = Rate.of(self.config.rate_limits[name])
-        factor = self.config.overload.tighten_factor
+        return self._new_limit(name, self.config.rate_limits[name], key, fail_closed)
+
+    def _new_limit(
+        self, name: str, config: LimitConfig, key: KeyFunction, fail_closed: bool
+    ) -> RateLimit:
+        rate, factor = Rate.of(config), self.config.overload.tighten_factor
         limit = RateLimit(
             name, rate, self.store, key, self.overload, factor, fail_closed, self.addresses
         )
         self.limits.append(limit)
         return limit
+
+    def route_limits(
+        self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None
+    ) -> list[RateLimit]:
+        """The route's own limits, then its endpoint's (they add up: an endpoint cannot undo
+        a limit of its route)."""
+        limits = [self._route_limit(c, route.fail_closed, len(prefix), ()) for c in route.limits]
+        if endpoint is not None:
+            template = endpoint.path.split("/")
+            limits += (
+                self._route_limit(c, route.fail_closed, len(prefix), template)
+                for c in endpoint.limits
+            )
+        return limits
+
+    def _route_limit(
+        self,
+        config: RouteLimitConfig,
+        fail_closed: bool,
+        prefix_length: int,
+        template: Sequence[str],
+    ) -> RateLimit:
+        key: KeyFunction
+        if config.key == ("ip",):
+            key = by_client_ip  # RateLimit's own fast path, with its key cache
+        elif config.key == ("user_or_ip",):
+            key = by_user_or_ip  # what ``rate_limit: <name>`` has always counted by
+        elif config.key == ("user",):
+            key = by_identity  # the purchase's: one call, where a composite key costs a few
+        else:
+            key = compile_key(config.key, self.addresses, prefix_length, template)
+        return self._new_limit(config.name, config.limit, key, fail_closed)
 
     def aggregate_routes(self) -> dict[str, Handler]:
         """Route-table prefix -> handler of the aggregates found under it."""

@@ -4,19 +4,21 @@ on the alias that its route protects."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from support.assertions import assert_problem
-from support.bodies import PURCHASE_BODY
+from support.bodies import purchase_body
 from support.gateway import Fleet, GatewayProcess, launch_gateway, run_until_exit, running_gateway
 from support.tokens import mint
 
 PURCHASE_LIMIT = 5  # rate_limit.ticket_purchase: 5 per minute per user
 
 
-def buy(gateway: GatewayProcess, token: str, target: str) -> int:
-    return gateway.request("POST", target, token=token, body=PURCHASE_BODY).status
+def buy(gateway: GatewayProcess, token: str, target: str, event: int = 0) -> int:
+    body = purchase_body(str(uuid.UUID(int=event + 1)))
+    return gateway.request("POST", target, token=token, body=body).status
 
 
 @pytest.mark.parametrize(
@@ -34,9 +36,18 @@ def test_the_purchase_limit_holds_whichever_prefix_is_used(
     gateway: GatewayProcess, services: Fleet, buyer: str, targets: list[str]
 ) -> None:
     token = mint(sub=buyer)
-    answers = [buy(gateway, token, targets[n % len(targets)]) for n in range(PURCHASE_LIMIT + 2)]
+    # One event per purchase: the per-(user, event) limit of 2 is not the one under test.
+    answers = [buy(gateway, token, targets[n % len(targets)], n) for n in range(PURCHASE_LIMIT + 2)]
 
     assert answers == [200] * PURCHASE_LIMIT + [429, 429]
+
+
+def test_the_per_event_limit_holds_whichever_prefix_is_used(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    token = mint(sub="buyer-event-alias")
+    targets = ["/api/v1/ticket/purchase", "/api/v1/tickets/purchase", "/api/v1/ticket/Purchase"]
+    assert [buy(gateway, token, target) for target in targets] == [200, 200, 429]
 
 
 def test_a_json_body_is_validated_on_the_alias_as_on_its_route(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bodies import PURCHASE_BODY
+from support.bodies import PURCHASE_BODY, purchase_body
 from support.client import RawResponse, http_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.redis import RedisServer
@@ -240,7 +240,8 @@ def test_replays_and_conflicts_do_not_count_against_the_purchase_limit(
     assert len(services["ticket"].requests) == 1
     # Other purchases still meet the limit: 4 more are allowed, the 5th after those is not.
     others = [
-        post(gateway.port, PURCHASE, new_key(), PURCHASE_BODY, buyer).status for _ in range(5)
+        post(gateway.port, PURCHASE, new_key(), purchase_body(str(uuid.uuid4())), buyer).status
+        for _ in range(5)
     ]
     assert others == [200, 200, 200, 200, 429]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from support.bodies import PURCHASE_BODY
+from support.bodies import purchase_body
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
 from support.tokens import mint
@@ -59,7 +60,9 @@ def test_the_purchase_limit_holds_across_two_workers(service_fleet: Fleet, tmp_p
         tmp_path, service_fleet.urls(), extra_args=["--workers", str(WORKERS)]
     ) as gateway:
         answers = [
-            gateway.request("POST", PURCHASE, body=PURCHASE_BODY, token=buyer).status
+            gateway.request(
+                "POST", PURCHASE, body=purchase_body(str(uuid.uuid4())), token=buyer
+            ).status
             for _ in range(8)
         ]
 

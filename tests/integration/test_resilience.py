@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from support.assertions import assert_problem
-from support.bodies import PURCHASE_BODY
+from support.bodies import any_purchase
 from support.client import RawResponse
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.ports import closed_port_url
@@ -33,7 +33,7 @@ def test_the_global_limit_answers_429_with_retry_after(
 
 
 def buy(gateway: GatewayProcess, token: str) -> RawResponse:
-    return gateway.request("POST", "/api/v1/tickets/purchase", body=PURCHASE_BODY, token=token)
+    return gateway.request("POST", "/api/v1/tickets/purchase", body=any_purchase(), token=token)
 
 
 def test_ticket_purchases_are_limited_per_user(service_fleet: Fleet, tmp_path: Path) -> None:

@@ -147,12 +147,16 @@ def test_seed_route_details(seed: GatewayConfig) -> None:
     assert purchase.path == "/purchase"
     assert purchase.methods == frozenset({"POST"})
     assert purchase.timeout_ms == 30000
-    assert purchase.rate_limit == "ticket_purchase"
     assert purchase.idempotency == transfer.idempotency == "optional"
     assert transfer.path == "/transfer"
     assert route(seed, "/tickets").idempotency == "off"
     assert route(seed, "/payments").idempotency == "optional"
     assert route(seed, "/orders").idempotency == "optional"
+    assert [(limit.name, limit.key) for limit in purchase.limits] == [
+        ("ticket_purchase", ("user",)),
+        ("purchase_address", ("ip",)),
+        ("purchase_event", ("user", "body:eventId")),
+    ]
 
 
 def test_seed_jwt(seed: GatewayConfig) -> None:

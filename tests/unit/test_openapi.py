@@ -65,9 +65,20 @@ def test_the_purchase_endpoint_shows_its_own_limit_and_timeout(document: dict[st
     purchase = document["paths"]["/api/v1/tickets/purchase"]
     facts = purchase["post"]["x-gateway"]
     assert facts["timeout_ms"] == 30000
-    assert {"name": "ticket_purchase", "max": 5, "window_ms": 60000, "block_ms": 300000} in facts[
-        "rate_limits"
-    ]
+    limits = facts["rate_limits"]
+    assert {
+        "name": "ticket_purchase",
+        "max": 5,
+        "window_ms": 60000,
+        "block_ms": 300000,
+        "key": ["user"],
+    } in limits
+    assert {
+        "name": "purchase_event",
+        "max": 2,
+        "window_ms": 60000,
+        "key": ["user", "body:eventId"],
+    } in limits
     assert "ticket_purchase" not in str(purchase["get"]["x-gateway"])
 
 
@@ -131,3 +142,14 @@ def test_aggregates_are_described_when_configured(document: dict[str, Any]) -> N
     paths = aggregate_paths([Aggregate()])
     assert paths["/api/v1/dashboard"]["get"]["security"] == [{"bearerAuth": []}]
     validate({**document, "paths": {**document["paths"], **paths}})
+
+
+def test_webhooks_show_their_own_limit_instead_of_the_global_one(document: dict[str, Any]) -> None:
+    facts = document["paths"]["/api/v1/webhooks/{path}"]["post"]["x-gateway"]
+    assert [limit["name"] for limit in facts["rate_limits"]] == ["user", "webhooks_address"]
+    assert facts["rate_limits"][1] == {
+        "name": "webhooks_address",
+        "max": 1000,
+        "window_ms": 60000,
+        "key": ["ip"],
+    }

@@ -40,9 +40,16 @@ def test_a_seed_alias_is_its_route_under_another_prefix(
 
 def test_the_ticket_alias_has_the_purchase_endpoint_and_body_validation(tmp_path: Path) -> None:
     ticket = route(config(tmp_path), "/ticket")
-    endpoints = [(e.path, e.rate_limit, e.timeout_ms, e.idempotency) for e in ticket.endpoints]
-    assert ("/purchase", "ticket_purchase", 30000, "optional") in endpoints
-    assert ("/transfer", None, None, "optional") in endpoints
+    tickets = route(config(tmp_path), "/tickets")
+    endpoints = {e.path: e for e in ticket.endpoints}
+    purchase = endpoints["/purchase"]
+    assert purchase.limits == tickets.endpoints[0].limits and purchase.timeout_ms == 30000
+    assert [limit.name for limit in purchase.limits] == [
+        "ticket_purchase",
+        "purchase_address",
+        "purchase_event",
+    ]
+    assert purchase.idempotency == endpoints["/transfer"].idempotency == "optional"
     assert ticket.validation is not None and ticket.validation.json_body
 
 

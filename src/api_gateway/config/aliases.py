@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
+from api_gateway.config.limits import is_public
 from api_gateway.config.sections import Section
 from api_gateway.config.settings import ConfigError, RouteConfig
 
@@ -47,4 +48,6 @@ def build_alias(prefix: str, entry: Section, routes: Mapping[str, RouteConfig]) 
             "protects",
         )
     entry.done()
-    return replace(canonical, prefix=prefix, public=public, alias_of=target)
+    # A probe path the alias keeps private is limited there (config/limits.py: exempt_paths).
+    exempt = tuple(path for path in canonical.exempt if is_public(path, public))
+    return replace(canonical, prefix=prefix, public=public, alias_of=target, exempt=exempt)

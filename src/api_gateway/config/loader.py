@@ -27,6 +27,7 @@ from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.cors import cors_origin
 from api_gateway.config.endpoint_validation import build_endpoint_validation
 from api_gateway.config.idempotency import build_idempotency, idempotency_mode
+from api_gateway.config.limits import build_limits, exempt_paths, template_of
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import HEADER_NAME, build_security_headers
@@ -40,6 +41,7 @@ from api_gateway.config.settings import (
     OverloadConfig,
     ResponseHeadersConfig,
     RouteConfig,
+    RouteLimitConfig,
     ServerConfig,
     ServiceConfig,
     UpstreamConfig,
@@ -347,6 +349,12 @@ def build_routes(
             if not (path == "/*" or is_clean_path(path.removesuffix("/*"))):
                 raise ConfigError(entry.key("public"), f"{path!r} is not a clean path")
         methods = entry.raw("methods", None)
+        validation = (
+            None
+            if entry.raw("validation", None) is None
+            else build_validation(entry.section("validation"))
+        )
+        json_body = validation is not None and validation.json_body
         routes.append(
             RouteConfig(
                 prefix=prefix,
@@ -358,14 +366,14 @@ def build_routes(
                 if entry.raw("timeout_ms", None) is None
                 else entry.integer("timeout_ms", 1),
                 endpoints=tuple(
-                    build_endpoint(Section(e, f"{entry.key('endpoints')}[{i}]"), rate_limits)
+                    build_endpoint(
+                        Section(e, f"{entry.key('endpoints')}[{i}]"), prefix, rate_limits, json_body
+                    )
                     for i, e in enumerate(entry.raw("endpoints", []))
                 ),
                 idempotency_key_retries=entry.flag("idempotency_key_retries", False),
                 fail_closed=entry.flag("fail_closed", False),
-                validation=None
-                if entry.raw("validation", None) is None
-                else build_validation(entry.section("validation")),
+                validation=validation,
                 cache=build_route_cache(entry),
                 auth=route_auth(entry),
                 websocket=entry.flag("websocket", True),
@@ -375,6 +383,9 @@ def build_routes(
                 if entry.raw("stream_idle_timeout_ms", None) is None
                 else entry.integer("stream_idle_timeout_ms", 100),
                 idempotency=idempotency_mode(entry, "off") or "off",
+                limits=build_limits(entry, prefix, rate_limits, json_body),
+                global_limit=entry.flag("global", True),
+                exempt=exempt_paths(entry, public),
             )
         )
         entry.done()
@@ -382,15 +393,23 @@ def build_routes(
     return tuple(r if isinstance(r, RouteConfig) else build_alias(*r, named) for r in routes)
 
 
-def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> EndpointConfig:
+def build_endpoint(
+    s: Section, prefix: str, rate_limits: Mapping[str, LimitConfig], json_body: bool = False
+) -> EndpointConfig:
     path = s.text("path")
     if path != "/" and not is_clean_path(path):  # "/": the route's prefix itself
         raise ConfigError(s.key("path"), f"{path!r} is not a clean path")
     if is_template(path) and (complaint := template_error(path)) is not None:
         raise ConfigError(s.key("path"), complaint)
+    template = template_of(path, s.key("path"))
     rate_limit = s.raw("rate_limit", None)
-    if rate_limit is not None and rate_limit not in rate_limits:
-        raise ConfigError(s.key("rate_limit"), f"unknown rate limit {rate_limit!r}")
+    limits = build_limits(s, prefix + path, rate_limits, json_body, template)
+    if rate_limit is not None:
+        if rate_limit not in rate_limits:
+            raise ConfigError(s.key("rate_limit"), f"unknown rate limit {rate_limit!r}")
+        # What it has always meant: that limit, per user (per address when anonymous).
+        legacy = RouteLimitConfig(rate_limit, rate_limits[rate_limit], ("user_or_ip",))
+        limits = (legacy, *limits)
     timeout = s.raw("timeout_ms", None)
     config = EndpointConfig(
         path=path,
@@ -404,6 +423,8 @@ def build_endpoint(s: Section, rate_limits: Mapping[str, LimitConfig]) -> Endpoi
         if s.raw("validation", None) is None
         else build_endpoint_validation(s.section("validation"), path),
         idempotency=idempotency_mode(s, None),
+        limits=limits,
+        global_limit=None if s.raw("global", None) is None else s.flag("global"),
     )
     s.done()
     return config

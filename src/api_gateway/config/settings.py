@@ -135,6 +135,15 @@ class LimitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLimitConfig:
+    """One limit a route or endpoint lists (``limits:``): its rate and what it counts by."""
+
+    name: str  # the metrics label; with the key spec, the namespace of its buckets
+    limit: LimitConfig
+    key: tuple[str, ...]  # parts, e.g. ("user", "body:eventId"); see limit_keys.py
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerConfig:
     error_threshold_pct: int
     reset_timeout_ms: int
@@ -247,6 +256,10 @@ class EndpointConfig:
     # Body, path-parameter and query schemas (config/endpoint_validation.py).
     validation: EndpointValidation | None = None
     idempotency: str | None = None  # required, optional, off; None: the route's
+    # Limits of this endpoint, in addition to its route's (``rate_limit: <name>`` is one of
+    # them, keyed ``user_or_ip``).
+    limits: tuple[RouteLimitConfig, ...] = ()
+    global_limit: bool | None = None  # ``global``: None, as its route says
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +289,10 @@ class RouteConfig:
     stream_idle_timeout_ms: int | None = None
     # Idempotency-Key handling of POST and PATCH: "required", "optional" or "off".
     idempotency: str = "off"
+    limits: tuple[RouteLimitConfig, ...] = ()  # every request of the route counts against these
+    global_limit: bool = True  # ``global: false``: the per-address limit does not apply here
+    # Paths under the prefix (GET and HEAD) no gateway limit applies to: services' probes.
+    exempt: tuple[str, ...] = ("/health", "/metrics")
 
 
 @dataclass(frozen=True, slots=True)

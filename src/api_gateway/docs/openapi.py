@@ -13,7 +13,7 @@ from typing import Any
 
 from api_gateway import __version__
 from api_gateway.config.loader import HTTP_METHODS
-from api_gateway.config.settings import EndpointConfig, GatewayConfig, RouteConfig
+from api_gateway.config.settings import EndpointConfig, GatewayConfig, LimitConfig, RouteConfig
 from api_gateway.config.validation import FieldRule
 from api_gateway.docs.admin_paths import admin_paths
 from api_gateway.docs.components import Json, components, error_refs, ref
@@ -182,15 +182,22 @@ class RoutePaths:
     def facts(self, method: str, endpoint: EndpointConfig | None) -> Json:
         route = self.route
         service = self.config.services[route.service]
-        limits = ["global", *(["user"] if "user" in self.config.rate_limits else [])]
-        if endpoint is not None and endpoint.rate_limit is not None:
-            limits.append(endpoint.rate_limit)
+        limits = [
+            self.limit(name) for name in ("global", "user") if name in self.config.rate_limits
+        ]
+        global_limit = route.global_limit
+        if endpoint is not None and endpoint.global_limit is not None:
+            global_limit = endpoint.global_limit
+        if not global_limit:
+            limits.pop(0)
+        own = route.limits + (endpoint.limits if endpoint is not None else ())
+        limits += [self.limit(c.name, c.limit, c.key) for c in own]
         timeout = (endpoint and endpoint.timeout_ms) or route.timeout_ms or service.timeout_ms
         facts: Json = {
             "service": route.service,
             "timeout_ms": timeout,
             "max_body_bytes": route.max_body_bytes,
-            "rate_limits": [self.limit(name) for name in limits],
+            "rate_limits": limits,
         }
         if self.idempotency(method, endpoint) != "off":
             facts["idempotency"] = self.idempotency(method, endpoint)
@@ -199,11 +206,13 @@ class RoutePaths:
             facts["cache"] = {"per_user": route.cache.per_user, "ttl_ms": route.cache.ttl_ms}
         return facts
 
-    def limit(self, name: str) -> Json:
-        limit = self.config.rate_limits[name]
+    def limit(self, name: str, limit: LimitConfig | None = None, key: tuple[str, ...] = ()) -> Json:
+        limit = limit or self.config.rate_limits[name]
         described: Json = {"name": name, "max": limit.max, "window_ms": limit.window_ms}
         if limit.block_ms:
             described["block_ms"] = limit.block_ms
+        if key:
+            described["key"] = list(key)
         return described
 
 

@@ -2,7 +2,9 @@
 
 Allowed and refused answers carry the limit in both header families clients use
 (``RateLimit-Limit/-Remaining/-Reset`` and ``X-RateLimit-*``); when several limits apply, the
-one with the fewest requests left is the one reported. While the gateway is overloaded, limits
+one with the fewest requests left is the one reported, and a 429 reports only the limit that
+refused it (with its ``Retry-After``). Keys come from ``limit_keys`` (or, for the per-address
+and per-user limits, the functions below). While the gateway is overloaded, limits
 tighten by the configured factor. When the store cannot answer, a route that fails closed
 answers 503; every other route is decided by the in-memory stand-in (``FallbackStore``) or,
 failing that, let through, because a limiter outage must not become a platform outage.
@@ -51,6 +53,14 @@ def by_user(request: Request) -> str | None:
     claims = request.claims
     # An API key has its own limit (apikeys.limit), which takes this one's place.
     return None if claims is None or claims.key_id else "user:" + claims.user_id
+
+
+def by_identity(request: Request) -> str | None:
+    """A route's ``key: user``: any authenticated identity, an API key's (``key:<id>``)
+    included; an anonymous request is not counted. The same key as ``by_user_or_ip`` for a
+    signed-in user, so a limit that moves from one to the other keeps its buckets."""
+    claims = request.claims
+    return None if claims is None else "user:" + claims.user_id
 
 
 def _pair(field: bytes, value: int) -> Pair:
@@ -136,9 +146,12 @@ class RateLimit:
         return call_next(request)
 
     def ip_key(self, client_ip: str) -> str:
-        if len(self.ip_keys) >= KEY_CACHE_SIZE:
-            self.ip_keys.clear()
-        key = self.ip_keys[client_ip] = self.ip_prefix + self.addresses(client_ip)
+        keys = self.ip_keys
+        if len(keys) >= KEY_CACHE_SIZE:
+            # The oldest entry goes (insertion order), not all of them: a flood of new addresses
+            # must not make every regular client's key be worked out again.
+            del keys[next(iter(keys))]
+        key = keys[client_ip] = self.ip_prefix + self.addresses(client_ip)
         return key
 
     async def _ask_store(
@@ -164,6 +177,11 @@ class RateLimit:
         """429 when refused; otherwise the limit's headers, if it is the tightest so far."""
         if not decision.allowed:
             self.refused += 1
+            at = request.limit_at
+            if at >= 0:
+                # The 429 reports the limit that refused, alone: an earlier limit's headers
+                # (requests left) would contradict its Retry-After.
+                del request.response_headers[at : at + 6]
             request.limit_at = REFUSED
             rate = headers.rate
             raise RateLimited(
