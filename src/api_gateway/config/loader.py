@@ -403,6 +403,9 @@ def build_endpoint(
         raise ConfigError(s.key("path"), complaint)
     template = template_of(path, s.key("path"))
     rate_limit = s.raw("rate_limit", None)
+    # A body schema reads the JSON body as well, so ``body:`` keys may use it.
+    checks = s.raw("validation", None)
+    json_body = json_body or (isinstance(checks, Mapping) and checks.get("body") is not None)
     limits = build_limits(s, prefix + path, rate_limits, json_body, template)
     if rate_limit is not None:
         if rate_limit not in rate_limits:
