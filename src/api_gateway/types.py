@@ -34,6 +34,7 @@ class Request:
         "body",
         "cache",
         "claims",
+        "client_correlation_id",
         "client_ip",
         "content_length",
         "headers",
@@ -84,6 +85,9 @@ class Request:
         self.start = start
         self.keep_alive = True
         self.request_id = ""
+        # The X-Correlation-ID the client sent ("" if none), for the access log only: upstreams
+        # and the client hear the request id under that name.
+        self.client_correlation_id = ""
         self.route = "unmatched"  # the matched route's prefix, a label for logs and metrics
         # Set by the data plane when the request asks to switch protocols (websocket.py kinds).
         self.upgrade = 0
