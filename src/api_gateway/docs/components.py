@@ -53,7 +53,17 @@ HEADERS: Json = {
 PROBLEM_SCHEMA: Json = {
     "type": "object",
     "description": "An RFC 9457 problem document: every error the gateway answers itself.",
-    "required": ["type", "title", "status", "detail", "request_id"],
+    "required": [
+        "type",
+        "title",
+        "status",
+        "detail",
+        "request_id",
+        "error",
+        "message",
+        "correlationId",
+        "timestamp",
+    ],
     "properties": {
         "type": {
             "type": "string",
@@ -65,6 +75,20 @@ PROBLEM_SCHEMA: Json = {
         "detail": {"type": "string"},
         "instance": {"type": "string", "description": "The canonical request path."},
         "request_id": {"type": "string", "description": "Same as the X-Request-ID header."},
+        "error": {"type": "string", "description": "Same as `title` (the original gateway's)."},
+        "message": {"type": "string", "description": "Same as `detail` (the original's)."},
+        "correlationId": {"type": "string", "description": "Same as X-Correlation-ID."},
+        "timestamp": {"type": "string", "format": "date-time", "description": "UTC, in ms."},
+        "rateLimit": {
+            "type": "object",
+            "description": "On a 429: the refusing limit, and when it resets.",
+            "required": ["limit", "remaining", "reset"],
+            "properties": {
+                "limit": {"type": "integer"},
+                "remaining": {"type": "integer"},
+                "reset": {"type": "string", "format": "date-time"},
+            },
+        },
         "errors": {
             "type": "array",
             "description": "Every failed field of a `validation-failed` problem.",
