@@ -9,6 +9,7 @@
     │   ├── InvalidHost (400 invalid-host)
     │   └── InvalidWebhookSignature (400 invalid-webhook-signature)
     ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
+    │   └── TokenRevoked (401 token-revoked): auth-service logged the token out
     ├── Forbidden (403 forbidden)
     ├── RouteNotFound (404 not-found)
     ├── MethodNotAllowed (405 method-not-allowed)
@@ -101,6 +102,15 @@ class UnknownKey(Unauthorized):
     def __init__(self, kid: str) -> None:
         super().__init__("the access token names a signing key the gateway does not know")
         self.kid = kid
+
+
+class TokenRevoked(Unauthorized):
+    """auth-service revoked the token (logout): ``revocation.py``."""
+
+    slug, title = "token-revoked", "Token revoked"
+
+    def __init__(self) -> None:
+        super().__init__("the access token has been revoked")
 
 
 class Forbidden(GatewayError):

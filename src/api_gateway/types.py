@@ -130,11 +130,13 @@ class Claims:
     """
 
     __slots__ = (
+        "checked_until",
         "email",
         "expires_at",
         "identity",
         "key_id",
         "key_rate",
+        "revoked_until",
         "role",
         "tenant_id",
         "user_id",
@@ -157,6 +159,10 @@ class Claims:
         self.expires_at = expires_at
         self.key_id = key_id
         self.key_rate = key_rate
+        # Until when (the verifier's clock, seconds) a token is known not revoked, or known
+        # revoked: Redis is asked again after that (``revocation.py``).
+        self.checked_until = 0.0
+        self.revoked_until = 0.0
         # The identity header lines for upstreams, rendered once per credential (cached).
         identity = [(b"x-tenant-id", tenant_id.encode("ascii"))]
         if key_id:
