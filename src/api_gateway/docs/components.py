@@ -29,6 +29,7 @@ RATE_LIMIT_HEADERS: dict[str, str] = {
 }
 COMMON_HEADERS: dict[str, str] = {
     "X-Request-ID": "RequestId",
+    "X-Correlation-ID": "CorrelationId",
     "X-Response-Time": "ResponseTime",
 }
 
@@ -41,6 +42,7 @@ HEADERS: Json = {
     "XRateLimitReset": _header("Same as RateLimit-Reset."),
     "RetryAfter": _header("Seconds to wait before trying again."),
     "RequestId": _header("The request's id: a valid incoming X-Request-ID, else new.", "string"),
+    "CorrelationId": _header("The request id again (a client's own is replaced).", "string"),
     "ResponseTime": _header("Time to the response head, e.g. `1.204ms`.", "string"),
     "XCache": {
         "description": "Whether the answer came from the gateway's response cache.",
