@@ -316,7 +316,7 @@ class RouteBuilder:
                 )
             )
         else:
-            policies.append(OptionalAuthenticate(self.verifier))
+            policies.append(OptionalAuthenticate(self.verifier, self.revocations))
         if self.user_rate_limits:
             policies.append(self.user_rate_limits[False])
         policies += self.tenancy_policies(prefix.removeprefix(GatewayConfig.API_PREFIX))

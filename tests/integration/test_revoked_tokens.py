@@ -145,5 +145,35 @@ def test_redis_away_lets_a_fail_open_route_through_and_closes_a_fail_closed_one(
     assert_problem(closed, 503)
 
 
+CARD = {
+    "path": "/event-cards/{eventId}",
+    "auth": "optional",
+    "sources": {
+        "event": {"service": "event", "path": "/api/v1/events/{eventId}", "required": True}
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "target", ["/api/v1/aggregate/events/e1", "/api/v1/aggregate/event-cards/e1"]
+)
+def test_aggregates_refuse_a_revoked_token_whether_auth_is_required_or_optional(
+    service_fleet: Fleet, tmp_path: Path, redis_server: RedisServer, target: str
+) -> None:
+    token = mint(sub="aggregate-user")
+    settings = config() | {"aggregates": {"event-card": CARD}}
+    with running_gateway(tmp_path, service_fleet.urls(), settings, env_for(redis_server)) as gw:
+        # Authenticated (what the stub services answer decides the rest of the status).
+        assert gw.get(target, token=token).status not in (401, 503)
+        revoke(redis_server, token)
+        time.sleep(PERIOD_MS / 1000 + 0.1)  # the token's last answer is now too old
+        refused = gw.get(target, token=token)
+        anonymous = gw.get("/api/v1/aggregate/event-cards/e1")
+
+    document = assert_problem(refused, 401)
+    assert str(document["type"]).endswith("/token-revoked")
+    assert anonymous.status not in (401, 503)
+
+
 def test_without_redis_nothing_is_checked(gateway: GatewayProcess, services: Fleet) -> None:
     assert gateway.get(TARGET, token=mint(sub="no-redis")).status == 200
