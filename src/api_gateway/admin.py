@@ -1,5 +1,8 @@
 """The gateway's own endpoints: /health, /ready, /live, and who may see what of them.
 
+``/health/live`` and ``/health/ready`` are the same handlers under the original gateway's paths,
+which container health checks and orchestrators of the platform already probe.
+
 They share the traffic port, so what they tell is split by client address: anyone learns
 whether the gateway is healthy or ready; only addresses in ``admin.allow`` (loopback by default)
 see what is inside (instances, pids, memory, breakers, metrics, why a check failed).
@@ -73,7 +76,13 @@ class Admin:
         )
 
     def endpoints(self) -> dict[str, Handler]:
-        return {"/health": self.health, "/ready": self.ready, "/live": self.live}
+        return {
+            "/health": self.health,
+            "/ready": self.ready,
+            "/live": self.live,
+            "/health/ready": self.ready,
+            "/health/live": self.live,
+        }
 
     def restricted(self, handler: Handler) -> Handler:
         """``handler`` for addresses in ``admin.allow``; 403 for everyone else."""

@@ -9,6 +9,7 @@
     │   ├── InvalidHost (400 invalid-host)
     │   └── InvalidWebhookSignature (400 invalid-webhook-signature)
     ├── Unauthorized (401 unauthorized, WWW-Authenticate: Bearer)
+    │   └── TokenRevoked (401 token-revoked): auth-service logged the token out
     ├── Forbidden (403 forbidden)
     │   └── CrossSiteRequest (403 cross-site-request): a cookie's token from another site
     ├── RouteNotFound (404 not-found)
@@ -34,6 +35,7 @@ they arise, so nothing above the data plane ever sees them.
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 import orjson
@@ -103,6 +105,15 @@ class UnknownKey(Unauthorized):
         self.kid = kid
 
 
+class TokenRevoked(Unauthorized):
+    """auth-service revoked the token (logout): ``revocation.py``."""
+
+    slug, title = "token-revoked", "Token revoked"
+
+    def __init__(self) -> None:
+        super().__init__("the access token has been revoked")
+
+
 class Forbidden(GatewayError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
@@ -139,11 +150,26 @@ class UnsupportedMediaType(GatewayError):
 
 
 class RateLimited(GatewayError):
+    """``limit`` and ``remaining`` describe the refusing limit, and ``reset_s`` when it resets
+    (seconds from now; ``retry_after_s`` when not given): the ``rateLimit`` member of the problem
+    document. Without ``limit``, it is read from the rate-limit headers, if any."""
+
     status, slug, title = 429, "rate-limited", "Too many requests"
 
-    def __init__(self, detail: str, retry_after_s: int, headers: Headers | None = None) -> None:
-        retry_after = (b"retry-after", str(max(retry_after_s, 1)).encode())
+    def __init__(
+        self,
+        detail: str,
+        retry_after_s: int,
+        headers: Headers | None = None,
+        limit: int | None = None,
+        remaining: int = 0,
+        reset_s: int | None = None,
+    ) -> None:
+        retry_after_s = max(retry_after_s, 1)
+        retry_after = (b"retry-after", str(retry_after_s).encode())
         super().__init__(detail, [retry_after, *(headers or [])])
+        self.limit, self.remaining = limit, remaining
+        self.reset_s = retry_after_s if reset_s is None else reset_s
 
 
 class HeadersTooLarge(GatewayError):
@@ -201,17 +227,32 @@ class DeadlineExceeded(UpstreamTimeout):
     slug, title = "deadline-exceeded", "Request deadline exceeded"
 
 
-def problem_response(error: GatewayError, request_id: str, instance: str = "") -> Response:
-    """The single place an error becomes an RFC 9457 problem document."""
-    document = {
+def problem_response(
+    error: GatewayError, request_id: str, instance: str = "", now_s: float | None = None
+) -> Response:
+    """The single place an error becomes an RFC 9457 problem document.
+
+    Its extension members are what the original gateway's clients read: ``error`` (the title),
+    ``message`` (the detail), ``correlationId`` (the request id), ``timestamp`` (ISO 8601, UTC),
+    and on a 429 ``rateLimit`` (``limit``, ``remaining``, ``reset`` as an ISO 8601 time)."""
+    now_s = time.time() if now_s is None else now_s
+    document: dict[str, object] = {
         "type": PROBLEM_BASE + error.slug,
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
         "request_id": request_id,
+        "error": error.title,
+        "message": error.detail,
+        "correlationId": request_id,
+        "timestamp": iso_timestamp(now_s),
     }
     if instance:
         document["instance"] = instance
+    if isinstance(error, RateLimited):
+        quota = rate_limit_member(error, now_s)
+        if quota is not None:
+            document["rateLimit"] = quota
     if error.extensions:
         document.update(error.extensions)
     body = orjson.dumps(document)
@@ -219,6 +260,26 @@ def problem_response(error: GatewayError, request_id: str, instance: str = "") -
     response = Response(error.status, headers, body)
     response.close = error.closes_connection
     return response
+
+
+def iso_timestamp(epoch_s: float) -> str:
+    """``2026-12-06T22:57:35.123Z``: JavaScript's ``toISOString``, which the clients parse."""
+    millis = int(epoch_s * 1000)
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000))
+    return f"{seconds}.{millis % 1000:03d}Z"
+
+
+def rate_limit_member(error: RateLimited, now_s: float) -> dict[str, object] | None:
+    """The refusing limit, from the error's fields or else its rate-limit headers."""
+    limit, remaining = error.limit, error.remaining
+    if limit is None:
+        fields = {name.removeprefix(b"x-"): value for name, value in error.headers}
+        try:
+            limit = int(fields[b"ratelimit-limit"])
+            remaining = int(fields.get(b"ratelimit-remaining", b"0"))
+        except (KeyError, ValueError):
+            return None
+    return {"limit": limit, "remaining": remaining, "reset": iso_timestamp(now_s + error.reset_s)}
 
 
 class InvalidHost(BadRequest):

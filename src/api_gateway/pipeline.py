@@ -79,6 +79,7 @@ from api_gateway.policies.ratelimit import (
 from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.policies.validation import JsonBody, QueryValidation
 from api_gateway.policies.websocket import WebSocketGate, WebSocketStats
+from api_gateway.revocation import open_revocations
 from api_gateway.routing import PublicPaths
 from api_gateway.stores import Store
 from api_gateway.stores.idempotency import open_idempotency
@@ -229,6 +230,8 @@ class RouteBuilder:
             platform = PlatformHosts(tenancy.platform_domains)
             self.venue_domain = VenueDomain(directory, platform, self.trusted, tenancy.admin_roles)
         self.cache = open_cache(config, store)
+        # auth-service's revoked tokens, checked inside Authenticate (with REDIS_URL only).
+        self.revocations = open_revocations(config, store, verifier.clock)
         self.tunnels = OpenTunnels(config.server.max_websockets)
         # Every route's (and endpoint's) WebSocket figures, by route, for the metrics exporter.
         self.websocket_stats: list[tuple[str, WebSocketStats]] = []
@@ -382,6 +385,8 @@ class RouteBuilder:
             self.config.jwt.cookie,
             keys,
             route.alias_of or route.prefix,
+            self.revocations,
+            route.fail_closed,
             self.cookie_origins,
         )
 
@@ -454,10 +459,16 @@ class RouteBuilder:
         policies.append(self.global_rate_limits[False])
         if aggregate.auth_required:
             policies.append(
-                Authenticate(self.verifier, PublicPaths.parse([]), prefix, self.config.jwt.cookie)
+                Authenticate(
+                    self.verifier,
+                    PublicPaths.parse([]),
+                    prefix,
+                    self.config.jwt.cookie,
+                    revocations=self.revocations,
+                )
             )
         else:
-            policies.append(OptionalAuthenticate(self.verifier))
+            policies.append(OptionalAuthenticate(self.verifier, self.revocations))
         if self.user_rate_limits:
             policies.append(self.user_rate_limits[False])
         policies += self.tenancy_policies(prefix.removeprefix(GatewayConfig.API_PREFIX))

@@ -34,6 +34,7 @@ class Request:
         "body",
         "cache",
         "claims",
+        "client_correlation_id",
         "client_ip",
         "content_length",
         "deadline_ms",
@@ -85,6 +86,9 @@ class Request:
         self.start = start
         self.keep_alive = True
         self.request_id = ""
+        # The X-Correlation-ID the client sent ("" if none), for the access log only: upstreams
+        # and the client hear the request id under that name.
+        self.client_correlation_id = ""
         self.route = "unmatched"  # the matched route's prefix, a label for logs and metrics
         # Set by the data plane when the request asks to switch protocols (websocket.py kinds).
         self.upgrade = 0
@@ -130,11 +134,13 @@ class Claims:
     """
 
     __slots__ = (
+        "checked_until",
         "email",
         "expires_at",
         "identity",
         "key_id",
         "key_rate",
+        "revoked_until",
         "role",
         "tenant_id",
         "user_id",
@@ -157,6 +163,10 @@ class Claims:
         self.expires_at = expires_at
         self.key_id = key_id
         self.key_rate = key_rate
+        # Until when (the verifier's clock, seconds) a token is known not revoked, or known
+        # revoked: Redis is asked again after that (``revocation.py``).
+        self.checked_until = 0.0
+        self.revoked_until = 0.0
         # The identity header lines for upstreams, rendered once per credential (cached).
         identity = [(b"x-tenant-id", tenant_id.encode("ascii"))]
         if key_id:

@@ -136,7 +136,9 @@ class OpenTunnels:
             raise ServiceUnavailable("the gateway holds as many WebSockets as it may")
         held = self.by_user.get(key, 0)
         if held >= max_per_user:
-            raise RateLimited(f"at most {max_per_user} WebSockets open at once", 1)
+            raise RateLimited(
+                f"at most {max_per_user} WebSockets open at once", 1, limit=max_per_user
+            )
         self.by_user[key] = held + 1
         self.total += 1
         return TunnelSlot(self, key)

@@ -67,3 +67,30 @@ def test_health_endpoints_need_no_token_and_are_not_proxied(
         for name, upstream in services.upstreams.items()
         if name not in ("auth", "venue")
     )
+
+
+def test_the_original_gateways_health_paths_answer_as_live_and_ready(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    for alias, path in (("/health/live", "/live"), ("/health/ready", "/ready")):
+        aliased, direct = gateway.get(alias), gateway.get(path)
+        assert aliased.status == direct.status == 200, aliased.body
+        assert aliased.json() == direct.json()
+        assert aliased.header("content-type") == direct.header("content-type")
+    # Never proxied: no service but the readiness probes' saw a request.
+    assert all(
+        not upstream.requests
+        for name, upstream in services.upstreams.items()
+        if name not in ("auth", "venue")
+    )
+
+
+def test_health_ready_alias_answers_503_when_a_dependency_is_down(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    urls = service_fleet.urls() | {"auth": closed_port_url()}
+    with running_gateway(tmp_path, urls) as gateway:
+        response = gateway.get("/health/ready")
+
+    assert response.status == 503
+    assert "auth" in response.json()["failed"][0]

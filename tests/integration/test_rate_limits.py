@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from support.assertions import assert_problem
@@ -31,9 +32,15 @@ def test_answers_carry_both_header_families(service_fleet: Fleet, tmp_path: Path
     assert (first.header("ratelimit-remaining"), second.header("ratelimit-remaining")) == ("1", "0")
     assert first.header("ratelimit-reset") == first.header("x-ratelimit-reset")
     assert 1 <= int(first.header("ratelimit-reset") or 0) <= 60
-    assert_problem(refused, 429)
+    document = assert_problem(refused, 429)
     assert refused.header("ratelimit-remaining") == "0"
     assert int(refused.header("retry-after") or 0) >= 1
+    # The original gateway's member, from the refusing limit.
+    quota = document["rateLimit"]
+    assert isinstance(quota, dict)
+    assert (quota["limit"], quota["remaining"]) == (2, 0)
+    reset = datetime.fromisoformat(str(quota["reset"]).replace("Z", "+00:00"))
+    assert 0 < (reset - datetime.now(UTC)).total_seconds() <= 61
 
 
 def test_the_tightest_limit_is_the_one_reported(service_fleet: Fleet, tmp_path: Path) -> None:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from support.client import RawResponse
 from support.gateway import Fleet
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "request_id"}
+PROBLEM_FIELDS = {
+    "type",
+    "title",
+    "status",
+    "detail",
+    "request_id",
+    "error",
+    "message",
+    "correlationId",
+    "timestamp",
+}
+# JavaScript's toISOString: what the original gateway's clients parse.
+ISO_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 NOTHING_ARRIVES_WAIT_S = 0.2
 HEALTH_AGENT = "api-gateway-health"  # what the gateway's active health checks send
 
@@ -22,13 +35,19 @@ def assert_problem(response: RawResponse, status: int) -> dict[str, object]:
     assert set(document) >= PROBLEM_FIELDS, document
     assert document["status"] == status
     assert document["request_id"] == response.header("x-request-id")
+    # The original gateway's members, which its clients display.
+    assert document["error"] == document["title"]
+    assert document["message"] == document["detail"]
+    assert document["correlationId"] == document["request_id"]
+    assert ISO_TIMESTAMP.fullmatch(str(document["timestamp"])), document["timestamp"]
     assert_gateway_stamped(response)
     return dict(document)
 
 
 def assert_gateway_stamped(response: RawResponse) -> None:
-    """Every response carries a request id and a response time."""
+    """Every response carries a request id (also as its correlation id) and a response time."""
     assert response.header("x-request-id"), response.headers
+    assert response.header_values("x-correlation-id") == [response.header("x-request-id")]
     assert response.header("x-response-time") is not None, response.headers
 
 

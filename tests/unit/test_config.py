@@ -716,3 +716,21 @@ def test_breaker_failure_statuses_default_and_validation(tmp_path: Path) -> None
     for bad in ([404], ["500"], 500, [True]):
         error = yaml_error(tmp_path, {"circuit_breaker": {"failure_statuses": bad}})
         assert error.key == "circuit_breaker.failure_statuses"
+
+
+def test_seed_checks_revoked_tokens_every_five_seconds(seed: GatewayConfig) -> None:
+    assert seed.jwt.revocation_check_ms == 5000
+
+
+@pytest.mark.parametrize("period", [0, 100, 60000])
+def test_revocation_check_is_off_at_zero_or_at_least_100_ms(tmp_path: Path, period: int) -> None:
+    path = write_yaml(tmp_path, {"jwt": {"revocation_check_ms": period}})
+    assert config_with(path=path).jwt.revocation_check_ms == period
+
+
+@pytest.mark.parametrize("period", [1, 99, -1, "soon"])
+def test_a_revocation_check_that_would_ask_on_every_request_is_refused(
+    tmp_path: Path, period: object
+) -> None:
+    error = yaml_error(tmp_path, {"jwt": {"revocation_check_ms": period}})
+    assert "jwt.revocation_check_ms" in str(error)

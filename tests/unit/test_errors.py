@@ -92,6 +92,11 @@ def test_problem_document_fields(error: GatewayError, status: int, slug: str) ->
     assert body["detail"] == error.detail
     assert body["request_id"] == "req-1"
     assert "instance" not in body
+    # The original gateway's members, which its clients read.
+    assert body["error"] == error.title
+    assert body["message"] == error.detail
+    assert body["correlationId"] == "req-1"
+    assert "rateLimit" not in body  # none of these knows its limit
 
 
 @pytest.mark.parametrize(("error", "status", "slug"), STATUSES, ids=lambda x: str(x))
@@ -177,3 +182,34 @@ def test_error_hierarchy_lets_callers_catch_by_family() -> None:
     assert isinstance(InvalidPath(), BadRequest)
     assert isinstance(MalformedRequest(), BadRequest)
     assert all(isinstance(error, GatewayError) for error, _, _ in STATUSES)
+
+
+# 2026-12-06T22:57:35.123Z
+NOW_S = 1796597855.123
+
+
+def test_the_timestamp_is_iso_8601_utc_with_milliseconds() -> None:
+    body = document(problem_response(Forbidden(), "r", now_s=NOW_S))
+    assert body["timestamp"] == "2026-12-06T22:57:35.123Z"
+    assert errors.iso_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_a_429_names_its_limit_and_when_it_resets() -> None:
+    error = RateLimited("slow down", 3, limit=5, remaining=0, reset_s=60)
+    body = document(problem_response(error, "r", now_s=NOW_S))
+    assert body["rateLimit"] == {"limit": 5, "remaining": 0, "reset": "2026-12-06T22:58:35.123Z"}
+
+
+def test_a_429_without_fields_reads_its_limit_from_its_headers() -> None:
+    headers = [(b"x-ratelimit-limit", b"100"), (b"x-ratelimit-remaining", b"0")]
+    body = document(problem_response(RateLimited("slow", 7, headers), "r", now_s=NOW_S))
+    assert body["rateLimit"] == {"limit": 100, "remaining": 0, "reset": "2026-12-06T22:57:42.123Z"}
+
+
+def test_a_429_that_knows_no_limit_has_no_rate_limit_member() -> None:
+    assert "rateLimit" not in document(problem_response(RateLimited("slow", 2), "r"))
+
+
+def test_extension_members_do_not_replace_the_originals() -> None:
+    body = document(problem_response(BadRequest("bad"), "r"))
+    assert (body["error"], body["message"]) == ("Bad request", "bad")

@@ -31,7 +31,16 @@ def test_the_served_bytes_are_the_document(document: dict[str, Any]) -> None:
 
 
 def test_the_gateways_own_endpoints_are_public(document: dict[str, Any]) -> None:
-    for path in ("/health", "/ready", "/live", "/metrics", "/docs", "/docs/openapi.json"):
+    for path in (
+        "/health",
+        "/ready",
+        "/live",
+        "/health/ready",
+        "/health/live",
+        "/metrics",
+        "/docs",
+        "/docs/openapi.json",
+    ):
         assert document["paths"][path]["get"]["security"] == []
 
 

@@ -35,7 +35,7 @@ VENUE_TENANT: Final = b"x-venue-tenant-id"
 HOST: Final = b"host"
 # Headers that are new for every request or attempt: an answer varying on one of them can never
 # be served again, so it is not stored.
-PER_REQUEST: Final = frozenset({b"x-request-id", b"x-request-deadline-ms"})
+PER_REQUEST: Final = frozenset({b"x-request-id", b"x-correlation-id", b"x-request-deadline-ms"})
 HOST_MEMO_SIZE: Final = 4096
 _HOSTS: Final[dict[bytes, bytes]] = {}
 # A longer value is no host name (``normalize_host`` refuses it) and is never remembered: 4096

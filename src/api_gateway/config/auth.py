@@ -12,6 +12,7 @@ from api_gateway.config.sections import Section, split_list
 from api_gateway.config.settings import ApiKeysConfig, ClaimNames, ConfigError, JwtConfig
 
 MIN_SECRET_BYTES: Final = 32
+MIN_REVOCATION_CHECK_MS: Final = 100
 AUTH_METHODS: Final = frozenset({"jwt", "api_key"})
 CLAIM_FIELDS: Final = ("user_id", "tenant_id", "role", "email")
 CLAIM_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -114,9 +115,22 @@ def build_jwt(s: Section) -> JwtConfig:
         audience=s.texts("audience", []),
         claims=build_claim_names(s.section("claims") if "claims" in s.data else None),
         cookie=cookie_name(s),
+        revocation_check_ms=revocation_period(s),
     )
     s.done()
     return config
+
+
+def revocation_period(s: Section) -> int:
+    """0 turns the revoked-token check off; anything shorter than 100 ms would ask Redis on
+    nearly every request."""
+    period = s.integer("revocation_check_ms", 0, 5000)
+    if 0 < period < MIN_REVOCATION_CHECK_MS:
+        raise ConfigError(
+            s.key("revocation_check_ms"),
+            f"must be 0 (off) or at least {MIN_REVOCATION_CHECK_MS}, got {period}",
+        )
+    return period
 
 
 def build_claim_names(s: Section | None) -> ClaimNames:

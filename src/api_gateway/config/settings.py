@@ -82,6 +82,8 @@ class JwtConfig:
     audience: tuple[str, ...] = ()  # JWT_AUDIENCE: when set, ``aud`` must hold one of them
     claims: ClaimNames = ClaimNames()
     cookie: str = "access_token"  # the cookie a browser's token may come in ("": none)
+    # With REDIS_URL: how long a token's "revoked or not" answer is kept (0: no check).
+    revocation_check_ms: int = 5000
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,16 @@ def _content(media_type: str, schema: Json, description: str) -> Json:
 
 
 def admin_paths() -> Json:
+    paths = _paths()
+    # The original gateway's paths for the same two probes (operation ids must stay unique).
+    for name in ("ready", "live"):
+        operation = dict(paths["/" + name]["get"])
+        operation["operationId"] = f"gateway_health_{name}"
+        paths["/health/" + name] = {"get": operation}
+    return paths
+
+
+def _paths() -> Json:
     return {
         "/health": _get(
             "Health: the process, its services' breakers and instances",

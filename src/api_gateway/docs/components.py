@@ -29,6 +29,7 @@ RATE_LIMIT_HEADERS: dict[str, str] = {
 }
 COMMON_HEADERS: dict[str, str] = {
     "X-Request-ID": "RequestId",
+    "X-Correlation-ID": "CorrelationId",
     "X-Response-Time": "ResponseTime",
 }
 
@@ -41,6 +42,7 @@ HEADERS: Json = {
     "XRateLimitReset": _header("Same as RateLimit-Reset."),
     "RetryAfter": _header("Seconds to wait before trying again."),
     "RequestId": _header("The request's id: a valid incoming X-Request-ID, else new.", "string"),
+    "CorrelationId": _header("The request id again (a client's own is replaced).", "string"),
     "ResponseTime": _header("Time to the response head, e.g. `1.204ms`.", "string"),
     "XCache": {
         "description": "Whether the answer came from the gateway's response cache.",
@@ -53,7 +55,17 @@ HEADERS: Json = {
 PROBLEM_SCHEMA: Json = {
     "type": "object",
     "description": "An RFC 9457 problem document: every error the gateway answers itself.",
-    "required": ["type", "title", "status", "detail", "request_id"],
+    "required": [
+        "type",
+        "title",
+        "status",
+        "detail",
+        "request_id",
+        "error",
+        "message",
+        "correlationId",
+        "timestamp",
+    ],
     "properties": {
         "type": {
             "type": "string",
@@ -65,6 +77,20 @@ PROBLEM_SCHEMA: Json = {
         "detail": {"type": "string"},
         "instance": {"type": "string", "description": "The canonical request path."},
         "request_id": {"type": "string", "description": "Same as the X-Request-ID header."},
+        "error": {"type": "string", "description": "Same as `title` (the original gateway's)."},
+        "message": {"type": "string", "description": "Same as `detail` (the original's)."},
+        "correlationId": {"type": "string", "description": "Same as X-Correlation-ID."},
+        "timestamp": {"type": "string", "format": "date-time", "description": "UTC, in ms."},
+        "rateLimit": {
+            "type": "object",
+            "description": "On a 429: the refusing limit, and when it resets.",
+            "required": ["limit", "remaining", "reset"],
+            "properties": {
+                "limit": {"type": "integer"},
+                "remaining": {"type": "integer"},
+                "reset": {"type": "string", "format": "date-time"},
+            },
+        },
         "errors": {
             "type": "array",
             "description": "Every failed field of a `validation-failed` problem.",

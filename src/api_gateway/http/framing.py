@@ -171,8 +171,9 @@ BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 
 # Fields of an upstream response never passed on whatever the configuration: framing is the data
-# plane's own business, and X-Powered-By only tells attackers what to try.
-RESPONSE_NEVER_PASSED: Final = RESPONSE_FRAMING | {b"x-powered-by"}
+# plane's own business, X-Powered-By only tells attackers what to try, and X-Correlation-ID is
+# the gateway's own (the request id, on every response).
+RESPONSE_NEVER_PASSED: Final = RESPONSE_FRAMING | {b"x-powered-by", b"x-correlation-id"}
 FIELD_DECISIONS_SIZE: Final = 4096
 
 

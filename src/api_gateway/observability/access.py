@@ -4,7 +4,9 @@ so that logging costs one ``write`` per burst, not one per request.
 What a line says: request id, method, path, route template, status, duration, client IP, the
 upstream instance and the number of attempts, tenant and user (from the verified token), the
 cache's verdict and the rate limits' outcome. Never a header value the client sent (no
-Authorization, cookie or token) and never a body.
+Authorization, cookie or token) and never a body, but for one: the client's own
+X-Correlation-ID (``client_correlation_id``, escaped, at most 128 bytes), which the gateway
+replaces with the request id and keeps only here, so a client's trace can still be found.
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ class AccessLog:
             f'"cache":"{cache}",'
             f'"limit":"{"allowed" if at >= 0 else LIMIT_OUTCOMES.get(at, "")}"'
             + (f',"outcome":"{outcome}"' if outcome else "")
+            + (
+                # The client's own X-Correlation-ID (replaced by the request id everywhere else):
+                # any text a client chose, so always escaped.
+                f',"client_correlation_id":"{escape(request.client_correlation_id)}"'
+                if request.client_correlation_id
+                else ""
+            )
             + (f',"bytes_in":{moved[0]},"bytes_out":{moved[1]}}}' if moved else "}")
         )
         if not self.pending:

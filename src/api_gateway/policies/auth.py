@@ -5,6 +5,10 @@ The credentials, in the order they win: ``Authorization`` (``Bearer <token>``, o
 (``jwt.cookie``), and the ``access_token`` query parameter of an ``EventSource`` GET or a
 WebSocket handshake (``credentials.py``). A bearer token verified before is one dictionary
 lookup on the fast path below; every other credential takes the slow path, a coroutine.
+
+With ``REDIS_URL``, a verified token is also checked against auth-service's revoked tokens
+(``revocation.py``), after its signature: on the fast path too, once its last answer is older
+than ``jwt.revocation_check_ms``. API keys have revocation of their own (``apikeys``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Final, Protocol
 from api_gateway.credentials import may_carry_query_token, take_cookie, take_query_token
 from api_gateway.cross_site import CookieOrigins
 from api_gateway.errors import CrossSiteRequest, Unauthorized, UnknownKey
+from api_gateway.revocation import Revocations
 from api_gateway.routing import PublicPaths
 from api_gateway.tokens import CANONICAL, TOKEN_SHAPE, TokenVerifier, bearer_token
 from api_gateway.types import Claims, Handler, Request, Response
@@ -39,9 +44,13 @@ class Authenticate:
         cookie: str = "",
         api_keys: KeyChecker | None = None,
         route: str = "",
+        revocations: Revocations | None = None,
+        fail_closed: bool = False,
         cookie_origins: CookieOrigins | None = None,
     ) -> None:
         self.verifier = verifier
+        # auth-service's revoked tokens (None: not checked), and what Redis down means here.
+        self.revocations, self.fail_closed = revocations, fail_closed
         self.public = public
         self.prefix_length = len(prefix)
         self.cookie = cookie.encode("ascii")
@@ -72,9 +81,12 @@ class Authenticate:
             return self.slow(request, call_next)
         verifier = self.verifier
         claims = verifier.cache.get(header)
-        if claims is None or claims.expires_at + verifier.leeway < verifier.clock():
+        now = verifier.clock()
+        if claims is None or claims.expires_at + verifier.leeway < now:
             return self.miss(request, call_next, header)
         request.claims = claims
+        if claims.checked_until < now and self.revocations is not None:
+            return self.rechecked(request, call_next, header)
         return call_next(request)
 
     def miss(self, request: Request, call_next: Handler, header: bytes) -> Awaitable[Response]:
@@ -85,7 +97,17 @@ class Authenticate:
             request.claims = self.verifier.authenticate(header)
         except UnknownKey as unknown:
             return self.refreshed(request, call_next, header, unknown)
+        if self.revocations is not None:
+            return self.rechecked(request, call_next, header)
         return call_next(request)
+
+    async def rechecked(self, request: Request, call_next: Handler, header: bytes) -> Response:
+        """The verified token of ``header`` (in ``request.claims``), once auth-service's revoked
+        tokens say it is not one of them."""
+        assert request.claims is not None and self.revocations is not None
+        token = bearer_token(header).decode("ascii")  # verified: base64url, so ASCII
+        await self.revocations.check(request.claims, token, self.fail_closed)
+        return await call_next(request)
 
     def is_public(self, request: Request) -> bool:
         # The exact public paths are tested here, sparing most requests a call into `public`.
@@ -100,7 +122,10 @@ class Authenticate:
     async def refreshed(
         self, request: Request, call_next: Handler, credentials: bytes, unknown: UnknownKey
     ) -> Response:
-        request.claims = await verify_refreshing(self.verifier, credentials, unknown)
+        request.claims = claims = await verify_refreshing(self.verifier, credentials, unknown)
+        if self.revocations is not None:
+            token = bearer_token(credentials).decode("ascii")
+            await self.revocations.check(claims, token, self.fail_closed)
         return await call_next(request)
 
     async def slow(self, request: Request, call_next: Handler) -> Response:
@@ -116,7 +141,7 @@ class Authenticate:
     async def claims(self, request: Request, query_token: bytes | None) -> Claims:
         header = authorization(request)
         if header is not None and header[:7].lower() != API_KEY_SCHEME:
-            return await verify(self.verifier, header)
+            return await self.unrevoked(header)
         key = self.api_key(request)
         if key is not None:
             if self.api_keys is None:
@@ -129,10 +154,18 @@ class Authenticate:
                     raise CrossSiteRequest(
                         "a token from a cookie cannot be used from another site's page"
                     )
-                return await verify(self.verifier, CANONICAL + token)
+                return await self.unrevoked(CANONICAL + token)
         if query_token and may_carry_query_token(request):
-            return await verify(self.verifier, CANONICAL + query_token)
+            return await self.unrevoked(CANONICAL + query_token)
         raise Unauthorized("an access token is required", error="")
+
+    async def unrevoked(self, credentials: bytes) -> Claims:
+        """The claims of a bearer credential that auth-service has not revoked."""
+        claims = await verify(self.verifier, credentials)
+        if self.revocations is not None:
+            token = bearer_token(credentials).decode("ascii")
+            await self.revocations.check(claims, token, self.fail_closed)
+        return claims
 
     def api_key(self, request: Request) -> bytes | None:
         """The API key the request sends, taken off the headers the service will see."""

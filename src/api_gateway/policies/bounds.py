@@ -29,7 +29,11 @@ class BodyGate:
         key = self.key(request.client_ip)
         count = self.arriving.get(key, 0)
         if count >= self.max_per_client:
-            raise RateLimited(f"more than {self.max_per_client} request bodies arriving at once", 1)
+            raise RateLimited(
+                f"more than {self.max_per_client} request bodies arriving at once",
+                1,
+                limit=self.max_per_client,
+            )
         self.arriving[key] = count + 1
         body.when_done(lambda: self._leave(key))
 

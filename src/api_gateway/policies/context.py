@@ -26,6 +26,8 @@ CLOSE_OUTCOMES: Final = {
 }
 
 VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+# How much of a client's X-Correlation-ID the access log keeps.
+MAX_CLIENT_CORRELATION: Final = 128
 
 
 class RequestIds:
@@ -128,14 +130,20 @@ def incoming_request_id(request: Request) -> str:
     """The client's own X-Request-Id when it sent exactly one and it is valid, else "".
 
     Two lines are no id: which one the gateway's logs and the service's logs would each read is
-    a guess, and an id that correlates the wrong lines is worse than a fresh one."""
+    a guess, and an id that correlates the wrong lines is worse than a fresh one.
+
+    The same pass keeps the client's X-Correlation-ID (its last line, at most
+    ``MAX_CLIENT_CORRELATION`` bytes) for the access log: the gateway replaces it everywhere else.
+    """
     found: bytes | None = None
+    repeated = False
     for name, value in request.headers:
         if name == b"x-request-id":
-            if found is not None:
-                return ""
+            repeated = found is not None
             found = value
-    if found is None or VALID_REQUEST_ID.fullmatch(found) is None:
+        elif name == b"x-correlation-id":
+            request.client_correlation_id = value[:MAX_CLIENT_CORRELATION].decode("latin-1")
+    if found is None or repeated or VALID_REQUEST_ID.fullmatch(found) is None:
         return ""
     return found.decode("ascii")
 
@@ -148,10 +156,11 @@ def as_problem(error: Exception, request: Request) -> Response:
 
 
 class Stamper:
-    """What every response carries: the security headers, its request id and its timing.
+    """What every response carries: the security headers, its request id (as X-Request-ID and as
+    X-Correlation-ID, the original gateway's name for it) and its timing.
 
     The id and timing follow every listed header; when the response sets none of the security
-    headers (nearly always) all three go out as one pre-rendered block, in the same order.
+    headers (nearly always) they all go out as one pre-rendered block, in the same order.
     """
 
     def __init__(self, security: SecurityHeaders) -> None:
@@ -164,10 +173,13 @@ class Stamper:
             if name in names:
                 break
         else:
+            encoded = request_id.encode("ascii")  # once, for both of its headers
             response.rendered = b"".join(
                 (
                     b"x-request-id: ",
-                    request_id.encode("ascii"),
+                    encoded,
+                    b"\r\nx-correlation-id: ",
+                    encoded,
                     b"\r\nx-response-time: ",
                     elapsed_ms,
                     b"ms\r\n",
@@ -177,8 +189,10 @@ class Stamper:
             )
             return
         self.security.add(response)
+        encoded = request_id.encode("ascii")
         response.headers += (
-            (b"x-request-id", request_id.encode("ascii")),
+            (b"x-request-id", encoded),
+            (b"x-correlation-id", encoded),
             (b"x-response-time", elapsed_ms + b"ms"),
         )
 

@@ -25,6 +25,7 @@ BLOCKED_EXACT: Final = frozenset(
         b"x-api-key",  # a gateway credential: never a service's business
         b"x-admin-token",
         b"x-request-id",
+        b"x-correlation-id",  # the gateway's is the request id; the client's is only logged
         b"x-request-deadline-ms",
         b"forwarded",
         b"x-real-ip",
@@ -92,12 +93,16 @@ class HeaderTrust:
         claims = request.claims
         request.headers = kept
         # Rendered here in one piece (the same for every attempt), not as a header per line.
+        # X-Correlation-ID is the request id too: the platform's services log by that name.
+        request_id = request.request_id.encode("ascii")
         request.upstream_block = b"".join(
             (
                 forwarded,
                 *host_lines,
                 b"x-request-id: ",
-                request.request_id.encode("ascii"),
+                request_id,
+                b"\r\nx-correlation-id: ",
+                request_id,
                 b"\r\n",
                 INTERNAL,
                 b"" if claims is None else claims.identity,

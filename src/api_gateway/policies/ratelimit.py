@@ -189,6 +189,9 @@ class RateLimit:
                 f"{rate.window_ms // 1000} s is exceeded",
                 -(-decision.retry_after_ms // 1000),
                 headers.of(decision),
+                limit=rate.max,
+                remaining=decision.remaining,
+                reset_s=-(-decision.reset_ms // 1000),
             )
         self.allowed += 1
         at = request.limit_at
