@@ -24,6 +24,10 @@ from api_gateway.config.auth import (
     route_auth,
 )
 from api_gateway.config.cache import build_cache, build_route_cache
+from api_gateway.config.internal_auth import (
+    apply_internal_auth_environment,
+    build_internal_auth,
+)
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
 from api_gateway.config.security import HEADER_NAME, build_security_headers
@@ -54,6 +58,8 @@ SECRET_VARIABLES = (
     "API_KEY_PEPPER",
     "REDIS_URL",
     "STRIPE_WEBHOOK_SECRET",
+    "INTERNAL_HMAC_SECRET",
+    "INTERNAL_SERVICE_SECRET",
 )
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
@@ -163,6 +169,7 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
             service["url"] = env[variable]
     apply_observability_environment(document, env)
     apply_webhooks_environment(document, env)
+    apply_internal_auth_environment(document, env)
 
 
 def build(document: Mapping[str, Any]) -> GatewayConfig:
@@ -241,6 +248,9 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         stripe_webhooks=build_webhooks(
             root.section("webhooks") if "webhooks" in root.data else None,
             [route.prefix for route in routes],
+        ),
+        internal_auth=build_internal_auth(
+            root.section("internal_auth") if "internal_auth" in root.data else None
         ),
     )
     root.done()

@@ -96,6 +96,15 @@ class ApiKeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InternalAuthConfig:
+    """Signed service calls (config/internal_auth.py); off while no secret is set."""
+
+    # INTERNAL_HMAC_SECRET or INTERNAL_SERVICE_SECRET (_FILE), at least 32 bytes.
+    secret: str = field(default="", repr=False)
+    new_hmac: bool = True  # USE_NEW_HMAC=false: the legacy format (no nonce, no body hash)
+
+
+@dataclass(frozen=True, slots=True)
 class StripeWebhooksConfig:
     """Verified Stripe webhooks (config/webhooks.py); off while no secret is set."""
 
@@ -290,5 +299,6 @@ class GatewayConfig:
     admin_allow: tuple[Network, ...] = LOOPBACK
     api_keys: ApiKeysConfig = ApiKeysConfig()
     stripe_webhooks: StripeWebhooksConfig = StripeWebhooksConfig()
+    internal_auth: InternalAuthConfig = InternalAuthConfig()
 
     API_PREFIX = "/api/v1"

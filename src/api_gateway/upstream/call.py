@@ -185,7 +185,9 @@ class UpstreamCall:
     ) -> Awaitable[Response]:
         per_try = self.service.per_try_ms
         timeout_ms = remaining_ms if per_try is None or per_try > remaining_ms else per_try
-        head, chunked = render_head(request, endpoint.host_line, int(timeout_ms))
+        head, chunked = render_head(
+            request, endpoint.host_line, int(timeout_ms), self.service.signer
+        )
         return self.pool.request(
             endpoint.address,
             head,
