@@ -69,8 +69,10 @@ def fleet(check: InternalAuthCheck) -> Iterator[SignedFleet]:
 
 @pytest.fixture(scope="module")
 def second_event(check: InternalAuthCheck) -> Iterator[VerifyingUpstream]:
-    with VerifyingUpstream("event-2", check) as upstream:
-        yield upstream
+    upstream = VerifyingUpstream("event-2", check)
+    upstream.start()
+    yield upstream
+    upstream.stop()
 
 
 CONFIG: dict[str, Any] = {
