@@ -14,8 +14,10 @@ checks) carries, when ``INTERNAL_HMAC_SECRET`` is set::
 against their framework's ``request.url``. For a request without a body the validator puts
 ``""`` in the string and wants no body-hash header (or an empty one): a hash of ``{}`` or of
 the empty string would be refused as a mismatch. A body still streaming when the head goes out
-(``None``) cannot be hashed: it is signed the way the validator treats a body it did not parse
-(a file upload), as no body.
+cannot be hashed: ``UpstreamCall`` reads one whole first when it is at most
+``internal_auth.max_buffered_body_bytes`` (``buffer_body``); a larger one goes out streaming
+(``None`` here), signed the way the validator treats a body it did not parse (a file upload),
+as no body.
 
 The legacy format (``USE_NEW_HMAC=false``) is the original gateway's: three headers, the
 signature over ``{service}:{timestamp}:{METHOD}:{target}:{body}`` with the body itself (``{}``
@@ -31,11 +33,11 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from api_gateway.config.settings import InternalAuthConfig
-from api_gateway.types import Headers
+from api_gateway.types import BodySource, Headers, Request
 
 log = logging.getLogger("api_gateway")
 
@@ -64,7 +66,7 @@ def uuid4(random16: bytes) -> bytes:
 class Signer:
     """Signs one attempt of a request to a service; the key is prepared once."""
 
-    __slots__ = ("clock_ms", "key", "legacy", "random", "service")
+    __slots__ = ("clock_ms", "key", "legacy", "max_body_bytes", "random", "service")
 
     def __init__(
         self,
@@ -73,9 +75,11 @@ class Signer:
         clock_ms: Callable[[], int] = wall_clock_ms,
         random: Callable[[int], bytes] = os.urandom,
         service: str = SERVICE_NAME,
+        max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self.key = secret
         self.legacy = legacy
+        self.max_body_bytes = max_body_bytes  # a streaming body up to this is read to sign it
         self.clock_ms, self.random = clock_ms, random
         self.service = service.encode("ascii")
 
@@ -115,4 +119,53 @@ def open_signer(config: InternalAuthConfig) -> Signer | None:
             "that verify x-internal-signature will refuse them"
         )
         return None
-    return Signer(config.secret.encode(), legacy=not config.new_hmac)
+    return Signer(
+        config.secret.encode(),
+        legacy=not config.new_hmac,
+        max_body_bytes=config.max_buffered_body_bytes,
+    )
+
+
+async def buffer_body(request: Request, limit: int) -> None:
+    """Read a streaming request body whole when it is at most ``limit`` bytes, so that its hash
+    can be signed (and it can be sent again on a retry); a larger one stays a stream, with the
+    chunks read so far put back in front of it."""
+    body = request.body
+    if isinstance(body, bytes) or (
+        request.content_length is not None and request.content_length > limit
+    ):
+        return
+    chunks: list[bytes] = []
+    size = 0
+    iterator = body.__aiter__()
+    async for chunk in iterator:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:  # chunked, and larger than it may be held: send it on as it comes
+            request.body = Prefixed(chunks, body, iterator)
+            return
+    request.body = b"".join(chunks)
+    request.content_length = size
+
+
+class Prefixed:
+    """A stream whose first chunks were already read from it."""
+
+    __slots__ = ("chunks", "iterator", "source")
+
+    def __init__(
+        self, chunks: list[bytes], source: BodySource, iterator: AsyncIterator[bytes]
+    ) -> None:
+        self.chunks, self.source = chunks, source
+        self.iterator = iterator
+
+    def __aiter__(self) -> Prefixed:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        return await self.iterator.__anext__()
+
+    def abort(self) -> None:
+        self.source.abort()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from support.client import RawConnection, build_request
 from support.gateway import (
     SERVICE_NAMES,
     GatewayProcess,
@@ -35,6 +36,7 @@ from api_gateway.upstream.clients import AuthServiceClient, VenueServiceClient
 SECRET = "internal-hmac-secret-for-the-tests-0123456789"
 TOKEN = mint(sub="fan@1", tenant_id="tenant-a", role="customer")
 HEALTH_INTERVAL_MS = 200
+BUFFERED_BYTES = 64 * 1024
 WAIT_S = 5.0
 
 
@@ -76,6 +78,7 @@ def second_event(check: InternalAuthCheck) -> Iterator[VerifyingUpstream]:
 
 
 CONFIG: dict[str, Any] = {
+    "internal_auth": {"max_buffered_body_bytes": BUFFERED_BYTES},
     "services": {
         # Two instances, one failing: a GET is retried on the other.
         "event": {"health_check": {"interval_ms": HEALTH_INTERVAL_MS}},
@@ -147,6 +150,61 @@ def test_a_proxied_post_signs_the_hash_of_the_bytes_sent(
     record = ticket.only_request()
     assert record.body == body
     assert record.header("x-internal-body-hash") == hashlib.sha256(body).hexdigest()
+
+
+def send_late_body(
+    gateway: GatewayProcess, target: str, body: bytes, headers: list[tuple[str, str]]
+) -> int:
+    """A request whose body arrives well after its head: the gateway has it as a stream."""
+    request = build_request("POST", target, [*headers, ("authorization", f"Bearer {TOKEN}")], body)
+    head, _, rest = request.partition(b"\r\n\r\n")
+    with RawConnection(gateway.port) as connection:
+        connection.send(head + b"\r\n\r\n")
+        time.sleep(0.2)
+        connection.send(rest)
+        return connection.read_response("POST").status
+
+
+def test_a_body_arriving_after_its_head_is_read_whole_and_hashed(
+    gateway: GatewayProcess, fleet: SignedFleet
+) -> None:
+    payment = fleet.upstreams["payment"]
+    payment.reset()
+    payment.verdicts.clear()
+    body = json.dumps({"amount": 100, "note": "x" * 2000}, separators=(",", ":")).encode()
+
+    status = send_late_body(
+        gateway, "/api/v1/payments/intents", body, [("content-type", "application/json")]
+    )
+
+    assert status == 200
+    assert payment.verdicts == [None]
+    record = payment.only_request()
+    assert record.body == body
+    assert record.header("x-internal-body-hash") == hashlib.sha256(body).hexdigest()
+
+
+def test_an_upload_beyond_the_bound_streams_signed_as_no_body(
+    gateway: GatewayProcess, fleet: SignedFleet
+) -> None:
+    upload = fleet.upstreams["payment"]
+    upload.reset()
+    upload.verdicts.clear()
+    body = b"--b\r\ncontent-disposition: form-data; name=f\r\n\r\n" + b"z" * BUFFERED_BYTES * 2
+    body += b"\r\n--b--\r\n"
+
+    status = send_late_body(
+        gateway,
+        "/api/v1/payments/documents",
+        body,
+        [("content-type", "multipart/form-data; boundary=b")],
+    )
+
+    assert status == 200
+    assert upload.verdicts == [None]
+    record = upload.only_request()
+    assert record.body_length == len(body)
+    assert record.header("x-internal-body-hash") is None
 
 
 def test_client_sent_internal_headers_never_reach_the_service(

@@ -7,10 +7,10 @@ What a service does with ``USE_NEW_HMAC=true`` (shared ``hmac/validator.ts`` beh
 1. ``x-internal-service``, ``-timestamp``, ``-nonce`` and ``-signature`` are required;
 2. the timestamp is integer epoch ms, at most 60 s old and at most 60 s ahead;
 3. the nonce is at least 16 characters and used once (per calling service, kept 60 s);
-4. the body hash is computed from the body *as the framework parsed it*: nothing parsed
-   (no body) is ``""``; a JSON body is hashed as ``JSON.stringify`` of the parsed value; a
-   text body as its text. A body that is there needs the ``x-internal-body-hash`` header, and
-   a header that is there must equal the computed hash;
+4. the body hash is computed from the body *as the framework parsed it*: nothing parsed (no
+   body, or a multipart upload, which the handler streams) is ``""``; a JSON body is hashed as
+   ``JSON.stringify`` of the parsed value; a text body as its text. A body that is there needs
+   the ``x-internal-body-hash`` header, and a header that is there must equal the computed hash;
 5. the signature is the hex HMAC-SHA256 of
    ``service:timestamp:nonce:METHOD:url:computedHash`` with ``url`` the raw request target
    (path and query), compared in constant time.
@@ -41,9 +41,9 @@ def now_ms() -> int:
 def parsed_body_text(record: RecordedRequest) -> str | None:
     """The body as the service's framework hands it over, re-serialised as the validator does
     (``JSON.stringify`` of a parsed JSON body); None when nothing was parsed."""
-    if not record.body:
-        return None
     content_type = (record.header("content-type") or "").split(";")[0].strip().lower()
+    if not record.body or content_type.startswith("multipart/"):
+        return None  # a file upload is read by the handler as a stream, not parsed before
     text = record.body.decode("utf-8")
     if content_type == "application/json":
         return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)

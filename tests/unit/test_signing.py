@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from support.upstream import RecordedRequest
 
 from api_gateway.config import loader
 from api_gateway.config.settings import ConfigError
-from api_gateway.signing import Signer, open_signer, uuid4
+from api_gateway.signing import Prefixed, Signer, buffer_body, open_signer, uuid4
 from api_gateway.types import Headers, Request
 from api_gateway.upstream.forward import render_head
 from api_gateway.upstream.health import probe_head
@@ -230,3 +231,66 @@ def test_without_a_secret_nothing_is_signed_and_it_says_so(
         assert open_signer(config) is None
 
     assert [r.getMessage() for r in caplog.records if "INTERNAL_HMAC_SECRET" in r.getMessage()]
+
+
+# --- a body still arriving ---------------------------------------------------------------------
+
+
+class Stream:
+    """A body arriving in chunks, as the data plane's stream yields it."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+        self.aborted = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self.chunks:
+            raise StopAsyncIteration
+        return self.chunks.pop(0)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def drained(body: object) -> bytes:
+    assert not isinstance(body, bytes)
+    return b"".join([chunk async for chunk in body])  # type: ignore[attr-defined]
+
+
+def streamed(chunks: list[bytes], declared: int | None) -> Request:
+    request = Request("POST", b"/x", [], Stream(chunks), "127.0.0.1", content_length=declared)
+    request.path = "/x"
+    return request
+
+
+def test_a_small_streaming_body_is_read_whole() -> None:
+    request = streamed([b"ab", b"cd"], None)
+
+    asyncio.run(buffer_body(request, 4))
+
+    assert request.body == b"abcd" and request.content_length == 4
+
+
+def test_a_declared_body_over_the_bound_is_left_streaming_unread() -> None:
+    stream = Stream([b"abcde"])
+    request = streamed([], 5)
+    request.body = stream
+
+    asyncio.run(buffer_body(request, 4))
+
+    assert request.body is stream and stream.chunks == [b"abcde"]
+
+
+def test_a_chunked_body_over_the_bound_streams_on_with_nothing_lost() -> None:
+    request = streamed([b"abc", b"def", b"gh"], None)
+
+    asyncio.run(buffer_body(request, 4))
+
+    assert not isinstance(request.body, bytes) and request.content_length is None
+    assert asyncio.run(drained(request.body)) == b"abcdefgh"
+    request.body.abort()
+    assert isinstance(request.body, Prefixed) and isinstance(request.body.source, Stream)
+    assert request.body.source.aborted

@@ -45,7 +45,14 @@ def build_internal_auth(s: Section | None) -> InternalAuthConfig:
         if not isinstance(secret, str):
             raise ConfigError(s.key("secret"), "must be a string")
         _check_length(secret, s.key("secret"))
-    config = InternalAuthConfig(secret=secret or "", new_hmac=s.flag("new_hmac", True))
+    default = InternalAuthConfig()
+    config = InternalAuthConfig(
+        secret=secret or "",
+        new_hmac=s.flag("new_hmac", default.new_hmac),
+        max_buffered_body_bytes=s.integer(
+            "max_buffered_body_bytes", 0, default.max_buffered_body_bytes
+        ),
+    )
     s.done()
     return config
 

@@ -102,6 +102,9 @@ class InternalAuthConfig:
     # INTERNAL_HMAC_SECRET or INTERNAL_SERVICE_SECRET (_FILE), at least 32 bytes.
     secret: str = field(default="", repr=False)
     new_hmac: bool = True  # USE_NEW_HMAC=false: the legacy format (no nonce, no body hash)
+    # A body still arriving after its head is read whole up to this, to hash it; larger ones
+    # stream, signed as no body (the validator's view of a body it did not parse).
+    max_buffered_body_bytes: int = 1_048_576
 
 
 @dataclass(frozen=True, slots=True)
