@@ -6,11 +6,12 @@ alternated back to back.
 
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
         [--log-level info] [--header 'Connection: keep-alive'] [--redis-url redis://127.0.0.1:6379]
-        [--algorithm HS256|RS256|PS256|ES256|EdDSA] [--misses]
+        [--algorithm HS256|RS256|PS256|ES256|EdDSA] [--misses] [--signed]
 
 ``--algorithm`` signs the tokens so (the gateway gets the public key as ``JWT_PUBLIC_KEY``);
 ``--misses`` sends a token never seen before with every request, so each one is verified
 (the verified-token cache misses): the difference to a run without it is the cost of a miss.
+``--signed`` sets ``INTERNAL_HMAC_SECRET``, so every call to the service is signed.
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
@@ -67,6 +68,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--algorithm", default="HS256", choices=sorted(PRIVATE_KEYS))
     parser.add_argument("--misses", action="store_true", help="a new token for every request")
+    parser.add_argument(
+        "--signed", action="store_true", help="INTERNAL_HMAC_SECRET set: calls to services signed"
+    )
     return parser.parse_args()
 
 
@@ -148,6 +152,10 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     }
     if not args.algorithm.startswith("HS"):
         env["JWT_PUBLIC_KEY"] = public_pem(args.algorithm)
+    for variable in ("INTERNAL_HMAC_SECRET", "INTERNAL_SERVICE_SECRET", "USE_NEW_HMAC"):
+        env.pop(variable, None)  # a shell's own setting must not sway the figure
+    if args.signed:
+        env["INTERNAL_HMAC_SECRET"] = "instructions-benchmark-internal-secret-32+"
     env.pop("REDIS_URL", None)
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
@@ -191,6 +199,7 @@ def main() -> int:
     per_request = (loaded - base) / args.requests
     extra = "".join(f", {header}" for header in args.header)
     extra += f", {args.algorithm}" + (", a new token per request" if args.misses else "")
+    extra += ", signed" if args.signed else ""
     print(
         f"{per_request:,.0f} instructions per request "
         f"({args.path}, LOG_LEVEL={args.log_level}{extra})"
