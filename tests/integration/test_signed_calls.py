@@ -152,6 +152,23 @@ def test_a_proxied_post_signs_the_hash_of_the_bytes_sent(
     assert record.header("x-internal-body-hash") == hashlib.sha256(body).hexdigest()
 
 
+def test_json_written_with_spaces_passes_the_services_check_unchanged(
+    gateway: GatewayProcess, ticket: VerifyingUpstream
+) -> None:
+    body = b'{\n  "eventId": "e1",\n  "note": "caf\\u00e9",\n  "quantity": 2\n}'
+    response = gateway.request(
+        "POST",
+        "/api/v1/tickets/purchase",
+        headers={"content-type": "application/json"},
+        body=body,
+        token=TOKEN,
+    )
+
+    assert response.status == 200, response.body
+    assert ticket.verdicts == [None]
+    assert ticket.only_request().body == body  # forwarded byte for byte
+
+
 def send_late_body(
     gateway: GatewayProcess, target: str, body: bytes, headers: list[tuple[str, str]]
 ) -> int:

@@ -14,7 +14,7 @@ from support.upstream import RecordedRequest
 
 from api_gateway.config import loader
 from api_gateway.config.settings import ConfigError
-from api_gateway.signing import Prefixed, Signer, buffer_body, open_signer, uuid4
+from api_gateway.signing import Prefixed, Signer, buffer_body, is_json, open_signer, uuid4
 from api_gateway.types import Headers, Request
 from api_gateway.upstream.forward import render_head
 from api_gateway.upstream.health import probe_head
@@ -84,6 +84,24 @@ def test_a_body_is_hashed_as_sent_and_the_validator_accepts_it() -> None:
         "POST", "/api/v1/tickets/purchase", headers, body, content_type="application/json"
     )
     assert InternalAuthCheck(SECRET).verify(record, NOW_MS) is None
+
+
+def test_json_written_otherwise_is_hashed_as_the_validator_re_writes_it() -> None:
+    body = b'{ "eventId": "e1",\n  "note": "caf\\u00e9", "quantity": 2 }'
+    headers = signer().headers("POST", b"/api/v1/tickets/purchase", body, json=True)
+
+    assert dict(headers)[b"x-internal-body-hash"] != hashlib.sha256(body).hexdigest().encode()
+    record = as_received(
+        "POST", "/api/v1/tickets/purchase", headers, body, content_type="application/json"
+    )
+    assert InternalAuthCheck(SECRET).verify(record, NOW_MS) is None
+
+
+def test_is_json_reads_the_media_type_only() -> None:
+    assert is_json([(b"content-type", b"Application/JSON; charset=utf-8")])
+    assert not is_json([(b"content-type", b"application/vnd.api+json")])
+    assert not is_json([(b"content-type", b"text/plain")])
+    assert not is_json([])
 
 
 def test_a_changed_body_or_secret_is_refused() -> None:

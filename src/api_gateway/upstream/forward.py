@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from api_gateway.http.framing import BODY_METHODS
 from api_gateway.http.wire import add_header_lines
-from api_gateway.signing import Signer
+from api_gateway.signing import Signer, is_json
 from api_gateway.types import Request
 
 
@@ -48,7 +48,8 @@ def render_head(
     if signer is not None:
         # Over the target as sent and the body's bytes; a stream's are not known yet (None).
         signed = body if isinstance(body, bytes) else None
-        add_header_lines(parts, signer.headers(request.method, target, signed))
+        json = bool(signed) and is_json(request.headers)
+        add_header_lines(parts, signer.headers(request.method, target, signed, json))
     if framing:
         parts += (framing, b"\r\n")
     parts.append(b"\r\n")
