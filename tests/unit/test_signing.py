@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,15 @@ from support.upstream import RecordedRequest
 
 from api_gateway.config import loader
 from api_gateway.config.settings import ConfigError
-from api_gateway.signing import Prefixed, Signer, buffer_body, is_json, open_signer, uuid4
+from api_gateway.signing import (
+    Prefixed,
+    RandomPool,
+    Signer,
+    buffer_body,
+    is_json,
+    open_signer,
+    uuid4,
+)
 from api_gateway.types import Headers, Request
 from api_gateway.upstream.forward import render_head
 from api_gateway.upstream.health import probe_head
@@ -123,9 +133,20 @@ def test_each_signature_has_a_fresh_uuid4_nonce() -> None:
     assert UUID4.fullmatch(first.decode()) and UUID4.fullmatch(second.decode())
 
 
-def test_uuid4_sets_the_version_and_variant_bits() -> None:
+def test_uuid4_sets_the_version_and_variant_digits() -> None:
     assert uuid4(b"\xff" * 16) == b"ffffffff-ffff-4fff-bfff-ffffffffffff"
     assert uuid4(bytes(16)) == b"00000000-0000-4000-8000-000000000000"
+    parsed = uuid.UUID(uuid4(os.urandom(16)).decode())
+    assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_the_random_pool_never_repeats_and_refills() -> None:
+    pool = RandomPool()
+    taken = [pool.take(16) for _ in range(600)]  # more than one pool's worth
+
+    assert len(set(taken)) == 600 and all(len(t) == 16 for t in taken)
+    pool.empty()
+    assert pool.take(16) not in taken
 
 
 def test_a_replayed_or_stale_signature_is_refused() -> None:
