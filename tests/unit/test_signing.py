@@ -18,7 +18,6 @@ from api_gateway.config import loader
 from api_gateway.config.settings import ConfigError
 from api_gateway.signing import (
     Prefixed,
-    RandomPool,
     Signer,
     buffer_body,
     is_json,
@@ -138,15 +137,6 @@ def test_uuid4_sets_the_version_and_variant_digits() -> None:
     assert uuid4(bytes(16)) == b"00000000-0000-4000-8000-000000000000"
     parsed = uuid.UUID(uuid4(os.urandom(16)).decode())
     assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
-
-
-def test_the_random_pool_never_repeats_and_refills() -> None:
-    pool = RandomPool()
-    taken = [pool.take(16) for _ in range(600)]  # more than one pool's worth
-
-    assert len(set(taken)) == 600 and all(len(t) == 16 for t in taken)
-    pool.empty()
-    assert pool.take(16) not in taken
 
 
 def test_a_replayed_or_stale_signature_is_refused() -> None:
