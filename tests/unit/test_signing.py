@@ -251,6 +251,13 @@ def test_use_new_hmac_false_selects_the_legacy_format_and_its_secret() -> None:
     assert opened is not None and opened.legacy
 
 
+def test_use_new_hmac_must_be_true_or_false() -> None:
+    with pytest.raises(ConfigError) as error:
+        loader.load(env={**BASE_ENV, "USE_NEW_HMAC": "maybe"})
+
+    assert error.value.key == "USE_NEW_HMAC"
+
+
 def test_without_a_secret_nothing_is_signed_and_it_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

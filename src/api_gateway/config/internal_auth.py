@@ -25,10 +25,12 @@ def apply_internal_auth_environment(document: dict[str, Any], env: Mapping[str, 
     section = document.setdefault(SECTION, {})
     if not isinstance(section, dict):
         raise ConfigError(SECTION, "must be a mapping")
-    new_format = env.get(FORMAT_VARIABLE)
+    new_format = (env.get(FORMAT_VARIABLE) or "").strip().lower()
+    if new_format and new_format not in ("true", "false", "1", "0"):
+        raise ConfigError(FORMAT_VARIABLE, f"must be true or false, got {new_format!r}")
     if new_format:
         section["new_hmac"] = new_format
-    legacy = (new_format or "").strip().lower() in ("false", "0")
+    legacy = new_format in ("false", "0")
     for variable in reversed(SECRET_VARIABLES) if legacy else SECRET_VARIABLES:
         secret = env.get(variable)
         if secret:
