@@ -6,11 +6,12 @@ alternated back to back.
 
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
         [--log-level info] [--header 'Connection: keep-alive'] [--redis-url redis://127.0.0.1:6379]
-        [--algorithm HS256|RS256|PS256|ES256|EdDSA] [--misses]
+        [--algorithm HS256|RS256|PS256|ES256|EdDSA] [--misses] [--signed]
 
 ``--algorithm`` signs the tokens so (the gateway gets the public key as ``JWT_PUBLIC_KEY``);
 ``--misses`` sends a token never seen before with every request, so each one is verified
 (the verified-token cache misses): the difference to a run without it is the cost of a miss.
+``--signed`` sets ``INTERNAL_HMAC_SECRET``, so every call to the service is signed.
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
@@ -76,6 +77,9 @@ def parse_args() -> argparse.Namespace:
         "--idempotency-key",
         choices=("new", "same"),
         help="with --post: a new Idempotency-Key per request, or the same one (replays)",
+    )
+    parser.add_argument(
+        "--signed", action="store_true", help="INTERNAL_HMAC_SECRET set: calls to services signed"
     )
     return parser.parse_args()
 
@@ -188,6 +192,10 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     }
     if not args.algorithm.startswith("HS"):
         env["JWT_PUBLIC_KEY"] = public_pem(args.algorithm)
+    for variable in ("INTERNAL_HMAC_SECRET", "INTERNAL_SERVICE_SECRET", "USE_NEW_HMAC"):
+        env.pop(variable, None)  # a shell's own setting must not sway the figure
+    if args.signed:
+        env["INTERNAL_HMAC_SECRET"] = "instructions-benchmark-internal-secret-32+"
     env.pop("REDIS_URL", None)
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
@@ -241,6 +249,7 @@ def main() -> int:
         extra += ", POST" + (
             f", {args.idempotency_key} Idempotency-Key" if args.idempotency_key else ""
         )
+    extra += ", signed" if args.signed else ""
     print(
         f"{per_request:,.0f} instructions per request "
         f"({args.path}, LOG_LEVEL={args.log_level}{extra})"

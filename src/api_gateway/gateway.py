@@ -29,6 +29,7 @@ from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper, new_request_id
 from api_gateway.policies.security_headers import SecurityHeaders
 from api_gateway.routing import RouteTable, normalize, split_target, target_authority
+from api_gateway.signing import open_signer
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.fallback import FallbackStore
 from api_gateway.stores.memory import MemoryStore
@@ -101,6 +102,9 @@ class Gateway:
             name: UpstreamService(service, ServiceInstances(name, service.instances), rng)
             for name, service in config.services.items()
         }
+        self.signer = open_signer(config.internal_auth)
+        for upstream_service in self.services.values():
+            upstream_service.signer = self.signer  # proxied, aggregated and the clients' calls
         self.auth_client = AuthServiceClient(self.services["auth"], self.pool, clock_ms)
         self.venue_client = VenueServiceClient(self.services["venue"], self.pool, clock_ms)
         self.overload = OverloadMonitor(config.overload, loop)
@@ -265,7 +269,7 @@ class Gateway:
         endpoints = {name: service.endpoints for name, service in self.services.items()}
         self.discovery = open_discovery(self.config, endpoints, lambda: self.loop.time() * 1000)
         health = {name: service.health_check for name, service in self.config.services.items()}
-        self.health_checker = HealthChecker(endpoints, health, self.pool)
+        self.health_checker = HealthChecker(endpoints, health, self.pool, self.signer)
         self.discovery.start()
         self.health_checker.start()
         if self.jwks is not None:

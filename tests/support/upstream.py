@@ -270,11 +270,15 @@ class RecordingUpstream:
             self._changed.notify_all()
         if not complete:
             return False
-        reply = self.replies.get(record.path, self.default_reply)
+        reply = self.reply_for(record)
         if not self._wait_reply_delay(connection, record, reply.delay_s):
             return False
         keep_alive = _send_reply(connection.sock, record, reply, self.name)
         return keep_alive and reply.behaviour is Behaviour.RESPOND and not _says_close(reply)
+
+    def reply_for(self, record: RecordedRequest) -> Reply:
+        """What to answer ``record`` (its body read): the path's reply, else the default."""
+        return self.replies.get(record.path, self.default_reply)
 
     def _record(self, record: RecordedRequest) -> None:
         with self._changed:

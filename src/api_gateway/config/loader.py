@@ -27,6 +27,10 @@ from api_gateway.config.cache import build_cache, build_route_cache
 from api_gateway.config.cors import cors_origin
 from api_gateway.config.endpoint_validation import build_endpoint_validation
 from api_gateway.config.idempotency import build_idempotency, idempotency_mode
+from api_gateway.config.internal_auth import (
+    apply_internal_auth_environment,
+    build_internal_auth,
+)
 from api_gateway.config.limits import build_limits, exempt_paths, template_of
 from api_gateway.config.observability import apply_observability_environment, build_observability
 from api_gateway.config.sections import Section, split_list
@@ -60,6 +64,8 @@ SECRET_VARIABLES = (
     "API_KEY_PEPPER",
     "REDIS_URL",
     "STRIPE_WEBHOOK_SECRET",
+    "INTERNAL_HMAC_SECRET",
+    "INTERNAL_SERVICE_SECRET",
 )
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
@@ -171,6 +177,7 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
             service["url"] = env[variable]
     apply_observability_environment(document, env)
     apply_webhooks_environment(document, env)
+    apply_internal_auth_environment(document, env)
 
 
 def build(document: Mapping[str, Any]) -> GatewayConfig:
@@ -251,6 +258,9 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
             [route.prefix for route in routes],
         ),
         idempotency=build_idempotency(root.section("idempotency")),
+        internal_auth=build_internal_auth(
+            root.section("internal_auth") if "internal_auth" in root.data else None
+        ),
     )
     root.done()
     return config

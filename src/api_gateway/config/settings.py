@@ -99,6 +99,18 @@ class ApiKeysConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InternalAuthConfig:
+    """Signed service calls (config/internal_auth.py); off while no secret is set."""
+
+    # INTERNAL_HMAC_SECRET or INTERNAL_SERVICE_SECRET (_FILE), at least 32 bytes.
+    secret: str = field(default="", repr=False)
+    new_hmac: bool = True  # USE_NEW_HMAC=false: the legacy format (no nonce, no body hash)
+    # A body still arriving after its head is read whole up to this, to hash it; larger ones
+    # stream, signed as no body (the validator's view of a body it did not parse).
+    max_buffered_body_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
 class StripeWebhooksConfig:
     """Verified Stripe webhooks (config/webhooks.py); off while no secret is set."""
 
@@ -329,5 +341,6 @@ class GatewayConfig:
     api_keys: ApiKeysConfig = ApiKeysConfig()
     stripe_webhooks: StripeWebhooksConfig = StripeWebhooksConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
+    internal_auth: InternalAuthConfig = InternalAuthConfig()
 
     API_PREFIX = "/api/v1"

@@ -26,6 +26,7 @@ from api_gateway.errors import (
     UpstreamTimeout,
 )
 from api_gateway.http.framing import single_value
+from api_gateway.signing import buffer_body
 from api_gateway.types import Pool, Request, Response
 from api_gateway.upstream.breaker import State
 from api_gateway.upstream.forward import render_head
@@ -67,6 +68,11 @@ class UpstreamCall:
             # could then run the payment twice). Elsewhere the lines pass on untouched.
             single_value(request.headers, IDEMPOTENCY_KEY)
         service, clock = self.service, self.clock_ms
+        signer = service.signer
+        if signer is not None and not request.upgrade and not isinstance(request.body, bytes):
+            # A body still arriving is hashed whole when small enough (signing.py); before the
+            # deadline starts, as the client's upload is not the service's time.
+            await buffer_body(request, signer.max_body_bytes)
         now = clock()
         if service.breaker.state is not State.CLOSED and not service.admit(now):
             raise self._circuit_open(now)
@@ -186,7 +192,9 @@ class UpstreamCall:
     ) -> Awaitable[Response]:
         per_try = self.service.per_try_ms
         timeout_ms = remaining_ms if per_try is None or per_try > remaining_ms else per_try
-        head, chunked = render_head(request, endpoint.host_line, int(timeout_ms))
+        head, chunked = render_head(
+            request, endpoint.host_line, int(timeout_ms), self.service.signer
+        )
         return self.pool.request(
             endpoint.address,
             head,

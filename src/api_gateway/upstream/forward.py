@@ -2,18 +2,21 @@
 
 The headers it renders are already final: the data plane dropped the hop-by-hop fields and
 ``HeaderTrust`` decided the rest (the client's, filtered, and the gateway's own, already in wire
-form in ``Request.upstream_block``); only the instance's ``Host``, the remaining deadline and the
-body framing are added here, per attempt.
+form in ``Request.upstream_block``); only the instance's ``Host``, the remaining deadline, the
+body framing and the service-call signature (``signing.py``) are added here, per attempt.
 """
 
 from __future__ import annotations
 
 from api_gateway.http.framing import BODY_METHODS
 from api_gateway.http.wire import add_header_lines
+from api_gateway.signing import Signer, is_json
 from api_gateway.types import Request
 
 
-def render_head(request: Request, host_line: bytes, deadline_ms: int) -> tuple[bytes, bool]:
+def render_head(
+    request: Request, host_line: bytes, deadline_ms: int, signer: Signer | None = None
+) -> tuple[bytes, bool]:
     """The request head for one attempt, and whether its body goes out chunked."""
     target = request.path.encode("ascii")
     if request.query:
@@ -42,6 +45,11 @@ def render_head(request: Request, host_line: bytes, deadline_ms: int) -> tuple[b
     add_header_lines(parts, request.upstream_headers)
     parts.append(request.upstream_block)
     parts.append(b"x-request-deadline-ms: %d\r\n" % deadline_ms)
+    if signer is not None:
+        # Over the target as sent and the body's bytes; a stream's are not known yet (None).
+        signed = body if isinstance(body, bytes) else None
+        json = bool(signed) and is_json(request.headers)
+        add_header_lines(parts, signer.headers(request.method, target, signed, json))
     if framing:
         parts += (framing, b"\r\n")
     parts.append(b"\r\n")

@@ -17,6 +17,8 @@ from typing import Final
 
 from api_gateway.config.settings import HealthCheckConfig
 from api_gateway.errors import GatewayError
+from api_gateway.http.wire import header_lines
+from api_gateway.signing import Signer
 from api_gateway.timers import PatientTimeout
 from api_gateway.types import Body, Pool
 from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
@@ -45,11 +47,14 @@ def after_check(
     return Streak(streak.healthy and failures < unhealthy_threshold, 0, failures)
 
 
-def probe_head(path: str, authority: str) -> bytes:
-    return (
+def probe_head(path: str, authority: str, signer: Signer | None = None) -> bytes:
+    head = (
         f"GET {path} HTTP/1.1\r\nhost: {authority}\r\nx-gateway-internal: true\r\n"
-        f"user-agent: {USER_AGENT}\r\n\r\n"
+        f"user-agent: {USER_AGENT}\r\n"
     ).encode()
+    if signer is not None:  # signed per probe: each has its own nonce
+        head += header_lines(signer.headers("GET", path.encode("ascii"), b""))
+    return head + b"\r\n"
 
 
 async def _drain(body: Body) -> None:
@@ -73,8 +78,9 @@ class HealthChecker:
         services: Mapping[str, ServiceInstances],
         configs: Mapping[str, HealthCheckConfig],
         pool: Pool,
+        signer: Signer | None = None,
     ) -> None:
-        self.services, self.pool = services, pool
+        self.services, self.pool, self.signer = services, pool, signer
         self.configs = {name: c for name, c in configs.items() if c.enabled and name in services}
         self.streaks: dict[str, dict[UpstreamInstance, Streak]] = {
             name: {} for name in self.configs
@@ -115,7 +121,7 @@ class HealthChecker:
     async def probe(self, endpoint: UpstreamInstance, config: HealthCheckConfig) -> str | None:
         """None when the instance passed, else why it failed."""
         timeout_s = config.timeout_ms / 1000
-        head = probe_head(config.path, endpoint.authority)
+        head = probe_head(config.path, endpoint.authority, self.signer)
         try:
             # A paused loop is not a failing instance (see ``timers``).
             async with PatientTimeout(timeout_s):

@@ -13,6 +13,7 @@ from typing import Final
 from api_gateway.config.settings import ServiceConfig
 from api_gateway.errors import BadGateway, UpstreamTimeout
 from api_gateway.observability.exposition import BUCKETS_MS, Histogram
+from api_gateway.signing import Signer
 from api_gateway.upstream.balancer import build_balancer
 from api_gateway.upstream.breaker import SUCCESS_ONLY, Breaker, Event, Outcome
 from api_gateway.upstream.instances import ServiceInstances, UpstreamInstance
@@ -46,6 +47,8 @@ class UpstreamService:
         self.attempt_latency: dict[str, Histogram] = {}
         # When each instance's connections last broke, by authority, until it serves again.
         self.breaks: dict[str, float] = {}
+        # Signs every request sent to the service (INTERNAL_HMAC_SECRET); None: unsigned.
+        self.signer: Signer | None = None
 
     def observe_attempt(self, authority: str, elapsed_ms: float) -> None:
         histogram = self.attempt_latency.get(authority)
