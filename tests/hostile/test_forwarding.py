@@ -47,7 +47,7 @@ def act_as_venue_service(fleet: Fleet) -> None:
         document = {"venueId": f"venue-{name}", "tenantId": f"tenant-{name}"}
         venue.respond(
             Reply(body=json.dumps(document).encode()),
-            path=f"/api/v1/venues/domains/tickets.venue-{name}.com",
+            path=f"/api/v1/branding/domain/tickets.venue-{name}.com",
         )
 
 
