@@ -23,51 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gwbench.servers import JWT_SECRET, mint_token
+from gwbench.inprocess import in_process
+from gwbench.servers import mint_token
 
 from api_gateway import compiled
-from api_gateway.config import loader
 from api_gateway.gateway import Gateway
-from api_gateway.pipeline import RouteBuilder
-from api_gateway.routing import RouteTable
-from api_gateway.types import Body, Response
 
 PATH = b"/api/v1/tickets/1"
 
 
-class AnsweringPool:
-    """Answers every request with a small JSON body, as the benchmark's upstream does."""
-
-    async def request(
-        self,
-        address: tuple[str, int],
-        head: bytes,
-        body: Body,
-        chunked: bool,
-        timeout_s: float,
-        method: str,
-    ) -> Response:
-        return Response(200, [(b"content-type", b"application/json")], b'{"id":1}')
-
-
 def gateway(loop: asyncio.AbstractEventLoop) -> Gateway:
-    env = {
-        "JWT_SECRET": JWT_SECRET,
-        "RATE_LIMIT_MAX": "100000000",
-        "RATE_LIMIT_USER_MAX": "100000000",
-        "LOG_LEVEL": "info",
-        "TICKET_SERVICE_URL": "http://127.0.0.1:9",
-    }
-    config = loader.load(None, env)
-    built = Gateway(config, loop, 3000)
-    old = built.builder
-    builder = RouteBuilder(
-        config, AnsweringPool(), old.verifier, old.store, old.services, old.clock_ms, 3000
-    )
-    built.routes = RouteTable()
-    for route in config.routes:
-        built.routes.add(config.API_PREFIX + route.prefix, builder.build(route))
-    return built
+    return in_process(loop)
 
 
 async def run(requests: int, rounds: int) -> list[float]:

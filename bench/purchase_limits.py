@@ -29,65 +29,32 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gwbench.servers import JWT_SECRET, mint_token
+from gwbench.inprocess import HIGH, PURCHASE_BODY, environment, in_process
+from gwbench.servers import mint_token
 
 from api_gateway import compiled
 from api_gateway.config import loader
 from api_gateway.gateway import Gateway
-from api_gateway.pipeline import RouteBuilder
-from api_gateway.routing import RouteTable
-from api_gateway.types import Body, Request, Response
+from api_gateway.types import Request
 
 PATH = b"/api/v1/tickets/purchase"
-BODY = b'{"eventId": "evt-2026-0042", "ticketTypeId": "vip", "quantity": 2}'
-HIGH = 100_000_000
+BODY = PURCHASE_BODY
 BEFORE = [{"limit": "ticket_purchase", "key": "user_or_ip"}]
-
-
-class AnsweringPool:
-    """Answers every request with a small JSON body, as the benchmark's upstream does."""
-
-    async def request(
-        self,
-        address: tuple[str, int],
-        head: bytes,
-        body: Body,
-        chunked: bool,
-        timeout_s: float,
-        method: str,
-        upgrade: bool = False,
-        stream_idle_s: float = 0.0,
-    ) -> Response:
-        return Response(200, [(b"content-type", b"application/json")], b'{"id":1}')
 
 
 def gateway(loop: asyncio.AbstractEventLoop, limits: list[dict[str, Any]] | None) -> Gateway:
     document = copy.deepcopy(loader.default_document())
-    env = {
-        "JWT_SECRET": JWT_SECRET,
-        "RATE_LIMIT_MAX": str(HIGH),
-        "RATE_LIMIT_USER_MAX": str(HIGH),
-        "LOG_LEVEL": "warn",
-        "TICKET_SERVICE_URL": "http://127.0.0.1:9",
-    }
     document["rate_limit"]["ticket_purchase"] = {"max": HIGH, "window_ms": 60000}
-    (purchase,) = document["routes"]["/tickets"]["endpoints"]
+    (purchase,) = [
+        e for e in document["routes"]["/tickets"]["endpoints"] if e["path"] == "/purchase"
+    ]
+    purchase["idempotency"] = "off"  # the limits alone: idempotency has bench/idempotency.py
     if limits is not None:
         purchase["limits"] = limits
     for limit in purchase["limits"]:
         if "max" in limit:
             limit["max"] = HIGH
-    loader.apply_environment(document, env)
-    config = loader.build(document)
-    built = Gateway(config, loop, 3000)
-    old = built.builder
-    builder = RouteBuilder(
-        config, AnsweringPool(), old.verifier, old.store, old.services, old.clock_ms, 3000
-    )
-    built.routes = RouteTable()
-    for route in config.routes:
-        built.routes.add(config.API_PREFIX + route.prefix, builder.build(route))
-    return built
+    return in_process(loop, document, environment("warn"))
 
 
 async def one_round(target: Gateway, headers: list[tuple[bytes, bytes]], requests: int) -> float:
