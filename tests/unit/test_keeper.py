@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api_gateway.keeper.keyspace import Keyspace
+from api_gateway.keeper.keyspace import ENTRY_OVERHEAD, Keyspace
 from api_gateway.keeper.server import Keeper, encode_reply, serve
 from api_gateway.limiter import Rate
 from api_gateway.resp.protocol import RespError, RespParser
@@ -154,3 +154,22 @@ def test_the_rate_limit_store_runs_on_the_keeper_over_a_socket(tmp_path: Path) -
 
     allowed = asyncio.run(scenario())
     assert allowed == [True] * 10 + [False] * 15
+
+
+def test_the_keyspace_stays_within_its_bytes_forgetting_the_nearest_expiry_first() -> None:
+    clock = Clock()
+    space = Keyspace(clock, max_bytes=3 * (1 + 1000 + ENTRY_OVERHEAD))
+    k = Keeper(space)
+    big = "x" * 1000
+    run(k, "SET", "a", big, "PX", "90000")
+    run(k, "SET", "b", big, "PX", "1000")
+    run(k, "SET", "c", big, "PX", "50000")
+    run(k, "SET", "a", big, "PX", "90000")  # an overwrite makes no room and takes none
+    assert run(k, "DBSIZE") == 3
+    run(k, "SET", "d", big, "PX", "90000")
+    assert run(k, "MGET", "a", "b", "c", "d") == [big.encode(), None, big.encode(), big.encode()]
+    run(k, "DEL", "a")
+    clock.now += 60_000
+    run(k, "PING")  # c expires by the sweep
+    assert run(k, "DBSIZE") == 1
+    assert space.bytes == 1 + 1000 + ENTRY_OVERHEAD

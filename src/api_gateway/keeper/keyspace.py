@@ -6,8 +6,10 @@ expiry, TIME); anything else answers an error reply, as Redis answers an unknown
 Expiry is lazy on access plus a wheel of one-second buckets swept as time passes, so a key
 that is never read again still goes, and no sweep scans the whole keyspace. Each key sits in
 exactly one bucket (moved when its expiry moves), so the wheel is as large as the keyspace.
-When ``max_keys`` is reached, the keys closest to expiry (or, failing that, the oldest keys
-without expiry) make room: shared state degrades by forgetting the nearest-to-forgotten first.
+When ``max_keys`` or ``max_bytes`` (a key, its value and ``ENTRY_OVERHEAD`` each) would be
+passed, the keys closest to expiry (or, failing that, the oldest keys without expiry) make room:
+shared state degrades by forgetting the nearest-to-forgotten first, and the keeper's memory stays
+bounded whatever the workers keep in it (idempotency records are answers, up to 1 MiB each).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Final
 from api_gateway.resp.protocol import Reply, RespError
 
 OK: Final = "OK"
+# What a key costs besides its bytes (dict slots, the wheel, Python objects): a rough bound.
+ENTRY_OVERHEAD: Final = 200
 WRONG_ARGS: Final = "ERR wrong number of arguments for '%s' command"
 NOT_INTEGER: Final = "ERR value is not an integer or out of range"
 SYNTAX: Final = RespError("ERR syntax error")
@@ -34,9 +38,15 @@ def _integer(raw: bytes) -> int | None:
 
 
 class Keyspace:
-    def __init__(self, clock_ms: Callable[[], float], max_keys: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        clock_ms: Callable[[], float],
+        max_keys: int = 2_000_000,
+        max_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
         self.clock_ms = clock_ms
-        self.max_keys = max_keys
+        self.max_keys, self.max_bytes = max_keys, max_bytes
+        self.bytes = 0
         self.values: dict[bytes, bytes] = {}
         self.expires: dict[bytes, float] = {}  # key -> absolute ms on clock_ms
         self.wheel: dict[int, set[bytes]] = {}  # expiry second -> keys expiring in it
@@ -61,15 +71,27 @@ class Keyspace:
         return value
 
     def set(self, key: bytes, value: bytes, ttl_ms: float | None) -> None:
-        if key not in self.values and len(self.values) >= self.max_keys:
+        self.delete(key)  # its old value and expiry first: eviction must not count them
+        size = len(key) + len(value) + ENTRY_OVERHEAD
+        while self.values and (
+            len(self.values) >= self.max_keys or self.bytes + size > self.max_bytes
+        ):
             self._evict()
         self.values[key] = value
+        self.bytes += size
         self._expire_at(key, None if ttl_ms is None else self.clock_ms() + ttl_ms)
 
     def delete(self, key: bytes) -> bool:
-        if self.values.pop(key, None) is None:
+        if not self._forget(key):
             return False
         self._expire_at(key, None)
+        return True
+
+    def _forget(self, key: bytes) -> bool:
+        value = self.values.pop(key, None)
+        if value is None:
+            return False
+        self.bytes -= len(key) + len(value) + ENTRY_OVERHEAD
         return True
 
     def ttl_ms(self, key: bytes) -> int:
@@ -99,7 +121,7 @@ class Keyspace:
             due = [s for s in range(self.swept_to, current) if s in wheel]
         for second in due:
             for key in wheel.pop(second):
-                self.values.pop(key, None)
+                self._forget(key)
                 self.expires.pop(key, None)
         self.swept_to = current
 
@@ -126,9 +148,9 @@ class Keyspace:
             if not bucket:
                 del self.wheel[second]
             self.expires.pop(key, None)
-            self.values.pop(key, None)
+            self._forget(key)
             return
-        self.values.pop(next(iter(self.values)))
+        self._forget(next(iter(self.values)))
 
 
 def _ping(space: Keyspace, args: list[bytes]) -> Reply:
