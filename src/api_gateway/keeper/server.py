@@ -51,7 +51,6 @@ class Keeper:
     def __init__(self, space: Keyspace | None = None) -> None:
         self.space = space or Keyspace(lambda: time.time() * 1000)
         self.scripts = Scripts(self.space)
-        self.commands = 0
 
     def execute(self, args: list[bytes]) -> Reply:
         self.space.sweep()
@@ -81,7 +80,6 @@ class KeeperConnection(asyncio.Protocol):
             return
         keeper = self.keeper
         keeper.space.sweep()
-        keeper.commands += len(commands)  # the rate-limit path below skips execute()
         scripts, gcra = keeper.scripts, keeper.scripts.gcra_sha
         out = []
         for command in commands:
