@@ -51,3 +51,18 @@ def test_the_default_csp_allows_the_page_script(gateway: GatewayProcess) -> None
     csp = page.header("content-security-policy") or ""
     assert "script-src 'self'" in csp
     assert b"<script>" not in page.body  # nothing inline: only same-origin script files
+
+
+def test_the_served_document_lists_the_aggregates_and_no_admin_path(
+    gateway: GatewayProcess,
+) -> None:
+    paths = gateway.get("/docs/openapi.json").json()["paths"]
+
+    assert "/api/v1/aggregate/events/{eventId}" in paths
+    assert "/api/v1/aggregate/dashboard" in paths
+    assert "/metrics" not in paths
+    assert set(
+        paths["/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
+            "properties"
+        ]
+    ) == {"status", "uptime"}

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from openapi_spec_validator import validate
 
 from api_gateway.config.loader import load
 from api_gateway.docs.components import ERRORS
-from api_gateway.docs.openapi import aggregate_paths, build_document
+from api_gateway.docs.openapi import build_document
 from api_gateway.docs.site import DocsSite
 
 ENV = {"JWT_SECRET": "s" * 40}
@@ -37,7 +39,6 @@ def test_the_gateways_own_endpoints_are_public(document: dict[str, Any]) -> None
         "/live",
         "/health/ready",
         "/health/live",
-        "/metrics",
         "/docs",
         "/docs/openapi.json",
     ):
@@ -144,13 +145,109 @@ def test_rate_limit_headers_and_problem_responses(document: dict[str, Any]) -> N
     assert {"RateLimit-Reset", "X-RateLimit-Reset", "X-Cache"} <= set(forwarded["headers"])
 
 
-def test_aggregates_are_described_when_configured(document: dict[str, Any]) -> None:
-    class Aggregate:
-        path, methods, public = "/dashboard", ("GET",), False
+# What the admin listener serves; the traffic port's document must describe none of it.
+ADMIN_PATHS = ("/metrics", "/config", "/routes", "/reload", "/log-level", "/services")
 
-    paths = aggregate_paths([Aggregate()])
-    assert paths["/api/v1/dashboard"]["get"]["security"] == [{"bearerAuth": []}]
-    validate({**document, "paths": {**document["paths"], **paths}})
+
+def test_the_document_lists_the_traffic_ports_endpoints_and_no_admin_path(
+    document: dict[str, Any],
+) -> None:
+    own = {path for path in document["paths"] if not path.startswith("/api/")}
+    assert own == {"/live", "/ready", "/health", "/health/live", "/health/ready", "/docs"} | {
+        "/docs/openapi.json"
+    }
+    assert not [p for p in document["paths"] if p.startswith(ADMIN_PATHS) or p == "/"]
+    health = document["paths"]["/health"]["get"]["responses"]["200"]
+    schema = health["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"status", "uptime"}
+    text = orjson.dumps(document).decode()
+    for detail in ('"pid"', '"memory"', '"instances"', "admin.allow"):
+        assert detail not in text
+
+
+def test_every_aggregate_is_a_path_template_with_its_parameters(document: dict[str, Any]) -> None:
+    config = load(None, ENV)
+    assert config.aggregates
+    for aggregate in config.aggregates:
+        path = "/api/v1/aggregate" + aggregate.path.text
+        operation = document["paths"][path]["get"]
+        names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+        assert names == [v.root for v in aggregate.path.variables]
+        assert operation["tags"] == ["aggregates"]
+        for source in aggregate.sources:
+            assert f"`{source.key}`: {source.service}-service" in operation["description"]
+    details = document["paths"]["/api/v1/aggregate/events/{eventId}"]["get"]
+    assert details["parameters"] == [
+        {"name": "eventId", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    assert details["security"] == [{"bearerAuth": []}, {"cookieAuth": []}]
+    assert (
+        "`listings`: marketplace-service `GET /api/v1/marketplace/listings?eventId={eventId}`, "
+        "optional (after 1000 ms or a failure: `[]`)"
+    ) in details["description"]
+    facts = details["x-gateway"]
+    assert (facts["aggregate"], facts["timeout_ms"]) == ("event-details", 5000)
+    assert [s["key"] for s in facts["sources"]] == ["event", "venue", "availability", "listings"]
+
+
+def test_an_aggregates_answers_are_its_document_and_problems_with_meta(
+    document: dict[str, Any],
+) -> None:
+    responses = document["paths"]["/api/v1/aggregate/dashboard"]["get"]["responses"]
+    assert {"200", "400", "401", "403", "404", "405", "413", "429", "502", "503", "504"} == set(
+        responses
+    )
+    ok = responses["200"]["content"]["application/json"]["schema"]
+    assert ok["properties"]["data"]["required"] == ["profile"]
+    assert ok["properties"]["meta"]["properties"]["sources"]["required"] == [
+        "profile",
+        "tickets",
+        "orders",
+        "notifications",
+    ]
+    failed = responses["502"]["content"]["application/problem+json"]["schema"]
+    assert failed == {"$ref": "#/components/schemas/AggregateProblem"}
+    assert "Retry-After" in responses["503"]["headers"]
+    assert "X-Request-ID" in responses["504"]["headers"]
+    assert "AggregateSource" in document["components"]["schemas"]
+
+
+def test_an_aggregate_of_the_configuration_is_described_as_declared(tmp_path: Path) -> None:
+    declared = {
+        "aggregates": {
+            "venue-overview": {
+                "path": "/venues/{venueId}/overview/{day}",
+                "auth": "optional",
+                "timeout_ms": 3000,
+                "sources": {
+                    "venue": {
+                        "service": "venue",
+                        "path": "/api/v1/venues/{venueId}",
+                        "required": True,
+                    },
+                    "events": {
+                        "service": "event",
+                        "path": "/api/v1/events?venueId={venueId}&day={day}",
+                        "timeout_ms": 800,
+                        "fallback": {"items": []},
+                    },
+                },
+            },
+            "dashboard": None,
+        }
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(declared))
+    document = build_document(load(str(path), ENV))
+
+    validate(document)
+    paths = document["paths"]
+    assert "/api/v1/aggregate/dashboard" not in paths
+    operation = paths["/api/v1/aggregate/venues/{venueId}/overview/{day}"]["get"]
+    assert [p["name"] for p in operation["parameters"]] == ["venueId", "day"]
+    assert operation["security"] == [{}, {"bearerAuth": []}, {"cookieAuth": []}]
+    assert '(after 800 ms or a failure: `{"items":[]}`)' in operation["description"]
+    assert operation["x-gateway"]["timeout_ms"] == 3000
 
 
 def test_webhooks_show_their_own_limit_instead_of_the_global_one(document: dict[str, Any]) -> None:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from api_gateway.config.settings import LimitConfig
 from api_gateway.errors import PROBLEM_BASE
 
 Json = dict[str, Any]
 
 PROBLEM_TYPE = "application/problem+json"
+
+
+def operation_id(method: str, path: str) -> str:
+    return method.lower() + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+def limit_facts(name: str, limit: LimitConfig, key: tuple[str, ...] = ()) -> Json:
+    """A rate limit as the ``x-gateway`` facts of an operation show it."""
+    described: Json = {"name": name, "max": limit.max, "window_ms": limit.window_ms}
+    if limit.block_ms:
+        described["block_ms"] = limit.block_ms
+    if key:
+        described["key"] = list(key)
+    return described
 
 
 def ref(kind: str, name: str) -> Json:
@@ -134,7 +150,9 @@ HEADER_REFS = {
 }
 
 
-def _error_response(description: str, extra: tuple[str, ...], status: str) -> Json:
+def _error_response(
+    description: str, extra: tuple[str, ...], status: str, schema: str = "Problem"
+) -> Json:
     headers = {name: ref("headers", HEADER_REFS[name]) for name in extra}
     if status == "429":
         headers |= {name: ref("headers", key) for name, key in RATE_LIMIT_HEADERS.items()}
@@ -142,8 +160,14 @@ def _error_response(description: str, extra: tuple[str, ...], status: str) -> Js
     return {
         "description": description,
         "headers": headers,
-        "content": {PROBLEM_TYPE: {"schema": ref("schemas", "Problem")}},
+        "content": {PROBLEM_TYPE: {"schema": ref("schemas", schema)}},
     }
+
+
+def problem_response(status: str, description: str, schema: str) -> Json:
+    """A problem response of ``status`` with its own description and schema (which extends
+    ``Problem``), and the headers of that status's shared response."""
+    return _error_response(description, ERRORS[status][2], status, schema)
 
 
 def _forwarded(cacheable: bool) -> Json:

@@ -7,16 +7,20 @@ service answers behind a prefix is the service's own business and appears as ``d
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-from typing import Any
-
 from api_gateway import __version__
 from api_gateway.config.loader import HTTP_METHODS
 from api_gateway.config.settings import EndpointConfig, GatewayConfig, LimitConfig, RouteConfig
 from api_gateway.config.validation import FieldRule
-from api_gateway.docs.admin_paths import admin_paths
-from api_gateway.docs.components import Json, components, error_refs, ref
+from api_gateway.docs.aggregates import TAG, aggregate_components, aggregate_paths
+from api_gateway.docs.components import (
+    Json,
+    components,
+    error_refs,
+    limit_facts,
+    operation_id,
+    ref,
+)
+from api_gateway.docs.gateway_paths import gateway_paths
 from api_gateway.http.framing import BODY_METHODS
 from api_gateway.path_templates import NAME
 
@@ -44,10 +48,12 @@ DESCRIPTION = (
 
 
 def build_document(config: GatewayConfig) -> Json:
-    paths: Json = dict(admin_paths())
+    paths: Json = dict(gateway_paths())
     for route in config.routes:
         paths.update(RoutePaths(config, route).paths())
-    paths.update(aggregate_paths(getattr(config, "aggregates", None)))
+    paths.update(aggregate_paths(config))
+    document_components = components()
+    document_components["schemas"].update(aggregate_components())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -60,10 +66,11 @@ def build_document(config: GatewayConfig) -> Json:
         + [
             {"name": name, "description": f"Proxied to {name}-service."}
             for name in sorted({r.service for r in config.routes})
-        ],
+        ]
+        + ([TAG] if config.aggregates else []),
         "security": [{"bearerAuth": []}, {"cookieAuth": []}],
         "paths": paths,
-        "components": components(),
+        "components": document_components,
     }
 
 
@@ -207,13 +214,7 @@ class RoutePaths:
         return facts
 
     def limit(self, name: str, limit: LimitConfig | None = None, key: tuple[str, ...] = ()) -> Json:
-        limit = limit or self.config.rate_limits[name]
-        described: Json = {"name": name, "max": limit.max, "window_ms": limit.window_ms}
-        if limit.block_ms:
-            described["block_ms"] = limit.block_ms
-        if key:
-            described["key"] = list(key)
-        return described
+        return limit_facts(name, limit or self.config.rate_limits[name], key)
 
 
 def idempotency_key_parameter(required: bool) -> Json:
@@ -241,42 +242,3 @@ def query_parameter(rule: FieldRule) -> Json:
     if rule.enum:
         schema["enum"] = list(rule.enum)
     return {"name": rule.name, "in": "query", "required": rule.required, "schema": schema}
-
-
-def operation_id(method: str, path: str) -> str:
-    return method.lower() + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
-
-
-def aggregate_paths(aggregates: Any) -> Json:
-    """Aggregate endpoints, when the configuration has them: each a path (relative to the API
-    prefix or absolute), its methods (GET by default) and whether it is public."""
-    if not aggregates:
-        return {}
-    entries: Iterable[tuple[Any, Any]] = (
-        aggregates.items() if isinstance(aggregates, Mapping) else ((None, a) for a in aggregates)
-    )
-    paths: Json = {}
-    for key, item in entries:
-        path = getattr(item, "path", None) or key
-        if not isinstance(path, str):
-            continue
-        path = path if path.startswith(API + "/") else API + path
-        public = bool(getattr(item, "public", False))
-        methods = getattr(item, "methods", None) or ("GET",)
-        paths[path] = {
-            str(m).lower(): {
-                "operationId": operation_id(str(m), path),
-                "tags": ["aggregates"],
-                "summary": "Aggregate: answered from several services at once",
-                "security": [] if public else [{"bearerAuth": []}],
-                "responses": {
-                    "200": {
-                        "description": "The combined answer.",
-                        "content": {"application/json": {"schema": {}}},
-                    },
-                    **error_refs(["401", "429", "502", "503", "504"]),
-                },
-            }
-            for m in sorted(methods)
-        }
-    return paths

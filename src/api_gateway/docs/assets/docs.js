@@ -53,6 +53,7 @@ function operationView(spec, path, method, op) {
       " ", op.summary || "",
       el("span", { class: "auth " + (isPublic ? "public" : "bearer") }, isPublic ? "public" : "bearer token")),
     el("div", {},
+      op.description ? el("pre", { class: "description" }, op.description) : null,
       params.length ? el("h4", {}, "Parameters") : null,
       table(["name", "in", "required", "schema"], params),
       body,

@@ -1,8 +1,10 @@
-"""The gateway's own endpoints, as OpenAPI path items: public, never proxied, never limited."""
+"""The gateway's own endpoints on the traffic port, as OpenAPI path items: public, never
+proxied, never limited. What operators alone may see (every instance, breakers, metrics,
+reasons, configuration) lives on the admin listener, which this document does not describe."""
 
 from __future__ import annotations
 
-from api_gateway.docs.components import Json, error_refs
+from api_gateway.docs.components import Json
 
 JSON_OBJECT: Json = {"type": "object"}
 
@@ -11,21 +13,20 @@ READY_SCHEMA: Json = {
     "required": ["status", "checks", "failed"],
     "properties": {
         "status": {"type": "string", "enum": ["ready", "not ready", "draining"]},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "checks": {
+            "type": "object",
+            "description": "Per dependency: `ok` or `failed` (why, on the admin listener only).",
+            "additionalProperties": {"type": "string"},
+        },
         "failed": {"type": "array", "items": {"type": "string"}},
     },
 }
 HEALTH_SCHEMA: Json = {
     "type": "object",
     "required": ["status", "uptime"],
-    "description": "Status and uptime to anyone; the rest to `admin.allow` addresses only.",
     "properties": {
         "status": {"type": "string"},
         "uptime": {"type": "number", "description": "Seconds since the worker started."},
-        "memory": {"type": "object", "properties": {"rss": {"type": "integer"}}},
-        "pid": {"type": "integer"},
-        "services": {"type": "object", "description": "Per service: breaker state and events."},
-        "instances": {"type": "object", "description": "Per service: every instance's state."},
     },
 }
 
@@ -47,7 +48,7 @@ def _content(media_type: str, schema: Json, description: str) -> Json:
     return {"description": description, "content": {media_type: {"schema": schema}}}
 
 
-def admin_paths() -> Json:
+def gateway_paths() -> Json:
     paths = _paths()
     # The original gateway's paths for the same two probes (operation ids must stay unique).
     for name in ("ready", "live"):
@@ -60,7 +61,7 @@ def admin_paths() -> Json:
 def _paths() -> Json:
     return {
         "/health": _get(
-            "Health: the process, its services' breakers and instances",
+            "Health: whether the gateway runs, and for how long",
             {"200": _content("application/json", HEALTH_SCHEMA, "Always, while it runs.")},
         ),
         "/ready": _get(
@@ -69,25 +70,20 @@ def _paths() -> Json:
                 "200": _content(
                     "application/json",
                     READY_SCHEMA,
-                    "Redis (if configured), auth-service and venue-service answer.",
+                    "The gateway can serve: listening, configured, not draining. Each "
+                    "dependency it checks (Redis, auth-service, venue-service) is in `checks`.",
                 ),
                 "503": _content(
                     "application/json",
                     READY_SCHEMA,
-                    "A dependency failed (named in `failed`), or the worker is shutting down.",
+                    "The worker is shutting down, or a dependency the configuration requires "
+                    "(`readiness.require`) failed (named in `failed`).",
                 ),
             },
         ),
         "/live": _get(
             "Live: the process runs",
             {"200": _content("application/json", JSON_OBJECT, "Always, while it runs.")},
-        ),
-        "/metrics": _get(
-            "Metrics: Prometheus text exposition",
-            {
-                "200": _content("text/plain", {"type": "string"}, "Counters, gauges, histograms."),
-                **error_refs(["403"]),  # an address outside admin.allow
-            },
         ),
         "/docs": _get(
             "Docs: this document, rendered (works offline)",
