@@ -30,7 +30,10 @@
         └── DeadlineExceeded (504 deadline-exceeded): the request's own deadline ran out
 
 Foreign exceptions (socket errors, parser errors, Redis errors) are translated into these where
-they arise, so nothing above the data plane ever sees them.
+they arise, so nothing above the data plane ever sees them. Their text never reaches a client:
+a socket error's names the address it failed on. A detail says what happened in the client's
+terms; the data plane calls the upstream ``THE_SERVICE``, and the caller that knows which
+service it was puts its name in (``name_service``). Addresses go to the logs only.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import orjson
 from api_gateway.types import Headers, Response
 
 PROBLEM_BASE = "https://docs.tickettoken.io/gateway/problems/"
+# How the data plane's details name the upstream, which it knows only by address.
+THE_SERVICE = "the service"
 PROBLEM_CONTENT_TYPE = (b"content-type", b"application/problem+json")
 
 
@@ -225,6 +230,13 @@ class ConnectTimeout(UpstreamTimeout):
 
 class DeadlineExceeded(UpstreamTimeout):
     slug, title = "deadline-exceeded", "Request deadline exceeded"
+
+
+def name_service(error: GatewayError, label: str) -> GatewayError:
+    """``error`` with ``label`` (``ticket-service``) for the data plane's ``THE_SERVICE``."""
+    if error.detail.startswith(THE_SERVICE):
+        error.detail = label + error.detail[len(THE_SERVICE) :]
+    return error
 
 
 def problem_response(

@@ -10,11 +10,13 @@ is ``upstream_connection.py``. Socket failures are translated into ``ConnectFail
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Final
 
-from api_gateway.errors import BadGateway, ConnectFailed, ConnectTimeout
+from api_gateway.errors import THE_SERVICE, BadGateway, ConnectFailed, ConnectTimeout
 from api_gateway.http import upstream_ends
 from api_gateway.http.framing import ResponseFieldFilter
 from api_gateway.http.upstream_connection import Address, ConnectionGone, UpstreamConnection
@@ -147,10 +149,9 @@ class UpstreamPool:
         except TimeoutError as exc:
             # The detail reaches the client (502/504, /ready, aggregate meta): it never names the
             # instance, whose address the access log and the health log carry for operators.
-            raise ConnectTimeout("connecting to the upstream timed out") from exc
+            raise ConnectTimeout(f"{THE_SERVICE} did not accept the connection in time") from exc
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise ConnectFailed(f"cannot connect to the upstream: {reason}") from exc
+            raise ConnectFailed(f"{THE_SERVICE} {connect_failure(exc)}") from exc
         return connection
 
     def release(self, connection: UpstreamConnection) -> None:
@@ -196,3 +197,20 @@ class UpstreamPool:
             for connection in list(idle):
                 connection.close()
         self.idle.clear()
+
+
+# Why a connection could not be made, by errno: never the exception's text, which names the
+# address (asyncio's "Connect call failed ('10.1.0.5', 3004)", a resolver's host name).
+CONNECT_FAILURES: Final = {
+    errno.ECONNREFUSED: "refused the connection",
+    errno.ECONNRESET: "reset the connection",
+    errno.EHOSTUNREACH: "could not be reached",
+    errno.ENETUNREACH: "could not be reached",
+}
+
+
+def connect_failure(exc: OSError) -> str:
+    """What went wrong connecting, in the client's terms (``THE_SERVICE`` is the subject)."""
+    if isinstance(exc, socket.gaierror):
+        return "could not be found (its name does not resolve)"
+    return CONNECT_FAILURES.get(exc.errno or 0, "could not be connected to")

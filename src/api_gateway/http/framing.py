@@ -174,6 +174,9 @@ BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 # plane's own business, X-Powered-By only tells attackers what to try, and X-Correlation-ID is
 # the gateway's own (the request id, on every response).
 RESPONSE_NEVER_PASSED: Final = RESPONSE_FRAMING | {b"x-powered-by", b"x-correlation-id"}
+# Fields that may point at the instance itself: a service builds an absolute URL from the Host
+# it received, which is the instance's address. Passed on after ``ResponseHead.relocate``.
+RELOCATED: Final = frozenset({b"location", b"content-location"})
 FIELD_DECISIONS_SIZE: Final = 4096
 
 
@@ -182,10 +185,12 @@ class ResponseFieldFilter:
     configured names (exact, or prefixes). Decided once per distinct field name and remembered,
     so the check per response field is one dict lookup (``passed.get(name)``)."""
 
-    __slots__ = ("names", "passed", "prefixes")
+    __slots__ = ("names", "passed", "prefixes", "relocated")
 
     def __init__(self, names: frozenset[bytes], prefixes: tuple[bytes, ...]) -> None:
-        self.names = RESPONSE_NEVER_PASSED | names
+        # Not "passed" as they are: the head passes them on relocated, unless configured away.
+        self.relocated = frozenset(n for n in RELOCATED - names if not n.startswith(prefixes))
+        self.names = RESPONSE_NEVER_PASSED | RELOCATED | names
         self.prefixes = prefixes
         # Lower-cased name -> passed on. Bounded like ``_LOWERED``: cleared when full, and a
         # name longer than ``MAX_MEMO_NAME`` is decided each time.

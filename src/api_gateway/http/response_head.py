@@ -5,7 +5,7 @@ every field of an exchange (interim heads and trailers included)."""
 
 from __future__ import annotations
 
-from api_gateway.errors import UnusableResponse
+from api_gateway.errors import THE_SERVICE, UnusableResponse
 from api_gateway.http.framing import ResponseFieldFilter, lower_name
 from api_gateway.types import Headers
 
@@ -15,6 +15,7 @@ class ResponseHead:
     head's fields are forgotten, though they count against the caps)."""
 
     __slots__ = (
+        "authority",
         "byte_cap",
         "chunked",
         "field_bytes",
@@ -26,8 +27,12 @@ class ResponseHead:
         "tokens",
     )
 
-    def __init__(self, fields: ResponseFieldFilter, byte_cap: int, line_cap: int) -> None:
+    def __init__(
+        self, fields: ResponseFieldFilter, byte_cap: int, line_cap: int, authority: str = ""
+    ) -> None:
         self.fields, self.byte_cap, self.line_cap = fields, byte_cap, line_cap
+        # The instance's ``host:port`` as sent in Host, lower-cased: what a Location may name.
+        self.authority = authority.lower().encode("ascii")
         self.begin()
 
     def begin(self) -> None:
@@ -66,18 +71,40 @@ class ResponseHead:
             self.length = value
         elif name == b"transfer-encoding":
             self.chunked = True
-        # Nearly every upstream sends a plain keep-alive or close: nothing to split.
-        elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
-            tokens = {t.strip().lower() for t in value.split(b",")} - {b"", b"close", b"keep-alive"}
-            if self.tokens is None:
-                self.tokens = tokens
-            else:
-                self.tokens |= tokens
+        elif name == b"connection":
+            # Nearly every upstream sends a plain keep-alive or close: nothing to split.
+            if value.lower() not in (b"keep-alive", b"close"):
+                tokens = {t.strip().lower() for t in value.split(b",")}
+                tokens -= {b"", b"close", b"keep-alive"}
+                if self.tokens is None:
+                    self.tokens = tokens
+                else:
+                    self.tokens |= tokens
+        elif name in self.fields.relocated:
+            self.headers.append((name, self.relocate(value)))
         return True
+
+    def relocate(self, value: bytes) -> bytes:
+        """A URL naming the instance (``http://10.1.0.5:3004/x``), as the path it points at
+        (``/x``): the client reaches it through the gateway, never at the instance's address.
+        Any other value is left as it is."""
+        authority = self.authority
+        lowered = value.lower()
+        for scheme in (b"http://", b"https://", b"//"):
+            if lowered.startswith(scheme):
+                end = len(scheme) + len(authority)
+                if authority and lowered[len(scheme) : end] == authority:
+                    rest = value[end:]
+                    if not rest:
+                        return b"/"
+                    if rest[:1] in (b"/", b"?", b"#"):
+                        return rest if rest[:1] == b"/" else b"/" + rest
+                return value
+        return value
 
     def too_large(self) -> UnusableResponse:
         caps = f"{self.byte_cap} bytes or {self.line_cap} lines"
-        return UnusableResponse(f"the upstream's response fields exceed {caps}")
+        return UnusableResponse(f"{THE_SERVICE}'s response fields exceed {caps}")
 
     def complete(self) -> None:
         """The head is complete: drop the fields its Connection header named."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from api_gateway.errors import (
+    THE_SERVICE,
     BadGateway,
     ConnectFailed,
     GatewayError,
@@ -74,7 +75,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.flow = Flow(pool.loop)
         self.parser = httptools.HttpResponseParser(self)
         settings = pool.settings
-        self.head = ResponseHead(pool.fields, settings.max_head_bytes, settings.max_head_fields)
+        host, port = address
+        self.head = ResponseHead(
+            pool.fields, settings.max_head_bytes, settings.max_head_fields, f"{host}:{port}"
+        )
         self.poller: select.poll | None = None
         self.idle_since = 0.0
         self.deadline = 0.0
@@ -129,9 +133,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._resolve()
         elif phase in (AWAITING_HEAD, READING_BODY):
             reason = "before answering" if phase == AWAITING_HEAD else "in the middle of the body"
-            self._fail(BadGateway(f"the upstream closed the connection {reason}"))
+            self._fail(BadGateway(f"{THE_SERVICE} closed the connection {reason}"))
         self._to(CLOSED)
-        self.flow.lost(BadGateway("the upstream closed the connection"))
+        self.flow.lost(BadGateway(f"{THE_SERVICE} closed the connection"))
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -274,11 +278,11 @@ class UpstreamConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         if self.phase == CLOSED or transport.is_closing():
-            raise ConnectionGone("the upstream closed the connection before the request went out")
+            raise ConnectionGone(f"{THE_SERVICE} closed the connection before the request went out")
         try:
             transport.write(data)
         except RuntimeError as exc:  # uvloop: the handle closed before connection_lost ran
-            raise ConnectionGone("the upstream closed the connection") from exc
+            raise ConnectionGone(f"{THE_SERVICE} closed the connection") from exc
 
     def _resolve(self) -> None:
         future = self.future

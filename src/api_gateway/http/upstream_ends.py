@@ -7,9 +7,11 @@ ordinary exchange alone.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from api_gateway.errors import (
+    THE_SERVICE,
     BadGateway,
     GatewayError,
     StreamIdleTimeout,
@@ -23,6 +25,8 @@ from api_gateway.types import BodySource, Response, Switched
 if TYPE_CHECKING:
     from api_gateway.http.upstream_connection import UpstreamConnection
 
+log = logging.getLogger("api_gateway.http")
+
 
 def parser_stopped(connection: UpstreamConnection, exc: Exception) -> bool:
     """The parser stopped before the end of ``data``: whether the exchange goes on."""
@@ -31,7 +35,7 @@ def parser_stopped(connection: UpstreamConnection, exc: Exception) -> bool:
     if connection.phase == SWITCHED:
         # Only a WebSocket handshake asks for an upgrade: a 101 to anything else is an
         # answer to a question not asked, and no one is there to take the tunnel over.
-        connection.abort(UnusableResponse("the upstream switched protocols without being asked"))
+        connection.abort(UnusableResponse(f"{THE_SERVICE} switched protocols without being asked"))
         return False
     if connection.refusal is not None:
         connection.abort(connection.refusal)
@@ -41,7 +45,11 @@ def parser_stopped(connection: UpstreamConnection, exc: Exception) -> bool:
         # response stands as declared; the connection is out of step and must not be reused.
         connection.reusable = False
         return True
-    connection.abort(BadGateway(f"the upstream sent an invalid response: {exc}"))
+    # What the parser disliked is for the operator (with the instance), not for the client.
+    if log.isEnabledFor(logging.DEBUG):
+        host, port = connection.address
+        log.debug("invalid response from %s:%d: %s", host, port, exc)
+    connection.abort(BadGateway(f"{THE_SERVICE} sent an invalid response"))
     return False
 
 
@@ -64,8 +72,8 @@ def switch(connection: UpstreamConnection, rest: bytes) -> None:
 def timed_out(connection: UpstreamConnection) -> GatewayError:
     """What the deadline's passing means: no answer, or a stream gone quiet."""
     if connection.stream is not None:
-        return StreamIdleTimeout("the upstream's stream was quiet too long")
-    return UpstreamTimeout("the upstream did not answer in time")
+        return StreamIdleTimeout(f"{THE_SERVICE}'s stream was quiet too long")
+    return UpstreamTimeout(f"{THE_SERVICE} did not answer in time")
 
 
 async def send_body(connection: UpstreamConnection, body: BodySource, chunked: bool) -> None:

@@ -24,6 +24,7 @@ from api_gateway.errors import (
     DeadlineExceeded,
     GatewayError,
     UpstreamTimeout,
+    name_service,
 )
 from api_gateway.http.framing import single_value
 from api_gateway.signing import buffer_body
@@ -127,7 +128,7 @@ class UpstreamCall:
                             service.answered(now)  # one path's error, not the service's health
                         return failure
                     service.gave_up(failure, now, endpoint, sent)
-                    raise failure
+                    raise name_service(failure, service.label)
                 _discard(failure)
                 service.events["retry"] += 1
                 await self.sleep(delay / 1000)
