@@ -198,6 +198,7 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     if args.signed:
         env["INTERNAL_HMAC_SECRET"] = "instructions-benchmark-internal-secret-32+"
     env.pop("REDIS_URL", None)
+    env["ADMIN_PORT"] = "0"  # an ephemeral admin port: never 9901 of another gateway
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
     out = work / f"callgrind.{requests}"

@@ -197,7 +197,7 @@ def sample(gateway: GatewayProcess, started: float, outcomes: Counter[str]) -> S
         at_s=time.monotonic() - started,
         rss_mb=process.memory_info().rss / 2**20,
         fds=process.num_fds(),
-        tasks=metric(gateway.port, "gateway_event_loop_tasks"),
+        tasks=metric(gateway.admin_port, "gateway_event_loop_tasks"),
         requests=sum(outcomes.values()),
         unexpected=sum(unexpected(outcomes).values()),
     )

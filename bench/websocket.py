@@ -123,6 +123,7 @@ def start(args: argparse.Namespace, work: Path) -> tuple[list[subprocess.Popen[b
         "RATE_LIMIT_MAX": "100000000",
         "RATE_LIMIT_USER_MAX": "100000000",
         "LOG_LEVEL": "warn",
+        "ADMIN_PORT": "0",
     }
     upstream = subprocess.Popen([str(PYTHON), "-c", ECHO, str(upstream_port)])
     gateway = subprocess.Popen(

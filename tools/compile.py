@@ -46,6 +46,14 @@ INTERPRETED = {
     "observability/tracing.py",  # a class nested in a function
     "observability/exporters.py",  # start-up and scrape time only
     "aggregation/results.py",  # mypyc cannot resolve a dataclass field annotated `object`
+    # The admin listener and what feeds it: off the request path (timers, the admin port).
+    "admin_api.py",
+    "admin_health.py",
+    "config_view.py",
+    "journal.py",
+    "operations.py",
+    "status_page.py",
+    "observability/route_window.py",
 }
 
 

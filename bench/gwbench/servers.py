@@ -231,6 +231,7 @@ def gateway_env(upstream_port: int, files_port: int, redis_url: str | None) -> d
             "RATE_LIMIT_USER_MAX": "100000000",
             "RATE_LIMIT_WINDOW_MS": "60000",
             "LOG_LEVEL": "info",
+            "ADMIN_PORT": "0",  # ephemeral: gateways started together never collide
         }
     )
     for service in SERVICES:  # every service points at the fast upstream; none is unresolvable

@@ -1,30 +1,30 @@
-"""The gateway's own endpoints: /health, /ready, /live, and who may see what of them.
+"""The gateway's own endpoints on the traffic port: /health, /ready, /live (and the original
+gateway's /health/live, /health/ready, which container health checks already probe).
 
-``/health/live`` and ``/health/ready`` are the same handlers under the original gateway's paths,
-which container health checks and orchestrators of the platform already probe.
+They tell anyone whether the gateway is alive, healthy and ready, and nothing of what is inside:
+no instance, pid, address, or why a check failed. The insides are the admin listener's
+(``admin_api.py``).
 
-They share the traffic port, so what they tell is split by client address: anyone learns
-whether the gateway is healthy or ready; only addresses in ``admin.allow`` (loopback by default)
-see what is inside (instances, pids, memory, breakers, metrics, why a check failed).
+Readiness is honest: 200 while this gateway can serve (it listens, its configuration is
+loaded, it is not draining). The dependency checks (Redis, auth-service, venue-service, the
+signing keys) are reported in the body, and make it 503 only when ``readiness.require`` lists
+them: as a fleet's readiness probe, one dependency's outage must not take every gateway out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final
 
 import orjson
 
-from api_gateway.errors import Forbidden
 from api_gateway.lookups import CachedLookup
 from api_gateway.types import Handler, Request, Response
 
 JSON = (b"content-type", b"application/json")
 NO_STORE = (b"cache-control", b"no-store")
-PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE")
 # How long one round of readiness probes answers /ready: a flood of /ready costs one round per
 # period per worker, and a change of state shows within the period.
 READY_TTL_MS: Final = 1000
@@ -39,15 +39,6 @@ def json_response(status: int, document: object) -> Response:
     return Response(status, [JSON, NO_STORE], orjson.dumps(document))
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm", "rb") as statm:
-        return int(statm.read().split()[1]) * PAGE_SIZE
-
-
-def loopback(address: str) -> bool:
-    return address.startswith("127.") or address == "::1"
-
-
 def monotonic_ms() -> float:
     return time.monotonic() * 1000
 
@@ -56,18 +47,14 @@ class Admin:
     def __init__(
         self,
         probes: Mapping[str, Probe],
-        service_states: Callable[[], dict[str, object]] | None = None,
-        allowed: Callable[[str], bool] = loopback,
+        required: Iterable[str] = (),
         clock_ms: Callable[[], float] = monotonic_ms,
         ready_ttl_ms: float = READY_TTL_MS,
     ) -> None:
         self.started = time.monotonic()
         self.probes = dict(probes)
-        self.service_states = service_states or dict
-        # Whether a client address may see the gateway's insides (``admin.allow``).
-        self.allowed = allowed
-        # Each service's instances and what is known of them; the gateway sets it once started.
-        self.instance_states: Callable[[], dict[str, object]] = dict
+        # Checks whose failure makes /ready 503 (``readiness.require``); the rest are reported.
+        self.required = frozenset(required)
         # Set on SIGTERM: the worker is going away, so load balancers must stop sending to it.
         self.draining = False
         # Single flight and a short life: concurrent /ready calls share one round of probes.
@@ -84,51 +71,43 @@ class Admin:
             "/health/live": self.live,
         }
 
-    def restricted(self, handler: Handler) -> Handler:
-        """``handler`` for addresses in ``admin.allow``; 403 for everyone else."""
-
-        def guarded(request: Request) -> Awaitable[Response]:
-            if not self.allowed(request.client_ip):
-                raise Forbidden("served to the gateway's admin addresses only")
-            return handler(request)
-
-        return guarded
-
     async def live(self, request: Request) -> Response:
         return json_response(200, {"status": "alive"})
 
     async def health(self, request: Request) -> Response:
-        document: dict[str, object] = {
-            "status": "healthy",
-            "uptime": round(time.monotonic() - self.started, 3),
-        }
-        if self.allowed(request.client_ip):
-            document["memory"] = {"rss": rss_bytes()}
-            document["pid"] = os.getpid()
-            document["services"] = self.service_states()
-            document["instances"] = self.instance_states()
-        return json_response(200, document)
+        return json_response(
+            200, {"status": "healthy", "uptime": round(time.monotonic() - self.started, 3)}
+        )
 
     async def ready(self, request: Request) -> Response:
+        status, document = await self.readiness_document(reasons=False)
+        return json_response(status, document)
+
+    async def readiness_document(self, reasons: bool) -> tuple[int, dict[str, object]]:
+        """/ready's status and body. Why a check failed may name an internal host (Redis's
+        address, an instance's): only the admin listener (``reasons``) tells it."""
         if self.draining:
-            return json_response(
-                503,
-                {"status": "draining", "checks": {"shutdown": "draining"}, "failed": ["shutdown"]},
-            )
+            return 503, {
+                "status": "draining",
+                "checks": {"shutdown": "draining"},
+                "failed": ["shutdown"],
+                "required": sorted(self.required),
+            }
         results = await self.readiness.get(READINESS)
         assert results is not None  # _probe_all always answers
-        # Why a check failed may name an internal host (Redis's address, an instance's): only
-        # the admin addresses learn it, everyone else which check failed.
-        reasons = self.allowed(request.client_ip)
         checks = {
             name: "ok" if reason is None else (reason if reasons else "failed")
             for name, reason in results.items()
         }
         failed = [name for name, reason in results.items() if reason is not None]
-        return json_response(
-            503 if failed else 200,
-            {"status": "not ready" if failed else "ready", "checks": checks, "failed": failed},
-        )
+        blocking = [name for name in failed if name in self.required]
+        document: dict[str, object] = {
+            "status": "not ready" if blocking else "ready",
+            "checks": checks,
+            "failed": failed,
+            "required": sorted(self.required),
+        }
+        return (503 if blocking else 200), document
 
     async def _probe_all(self, key: str) -> Checks:
         names = list(self.probes)

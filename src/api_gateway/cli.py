@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from api_gateway import config as config_module
+from api_gateway.config.admin import AdminListenError
 from api_gateway.config.settings import ConfigError, GatewayConfig
 from api_gateway.observability.logging import configure
 
@@ -19,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"api-gateway: invalid configuration: {exc}", file=sys.stderr)
         code = 1
-    except CannotListen as exc:
+    except (CannotListen, AdminListenError) as exc:
         print(f"api-gateway: {exc}", file=sys.stderr)
         code = 1
     sys.exit(code)
@@ -121,14 +122,14 @@ def run_serve(args: argparse.Namespace) -> int:
     config = with_overrides(config_module.load(args.config), args)
     configure(config.log_level)
     if config.server.workers == 1:
-        from api_gateway.serve import listening_socket, run_worker
+        from api_gateway.serve import admin_socket, listening_socket, run_worker
 
         host, port = config.server.host, config.server.port
         try:
             sock = listening_socket(host, port, reuse_port=False)
         except OSError as exc:
             raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        run_worker(config, sock)
+        run_worker(config, sock, None, admin_socket(config))
         return 0
     from api_gateway.supervisor import Supervisor
 

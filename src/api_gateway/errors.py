@@ -14,6 +14,7 @@
     │   └── CrossSiteRequest (403 cross-site-request): a cookie's token from another site
     ├── RouteNotFound (404 not-found)
     ├── MethodNotAllowed (405 method-not-allowed)
+    ├── LastInstance (409 last-instance): an operator may not eject the last instance
     ├── RequestTimeout (408 request-timeout)
     ├── PayloadTooLarge (413 payload-too-large)
     ├── UriTooLong (414 uri-too-long)
@@ -24,7 +25,8 @@
     │   ├── ConnectFailed (502 bad-gateway): no connection, so nothing of the request was sent
     │   └── UnusableResponse (502 bad-gateway): an answer that cannot be passed on; not retried
     ├── ServiceUnavailable (503 service-unavailable)
-    │   └── CircuitOpen (503 circuit-open, Retry-After)
+    │   ├── CircuitOpen (503 circuit-open, Retry-After)
+    │   └── ReloadUnavailable (503 reload-unavailable): the admin API's reload, not wired yet
     └── UpstreamTimeout (504 upstream-timeout)
         ├── ConnectTimeout (504 upstream-timeout): nothing of the request was sent
         └── DeadlineExceeded (504 deadline-exceeded): the request's own deadline ran out
@@ -328,3 +330,13 @@ class IdempotencyAnswerNotKept(GatewayError):
 
 class IdempotencyKeyReused(GatewayError):
     status, slug, title = 422, "idempotency-key-reused", "Idempotency-Key reused"
+
+
+class LastInstance(GatewayError):
+    """An operator asked to eject a service's only instance left in rotation (admin API)."""
+
+    status, slug, title = 409, "last-instance", "Last instance in rotation"
+
+
+class ReloadUnavailable(ServiceUnavailable):
+    status, slug, title = 503, "reload-unavailable", "Reload unavailable"

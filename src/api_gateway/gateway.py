@@ -23,7 +23,8 @@ from api_gateway.observability import exporters
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.exposition import CONTENT_TYPE, Family, render
 from api_gateway.observability.metrics import Metrics
-from api_gateway.observability.snapshots import WORKER_VARIABLE, WorkerMetrics
+from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE, WorkerMetrics
+from api_gateway.operations import Operations
 from api_gateway.overload import OverloadMonitor
 from api_gateway.pipeline import RouteBuilder, chain, outer_policies
 from api_gateway.policies.context import RequestContext, Stamper, new_request_id
@@ -154,18 +155,23 @@ class Gateway:
             probes["redis"] = self._redis_probe
         if self.jwks is not None:
             probes["signing-keys"] = self._keys_probe
-        # Only these client addresses see the gateway's insides (README: the gateway's own
-        # endpoints); TrustedProxies is used for its cached "is this address in these networks".
-        admin_addresses = TrustedProxies(config.admin_allow)
-        self.admin = Admin(probes, self.breaker_states, admin_addresses.contains)
+        # Status, uptime and readiness to anyone; the insides are the admin listener's.
+        self.admin = Admin(probes, config.readiness_require)
         self.metrics = Metrics(
             {GatewayConfig.API_PREFIX + route.prefix: route.service for route in config.routes}
         )
         self.worker_metrics = WorkerMetrics.from_environment(self.collect_metrics, loop)
-        self.exact: dict[str, Handler] = {
-            **self.admin.endpoints(),
-            "/metrics": self.admin.restricted(self.render_metrics),
-        }
+        self.operations = Operations(
+            self.services,
+            self.metrics,
+            self.store_state,
+            loop,
+            os.environ.get(DIRECTORY_VARIABLE),
+            os.environ.get(WORKER_VARIABLE, "0"),
+        )
+        self.exact: dict[str, Handler] = self.admin.endpoints()
+        if config.server.public_metrics:
+            self.exact["/metrics"] = self.render_metrics
         self.exact.update(DocsSite(config).endpoints())
         access_log = (
             AccessLog(loop, sample_rate=config.observability.access_log_sample_rate)
@@ -230,9 +236,18 @@ class Gateway:
         self.stamper.stamp(response, request_id, 0.0)
         return response
 
-    def breaker_states(self) -> dict[str, object]:
-        now_ms = self.loop.time() * 1000
-        return {service.label: service.snapshot(now_ms) for service in self.services.values()}
+    def store_state(self) -> dict[str, object]:
+        """The rate-limit store, for the admin API: where limits are decided, and whether it
+        is degraded (deciding in this worker's memory while the shared store is away)."""
+        store = self.store
+        if not isinstance(store, FallbackStore):
+            return {"kind": "memory", "degraded": False}
+        kind = "redis" if self.config.redis_url is not None else "keeper"
+        state: dict[str, object] = {"kind": kind, "degraded": store.degraded}
+        if store.degraded:
+            state["reason"] = store.reason
+        state["outages"] = store.outages
+        return state
 
     def collect_metrics(self) -> list[Family]:
         """This worker's metric families (cheap: read from counters kept anyway)."""
@@ -265,7 +280,6 @@ class Gateway:
 
     def start(self) -> None:
         """Start service discovery and active health checks; the event loop must be running."""
-        self.admin.instance_states = self.instance_states
         endpoints = {name: service.endpoints for name, service in self.services.items()}
         self.discovery = open_discovery(self.config, endpoints, lambda: self.loop.time() * 1000)
         health = {name: service.health_check for name, service in self.config.services.items()}
@@ -278,6 +292,7 @@ class Gateway:
             self.api_keys.start()
         self.overload.start()
         self.worker_metrics.start()
+        self.operations.start()
         self.breaker_sync = self._breaker_sync()
         if self.breaker_sync is not None:
             self.breaker_sync.start()
@@ -300,10 +315,6 @@ class Gateway:
 
         return BreakerSync(store.primary, self.services, slot, workers, clock_ms)
 
-    def instance_states(self) -> dict[str, object]:
-        now_ms = self.loop.time() * 1000
-        return {name: service.endpoints.snapshot(now_ms) for name, service in self.services.items()}
-
     async def stop_background(self) -> None:
         if self.jwks is not None:
             await self.jwks.close()
@@ -311,6 +322,7 @@ class Gateway:
             await self.api_keys.close()
         self.overload.stop()
         self.worker_metrics.stop()
+        self.operations.stop()
         if self.breaker_sync is not None:
             await self.breaker_sync.close()
         if self.health_checker is not None:

@@ -211,6 +211,8 @@ class RouteBuilder:
         # Every rate limit and response cache built, for the metrics exporter.
         self.limits: list[RateLimit] = []
         self.caches: list[ResponseCache] = []
+        # Each chain built, as the admin API's /routes shows it: where, and its steps in order.
+        self.chains: list[tuple[dict[str, object], list[object]]] = []
         self.trusted = TrustedProxies(config.server.trusted_proxies)
         self.addresses = AddressKeys(config.rate_limit_ipv6_prefix)
         self.bodies = BodyGate(config.server.max_bodies_per_client, self.addresses)
@@ -274,6 +276,16 @@ class RouteBuilder:
         self, route: RouteConfig, prefix: str, endpoint: EndpointConfig | None, exempt: bool = False
     ) -> Handler:
         policies, call = self.route_chain(route, prefix, endpoint, exempt)
+        where: dict[str, object] = {"route": prefix, "service": route.service}
+        if endpoint is not None:
+            where.update(path=endpoint.path, methods=sorted(endpoint.methods))
+        elif exempt:
+            where.update(paths=list(route.exempt), methods=["GET", "HEAD"], exempt=True)
+        else:
+            methods = route.methods
+            where.update(methods=None if methods is None else sorted(methods))
+            where.update(public=list(route.public))
+        self.chains.append((where, [*policies, call]))
         return chain(policies, call)
 
     def route_chain(
@@ -449,7 +461,10 @@ class RouteBuilder:
         }
 
     def _aggregate_chain(self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher) -> Handler:
-        return chain(*self.aggregate_chain(aggregate, prefix, fetch))
+        policies, terminal = self.aggregate_chain(aggregate, prefix, fetch)
+        where: dict[str, object] = {"aggregate": AGGREGATE_BASE + aggregate.path.text}
+        self.chains.append((where, [*policies, terminal]))
+        return chain(policies, terminal)
 
     def aggregate_chain(
         self, aggregate: AggregateConfig, prefix: str, fetch: Fetcher

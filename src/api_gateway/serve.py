@@ -17,6 +17,7 @@ from typing import Final
 import uvloop
 
 from api_gateway import compiled
+from api_gateway.config.admin import AdminListenError
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.gateway import Gateway
 from api_gateway.http.server import Connections, HttpConnection, ServerBounds
@@ -83,17 +84,22 @@ class StopRequest:
 
 
 async def serve(
-    config: GatewayConfig, sock: socket.socket, on_ready: Callable[[], None] | None = None
+    config: GatewayConfig,
+    sock: socket.socket,
+    on_ready: Callable[[], None] | None = None,
+    admin_sock: socket.socket | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     port = sock.getsockname()[1]
     gateway = Gateway(config, loop, port)
     gateway.start()
     connections = Connections(loop)
+    gateway.operations.connections = connections
     bounds = bounds_from(config)
     server = await loop.create_server(
         lambda: HttpConnection(gateway, bounds, connections, port), sock=sock, backlog=4096
     )
+    admin = None if admin_sock is None else await serve_admin(gateway, admin_sock, bounds)
     # Everything built so far lives as long as the process: keep it out of every GC pass.
     gc.collect()
     gc.freeze()
@@ -117,13 +123,55 @@ async def serve(
     # connections finish within the grace period.
     gateway.admin.draining = True
     connections.begin_drain()
+    if admin is not None:
+        admin[0].close()  # the admin socket stays open in the supervisor and the other workers
+        admin[1].begin_drain()
     if request.handover:
         server.close()
     else:
         await drain_listener(server, sock, deadline)
     await connections.shutdown(max(deadline - loop.time(), 0.0))
     await connections.websockets.shutdown(max(deadline - loop.time(), 0.0))
+    if admin is not None:
+        await admin[1].shutdown(max(deadline - loop.time(), 0.0))
     await gateway.close()
+
+
+async def serve_admin(
+    gateway: Gateway, sock: socket.socket, bounds: ServerBounds
+) -> tuple[asyncio.AbstractServer, Connections]:
+    """The admin listener on this worker's loop: the same data plane, its own App and
+    connections (so keep-alive, limits and timeouts apply as on the traffic port)."""
+    from api_gateway.admin_api import AdminApi
+    from api_gateway.observability.snapshots import DIRECTORY_VARIABLE
+
+    loop = asyncio.get_running_loop()
+    admin_config = gateway.config.admin
+    token = "" if admin_config is None else admin_config.token
+    app = AdminApi(gateway, token, os.environ.get(DIRECTORY_VARIABLE))
+    connections = Connections(loop)
+    host, port = sock.getsockname()[:2]
+    server = await loop.create_server(
+        lambda: HttpConnection(app, bounds, connections, port), sock=sock, backlog=128
+    )
+    log.info("admin listening", extra={"host": host, "port": port, "token": bool(token)})
+    return server, connections
+
+
+def admin_socket(config: GatewayConfig) -> socket.socket | None:
+    """The admin listener's socket, opened once (the supervisor's, shared by every worker);
+    None when the configuration has no admin listener."""
+    admin = config.admin
+    if admin is None:
+        return None
+    try:
+        return listening_socket(admin.host, admin.port, reuse_port=False)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f"{admin.host}:{admin.port}"
+        raise AdminListenError(
+            f"cannot listen on {where} (the admin listener, ADMIN_PORT): {reason}"
+        ) from exc
 
 
 async def drain_listener(
@@ -178,9 +226,12 @@ def _stop_before_serving(signum: int, frame: FrameType | None) -> None:
 
 
 def run_worker(
-    config: GatewayConfig, sock: socket.socket, on_ready: Callable[[], None] | None = None
+    config: GatewayConfig,
+    sock: socket.socket,
+    on_ready: Callable[[], None] | None = None,
+    admin_sock: socket.socket | None = None,
 ) -> None:
     # Until serve() installs its own handlers, a stop signal must still mean a clean exit.
     for signum in (*STOP_SIGNALS, HANDOVER_SIGNAL):
         signal.signal(signum, _stop_before_serving)
-    uvloop.run(serve(config, sock, on_ready))
+    uvloop.run(serve(config, sock, on_ready, admin_sock))

@@ -27,7 +27,7 @@ from types import FrameType
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.keeper import KEEPER_VARIABLE
 from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE
-from api_gateway.serve import HANDOVER_SIGNAL, listening_socket, run_worker
+from api_gateway.serve import HANDOVER_SIGNAL, admin_socket, listening_socket, run_worker
 
 log = logging.getLogger("api_gateway.supervisor")
 
@@ -70,6 +70,7 @@ class Supervisor:
         # The keeper (keeper.server), when the workers share no Redis: its pid and socket path.
         self.keeper: int | None = None
         self.keeper_path = ""
+        self.admin_sock: socket.socket | None = None
 
     def run(self) -> int:
         host, port = self.config.server.host, self.config.server.port
@@ -78,6 +79,8 @@ class Supervisor:
             port = probe.getsockname()[1]
             probe.close()
         self.port = port
+        # The admin listener: one socket, opened here once, on which every worker accepts.
+        self.admin_sock = admin_socket(self.config)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._request_roll)
@@ -109,6 +112,8 @@ class Supervisor:
             name_process(KEEPER_NAME)
             for sock in self.sockets.values():
                 sock.close()
+            if self.admin_sock is not None:
+                self.admin_sock.close()
             for signum in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             code = 0
@@ -151,7 +156,7 @@ class Supervisor:
                 signal.signal(signum, signal.SIG_DFL)
             code = 0
             try:
-                run_worker(self.config, self.sockets[slot], _notifier(ready_fd))
+                run_worker(self.config, self.sockets[slot], _notifier(ready_fd), self.admin_sock)
             except BaseException:
                 log.exception("worker %d failed", slot)
                 code = 1
@@ -264,6 +269,8 @@ class Supervisor:
         # it empties the queue before closing it, and from then on connections are refused.
         for sock in self.sockets.values():
             sock.close()
+        if self.admin_sock is not None:
+            self.admin_sock.close()
         for pid in [*self.workers, *self.retiring]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

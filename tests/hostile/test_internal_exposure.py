@@ -1,7 +1,7 @@
-"""Nothing internal on the traffic port: a client outside ``admin.allow`` (loopback by default)
-learns from /health and /ready whether the gateway is healthy and ready, never instance
-addresses, pids, memory, breakers or metrics; and no 502/503/504 the gateway answers names an
-internal address.
+"""Nothing internal on the traffic port: any client, loopback included, learns from /health and
+/ready whether the gateway is healthy and ready, never instance addresses, pids, memory,
+breakers or metrics (those are the admin listener's); /metrics is not served there unless
+``server.public_metrics``; and no 502/503/504 the gateway answers names an internal address.
 
 The outside client comes through a trusted proxy on loopback (X-Forwarded-For), as it would
 through a load balancer in production.
@@ -50,45 +50,58 @@ def assert_names_nothing_internal(response: RawResponse, *addresses: str) -> Non
     assert "pid" not in body and "instances" not in body, body
 
 
-def test_health_tells_an_outside_client_only_status_and_uptime(
+def test_health_tells_any_client_only_status_and_uptime(
     exposed: GatewayProcess, service_fleet: Fleet
 ) -> None:
     outside = exposed.get("/health", headers=OUTSIDE)
     inside = exposed.get("/health")
 
-    assert outside.status == 200
-    assert set(outside.json()) == {"status", "uptime"}
-    assert_names_nothing_internal(outside, address_of(service_fleet["ticket"].url))
-    assert {"memory", "pid", "services", "instances"} <= set(inside.json())
+    for answer in (outside, inside):
+        assert answer.status == 200
+        assert set(answer.json()) == {"status", "uptime"}
+        assert_names_nothing_internal(answer, address_of(service_fleet["ticket"].url))
+    assert {"workers", "services", "routes"} <= set(exposed.admin_get("/health").json())
 
 
-def test_metrics_are_refused_to_an_outside_client_and_served_on_loopback(
+def test_metrics_are_not_on_the_traffic_port_but_on_the_admin_listener(
     exposed: GatewayProcess,
 ) -> None:
     outside = exposed.get("/metrics", headers=OUTSIDE)
     inside = exposed.get("/metrics")
+    admin = exposed.admin_get("/metrics")
 
-    assert outside.status == 403
-    assert outside.header("content-type") == "application/problem+json"
-    assert outside.json()["request_id"]
-    assert b"gateway_" not in outside.body
-    assert inside.status == 200
-    assert b"gateway_requests_total" in inside.body
+    for answer in (outside, inside):
+        assert answer.status == 404
+        assert answer.header("content-type") == "application/problem+json"
+        assert answer.json()["request_id"]
+        assert b"gateway_" not in answer.body
+    assert admin.status == 200
+    assert b"gateway_requests_total" in admin.body
 
 
-def test_ready_tells_an_outside_client_which_check_failed_but_no_address(
+def test_public_metrics_serves_them_to_anyone(service_fleet: Fleet, tmp_path: Path) -> None:
+    config = {"server": {"public_metrics": True}}
+    with running_gateway(tmp_path, service_fleet.urls(), config=config, env=PROXY_ENV) as gateway:
+        outside = gateway.get("/metrics", headers=OUTSIDE)
+
+    assert outside.status == 200
+    assert b"gateway_requests_total" in outside.body
+
+
+def test_ready_tells_which_check_failed_but_no_reason_and_stays_ready(
     exposed: GatewayProcess, dead_auth_url: str
 ) -> None:
     outside = exposed.get("/ready", headers=OUTSIDE)
     inside = exposed.get("/ready")
 
-    assert outside.status == inside.status == 503
-    assert outside.json()["failed"] == ["auth-service"]
-    assert outside.json()["checks"]["auth-service"] == "failed"
-    assert_names_nothing_internal(outside, address_of(dead_auth_url))
-    # The loopback operator learns why, still without the instance's address.
-    assert inside.json()["checks"]["auth-service"] != "failed"
-    assert_names_nothing_internal(inside, address_of(dead_auth_url))
+    assert outside.status == inside.status == 200  # nothing is in readiness.require
+    for answer in (outside, inside):
+        assert answer.json()["failed"] == ["auth-service"]
+        assert answer.json()["checks"]["auth-service"] == "failed"
+        assert_names_nothing_internal(answer, address_of(dead_auth_url))
+    # The admin listener tells why.
+    admin = exposed.admin_get("/ready")
+    assert admin.json()["checks"]["auth-service"] not in ("ok", "failed")
 
 
 def test_a_502_for_an_unreachable_instance_does_not_name_it(
@@ -109,11 +122,14 @@ def test_a_502_for_an_unreachable_instance_does_not_name_it(
         assert_names_nothing_internal(answer, address_of(dead))
 
 
-def test_admin_allow_decides_who_sees_the_insides(service_fleet: Fleet, tmp_path: Path) -> None:
+def test_admin_allow_decides_who_the_admin_listener_answers(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
     config = {"admin": {"allow": ["10.0.0.0/8"]}}
     with running_gateway(tmp_path, service_fleet.urls(), config=config) as gateway:
-        metrics = gateway.get("/metrics")
+        metrics = gateway.admin_get("/metrics")
         health = gateway.get("/health")
 
     assert metrics.status == 403
+    assert metrics.header("content-type") == "application/problem+json"
     assert set(health.json()) == {"status", "uptime"}

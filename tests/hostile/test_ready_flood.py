@@ -21,8 +21,9 @@ POLL_S = 0.05
 
 @pytest.fixture(scope="module")
 def gateway_config() -> dict[str, Any]:
-    # No active health checks: every /health request the services see comes from /ready.
-    return {"health_check": {"enabled": False}}
+    # No active health checks: every /health request the services see comes from /ready; a
+    # required auth-service, so that its failure shows in /ready's status.
+    return {"health_check": {"enabled": False}, "readiness": {"require": ["auth-service"]}}
 
 
 def health_requests(services: Fleet, name: str) -> int:

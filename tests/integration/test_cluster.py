@@ -150,7 +150,9 @@ def test_two_gateways_on_the_cluster_let_exactly_the_limit_through(
 ) -> None:
     with gateways_sharing(tmp_path, service_fleet.urls(), cluster.url, 100) as (first, second):
         statuses = burst([first.port, second.port], 300, "/api/v1/search/q")
-        metrics = first.get("/metrics").body.decode() + second.get("/metrics").body.decode()
+        metrics = (
+            first.admin_get("/metrics").body.decode() + second.admin_get("/metrics").body.decode()
+        )
 
     assert statuses.count(200) == 100
     assert statuses.count(429) == 200

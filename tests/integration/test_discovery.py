@@ -222,7 +222,7 @@ def health_checked(
 
 
 def search_health(gateway: GatewayProcess) -> dict[str, bool]:
-    instances = gateway.get("/health").json()["instances"]["search"]
+    instances = gateway.admin_get("/health").json()["services"]["search"]["instances"]
     return {state["instance"]: state["healthy"] for state in instances}
 
 

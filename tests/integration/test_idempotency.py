@@ -254,7 +254,7 @@ def test_a_replay_storm_is_served_from_the_store(gateway: GatewayProcess, servic
     assert {a.status for a in answers} == {200}
     assert all(a.header("idempotency-replayed") == "true" for a in answers)
     assert len(services["order"].requests) == 1
-    metrics = gateway.get("/metrics").body.decode()
+    metrics = gateway.admin_get("/metrics").body.decode()
     replayed = 'gateway_idempotency_requests_total{route="/api/v1/orders",outcome="replayed"}'
     counted = [line for line in metrics.splitlines() if line.startswith(replayed)]
     assert counted and float(counted[0].split()[-1]) >= 200

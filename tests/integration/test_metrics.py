@@ -19,7 +19,7 @@ TICKETS_OK = 'route="/api/v1/tickets",service="ticket",method="GET",status_class
 
 
 def scrape(gateway: GatewayProcess) -> str:
-    response = gateway.get("/metrics")
+    response = gateway.admin_get("/metrics")
     assert response.status == 200
     assert (response.header("content-type") or "").startswith("text/plain; version=0.0.4")
     return response.body.decode()

@@ -215,7 +215,7 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
         time.sleep(0.7)
         probe = get(gateway)
         after = [get(gateway).status for _ in range(3)]
-        health = gateway.get("/health").json()
+        health = gateway.admin_get("/health").json()
 
     assert failures == [503] * 4
     assert_problem(open_answer, 503)
@@ -223,7 +223,7 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
     assert contacted_while_open == 4
     assert probe.status == 200
     assert after == [200] * 3
-    ticket_health = health["services"]["ticket-service"]
+    ticket_health = health["services"]["ticket"]["breaker"]
     assert ticket_health["state"] == "CLOSED"
     assert ticket_health["events"]["open"] == 1
     assert ticket_health["events"]["halfOpen"] == 1
@@ -241,16 +241,16 @@ def test_one_client_s_failing_path_cannot_open_the_breaker(
     with ticket_gateway(tmp_path, service_fleet, [upstream.url], ticket) as gateway:
         broken = [get(gateway, "/api/v1/tickets/broken").status for _ in range(10)]
         after = get(gateway, "/api/v1/tickets/1")
-        health = gateway.get("/health").json()
+        health = gateway.admin_get("/health").json()
     assert broken == [500] * 10
     assert after.status == 200
-    assert health["services"]["ticket-service"]["state"] == "CLOSED"
+    assert health["services"]["ticket"]["breaker"]["state"] == "CLOSED"
 
     with ticket_gateway(tmp_path, service_fleet, [closed_port_url()], ticket) as gateway:
         refused = [get(gateway).status for _ in range(10)]
-        health = gateway.get("/health").json()
+        health = gateway.admin_get("/health").json()
     assert refused[:4] == [502] * 4 and 503 in refused
-    assert health["services"]["ticket-service"]["state"] == "OPEN"
+    assert health["services"]["ticket"]["breaker"]["state"] == "OPEN"
 
 
 # --- instances ------------------------------------------------------------------------------------
@@ -268,11 +268,11 @@ def test_a_failing_instance_is_ejected(
         sick.reset()
         well.reset()
         statuses = [get(gateway).status for _ in range(10)]
-        health = gateway.get("/health").json()
+        health = gateway.admin_get("/health").json()
 
     assert statuses == [200] * 10
     assert (len(sick.requests), len(well.requests)) == (0, 10)
-    ejected = [i for i in health["instances"]["ticket"] if i["ejected"]]
+    ejected = [i for i in health["services"]["ticket"]["instances"] if i["ejected"]]
     assert [i["instance"] for i in ejected] == [sick.url.removeprefix("http://")]
 
 

@@ -305,7 +305,7 @@ def test_the_secrets_never_appear_in_the_gateways_output(gateway: GatewayProcess
 
 def outcomes(gateway: GatewayProcess) -> dict[str, int]:
     found = {}
-    for line in gateway.get("/metrics").body.decode().splitlines():
+    for line in gateway.admin_get("/metrics").body.decode().splitlines():
         if line.startswith("gateway_stripe_webhooks_total{"):
             label = line.split('outcome="', 1)[1].split('"', 1)[0]
             found[label] = int(float(line.split()[-1]))

@@ -178,7 +178,7 @@ def test_two_gateways_share_the_seen_events_on_a_redis_cluster(
         ):
             firsts = [deliver(first, body).status for body in bodies]
             seconds = [deliver(second, body).json() for body in bodies]
-            metrics = second.get("/metrics").body.decode()
+            metrics = second.admin_get("/metrics").body.decode()
     finally:
         cluster.stop()
 

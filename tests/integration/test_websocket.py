@@ -291,17 +291,17 @@ def queue_bytes_out(metrics: str) -> float:
 
 
 def test_websockets_are_counted_in_the_metrics(gateway: GatewayProcess) -> None:
-    before = queue_bytes_out(gateway.get("/metrics").body.decode())
+    before = queue_bytes_out(gateway.admin_get("/metrics").body.decode())
     data = os.urandom(5000)  # random: permessage-deflate cannot shrink it
     with ws(gateway) as connection:
         connection.send(data)
         assert connection.recv(timeout=5) == data
-        during = gateway.get("/metrics").body.decode()
+        during = gateway.admin_get("/metrics").body.decode()
         assert 'gateway_websockets_open{route="/api/v1/queue"} 1' in during
     deadline = time.monotonic() + 5
     after = ""
     while time.monotonic() < deadline:
-        after = gateway.get("/metrics").body.decode()
+        after = gateway.admin_get("/metrics").body.decode()
         if 'gateway_websockets_open{route="/api/v1/queue"} 0' in after:
             break
         time.sleep(0.05)

@@ -43,7 +43,8 @@ LIVE_PROBE_TIMEOUT_S = 1.0
 _INHERITED_SETTINGS = (
     "HOST", "PORT", "GATEWAY_WORKERS", "LOG_LEVEL", "JWT_ISSUER", "REDIS_URL", "TRUSTED_PROXIES",
     "CORS_ORIGINS", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS", "RATE_LIMIT_USER_MAX",
-    "RATE_LIMIT_USER_WINDOW_MS", "REDIS_CLUSTER", "ALLOWED_ORIGINS",
+    "RATE_LIMIT_USER_WINDOW_MS", "REDIS_CLUSTER", "ALLOWED_ORIGINS", "ADMIN_HOST", "ADMIN_PORT",
+    "ADMIN_TOKEN", "ADMIN_TOKEN_FILE", "ADMIN_ALLOW",
 )  # fmt: skip
 # High enough that no test meets the global per-IP limit unless it asks for it.
 UNLIMITED_RATE = "1000000"
@@ -109,6 +110,8 @@ class GatewayProcess:
     port: int
     stderr_path: Path
     stdout_path: Path
+    admin_port: int = 0  # the admin listener's (ADMIN_PORT), a free port of its own
+    admin_token: str | None = None  # sent as the bearer token by ``admin`` when set
 
     @property
     def pid(self) -> int:
@@ -125,6 +128,15 @@ class GatewayProcess:
 
     def get(self, target: str, **kwargs: Any) -> RawResponse:
         return self.request("GET", target, **kwargs)
+
+    def admin(self, method: str, target: str, **kwargs: Any) -> RawResponse:
+        """A request to the admin API (with ``admin_token`` unless ``token`` is given)."""
+        kwargs.setdefault("token", self.admin_token)
+        kwargs.setdefault("host", f"127.0.0.1:{self.admin_port}")
+        return http_request(self.admin_port, method, target, **kwargs)
+
+    def admin_get(self, target: str, **kwargs: Any) -> RawResponse:
+        return self.admin("GET", target, **kwargs)
 
     def children(self) -> list[psutil.Process]:
         children: list[psutil.Process] = []
@@ -206,6 +218,8 @@ def launch_gateway(
 ) -> GatewayProcess:
     """Start ``api-gateway serve`` without waiting for it to become ready."""
     port = port or free_port()
+    environment = gateway_env(urls, env)
+    admin_port = int(environment.setdefault("ADMIN_PORT", str(free_port())))
     command = [GATEWAY_BINARY, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args]
     if config is not None:
         command += ["--config", str(write_config(workdir, config))]
@@ -213,9 +227,10 @@ def launch_gateway(
     stderr_path, stdout_path = workdir / f"stderr-{stamp}.log", workdir / f"stdout-{stamp}.log"
     with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
         process = subprocess.Popen(
-            command, env=gateway_env(urls, env), stdout=stdout, stderr=stderr, cwd=workdir
+            command, env=environment, stdout=stdout, stderr=stderr, cwd=workdir
         )
-    gateway = GatewayProcess(process, port, stderr_path, stdout_path)
+    token = environment.get("ADMIN_TOKEN") or None
+    gateway = GatewayProcess(process, port, stderr_path, stdout_path, admin_port, token)
     _LAUNCHED.add(gateway)
     return gateway
 

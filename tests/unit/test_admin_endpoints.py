@@ -1,16 +1,15 @@
-"""The admin endpoints' pure logic: /ready shares one round of probes per period among all its
-callers and sees a change once the period is over; what an address outside ``admin.allow``
-learns from /health, /ready and a restricted endpoint."""
+"""The traffic port's own endpoints' logic: /ready shares one round of probes per period among
+all its callers and sees a change once the period is over; a failed check makes it 503 only when
+required (``readiness.require``); what any client learns from /health and /ready (never why a
+check failed: that is the admin listener's)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import orjson
-import pytest
 
 from api_gateway.admin import Admin
-from api_gateway.errors import Forbidden
 from api_gateway.types import Request, Response
 
 TTL_MS = 1000.0
@@ -46,13 +45,8 @@ def request(path: str, client_ip: str = INSIDE) -> Request:
     return req
 
 
-def admin_with(probe: CountingProbe, clock: Clock) -> Admin:
-    return Admin(
-        {"auth-service": probe},
-        allowed=lambda ip: ip == INSIDE,
-        clock_ms=clock,
-        ready_ttl_ms=TTL_MS,
-    )
+def admin_with(probe: CountingProbe, clock: Clock, required: tuple[str, ...] = ()) -> Admin:
+    return Admin({"auth-service": probe}, required, clock_ms=clock, ready_ttl_ms=TTL_MS)
 
 
 def document(response: Response) -> dict[str, object]:
@@ -78,7 +72,7 @@ def test_concurrent_ready_calls_share_one_round_of_probes() -> None:
 
 def test_ready_answers_from_the_last_round_within_the_period() -> None:
     probe, clock = CountingProbe(), Clock()
-    admin = admin_with(probe, clock)
+    admin = admin_with(probe, clock, ("auth-service",))
 
     async def scenario() -> tuple[int, int]:
         await admin.ready(request("/ready"))
@@ -105,43 +99,38 @@ def test_a_draining_worker_is_not_ready_without_probing() -> None:
     assert probe.calls == 0
 
 
-def test_ready_tells_an_outside_address_which_check_failed_but_not_why() -> None:
+def test_a_failed_check_is_reported_and_blocks_only_when_required() -> None:
+    probe, clock = CountingProbe(), Clock()
+    probe.reason = SECRET_REASON
+
+    optional = asyncio.run(admin_with(probe, clock).ready(request("/ready", OUTSIDE)))
+    required = asyncio.run(
+        admin_with(probe, clock, ("auth-service",)).ready(request("/ready", INSIDE))
+    )
+
+    assert optional.status == 200
+    assert required.status == 503
+    for answer in (optional, required):
+        assert document(answer)["checks"] == {"auth-service": "failed"}  # never the reason
+        assert document(answer)["failed"] == ["auth-service"]
+
+
+def test_the_admin_listener_learns_why_a_check_failed() -> None:
     probe, clock = CountingProbe(), Clock()
     probe.reason = SECRET_REASON
     admin = admin_with(probe, clock)
 
-    async def both() -> tuple[Response, Response]:
-        outside = await admin.ready(request("/ready", OUTSIDE))
-        inside = await admin.ready(request("/ready", INSIDE))
-        return outside, inside
+    status, body = asyncio.run(admin.readiness_document(reasons=True))
 
-    outside, inside = asyncio.run(both())
-
-    assert outside.status == inside.status == 503
-    assert document(outside)["checks"] == {"auth-service": "failed"}
-    assert document(outside)["failed"] == ["auth-service"]
-    assert document(inside)["checks"] == {"auth-service": SECRET_REASON}
+    assert status == 200
+    assert body["checks"] == {"auth-service": SECRET_REASON}
 
 
-def test_health_tells_an_outside_address_only_status_and_uptime() -> None:
-    admin = admin_with(CountingProbe(), Clock())
-    admin.instance_states = lambda: {"ticket": [{"instance": "10.1.0.5:3004"}]}
-
-    outside = document(asyncio.run(admin.health(request("/health", OUTSIDE))))
-    inside = document(asyncio.run(admin.health(request("/health", INSIDE))))
-
-    assert set(outside) == {"status", "uptime"}
-    assert {"memory", "pid", "services", "instances"} <= set(inside)
-
-
-def test_a_restricted_endpoint_refuses_an_outside_address() -> None:
+def test_health_tells_any_address_only_status_and_uptime() -> None:
     admin = admin_with(CountingProbe(), Clock())
 
-    async def metrics(req: Request) -> Response:
-        return Response(200, [], b"gateway_requests_total 1\n")
-
-    guarded = admin.restricted(metrics)
-
-    with pytest.raises(Forbidden):
-        asyncio.run(guarded(request("/metrics", OUTSIDE)))  # type: ignore[arg-type]
-    assert asyncio.run(guarded(request("/metrics", INSIDE))).status == 200  # type: ignore[arg-type]
+    for address in (OUTSIDE, INSIDE):
+        assert set(document(asyncio.run(admin.health(request("/health", address))))) == {
+            "status",
+            "uptime",
+        }

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from api_gateway.config.admin import apply_admin_environment, build_admin, build_readiness
 from api_gateway.config.aggregates import build_aggregates
 from api_gateway.config.aliases import build_alias, is_alias
 from api_gateway.config.auth import (
@@ -66,6 +67,7 @@ SECRET_VARIABLES = (
     "STRIPE_WEBHOOK_SECRET",
     "INTERNAL_HMAC_SECRET",
     "INTERNAL_SERVICE_SECRET",
+    "ADMIN_TOKEN",
 )
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"},
@@ -178,6 +180,7 @@ def apply_environment(document: dict[str, Any], env: Mapping[str, str]) -> None:
     apply_observability_environment(document, env)
     apply_webhooks_environment(document, env)
     apply_internal_auth_environment(document, env)
+    apply_admin_environment(document, env)
 
 
 def build(document: Mapping[str, Any]) -> GatewayConfig:
@@ -220,6 +223,7 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
     limits.seen.update(limits.data)
     admin = root.section("admin")
     admin_allow = tuple(parse_cidr(c, "admin.allow") for c in admin.texts("allow"))
+    admin_config = build_admin(admin, admin_allow)
     admin.done()
     timeouts = root.section("timeouts")
     default_timeout_ms = timeouts.integer("default_ms", 1)
@@ -252,6 +256,10 @@ def build(document: Mapping[str, Any]) -> GatewayConfig:
         rate_limit_ipv6_prefix=ipv6_prefix,
         response_headers=build_response_headers(root.section("response_headers")),
         admin_allow=admin_allow,
+        admin=admin_config,
+        readiness_require=build_readiness(root.section("readiness"))
+        if "readiness" in root.data
+        else (),
         api_keys=build_api_keys(root.section("api_keys")),
         stripe_webhooks=build_webhooks(
             root.section("webhooks") if "webhooks" in root.data else None,
@@ -286,6 +294,7 @@ def build_server(s: Section) -> ServerConfig:
         body_rate_window_ms=s.integer("body_rate_window_ms", 100),
         max_bodies_per_client=s.integer("max_bodies_per_client", 1),
         max_websockets=s.integer("max_websockets", 0, 10_000),
+        public_metrics=s.flag("public_metrics", False),
     )
     if config.port > 65535:
         raise ConfigError("server.port", f"must be at most 65535, got {config.port}")

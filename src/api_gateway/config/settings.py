@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from api_gateway.config.admin import AdminConfig
     from api_gateway.config.aggregates import AggregateConfig
     from api_gateway.config.cache import CacheConfig, RouteCacheConfig
     from api_gateway.config.endpoint_validation import EndpointValidation
@@ -50,6 +51,8 @@ class ServerConfig:
     # Bodies still arriving at once per client address (the rate limits' key); more: 429.
     max_bodies_per_client: int = 32
     max_websockets: int = 10_000  # open WebSocket tunnels per worker; beyond, handshakes get 503
+    # /metrics on the traffic port too, to anyone (else on the admin listener only).
+    public_metrics: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,8 +339,12 @@ class GatewayConfig:
     # Per-address limits key an IPv6 client by this prefix length (IPv4: the whole address).
     rate_limit_ipv6_prefix: int = 64
     response_headers: ResponseHeadersConfig = ResponseHeadersConfig()
-    # Client addresses that see the gateway's insides: /metrics, /health in full, /ready's reasons.
+    # Client addresses the admin listener answers (``admin.allow``; also in ``admin``).
     admin_allow: tuple[Network, ...] = LOOPBACK
+    # The admin listener (config.admin); None: built without one (in-process tests).
+    admin: AdminConfig | None = None
+    # Readiness checks whose failure makes /ready 503 (``readiness.require``; default none).
+    readiness_require: tuple[str, ...] = ()
     api_keys: ApiKeysConfig = ApiKeysConfig()
     stripe_webhooks: StripeWebhooksConfig = StripeWebhooksConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()

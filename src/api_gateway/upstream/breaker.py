@@ -164,6 +164,14 @@ class Breaker:
             return (Event.OPEN,)
         return ()
 
+    def reset(self, now_ms: float) -> tuple[str, ...]:
+        """An operator closes the circuit (admin API): the window starts afresh, and an open
+        another worker shared before now is not adopted again."""
+        was = self.state
+        self.probes_in_flight = 0
+        self._close(now_ms)
+        return (Event.CLOSE,) if was is not State.CLOSED else ()
+
     def retry_after_ms(self, now_ms: float) -> float:
         """How long until a call may be tried again (0 unless open)."""
         if self.state is not State.OPEN:

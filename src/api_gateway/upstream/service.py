@@ -148,6 +148,10 @@ class UpstreamService:
         """The other workers' breaker windows for this service (upstream.breaker_sync)."""
         self._note(self.breaker.share(calls, failures, opened_at, now_ms))
 
+    def reset_breaker(self, now_ms: float) -> None:
+        """Close the breaker at an operator's word (admin API)."""
+        self._note(self.breaker.reset(now_ms))
+
     def _note(self, events: tuple[str, ...]) -> None:
         counts = self.events
         for event in events:

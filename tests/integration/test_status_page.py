@@ -1,0 +1,115 @@
+"""The admin listener's status page in headless Chromium: after traffic, its DOM shows every
+route and service with the figures /health gives, and its screenshot is a non-blank PNG.
+
+``STATUS_PAGE_SCREENSHOT=<path>`` keeps the screenshot there too; ``tools/status_page.sh``
+saves it as ``bench/results/status-page.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from support.gateway import Fleet, running_gateway
+from support.tokens import mint
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_TIMEOUT_S = 60
+# Time the page's script gets (virtual time: no real waiting) to fetch /health and draw it.
+SCRIPT_BUDGET_MS = "4000"
+
+pytestmark = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK),
+    reason="headless Chromium (/usr/bin/chromium, Debian's chromium package) is not installed",
+)
+
+
+def browser(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+        f"--user-data-dir={cwd / 'profile'}", f"--virtual-time-budget={SCRIPT_BUDGET_MS}",
+        *arguments,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, timeout=BROWSER_TIMEOUT_S, cwd=cwd)
+
+
+class Cells(HTMLParser):
+    """Every element's data-* attributes, by row: routes, services, instances, workers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routes: dict[str, dict[str, str]] = {}
+        self.services: set[str] = set()
+        self.instances: set[str] = set()
+        self.row: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        if tag == "tr":
+            self.row = found
+            if "data-route" in found:
+                self.routes[found["data-route"]] = {}
+            if "data-service" in found:
+                self.services.add(found["data-service"])
+            if "data-instance" in found:
+                self.instances.add(found["data-instance"])
+        if tag == "td" and "data-field" in found and "data-route" in self.row:
+            self.routes[self.row["data-route"]][found["data-field"]] = found.get("data-value", "")
+
+
+def png_is_not_blank(path: Path) -> bool:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    offset, idat = 8, b""
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            idat += data[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    pixels = zlib.decompress(idat)
+    return len(set(pixels[:1_000_000])) > 8  # a blank page is one colour (and filter bytes)
+
+
+def test_the_status_page_shows_what_health_says(service_fleet: Fleet, tmp_path: Path) -> None:
+    with running_gateway(tmp_path, service_fleet.urls()) as gateway:
+        for _ in range(5):
+            assert gateway.get("/api/v1/search/q").status == 200
+            assert gateway.get("/api/v1/tickets/1", token=mint()).status == 200
+        url = f"http://127.0.0.1:{gateway.admin_port}/"
+        before = gateway.admin_get("/health").json()
+        dom = browser("--dump-dom", url, cwd=tmp_path)
+        screenshot = tmp_path / "status-page.png"
+        shot = browser(f"--screenshot={screenshot}", "--window-size=1366,900", url, cwd=tmp_path)
+        after = gateway.admin_get("/health").json()
+
+    assert dom.returncode == 0, dom.stderr.decode(errors="replace")[-2000:]
+    page = dom.stdout.decode()
+    assert 'data-loaded="true"' in page, page[-3000:]
+    cells = Cells()
+    cells.feed(page)
+    assert set(cells.routes) == set(after["routes"]) and "/api/v1/search" in cells.routes
+    assert cells.services == set(after["services"])
+    shown_instances = {i["instance"] for s in after["services"].values() for i in s["instances"]}
+    assert cells.instances == shown_instances
+    for route, figures in cells.routes.items():
+        # Only the admin requests moved between the two /health calls: none is a route's.
+        assert int(figures["requests"]) == before["routes"][route]["requests"]
+        assert float(figures["error_ratio"]) == after["routes"][route]["error_ratio"]
+        p99 = after["routes"][route]["p99_ms"]
+        if p99 is None:
+            assert figures["p99_ms"] == ""
+        else:
+            assert float(figures["p99_ms"]) == pytest.approx(p99)
+    assert shot.returncode == 0, shot.stderr.decode(errors="replace")[-2000:]
+    assert screenshot.stat().st_size > 10_000 and png_is_not_blank(screenshot)
+    keep = os.environ.get("STATUS_PAGE_SCREENSHOT")
+    if keep:
+        Path(keep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, keep)
