@@ -4,20 +4,31 @@ keeps serving, and requests in flight to a service the reload removes still fini
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
-from support.gateway import Fleet, GatewayProcess
+import pytest
+from support.gateway import Fleet, GatewayProcess, gateway_env
 from support.reloads import reloadable_gateway
 from support.tokens import mint
 from support.upstream import RecordingUpstream, Reply
+
+from api_gateway.observability.snapshots import DIRECTORY_VARIABLE
+from api_gateway.reloading import (
+    SOURCE_VARIABLE,
+    SUPERVISOR_VARIABLE,
+    ConfigSource,
+    request_reload,
+)
 
 SETTLE_S = 15.0
 POLL_S = 0.05
 SLOW_S = 2.0
 IN_FLIGHT = 3
 SECRET = "s" * 40
+RELOAD_WAIT_S = 30.0
 TOKEN = mint()
 
 
@@ -157,3 +168,29 @@ def test_a_reload_applies_a_new_worker_count(service_fleet: Fleet, tmp_path: Pat
     assert len(three) == 3 and len(two) == 2
     assert keeper, "more than one worker without Redis: the keeper is started"
     assert statuses == [200] * 10
+
+
+def test_request_reload_answers_a_broken_file_at_once_and_waits_for_a_good_one(
+    service_fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the admin API's POST /reload runs in a worker, here with the worker's environment."""
+    with reloadable_gateway(tmp_path, service_fleet.urls()) as reloadable:
+        gateway = reloadable.gateway
+        for name, value in gateway_env(service_fleet.urls()).items():
+            monkeypatch.setenv(name, value)
+        source = ConfigSource(str(reloadable.config_path), "127.0.0.1", gateway.port)
+        monkeypatch.setenv(SOURCE_VARIABLE, source.encoded())
+        monkeypatch.setenv(SUPERVISOR_VARIABLE, str(gateway.pid))
+        monkeypatch.setenv(DIRECTORY_VARIABLE, reloadable.directory() or "")
+        reloadable.write({"server": {"workerz": 2}})
+        broken = asyncio.run(request_reload(RELOAD_WAIT_S))
+        generation_after_broken = reloadable.status().generation
+        reloadable.write(with_extra_route(service_fleet["search"].url))
+        good = asyncio.run(request_reload(RELOAD_WAIT_S))
+        served = gateway.get("/api/v1/extra/x", token=TOKEN).status
+
+    assert (broken.outcome, broken.key) == ("error", "server.workerz")
+    assert "unknown setting" in broken.message
+    assert generation_after_broken == 0, "a file the worker refused reached the supervisor"
+    assert (good.outcome, good.generation) == ("ok", 1)
+    assert served == 200
