@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -25,6 +26,8 @@ from api_gateway.errors import (
     GatewayError,
     MethodNotAllowed,
     PayloadTooLarge,
+    ReloadRefused,
+    ReloadTimedOut,
     ReloadUnavailable,
     RouteNotFound,
     Unauthorized,
@@ -34,6 +37,8 @@ from api_gateway.journal import command
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.logging import LEVELS
 from api_gateway.policies.context import new_request_id
+from api_gateway.reload_status import read_reload_status
+from api_gateway.reloading import request_reload
 from api_gateway.routing import normalize, split_target
 from api_gateway.status_page import PAGE
 from api_gateway.types import Request, Response
@@ -45,26 +50,12 @@ log = logging.getLogger("api_gateway.admin")
 MAX_BODY_BYTES: Final = 65536
 # How long a command waits for every worker to apply it before answering anyway.
 COMMAND_TIMEOUT_S: Final = 2.0
+# How long POST /reload waits for the supervisor to replace every worker (a roll waits for each
+# new worker to listen, up to 30 s each; most take well under a second).
+RELOAD_TIMEOUT_S: Final = 60.0
 HTML: Final = (b"content-type", b"text/html; charset=utf-8")
 NO_STORE: Final = (b"cache-control", b"no-store")
 Action = Callable[[Request, list[str]], Awaitable[Response]]
-
-
-def reload_status(directory: str | None) -> dict[str, object]:
-    """``<dir>/reload.json`` as the supervisor writes it; zeros before a first reload."""
-    status: dict[str, object] = {
-        "generation": 0, "ok": 0, "error": 0, "last_error": None,
-        "last_attempt_unix": None, "last_success_unix": None,
-    }  # fmt: skip
-    if directory:
-        try:
-            with open(f"{directory}/reload.json", "rb") as handle:
-                found = orjson.loads(handle.read())
-        except (OSError, orjson.JSONDecodeError):
-            return status
-        if isinstance(found, dict):
-            status.update({key: found[key] for key in status if key in found})
-    return status
 
 
 class AdminApi:
@@ -158,7 +149,7 @@ class AdminApi:
         document = merged_health(
             self.operations.every_state(),
             __version__,
-            reload_status(self.directory),
+            asdict(read_reload_status(self.directory)),
             readiness,
         )
         return json_response(200, document)
@@ -210,8 +201,16 @@ class AdminApi:
         return await self.reload()
 
     async def reload(self) -> Response:
-        """Re-read the configuration in every worker: wired when live reload lands."""
-        raise ReloadUnavailable("live reload is not available in this build")
+        """Validate here (a broken file is answered at once, naming the key), then have the
+        supervisor re-read it and replace every worker (README: Reload)."""
+        result = await request_reload(RELOAD_TIMEOUT_S, self.gateway.config)
+        if result.ok:
+            return json_response(200, {"status": "reloaded", "generation": result.generation})
+        if result.outcome == "timeout":
+            raise ReloadTimedOut(result.message)
+        if result.outcome == "unavailable":
+            raise ReloadUnavailable(result.message)
+        raise ReloadRefused(result.message)
 
 
 def step_name(step: object) -> str:

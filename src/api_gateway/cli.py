@@ -10,6 +10,7 @@ from api_gateway import config as config_module
 from api_gateway.config.admin import AdminListenError
 from api_gateway.config.settings import ConfigError, GatewayConfig
 from api_gateway.observability.logging import configure
+from api_gateway.reloading import ConfigSource
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,38 +103,25 @@ def add_apikey_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     apikey.set_defaults(command=run_apikey)
 
 
-def with_overrides(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
-    from dataclasses import replace
-
-    server = config.server
-    changes = {
-        key: getattr(args, key)
-        for key in ("host", "port", "workers")
-        if getattr(args, key, None) is not None
-    }
-    if changes.get("workers", 1) < 1:
-        raise ConfigError("--workers", "must be at least 1")
-    if not 0 <= changes.get("port", 0) <= 65535:
-        raise ConfigError("--port", "must be between 0 and 65535")
-    return replace(config, server=replace(server, **changes)) if changes else config
+def source_of(args: argparse.Namespace) -> ConfigSource:
+    """The configuration file and command-line overrides, read again on every reload."""
+    return ConfigSource(
+        getattr(args, "config", None),
+        getattr(args, "host", None),
+        getattr(args, "port", None),
+        getattr(args, "workers", None),
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    config = with_overrides(config_module.load(args.config), args)
+    source = source_of(args)
+    config = source.load()
     configure(config.log_level)
-    if config.server.workers == 1:
-        from api_gateway.serve import admin_socket, listening_socket, run_worker
-
-        host, port = config.server.host, config.server.port
-        try:
-            sock = listening_socket(host, port, reuse_port=False)
-        except OSError as exc:
-            raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        run_worker(config, sock, None, admin_socket(config))
-        return 0
+    # Always supervised, one worker too: SIGHUP reloads instead of ending it, and the workers
+    # share a directory (metrics, the reload record).
     from api_gateway.supervisor import Supervisor
 
-    return Supervisor(config).run()
+    return Supervisor(config, source).run()
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -340,3 +340,15 @@ class LastInstance(GatewayError):
 
 class ReloadUnavailable(ServiceUnavailable):
     status, slug, title = 503, "reload-unavailable", "Reload unavailable"
+
+
+class ReloadRefused(GatewayError):
+    """``POST /reload`` with a configuration the gateway would not start with: nothing changed."""
+
+    status, slug, title = 422, "invalid-configuration", "Configuration refused"
+
+
+class ReloadTimedOut(GatewayError):
+    """The supervisor did not record the reload in time; it may still complete (/health)."""
+
+    status, slug, title = 504, "reload-timeout", "Reload not confirmed in time"

@@ -1,5 +1,6 @@
-"""Several workers on one port (SO_REUSEPORT), restarted when they die, stopped together, and
-replaced one at a time on SIGHUP (a rolling restart).
+"""The workers on one port (SO_REUSEPORT; one or several), restarted when they die, stopped
+together, and on SIGHUP given the configuration read again, replaced one at a time (a reload:
+``reloading.py``; its record in ``reload_status.py``).
 
 Each worker slot has its own listening socket, kept open by the supervisor: in a rolling
 restart the new worker inherits the old one's socket, so connections the kernel already queued
@@ -24,9 +25,19 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from api_gateway.config.settings import GatewayConfig
+from api_gateway.cli import CannotListen
+from api_gateway.config.settings import ConfigError, GatewayConfig
 from api_gateway.keeper import KEEPER_VARIABLE
+from api_gateway.observability.logging import configure
 from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE
+from api_gateway.reload_status import ReloadStatus, write_reload_status
+from api_gateway.reloading import (
+    RELOAD_SIGNAL,
+    SOURCE_VARIABLE,
+    SUPERVISOR_VARIABLE,
+    ConfigSource,
+    validated,
+)
 from api_gateway.serve import HANDOVER_SIGNAL, admin_socket, listening_socket, run_worker
 
 log = logging.getLogger("api_gateway.supervisor")
@@ -58,8 +69,14 @@ def die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, source: ConfigSource | None = None) -> None:
         self.config = config
+        # Where the configuration is read again from on SIGHUP.
+        self.source = source or ConfigSource()
+        self.reloads = ReloadStatus()
+        self.directory = ""
+        # The longest shutdown grace of any configuration a worker may still run.
+        self.grace_ms = config.server.shutdown_grace_ms
         self.workers: dict[int, int] = {}  # pid -> slot
         self.sockets: dict[int, socket.socket] = {}  # slot -> its listening socket
         self.retiring: set[int] = set()  # replaced workers still draining
@@ -79,27 +96,43 @@ class Supervisor:
             port = probe.getsockname()[1]
             probe.close()
         self.port = port
+        for slot in range(self.config.server.workers):
+            try:
+                self.sockets[slot] = listening_socket(host, port, reuse_port=True)
+            except OSError as exc:
+                for sock in self.sockets.values():
+                    sock.close()
+                reason = exc.strerror or exc
+                raise CannotListen(f"cannot listen on {host}:{port}: {reason}") from exc
         # The admin listener: one socket, opened here once, on which every worker accepts.
         self.admin_sock = admin_socket(self.config)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        signal.signal(signal.SIGHUP, self._request_roll)
-        # Where workers leave their metrics for each other (see observability.snapshots).
+        signal.signal(RELOAD_SIGNAL, self._request_roll)
+        # Where workers leave their metrics for each other (see observability.snapshots), and
+        # the supervisor its record of reloads (reload_status.py).
         metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="api-gateway-")
+        self.directory = metrics_dir
+        # For a worker asking for a reload (reloading.request_reload).
+        os.environ[SOURCE_VARIABLE] = self.source.encoded()
+        os.environ[SUPERVISOR_VARIABLE] = str(os.getpid())
         try:
-            if self.config.redis_url is None:
-                self.keeper_path = os.environ[KEEPER_VARIABLE] = os.path.join(
-                    metrics_dir, "keeper.sock"
-                )
-                self._spawn_keeper()
+            self._keeper_if_needed()
             for slot in range(self.config.server.workers):
-                self.sockets[slot] = listening_socket(host, port, reuse_port=True)
                 self._spawn(slot)
             log.info("supervising %d workers on port %d", len(self.workers), port)
             return self._watch()
         finally:
             self._stop_keeper()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _keeper_if_needed(self) -> None:
+        """The keeper, when several workers share no Redis (one worker decides in memory)."""
+        config = self.config
+        if config.redis_url is not None or config.server.workers < 2 or self.keeper is not None:
+            return
+        self.keeper_path = os.environ[KEEPER_VARIABLE] = os.path.join(self.directory, "keeper.sock")
+        self._spawn_keeper()
 
     def _spawn_keeper(self) -> None:
         """Fork the keeper and wait until it listens: a worker's first decision must find it,
@@ -127,7 +160,7 @@ class Supervisor:
             os._exit(code)
         os.close(write_fd)
         try:
-            if not self._wait_ready(read_fd):
+            if self._wait_ready(read_fd) is not None:
                 log.error("the keeper (pid %d) did not start; workers limit in memory", pid)
         finally:
             os.close(read_fd)
@@ -144,7 +177,8 @@ class Supervisor:
             os.waitpid(pid, 0)
 
     def _spawn(self, slot: int, ready_fd: int | None = None) -> int:
-        """Fork a worker for ``slot``; it writes a byte to ``ready_fd`` once it listens."""
+        """Fork a worker for ``slot``; it writes ``1`` to ``ready_fd`` once it listens, or
+        ``0`` and the reason if it fails before."""
         pid = os.fork()
         if pid == 0:
             die_with_parent()
@@ -155,10 +189,12 @@ class Supervisor:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             code = 0
+            pipe = ReadyPipe(ready_fd)
             try:
-                run_worker(self.config, self.sockets[slot], _notifier(ready_fd), self.admin_sock)
-            except BaseException:
+                run_worker(self.config, self.sockets[slot], pipe.ready, self.admin_sock)
+            except BaseException as exc:
                 log.exception("worker %d failed", slot)
+                pipe.failed(exc)
                 code = 1
             os._exit(code)
         self.workers[pid] = slot
@@ -168,8 +204,9 @@ class Supervisor:
         last_restart: dict[int, float] = {}
         while self.workers or self.retiring:
             if self.roll_requested and not self.stopping:
+                # A SIGHUP during the reload sets it again: one more reload after this one.
                 self.roll_requested = False
-                self._roll()
+                self._reload()
             try:
                 # Polled rather than blocking, so that a SIGHUP is acted on from here.
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -221,30 +258,55 @@ class Supervisor:
     def _request_roll(self, signum: int, frame: FrameType | None) -> None:
         self.roll_requested = True
 
-    def _roll(self) -> None:
+    def _reload(self) -> None:
+        """Read the configuration again; if valid, replace every worker with it (and apply the
+        worker count); else keep all as it is. Either way, record the attempt."""
+        began = time.time()
+        old = self.config
+        try:
+            new = validated(self.source, old)
+        except ConfigError as exc:
+            log.error("configuration not reloaded, the old one is kept: %s", exc)
+            self._record(str(exc), began)
+            return
+        log.info("configuration reloaded: replacing %d workers", len(self.workers))
+        self.config = new
+        self.grace_ms = max(self.grace_ms, new.server.shutdown_grace_ms)
+        if new.log_level != old.log_level:
+            configure(new.log_level)  # the supervisor's own lines, and inherited by workers
+        self._keeper_if_needed()
+        self._retire_beyond(new.server.workers)
+        failure = self._roll() or self._add_slots(new.server.workers)
+        if failure is not None and self.stopping:
+            return
+        if failure is not None:
+            # A worker that dies from now on restarts with the configuration known to start
+            # (those already replaced keep the new one until the next reload).
+            log.error("configuration not reloaded: %s", failure)
+            self.config = old
+            if new.log_level != old.log_level:
+                configure(old.log_level)
+        self._record(failure, began)
+
+    def _record(self, error: str | None, began: float) -> None:
+        self.reloads = self.reloads.attempted(error, began, time.time())
+        try:
+            write_reload_status(self.directory, self.reloads)
+        except OSError as exc:
+            log.error("cannot record the reload in %s: %s", self.directory, exc.strerror)
+
+    def _roll(self) -> str | None:
         """Replace every worker in turn: start the new one, wait until it listens, then tell
         the old one to hand over, which stops accepting and drains what it has (README:
-        Shutdown)."""
+        Shutdown). None when done, else why it stopped (the old workers left keep serving)."""
         log.info("rolling restart of %d workers", len(self.workers))
         for old, slot in sorted(self.workers.items(), key=lambda item: item[1]):
             if self.stopping:
-                return
-            read_fd, write_fd = os.pipe()
-            try:
-                new = self._spawn(slot, write_fd)
-                os.close(write_fd)
-                ready = self._wait_ready(read_fd)
-            finally:
-                os.close(read_fd)
-            if self.stopping:
-                return  # the new worker was told to stop with the others
-            if not ready:
+                return "the gateway is stopping"
+            new, failure = self._start(slot)
+            if failure is not None:
                 log.error("worker %d (pid %d) did not start; rolling restart abandoned", slot, new)
-                self.workers.pop(new, None)
-                self.retiring.add(new)  # reaped quietly, not restarted: the old one stays
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(new, signal.SIGKILL)
-                return
+                return f"a new worker did not start ({failure}); the old workers keep serving"
             self.workers.pop(old, None)
             self.retiring.add(old)
             with contextlib.suppress(ProcessLookupError):
@@ -252,14 +314,61 @@ class Supervisor:
                 # socket to new handshakes, which the successor shares.
                 os.kill(old, HANDOVER_SIGNAL)
         log.info("rolling restart done")
+        return None
 
-    def _wait_ready(self, read_fd: int) -> bool:
+    def _start(self, slot: int) -> tuple[int, str | None]:
+        """Fork a worker for ``slot`` and wait until it listens: its pid, and None or why it
+        did not start (then it is reaped quietly, not restarted)."""
+        read_fd, write_fd = os.pipe()
+        try:
+            new = self._spawn(slot, write_fd)
+            os.close(write_fd)
+            failure = self._wait_ready(read_fd)
+        finally:
+            os.close(read_fd)
+        if failure is not None and not self.stopping:
+            self.workers.pop(new, None)
+            self.retiring.add(new)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(new, signal.SIGKILL)
+        return new, failure  # when stopping, the new worker was told to stop with the others
+
+    def _retire_beyond(self, count: int) -> None:
+        """Fewer workers: each slot from ``count`` on stops for good, as on SIGTERM (its socket
+        is closed here first, so the worker, its last holder, drains the queue before closing)."""
+        for pid, slot in sorted(self.workers.items(), key=lambda item: item[1]):
+            if slot < count:
+                continue
+            self.sockets.pop(slot).close()
+            self.workers.pop(pid)
+            self.retiring.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _add_slots(self, count: int) -> str | None:
+        """More workers: a new slot, its own socket, up to ``count``."""
+        for slot in range(count):
+            if slot in self.sockets or self.stopping:
+                continue
+            self.sockets[slot] = listening_socket(self.config.server.host, self.port, True)
+            _, failure = self._start(slot)
+            if failure is not None:
+                self.sockets.pop(slot).close()
+                return f"a new worker did not start ({failure})"
+        return None
+
+    def _wait_ready(self, read_fd: int) -> str | None:
+        """None once the worker listens, else why not."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self.stopping and time.monotonic() < deadline:
             readable, _, _ = select.select([read_fd], [], [], WATCH_POLL_S)
             if readable:
-                return os.read(read_fd, 1) == b"1"  # b"": the worker died before listening
-        return False
+                said = os.read(read_fd, 1024)
+                if said == b"1":
+                    return None
+                # b"": the worker died before listening, without a word
+                return said[1:].decode(errors="replace") or "it exited"
+        return "stopping" if self.stopping else f"not listening after {READY_TIMEOUT_S:g} s"
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -274,7 +383,7 @@ class Supervisor:
         for pid in [*self.workers, *self.retiring]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = self.config.server.shutdown_grace_ms / 1000 + STOP_EXTRA_S
+        deadline = self.grace_ms / 1000 + STOP_EXTRA_S
         signal.signal(signal.SIGALRM, self._kill_remaining)
         signal.alarm(max(int(deadline), 1))
 
@@ -283,6 +392,29 @@ class Supervisor:
         for pid in [*self.workers, *self.retiring, *keeper]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+class ReadyPipe:
+    """A starting worker's word to the supervisor, said once: ``1`` (listening), or ``0`` and
+    why it failed. The descriptor is closed after, so nothing is written to it later."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def ready(self) -> None:
+        self._say(b"1")
+
+    def failed(self, exc: BaseException) -> None:
+        self._say(b"0" + (str(exc) or type(exc).__name__).encode()[:1000])
+
+    def _say(self, word: bytes) -> None:
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(fd, word)
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _notifier(ready_fd: int | None) -> Callable[[], None] | None:

@@ -38,8 +38,7 @@ def stopping_gateway(fleet: Fleet, tmp_path: Path, workers: int) -> Iterator[Gat
 
 
 def worker_pids(gateway: GatewayProcess, workers: int) -> list[int]:
-    if workers == 1:
-        return [gateway.pid]
+    """The workers (one included: every gateway runs under its supervisor)."""
     pids = [child.pid for child in gateway.workers()]
     assert len(pids) == workers
     return pids
@@ -106,15 +105,16 @@ def test_a_queued_connection_that_sends_nothing_does_not_hold_the_stop(
     service_fleet: Fleet, tmp_path: Path
 ) -> None:
     with stopping_gateway(service_fleet, tmp_path, workers=1) as gateway:
+        [worker] = worker_pids(gateway, 1)
         try:
-            os.kill(gateway.pid, signal.SIGSTOP)
+            os.kill(worker, signal.SIGSTOP)
             silent = RawConnection(gateway.port)
             asking = RawConnection(gateway.port)
             asking.send(build_request("GET", "/live"))
             gateway.process.send_signal(signal.SIGTERM)
-            wait_for_pending_sigterm(gateway.pid)
+            wait_for_pending_sigterm(worker)
         finally:
-            os.kill(gateway.pid, signal.SIGCONT)
+            os.kill(worker, signal.SIGCONT)
         started = time.monotonic()
         with silent, asking:
             answer = outcome(asking)

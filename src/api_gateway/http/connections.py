@@ -26,6 +26,9 @@ class Connections:
         self.drained: asyncio.Event | None = None
         # Shutting down: each connection closes once it has answered what it already received.
         self.draining = False
+        # While draining, how long an idle connection stays open for a request already on its
+        # way (0: it closes at once). Set by ``begin_drain``.
+        self.idle_grace_s = 0.0
         # Connections handed over to WebSocket tunnels after a 101: no longer in ``open``.
         self.websockets = WebSocketTunnels(loop)
 
@@ -43,10 +46,13 @@ class Connections:
             if connection.deadline < now and not connection.bytes_unread():
                 connection.expire()
 
-    def begin_drain(self) -> None:
+    def begin_drain(self, idle_grace_s: float = 0.0) -> None:
         """From now on every connection closes once it has answered what it received; idle
-        ones close now. Connections accepted later (the listener's queue) are answered too."""
+        ones close now, or once quiet for ``idle_grace_s`` (a hand-over: a request crossing
+        on the wire is answered, with ``Connection: close``, not met by a closed connection).
+        Connections accepted later (the listener's queue) are answered too."""
         self.draining = True
+        self.idle_grace_s = idle_grace_s
         for connection in list(self.open):
             connection.end_when_idle()
 

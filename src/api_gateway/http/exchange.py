@@ -188,8 +188,10 @@ def finish(connection: HttpConnection) -> None:
     elif connection.phase == ENDING:
         connection.close()
     elif connection.connections.draining and not connection.reader.in_head:
-        # A streamed answer whose head went out before the drain began ends the connection.
-        connection.end()
+        # A streamed answer whose head went out before the drain began: the client was not
+        # told to close, so the connection ends, at once or after the hand-over's idle grace.
+        connection.deadline = INFINITY
+        connection.idle_while_draining()
     elif connection.reader.in_head:
         # The next head began while this request was in flight: it is a head, not idle.
         connection.to(READING)

@@ -33,6 +33,7 @@ from api_gateway.http.server_phases import (
     ALLOWED,
     CLOSED,
     ENDING,
+    IDLE,
     NEW,
     READING,
     TUNNEL,
@@ -45,6 +46,11 @@ from api_gateway.types import Request, Response
 
 # While draining, how long a connection that has not sent its first request may still send it.
 FIRST_REQUEST_GRACE_S: Final = 1.0
+# On a hand-over (rolling restart), how long an idle keep-alive connection stays open for a next
+# request the client may already have sent: answered with ``Connection: close``. A client
+# sends its next request right after the last answer or after a pause; only a connection quiet
+# for the whole grace (and up to one sweep more) is closed.
+HANDOVER_IDLE_GRACE_S: Final = 1.0
 INFINITY: Final = float("inf")
 
 
@@ -345,4 +351,16 @@ class HttpConnection(asyncio.Protocol):
             # close before it could ask anything. The sweep ends the wait.
             self.deadline = min(self.deadline, self.loop.time() + FIRST_REQUEST_GRACE_S)
             return
-        self.end()
+        self.idle_while_draining()
+
+    def idle_while_draining(self) -> None:
+        """Nothing owed and the server drains: end now, or on a hand-over wait idle for the
+        grace (a request arriving meanwhile is answered with ``Connection: close``); the sweep
+        ends a connection still quiet at its deadline."""
+        grace_s = self.connections.idle_grace_s
+        if grace_s <= 0.0:
+            self.end()
+            return
+        if self.phase != IDLE:
+            self.to(IDLE)
+        self.deadline = min(self.deadline, self.loop.time() + grace_s)
