@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from api_gateway.errors import (
-    BadGateway,
     ConnectFailed,
     GatewayError,
+    UpstreamReset,
 )
 from api_gateway.http import upstream_ends
 from api_gateway.http.body import BodyStream
@@ -51,6 +51,8 @@ EVENT_STREAM_IDLE_S: Final = 300.0
 
 class ConnectionGone(ConnectFailed):
     """A connection found closed before any byte of the request was written to it."""
+
+    reason = "reset"
 
 
 class PastTheEnd(Exception):
@@ -129,9 +131,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._resolve()
         elif phase in (AWAITING_HEAD, READING_BODY):
             reason = "before answering" if phase == AWAITING_HEAD else "in the middle of the body"
-            self._fail(BadGateway(f"the upstream closed the connection {reason}"))
+            self._fail(UpstreamReset(f"the upstream closed the connection {reason}"))
         self._to(CLOSED)
-        self.flow.lost(BadGateway("the upstream closed the connection"))
+        self.flow.lost(UpstreamReset("the upstream closed the connection"))
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
