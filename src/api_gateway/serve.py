@@ -89,7 +89,7 @@ async def serve(
     port = sock.getsockname()[1]
     gateway = Gateway(config, loop, port)
     gateway.start()
-    connections = Connections(loop)
+    connections = gateway.connections = Connections(loop)
     bounds = bounds_from(config)
     server = await loop.create_server(
         lambda: HttpConnection(gateway, bounds, connections, port), sock=sock, backlog=4096

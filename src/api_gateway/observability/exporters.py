@@ -1,12 +1,17 @@
 """Families read at scrape time from what the gateway keeps anyway: breakers and their
-events, upstream attempts, rate-limit decisions and the store's fallbacks, the response cache,
-requests in flight and event-loop lag. Nothing here runs per request."""
+events, upstream attempts, instances' health and ejection, rate-limit decisions and the store's
+fallbacks, the response cache, requests in flight, open connections and event-loop lag, and the
+supervisor's reload counts. Nothing here runs per request."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Final
 
+from api_gateway.http.connections import Connections
 from api_gateway.observability.exposition import COUNTER, GAUGE, HISTOGRAM, Family, Labels
 from api_gateway.overload import OverloadMonitor, requests_in_flight
 from api_gateway.policies.cache import ResponseCache
@@ -22,6 +27,8 @@ from api_gateway.upstream.service import UpstreamService
 STATES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 TRANSITIONS = {Event.OPEN: "open", Event.CLOSE: "closed", Event.HALF_OPEN: "half_open"}
 DECISIONS = ("allowed", "refused", "unavailable", "unchecked")
+# Written by the supervisor in the metrics directory after every reload attempt (absent before).
+RELOAD_FILE: Final = "reload.json"
 
 
 def _add(samples: dict[Labels, float], labels: Labels, value: float) -> None:
@@ -63,6 +70,56 @@ def service_families(services: Mapping[str, UpstreamService]) -> list[Family]:
         ("gateway_upstream_attempt_duration_seconds", HISTOGRAM,
          "Time from sending an attempt to its response head (or error), by service and"
          " instance.", latency),
+    ]  # fmt: skip
+
+
+def instance_families(services: Mapping[str, UpstreamService], now_ms: float) -> list[Family]:
+    """Each instance's health (the active check's verdict) and ejection (outlier detection),
+    labelled with its address as configured or discovered: internal, so the metrics are for
+    the operators' port."""
+    healthy: dict[Labels, float] = {}
+    ejected: dict[Labels, float] = {}
+    for name, service in services.items():
+        for endpoint in service.endpoints.endpoints:
+            labels: Labels = (("service", name), ("instance", endpoint.authority))
+            healthy[labels] = int(endpoint.healthy)
+            ejected[labels] = int(now_ms < endpoint.ejected_until)
+    return [
+        ("gateway_upstream_instance_healthy", GAUGE,
+         "1 while an instance passes its active health checks, by service and instance.",
+         healthy),
+        ("gateway_upstream_instance_ejected", GAUGE,
+         "1 while outlier detection keeps an instance out of the balancer, by service and"
+         " instance.", ejected),
+    ]  # fmt: skip
+
+
+def read_reload_counts(directory: str | Path | None) -> tuple[int, int, float | None]:
+    """Reloads that succeeded and failed, and when the last one succeeded (Unix seconds), from
+    the supervisor's ``reload.json``; zeros and None while there is none (or it is unreadable:
+    a scrape never fails over it)."""
+    if directory is None:
+        return 0, 0, None
+    try:
+        status = json.loads((Path(directory) / RELOAD_FILE).read_text())
+        ok, error, success = status["ok"], status["error"], status.get("last_success_unix")
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0, 0, None
+    if not isinstance(ok, int) or not isinstance(error, int):
+        return 0, 0, None
+    return ok, error, float(success) if isinstance(success, (int, float)) else None
+
+
+def reload_families(directory: str | Path | None) -> list[Family]:
+    """The supervisor's counts, shown once per scrape (not per worker)."""
+    ok, error, success = read_reload_counts(directory)
+    return [
+        ("gateway_config_reloads_total", COUNTER,
+         "Configuration reloads (SIGHUP or POST /reload) by result: ok (applied) or error (the"
+         " old configuration kept).", {(("result", "ok"),): ok, (("result", "error"),): error}),
+        ("gateway_config_last_reload_success_timestamp_seconds", GAUGE,
+         "When the configuration was last reloaded successfully (Unix seconds; 0: never).",
+         {(): success or 0}),
     ]  # fmt: skip
 
 
@@ -120,10 +177,15 @@ def idempotency_families(policies: Iterable[tuple[str, Idempotency]]) -> list[Fa
     ]  # fmt: skip
 
 
-def process_families(loop: asyncio.AbstractEventLoop, overload: OverloadMonitor) -> list[Family]:
+def process_families(
+    loop: asyncio.AbstractEventLoop, overload: OverloadMonitor, connections: Connections | None
+) -> list[Family]:
     return [
         ("gateway_requests_in_flight", GAUGE, "Requests being handled now.",
          {(): requests_in_flight(loop)}),
+        ("gateway_open_connections", GAUGE,
+         "Client connections open now (WebSocket tunnels are gateway_websockets_open).",
+         {(): 0 if connections is None else len(connections.open)}),
         # Every task, background work included: a count that only grows is a leak (bench/soak.py).
         ("gateway_event_loop_tasks", GAUGE, "Tasks alive on the worker's event loop.",
          {(): len(asyncio.all_tasks(loop))}),
