@@ -37,6 +37,7 @@ LIMIT_OUTCOMES: Final = {-1: "", -2: "refused", -3: "unavailable"}
 QUOTED_CACHE_SIZE: Final = 4096
 # How much of a client's User-Agent a line keeps.
 MAX_USER_AGENT: Final = 256
+THREE_DIGITS: Final = tuple(f"{n:03d}" for n in range(1000))
 # What JSON holds as it is: printable ASCII but '"' and '\\'. The table maps each of these to
 # itself and every other byte to another one, so ``translate`` returns its very input exactly
 # when a field needs no escaping (one table lookup per byte, no table built per call).
@@ -118,7 +119,10 @@ class AccessLog:
         if reason and status >= 500:
             tail = f',"reason":"{reason}"{tail}'
         if attempts:
-            tail = f',"upstream_ms":{request.upstream_ms:.3f}{tail}'
+            # Milliseconds with three decimals, from whole microseconds: formatting a float
+            # costs about 2,000 instructions, an int and a table lookup a tenth of that.
+            whole, micros = divmod(int(request.upstream_ms * 1000 + 0.5), 1000)
+            tail = f',"upstream_ms":{whole}.{THREE_DIGITS[micros]}{tail}'
         line = (
             f'"level":"info","msg":"request","request_id":"{request_id}",'
             f'"method":"{method}","path":"{path}","route":"{route}",'
