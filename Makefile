@@ -6,7 +6,14 @@ BIN := $(VENV)/bin
 COMPILED := src/api_gateway/_compiled/manifest.json
 SOURCES := $(shell find src/api_gateway -name '*.py' -not -path '*/_compiled/*')
 
-.PHONY: demo test lint bench compiled
+.PHONY: demo test lint bench compiled debian-tools
+
+# Debian's tools that tests and the benchmark use: promtool and prometheus (the alert rules, a
+# real scrape of /metrics), chromium (the status page, headless), wrk (load). Nothing happens when
+# they are all there; as root they are installed with apt-get; otherwise one line says what to
+# install, and the tests that need them skip, saying so.
+DEBIAN_PACKAGES := prometheus chromium wrk
+DEBIAN_COMMANDS := promtool prometheus chromium wrk
 
 $(BIN)/api-gateway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +35,23 @@ lint: $(BIN)/api-gateway
 	$(BIN)/mypy --strict src
 	MYPYPATH=bench $(BIN)/mypy --strict tests
 
-test: lint $(COMPILED)
+debian-tools:
+	@missing=""; \
+	for command in $(DEBIAN_COMMANDS); do \
+		command -v $$command >/dev/null 2>&1 || missing="$$missing $$command"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		exit 0; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian packages $(DEBIAN_PACKAGES) (missing:$$missing)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update && apt-get install -y --no-install-recommends $(DEBIAN_PACKAGES); \
+	else \
+		echo "missing:$$missing; as root: apt-get install --no-install-recommends $(DEBIAN_PACKAGES) (the tests that need them skip)"; \
+	fi
+
+test: debian-tools lint $(COMPILED)
 	$(BIN)/pytest -q
 
-bench: $(COMPILED)
+bench: debian-tools $(COMPILED)
 	$(BIN)/python bench/run.py

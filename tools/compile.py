@@ -45,6 +45,7 @@ INTERPRETED = {
     "observability/logging.py",  # assigns to logging.Formatter's class variables
     "observability/tracing.py",  # a class nested in a function
     "observability/exporters.py",  # start-up and scrape time only
+    "observability/process.py",  # scrape time only
     "aggregation/results.py",  # mypyc cannot resolve a dataclass field annotated `object`
     # The admin listener and what feeds it: off the request path (timers, the admin port).
     "admin_api.py",

@@ -8,6 +8,7 @@ answers are JSON (errors problem+json) but ``/`` (the status page) and ``/metric
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("api_gateway.admin")
 MAX_BODY_BYTES: Final = 65536
+ADMIN_TASK_NAME: Final = "admin-request"
 # How long a command waits for every worker to apply it before answering anyway.
 COMMAND_TIMEOUT_S: Final = 2.0
 # How long POST /reload waits for the supervisor to replace every worker (a roll waits for each
@@ -86,6 +88,11 @@ class AdminApi:
         return problem_response(error, new_request_id())
 
     async def _answer(self, request: Request) -> Response:
+        # The data plane names the task of a request in flight; an operator's request is not
+        # client traffic for gateway_requests_in_flight or the overload monitor.
+        task = asyncio.current_task()
+        if task is not None:
+            task.set_name(ADMIN_TASK_NAME)
         request_id = new_request_id()
         try:
             self._authorize(request)

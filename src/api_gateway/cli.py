@@ -31,8 +31,24 @@ class CannotListen(Exception):
     """The listening socket could not be opened (address in use, no permission)."""
 
 
+class PrintVersion(argparse.Action):
+    """``--version``: the version, whether the compiled request path is in use (and why not),
+    the Python running it; then exit 0, whatever else the command line says."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from api_gateway import compiled
+        from api_gateway.observability.process import describe_runtime
+
+        print(describe_runtime(compiled.ACTIVE, compiled.REASON))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="api-gateway", description=__doc__)
+    parser.add_argument("--version", action=PrintVersion)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")

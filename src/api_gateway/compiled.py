@@ -68,13 +68,23 @@ def stale_reason(manifest: Mapping[str, object], package: Path) -> str | None:
     return None
 
 
+# Why the package runs interpreted (None while the compiled modules are in use).
+REASON: str | None = None
+
+
 def use_compiled_modules() -> bool:
     """Install the finder if a fresh build exists; say on stderr why a stale one is not used."""
-    if os.environ.get("API_GATEWAY_COMPILED", "1") == "0" or not MANIFEST.exists():
+    global REASON
+    if os.environ.get("API_GATEWAY_COMPILED", "1") == "0":
+        REASON = "API_GATEWAY_COMPILED=0"
+        return False
+    if not MANIFEST.exists():
+        REASON = "no compiled build: `make compiled` builds it"
         return False
     manifest = json.loads(MANIFEST.read_text())
     reason = stale_reason(manifest, PACKAGE)
     if reason is not None:
+        REASON = f"the compiled build is stale: {reason}"
         print(
             f"api-gateway: running interpreted: the compiled build is stale ({reason}); "
             "`make compiled` rebuilds it",

@@ -22,11 +22,13 @@
     ├── RateLimited (429 rate-limited, Retry-After)
     ├── HeadersTooLarge (431 headers-too-large)
     ├── BadGateway (502 bad-gateway): upstream refused, reset or answered garbage
+    │   ├── UpstreamReset (502 bad-gateway): the connection closed before the whole answer
     │   ├── ConnectFailed (502 bad-gateway): no connection, so nothing of the request was sent
     │   └── UnusableResponse (502 bad-gateway): an answer that cannot be passed on; not retried
     ├── ServiceUnavailable (503 service-unavailable)
+    │   ├── Overloaded (503 service-unavailable): as many WebSockets as the gateway may hold
     │   ├── CircuitOpen (503 circuit-open, Retry-After)
-    │   └── ReloadUnavailable (503 reload-unavailable): the admin API's reload, not wired yet
+    │   └── ReloadUnavailable (503 reload-unavailable): POST /reload without a supervisor
     └── UpstreamTimeout (504 upstream-timeout)
         ├── ConnectTimeout (504 upstream-timeout): nothing of the request was sent
         └── DeadlineExceeded (504 deadline-exceeded): the request's own deadline ran out
@@ -36,6 +38,11 @@ they arise, so nothing above the data plane ever sees them. Their text never rea
 a socket error's names the address it failed on. A detail says what happened in the client's
 terms; the data plane calls the upstream ``THE_SERVICE``, and the caller that knows which
 service it was puts its name in (``name_service``). Addresses go to the logs only.
+
+Each class also says, in one word, why the gateway answered itself (``reason``, the access
+log's field on a 5xx): ``connect_refused``, ``connect_timeout``, ``reset``, ``upstream_timeout``,
+``deadline_exceeded``, ``stream_idle_timeout``, ``bad_response``, ``breaker_open``,
+``overloaded``, ``keys_not_loaded``, ``unavailable``, ``internal_error``.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class GatewayError(Exception):
     closes_connection: ClassVar[bool] = False
     # Whether any byte of the request may have reached the upstream (decides what is retried).
     request_sent: ClassVar[bool] = True
+    # Why the gateway answered this itself, in a word: the access log's ``reason`` of a 5xx.
+    reason: ClassVar[str] = "internal_error"
 
     def __init__(self, detail: str = "", headers: Headers | None = None) -> None:
         super().__init__(detail or self.title)
@@ -186,10 +195,18 @@ class HeadersTooLarge(GatewayError):
 
 class BadGateway(GatewayError):
     status, slug, title = 502, "bad-gateway", "Bad gateway"
+    reason = "bad_response"
+
+
+class UpstreamReset(BadGateway):
+    """The upstream closed or reset the connection before its answer was complete."""
+
+    reason = "reset"
 
 
 class ConnectFailed(BadGateway):
     request_sent = False
+    reason = "connect_refused"
 
 
 class UnusableResponse(BadGateway):
@@ -200,10 +217,19 @@ class UnusableResponse(BadGateway):
 
 class ServiceUnavailable(GatewayError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+    reason = "unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """The gateway holds as much of something as it may (WebSocket tunnels)."""
+
+    reason = "overloaded"
 
 
 class KeysNotLoaded(ServiceUnavailable):
     """No signing key set was ever loaded (the JWKS has been unreachable since start-up)."""
+
+    reason = "keys_not_loaded"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, [(b"retry-after", b"5")])
@@ -211,6 +237,7 @@ class KeysNotLoaded(ServiceUnavailable):
 
 class CircuitOpen(ServiceUnavailable):
     slug, title = "circuit-open", "Upstream circuit open"
+    reason = "breaker_open"
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail, [(b"retry-after", str(max(retry_after_s, 1)).encode())])
@@ -218,20 +245,24 @@ class CircuitOpen(ServiceUnavailable):
 
 class UpstreamTimeout(GatewayError):
     status, slug, title = 504, "upstream-timeout", "Upstream timeout"
+    reason = "upstream_timeout"
 
 
 class StreamIdleTimeout(UpstreamTimeout):
     """A streamed response (an event stream) was quiet longer than its idle bound."""
 
     slug, title = "stream-idle-timeout", "Stream idle timeout"
+    reason = "stream_idle_timeout"
 
 
 class ConnectTimeout(UpstreamTimeout):
     request_sent = False
+    reason = "connect_timeout"
 
 
 class DeadlineExceeded(UpstreamTimeout):
     slug, title = "deadline-exceeded", "Request deadline exceeded"
+    reason = "deadline_exceeded"
 
 
 def name_service(error: GatewayError, label: str) -> GatewayError:

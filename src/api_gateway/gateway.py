@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
+from api_gateway import compiled
 from api_gateway.admin import Admin, Probe
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.directory import VenueDirectory
@@ -23,6 +24,7 @@ from api_gateway.observability import exporters
 from api_gateway.observability.access import AccessLog
 from api_gateway.observability.exposition import CONTENT_TYPE, Family, render
 from api_gateway.observability.metrics import Metrics
+from api_gateway.observability.process import ProcessInfo
 from api_gateway.observability.snapshots import DIRECTORY_VARIABLE, WORKER_VARIABLE, WorkerMetrics
 from api_gateway.operations import Operations
 from api_gateway.overload import OverloadMonitor
@@ -49,6 +51,7 @@ ALLOW: Final = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 if TYPE_CHECKING:
     from api_gateway.apikeys import ApiKeys
+    from api_gateway.http.connections import Connections
     from api_gateway.jwks import JwksKeys
     from api_gateway.observability.tracing import Tracing
     from api_gateway.upstream.breaker_sync import BreakerSync
@@ -77,6 +80,8 @@ class Gateway:
     jwks: JwksKeys | None = None
     api_keys: ApiKeys | None = None
     breaker_sync: BreakerSync | None = None
+    # The server's open client connections (serve.py sets it), counted at scrape time.
+    connections: Connections | None = None
 
     def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop, port: int) -> None:
         self.config, self.loop = config, loop
@@ -169,6 +174,7 @@ class Gateway:
             os.environ.get(DIRECTORY_VARIABLE),
             os.environ.get(WORKER_VARIABLE, "0"),
         )
+        self.process_info = ProcessInfo(compiled.ACTIVE)
         self.exact: dict[str, Handler] = self.admin.endpoints()
         if config.server.public_metrics:
             self.exact["/metrics"] = self.render_metrics
@@ -261,11 +267,16 @@ class Gateway:
             *exporters.webhook_families(
                 None if self.builder.webhooks is None else self.builder.webhooks.counts
             ),
-            *exporters.process_families(self.loop, self.overload),
+            *exporters.instance_families(self.services, self.loop.time() * 1000),
+            *exporters.process_families(self.loop, self.overload, self.connections),
+            *self.process_info.families(),
         ]
 
     async def render_metrics(self, request: Request) -> Response:
-        return Response(200, [CONTENT_TYPE], render(self.worker_metrics.families()))
+        # The supervisor's reload counts once, after the workers' families are merged.
+        directory = self.worker_metrics.directory
+        reloads = exporters.reload_families(None if directory is None else str(directory))
+        return Response(200, [CONTENT_TYPE], render([*self.worker_metrics.families(), *reloads]))
 
     async def _keys_probe(self) -> str | None:
         assert self.jwks is not None

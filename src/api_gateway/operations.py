@@ -48,11 +48,11 @@ def rss_bytes() -> int:
 
 def route_totals(metrics: Metrics) -> dict[str, Totals]:
     """Each route's cumulative requests, 5xx answers and latency buckets, summed over methods
-    and statuses, from the per-request counters (the key's third member is the status, or its
-    class: either way its first digit tells a 5xx)."""
+    and statuses, from the per-request counters (each entry once: ``folded``, whose key's third
+    member is the status, or its class 1-5: either way its first digit tells a 5xx)."""
     totals: dict[str, list[Any]] = {}
-    for key, histogram in metrics.requests.items():
-        route, status = key[0], key[2]
+    for key, entry_of_key in metrics.folded.items():
+        route, status, histogram = key[0], key[2], entry_of_key.latency
         entry = totals.get(route)
         if entry is None:
             entry = totals[route] = [0, 0, [0] * len(histogram.counts)]

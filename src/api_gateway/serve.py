@@ -98,7 +98,7 @@ async def serve(
     port = sock.getsockname()[1]
     gateway = Gateway(config, loop, port)
     gateway.start()
-    connections = Connections(loop)
+    connections = gateway.connections = Connections(loop)
     gateway.operations.connections = connections
     bounds = bounds_from(config)
     server = await loop.create_server(

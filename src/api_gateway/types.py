@@ -53,10 +53,13 @@ class Request:
         "server_port",
         "start",
         "target",
+        "trace_id",
         "upgrade",
         "upstream",
         "upstream_block",
         "upstream_headers",
+        "upstream_ms",
+        "user_agent",
     )
 
     def __init__(
@@ -108,6 +111,12 @@ class Request:
         self.upstream = ""
         self.attempts = 0
         self.cache = ""
+        # For the access log: the time spent waiting on the upstream's attempts (ms, summed),
+        # and the trace id (32 hex digits) when tracing is on.
+        self.upstream_ms = 0.0
+        self.trace_id = ""
+        # The client's User-Agent (b"" when none), kept by the pass that looks for its request id.
+        self.user_agent = b""
         # The upstream call's deadline for this request in place of the route's (0: the
         # route's): an idempotent request keeps working after its client got a 504.
         self.deadline_ms = 0

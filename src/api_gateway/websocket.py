@@ -12,7 +12,7 @@ import base64
 import binascii
 from typing import Final
 
-from api_gateway.errors import BadRequest, RateLimited, ServiceUnavailable
+from api_gateway.errors import BadRequest, Overloaded, RateLimited
 from api_gateway.types import Request
 
 NOT_AN_UPGRADE: Final = 0
@@ -133,7 +133,7 @@ class OpenTunnels:
     def acquire(self, key: str, max_per_user: int) -> TunnelSlot:
         """Count one more tunnel for ``key``, until the slot returned is released."""
         if self.total >= self.max_per_worker:
-            raise ServiceUnavailable("the gateway holds as many WebSockets as it may")
+            raise Overloaded("the gateway holds as many WebSockets as it may")
         held = self.by_user.get(key, 0)
         if held >= max_per_user:
             raise RateLimited(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.ports import closed_port_url
 from support.tokens import mint
 from support.upstream import Reply
 
@@ -84,3 +85,80 @@ def test_log_level_warn_writes_no_access_log(service_fleet: Fleet, tmp_path: Pat
         time.sleep(0.3)
         assert access_lines(gateway) == []
         assert '"level":"info"' not in gateway.output()
+
+
+def test_a_line_carries_bytes_user_agent_and_upstream_time(
+    gateway: GatewayProcess, services: Fleet
+) -> None:
+    headers = [("User-Agent", "box-office/3.1"), ("X-Request-Id", "log-bytes")]
+    response = gateway.get("/api/v1/tickets/1", token=TOKEN, headers=headers)
+    assert response.status == 200
+    line = line_for(gateway, "log-bytes")
+    assert (line["bytes_in"], line["bytes_out"]) == (0, len(response.body))
+    assert line["user_agent"] == "box-office/3.1"
+    assert isinstance(line["upstream_ms"], float) and 0 < line["upstream_ms"] <= line["duration_ms"]
+    assert "reason" not in line and "trace_id" not in line  # a 200; tracing is off
+
+    sent = b'{"name":"' + b"x" * 1000 + b'"}'
+    posted = gateway.request(
+        "POST", "/api/v1/search/q", token=TOKEN, body=sent, headers=[("X-Request-Id", "log-post")]
+    )
+    line = line_for(gateway, "log-post")
+    assert (line["status"], line["bytes_in"]) == (posted.status, len(sent))
+    assert line["bytes_out"] == len(posted.body)
+
+
+def test_a_line_without_an_upstream_has_no_upstream_time(gateway: GatewayProcess) -> None:
+    gateway.get("/no/such/route", headers=[("X-Request-Id", "log-404")])
+    line = line_for(gateway, "log-404")
+    assert (line["status"], line["attempts"]) == (404, 0)
+    assert "upstream_ms" not in line and "reason" not in line
+
+
+TIMEOUT_MS = 300
+BREAKER_ATTEMPTS = 15  # circuit_breaker.volume_threshold (10) and then some
+
+
+def test_every_gateway_made_5xx_says_why(service_fleet: Fleet, tmp_path: Path) -> None:
+    service_fleet.reset()
+    service_fleet["ticket"].respond(Reply(delay_s=TIMEOUT_MS / 1000 * 5))
+    urls = service_fleet.urls() | {"queue": closed_port_url()}
+    config = {"services": {"ticket": {"timeout_ms": TIMEOUT_MS, "retry": {"attempts": 1}}}}
+    with running_gateway(tmp_path, urls, config=config) as gateway:
+        refused = gateway.get("/api/v1/queue/jobs", token=TOKEN, headers=[("X-Request-Id", "r-0")])
+        timed_out = gateway.get("/api/v1/tickets/1", token=TOKEN, headers=[("X-Request-Id", "t")])
+        statuses = [refused.status]
+        for n in range(1, BREAKER_ATTEMPTS + 1):
+            response = gateway.get(
+                "/api/v1/queue/jobs", token=TOKEN, headers=[("X-Request-Id", f"r-{n}")]
+            )
+            statuses.append(response.status)
+            if response.status == 503:
+                break
+        assert (refused.status, timed_out.status, statuses[-1]) == (502, 504, 503), statuses
+        refused_line = line_for(gateway, "r-0")
+        timeout_line = line_for(gateway, "t")
+        open_line = line_for(gateway, f"r-{len(statuses) - 1}")
+        output = gateway.output()
+    service_fleet.reset()
+
+    assert refused_line["reason"] == "connect_refused"
+    assert refused_line["upstream"] and refused_line["attempts"] >= 1
+    assert "upstream_ms" in refused_line
+    assert timeout_line["reason"] == "upstream_timeout"
+    assert timeout_line["upstream_ms"] >= TIMEOUT_MS * 0.9
+    assert (open_line["status"], open_line["reason"]) == (503, "breaker_open")
+    assert TOKEN not in output
+
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_with_tracing_on_a_line_carries_the_trace_id(traced: GatewayProcess) -> None:
+    parent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+    headers = [("traceparent", parent), ("X-Request-Id", "log-traced")]
+    assert traced.get("/api/v1/tickets/1", token=TOKEN, headers=headers).status == 200
+    traced.get("/api/v1/tickets/1", token=TOKEN, headers=[("X-Request-Id", "log-new-trace")])
+    assert line_for(traced, "log-traced")["trace_id"] == TRACE_ID
+    fresh = line_for(traced, "log-new-trace")["trace_id"]
+    assert len(fresh) == 32 and fresh != TRACE_ID and int(fresh, 16) != 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from support.gateway import (
     write_config,
 )
 from support.tokens import ISSUER, JWT_SECRET
+
+from api_gateway import compiled
 
 PREFIXES = ["/auth", "/tickets", "/webhooks", "/search", "/files", "/venue", "/event"]
 CLI_TIMEOUT_S = 20
@@ -144,3 +148,21 @@ def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"api-gateway: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_version_says_the_version_the_request_path_and_python() -> None:
+    result = run_cli(["--version"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"api-gateway {metadata.version('api-gateway')}"
+    if compiled.ACTIVE:
+        assert lines[1] == "request path: compiled (mypyc)"
+    else:
+        assert lines[1].startswith("request path: interpreted (")  # and why
+    assert lines[2].startswith(f"python: CPython {platform.python_version()} ")
+
+    forced = run_cli(["--version"], {"API_GATEWAY_COMPILED": "0"})
+    assert forced.returncode == 0
+    assert "request path: interpreted (API_GATEWAY_COMPILED=0)" in forced.stdout
+    # A top-level flag: it wins over whatever else the command line says.
+    assert run_cli(["--version", "serve", "--port", "not-a-port"]).returncode == 0

@@ -12,6 +12,7 @@ import uvloop
 from support.burst import burst
 from support.cluster import RedisCluster, cluster_tools_available
 from support.gateway import Fleet, gateways_sharing, running_gateway
+from support.metrics import metrics_text
 from support.registry import wait_for
 from support.upstream import RecordingUpstream
 
@@ -150,9 +151,7 @@ def test_two_gateways_on_the_cluster_let_exactly_the_limit_through(
 ) -> None:
     with gateways_sharing(tmp_path, service_fleet.urls(), cluster.url, 100) as (first, second):
         statuses = burst([first.port, second.port], 300, "/api/v1/search/q")
-        metrics = (
-            first.admin_get("/metrics").body.decode() + second.admin_get("/metrics").body.decode()
-        )
+        metrics = metrics_text(first) + metrics_text(second)
 
     assert statuses.count(200) == 100
     assert statuses.count(429) == 200

@@ -12,6 +12,7 @@ from pathlib import Path
 from support.assertions import assert_problem
 from support.burst import burst
 from support.gateway import Fleet, GatewayProcess, gateways_sharing, running_gateway
+from support.metrics import metrics_text
 from support.redis import RedisServer
 
 LIMIT = 4
@@ -102,7 +103,7 @@ class Load(threading.Thread):
 
 
 def metric(gateway: GatewayProcess, name: str) -> int:
-    for line in gateway.admin_get("/metrics").body.decode().splitlines():
+    for line in metrics_text(gateway).splitlines():
         if line.startswith(name + " "):
             return int(float(line.split()[1]))
     raise AssertionError(f"no {name} in /metrics")

@@ -15,6 +15,7 @@ import pytest
 from support.bodies import PURCHASE_BODY, purchase_body
 from support.client import RawResponse, http_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.metrics import metrics_text
 from support.redis import RedisServer
 from support.tokens import mint
 from support.upstream import Behaviour, Reply
@@ -254,7 +255,7 @@ def test_a_replay_storm_is_served_from_the_store(gateway: GatewayProcess, servic
     assert {a.status for a in answers} == {200}
     assert all(a.header("idempotency-replayed") == "true" for a in answers)
     assert len(services["order"].requests) == 1
-    metrics = gateway.admin_get("/metrics").body.decode()
+    metrics = metrics_text(gateway)
     replayed = 'gateway_idempotency_requests_total{route="/api/v1/orders",outcome="replayed"}'
     counted = [line for line in metrics.splitlines() if line.startswith(replayed)]
     assert counted and float(counted[0].split()[-1]) >= 200

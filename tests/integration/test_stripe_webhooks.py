@@ -14,6 +14,7 @@ import pytest
 from support.assertions import assert_nothing_reached, assert_problem
 from support.client import RawConnection, RawResponse, build_request
 from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.metrics import metrics_text
 from support.stripe import OLD_SECRET, SECRET, stripe_signature, v1
 from support.upstream import RecordedRequest, Reply
 
@@ -305,7 +306,7 @@ def test_the_secrets_never_appear_in_the_gateways_output(gateway: GatewayProcess
 
 def outcomes(gateway: GatewayProcess) -> dict[str, int]:
     found = {}
-    for line in gateway.admin_get("/metrics").body.decode().splitlines():
+    for line in metrics_text(gateway).splitlines():
         if line.startswith("gateway_stripe_webhooks_total{"):
             label = line.split('outcome="', 1)[1].split('"', 1)[0]
             found[label] = int(float(line.split()[-1]))

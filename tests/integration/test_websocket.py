@@ -16,6 +16,7 @@ import pytest
 from support.assertions import assert_problem
 from support.client import RawConnection
 from support.gateway import Fleet, GatewayProcess, running_gateway
+from support.metrics import metrics_text
 from support.tokens import mint
 from support.ws_upstream import WebSocketUpstream
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -291,21 +292,21 @@ def queue_bytes_out(metrics: str) -> float:
 
 
 def test_websockets_are_counted_in_the_metrics(gateway: GatewayProcess) -> None:
-    before = queue_bytes_out(gateway.admin_get("/metrics").body.decode())
+    before = queue_bytes_out(metrics_text(gateway))
     data = os.urandom(5000)  # random: permessage-deflate cannot shrink it
     with ws(gateway) as connection:
         connection.send(data)
         assert connection.recv(timeout=5) == data
-        during = gateway.admin_get("/metrics").body.decode()
-        assert 'gateway_websockets_open{route="/api/v1/queue"} 1' in during
+        during = metrics_text(gateway)
+        assert 'gateway_websockets_open{route="/api/v1/queue",worker="0"} 1' in during
     deadline = time.monotonic() + 5
     after = ""
     while time.monotonic() < deadline:
-        after = gateway.admin_get("/metrics").body.decode()
-        if 'gateway_websockets_open{route="/api/v1/queue"} 0' in after:
+        after = metrics_text(gateway)
+        if 'gateway_websockets_open{route="/api/v1/queue",worker="0"} 0' in after:
             break
         time.sleep(0.05)
-    assert 'gateway_websockets_open{route="/api/v1/queue"} 0' in after
+    assert 'gateway_websockets_open{route="/api/v1/queue",worker="0"} 0' in after
     assert 'gateway_websocket_handshakes_total{route="/api/v1/queue",result="switched"}' in after
     assert 5000 <= queue_bytes_out(after) - before < 6000
 

@@ -43,6 +43,7 @@ def test_a_batch_is_one_json_line_per_request() -> None:
     assert list(first) == [
         "time", "level", "msg", "request_id", "method", "path", "route", "status",
         "duration_ms", "client_ip", "upstream", "attempts", "tenant", "user", "cache", "limit",
+        "bytes_in", "bytes_out", "user_agent",
     ]  # fmt: skip
     assert first["level"] == "info" and first["msg"] == "request"
     assert isinstance(first["time"], int)
@@ -150,6 +151,7 @@ def test_every_string_field_is_escaped_whatever_it_holds() -> None:
         log = AccessLog(loop, stream)
         for text in HOSTILE_TEXTS:
             request = Request("GET", b"/", [], b"", "10.0.0.7")
+            request.user_agent = text.encode("utf-8", "surrogateescape")
             request.request_id = request.method = request.path = request.route = text
             request.client_ip = request.cache = request.upstream = text
             claims = request.claims = Claims("user-1", "tenant-1", "", "", 0.0)
@@ -165,3 +167,33 @@ def test_every_string_field_is_escaped_whatever_it_holds() -> None:
         fields = ("request_id", "method", "path", "route", "client_ip", "upstream")
         assert [document[f] for f in fields] == [text] * len(fields)
         assert (document["tenant"], document["user"], document["cache"]) == (text, text, text)
+        # The client's bytes as they came, each byte one character (latin-1), escaped.
+        sent = text.encode("utf-8", "surrogateescape")
+        assert document["user_agent"] == sent.decode("latin-1")
+
+
+def test_bytes_agent_upstream_time_trace_and_a_server_errors_reason() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        stream = io.BytesIO()
+        log = AccessLog(loop, stream)
+        request = Request("POST", b"/api/v1/orders", [], b"{}", "10.0.0.7")
+        request.user_agent = b"box-office/3.1 " + b"x" * 400
+        request.upstream, request.attempts, request.upstream_ms = "10.1.0.5:3004", 2, 12.3456
+        request.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        log.record(request, Response(502, []), "13.000", "", 2, 310, "connect_refused")
+        log.record(request, Response(404, []), "1.000", "", 2, 80, "internal_error")
+        bare = Request("GET", b"/live", [], b"", "10.0.0.7")
+        log.record(bare, Response(200, []), "0.100")
+        log.flush()
+    finally:
+        loop.close()
+    failed, refused, plain = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (failed["bytes_in"], failed["bytes_out"]) == (2, 310)
+    assert failed["user_agent"] == "box-office/3.1 " + "x" * 241  # at most 256 bytes
+    assert failed["upstream_ms"] == 12.346
+    assert failed["reason"] == "connect_refused"
+    assert failed["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert "reason" not in refused  # only a 5xx says why
+    assert "upstream_ms" not in plain and "trace_id" not in plain  # no upstream, no tracing
+    assert (plain["user_agent"], plain["bytes_in"], plain["bytes_out"]) == ("", 0, 0)

@@ -28,3 +28,12 @@ def request_with(*ids: bytes) -> Request:
 )
 def test_only_one_well_formed_line_is_an_id(ids: tuple[bytes, ...], kept: str) -> None:
     assert incoming_request_id(request_with(*ids)) == kept
+
+
+def test_the_same_pass_keeps_the_user_agent_for_the_access_log() -> None:
+    request = request_with(b"abc-1")
+    incoming_request_id(request)
+    assert request.user_agent == b"t"
+    bare = Request("GET", b"/", [], b"", "127.0.0.1")
+    incoming_request_id(bare)
+    assert bare.user_agent == b""

@@ -18,9 +18,9 @@ import httptools
 
 from api_gateway.errors import (
     THE_SERVICE,
-    BadGateway,
     ConnectFailed,
     GatewayError,
+    UpstreamReset,
 )
 from api_gateway.http import upstream_ends
 from api_gateway.http.body import BodyStream
@@ -52,6 +52,8 @@ EVENT_STREAM_IDLE_S: Final = 300.0
 
 class ConnectionGone(ConnectFailed):
     """A connection found closed before any byte of the request was written to it."""
+
+    reason = "reset"
 
 
 class PastTheEnd(Exception):
@@ -133,9 +135,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._resolve()
         elif phase in (AWAITING_HEAD, READING_BODY):
             reason = "before answering" if phase == AWAITING_HEAD else "in the middle of the body"
-            self._fail(BadGateway(f"{THE_SERVICE} closed the connection {reason}"))
+            self._fail(UpstreamReset(f"{THE_SERVICE} closed the connection {reason}"))
         self._to(CLOSED)
-        self.flow.lost(BadGateway(f"{THE_SERVICE} closed the connection"))
+        self.flow.lost(UpstreamReset(f"{THE_SERVICE} closed the connection"))
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True

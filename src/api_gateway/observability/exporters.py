@@ -1,12 +1,15 @@
 """Families read at scrape time from what the gateway keeps anyway: breakers and their
-events, upstream attempts, rate-limit decisions and the store's fallbacks, the response cache,
-requests in flight and event-loop lag. Nothing here runs per request."""
+events, upstream attempts, instances' health and ejection, rate-limit decisions and the store's
+fallbacks, the response cache, requests in flight, open connections and event-loop lag, and the
+supervisor's reload counts. Nothing here runs per request."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from typing import Final
 
+from api_gateway.http.connections import Connections
 from api_gateway.observability.exposition import COUNTER, GAUGE, HISTOGRAM, Family, Labels
 from api_gateway.overload import OverloadMonitor, requests_in_flight
 from api_gateway.policies.cache import ResponseCache
@@ -14,6 +17,7 @@ from api_gateway.policies.idempotency import OUTCOMES, Idempotency
 from api_gateway.policies.ratelimit import RateLimit
 from api_gateway.policies.webhooks import WebhookCounts
 from api_gateway.policies.websocket import WebSocketStats
+from api_gateway.reload_status import read_reload_status
 from api_gateway.stores import Store
 from api_gateway.stores.fallback import FallbackStore
 from api_gateway.upstream.breaker import Event, State
@@ -22,6 +26,8 @@ from api_gateway.upstream.service import UpstreamService
 STATES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 TRANSITIONS = {Event.OPEN: "open", Event.CLOSE: "closed", Event.HALF_OPEN: "half_open"}
 DECISIONS = ("allowed", "refused", "unavailable", "unchecked")
+# Written by the supervisor in the metrics directory after every reload attempt (absent before).
+RELOAD_FILE: Final = "reload.json"
 
 
 def _add(samples: dict[Labels, float], labels: Labels, value: float) -> None:
@@ -63,6 +69,42 @@ def service_families(services: Mapping[str, UpstreamService]) -> list[Family]:
         ("gateway_upstream_attempt_duration_seconds", HISTOGRAM,
          "Time from sending an attempt to its response head (or error), by service and"
          " instance.", latency),
+    ]  # fmt: skip
+
+
+def instance_families(services: Mapping[str, UpstreamService], now_ms: float) -> list[Family]:
+    """Each instance's health (the active check's verdict) and ejection (outlier detection),
+    labelled with its address as configured or discovered: internal, so the metrics are for
+    the operators' port."""
+    healthy: dict[Labels, float] = {}
+    ejected: dict[Labels, float] = {}
+    for name, service in services.items():
+        for endpoint in service.endpoints.endpoints:
+            labels: Labels = (("service", name), ("instance", endpoint.authority))
+            healthy[labels] = int(endpoint.healthy)
+            ejected[labels] = int(now_ms < endpoint.ejected_until)
+    return [
+        ("gateway_upstream_instance_healthy", GAUGE,
+         "1 while an instance passes its active health checks, by service and instance.",
+         healthy),
+        ("gateway_upstream_instance_ejected", GAUGE,
+         "1 while outlier detection keeps an instance out of the balancer, by service and"
+         " instance.", ejected),
+    ]  # fmt: skip
+
+
+def reload_families(directory: str | None) -> list[Family]:
+    """The supervisor's counts (``reload.json``), shown once per scrape (not per worker); zeros
+    while there is none, or it is unreadable: a scrape never fails over it."""
+    status = read_reload_status(directory)
+    ok, error, success = status.ok, status.error, status.last_success_unix
+    return [
+        ("gateway_config_reloads_total", COUNTER,
+         "Configuration reloads (SIGHUP or POST /reload) by result: ok (applied) or error (the"
+         " old configuration kept).", {(("result", "ok"),): ok, (("result", "error"),): error}),
+        ("gateway_config_last_reload_success_timestamp_seconds", GAUGE,
+         "When the configuration was last reloaded successfully (Unix seconds; 0: never).",
+         {(): success or 0}),
     ]  # fmt: skip
 
 
@@ -120,10 +162,15 @@ def idempotency_families(policies: Iterable[tuple[str, Idempotency]]) -> list[Fa
     ]  # fmt: skip
 
 
-def process_families(loop: asyncio.AbstractEventLoop, overload: OverloadMonitor) -> list[Family]:
+def process_families(
+    loop: asyncio.AbstractEventLoop, overload: OverloadMonitor, connections: Connections | None
+) -> list[Family]:
     return [
         ("gateway_requests_in_flight", GAUGE, "Requests being handled now.",
          {(): requests_in_flight(loop)}),
+        ("gateway_open_connections", GAUGE,
+         "Client connections open now (WebSocket tunnels are gateway_websockets_open).",
+         {(): 0 if connections is None else len(connections.open)}),
         # Every task, background work included: a count that only grows is a leak (bench/soak.py).
         ("gateway_event_loop_tasks", GAUGE, "Tasks alive on the worker's event loop.",
          {(): len(asyncio.all_tasks(loop))}),

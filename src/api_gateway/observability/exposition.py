@@ -13,8 +13,12 @@ from typing import Any, Final
 COUNTER: Final = "counter"
 GAUGE: Final = "gauge"
 HISTOGRAM: Final = "histogram"
-# Upper bounds (seconds) of every latency histogram's buckets; +Inf follows.
-BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Upper bounds (seconds) of every latency histogram's buckets; +Inf follows. From 0.25 ms: most
+# requests the gateway answers take less than a millisecond.
+BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+)  # fmt: skip
 BUCKETS_MS: Final = tuple([bound * 1000 for bound in BUCKETS])
 CONTENT_TYPE = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
 
@@ -22,6 +26,10 @@ Labels = tuple[tuple[str, str], ...]
 Family = tuple[str, str, str, dict[Labels, Any]]
 # One worker's part of a scrape: its label, whether it is alive, its families.
 WorkerPart = tuple[str, bool, list[Family]]
+# Counters about one process, kept apart per worker (labelled, not summed): a replaced worker's
+# last count and its successor's, under the same worker label, still add up to a count that
+# never goes back.
+PER_WORKER_COUNTERS: Final = frozenset({"process_cpu_seconds_total"})
 
 
 class Histogram:
@@ -39,15 +47,15 @@ class Histogram:
 
 def merge(parts: Iterable[WorkerPart], label_workers: bool) -> list[Family]:
     """Counters and histograms summed over every worker (a dead one's last counts included,
-    so totals never go back); gauges only from live workers, each with its ``worker`` label."""
+    so totals never go back); gauges only from live workers, each with its ``worker`` label,
+    as are the ``PER_WORKER_COUNTERS``."""
     merged: dict[str, Family] = {}
     for worker, live, families in parts:
         for name, kind, text, samples in families:
-            if kind == GAUGE:
-                if not live:
-                    continue
-                if label_workers:
-                    samples = {(*labels, ("worker", worker)): v for labels, v in samples.items()}
+            if kind == GAUGE and not live:
+                continue
+            if label_workers and (kind == GAUGE or name in PER_WORKER_COUNTERS):
+                samples = {(*labels, ("worker", worker)): v for labels, v in samples.items()}
             into = merged.setdefault(name, (name, kind, text, {}))[3]
             for labels, value in samples.items():
                 current = into.get(labels)

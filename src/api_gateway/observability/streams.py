@@ -15,18 +15,20 @@ from collections.abc import AsyncIterator, Callable
 from api_gateway.errors import GatewayError, StreamIdleTimeout
 from api_gateway.types import BodySource
 
-Done = Callable[[str], None]
+# How the stream ended, and the bytes it delivered.
+Done = Callable[[str, int], None]
 
 
 class LoggedBody:
-    """A streamed body that reports how it ended, once."""
+    """A streamed body that reports how it ended and how many bytes it gave, once."""
 
-    __slots__ = ("done", "inner", "pieces", "reported")
+    __slots__ = ("done", "inner", "pieces", "reported", "sent")
 
     def __init__(self, inner: BodySource, done: Done) -> None:
         self.inner, self.done = inner, done
         self.pieces: AsyncIterator[bytes] | None = None
         self.reported = False
+        self.sent = 0
 
     def __aiter__(self) -> LoggedBody:
         self.pieces = self.inner.__aiter__()
@@ -36,7 +38,7 @@ class LoggedBody:
         pieces = self.pieces
         assert pieces is not None
         try:
-            return await pieces.__anext__()
+            piece = await pieces.__anext__()
         except StopAsyncIteration:
             self.report("complete")
             raise
@@ -46,6 +48,8 @@ class LoggedBody:
         except GatewayError:
             self.report("upstream_error")
             raise
+        self.sent += len(piece)
+        return piece
 
     def abort(self) -> None:
         self.report("client_gone")
@@ -54,7 +58,7 @@ class LoggedBody:
     def report(self, outcome: str) -> None:
         if not self.reported:
             self.reported = True
-            self.done(outcome)
+            self.done(outcome, self.sent)
 
 
 def elapsed_ms(start: float) -> str:

@@ -82,6 +82,7 @@ class Tracing:
             attributes={"http.request.method": request.method},
         )
         token = context.attach(trace.set_span_in_context(span))
+        request.trace_id = format(span.get_span_context().trace_id, "032x")  # the access log's
         try:
             response = await call_next(request)
         except BaseException as error:

@@ -11,7 +11,7 @@ from typing import Final
 from api_gateway.errors import GatewayError, problem_response
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.access import AccessLog
-from api_gateway.observability.metrics import Metrics
+from api_gateway.observability.metrics import Exchanges, Metrics
 from api_gateway.observability.streams import LoggedBody, elapsed_ms
 from api_gateway.policies.security_headers import DEFAULT, SecurityHeaders
 from api_gateway.types import Handler, Request, Response
@@ -85,45 +85,67 @@ class RequestContext:
         request.request_id = incoming_request_id(request) or new_request_id()
         if self.trusted is not None:
             request.client_ip = self.trusted.client_ip(request)
+        reason = ""
         try:
             response = await call_next(request)
         except Exception as error:
             response = as_problem(error, request)
+            reason = error.reason if isinstance(error, GatewayError) else GatewayError.reason
         if request.response_headers:
             response.headers += request.response_headers
         duration = self.clock() - request.start
         # Formatted once for both the X-Response-Time header and the access log.
         elapsed = b"%.3f" % (duration * 1000)
         self.stamp(response, request.request_id, elapsed)
-        self.metrics.observe(request.route, request.method, response.status, duration)
-        if self.access_log is not None:
-            if isinstance(response.body, bytes) and response.switched is None:
-                self.access_log.record(request, response, elapsed.decode("ascii"))
-            else:
-                self.log_at_end(request, response)
+        body, answer = request.body, response.body
+        received = len(body) if isinstance(body, bytes) else streamed_bytes(body)
+        whole = isinstance(answer, bytes) and response.switched is None
+        sent = len(answer) if isinstance(answer, bytes) and request.method != "HEAD" else 0
+        entry = self.metrics.observe(
+            request.route, request.method, response.status, duration, received, sent
+        )
+        if not whole:
+            self.count_at_end(request, response, entry, received, reason)
+        elif self.access_log is not None:
+            self.access_log.record(
+                request, response, elapsed.decode("ascii"), "", received, sent, reason
+            )
         return response
 
-    def log_at_end(self, request: Request, response: Response) -> None:
-        """A stream's or a tunnel's line is written when it ends, saying how."""
+    def count_at_end(
+        self, request: Request, response: Response, entry: Exchanges, received: int, reason: str
+    ) -> None:
+        """A stream's bytes are counted, and its or a tunnel's line written, when it ends."""
         access_log = self.access_log
-        assert access_log is not None
-
-        def done(outcome: str, moved: tuple[int, int] | None = None) -> None:
-            access_log.record(request, response, elapsed_ms(request.start), outcome, moved)
-
         switched = response.switched
         if switched is None:
             assert not isinstance(response.body, bytes)
-            response.body = LoggedBody(response.body, done)
+
+            def ended(outcome: str, sent: int) -> None:
+                entry.sent += sent
+                if access_log is not None:
+                    duration = elapsed_ms(request.start)
+                    access_log.record(request, response, duration, outcome, received, sent, reason)
+
+            response.body = LoggedBody(response.body, ended)
+            return
+        if access_log is None:
             return
         release = switched.on_close
 
-        def closed(sent: int, received: int, reason: str) -> None:
+        def closed(from_client: int, from_upstream: int, why: str) -> None:
             if release is not None:
-                release(sent, received, reason)
-            done(CLOSE_OUTCOMES.get(reason, "closed"), (sent, received))
+                release(from_client, from_upstream, why)
+            duration, outcome = elapsed_ms(request.start), CLOSE_OUTCOMES.get(why, "closed")
+            access_log.record(request, response, duration, outcome, from_client, from_upstream)
 
         switched.on_close = closed
+
+
+def streamed_bytes(body: object) -> int:
+    """What arrived of a body that streamed in (``BodyStream.received``)."""
+    received = getattr(body, "received", 0)
+    return received if isinstance(received, int) else 0
 
 
 def incoming_request_id(request: Request) -> str:
@@ -133,7 +155,8 @@ def incoming_request_id(request: Request) -> str:
     a guess, and an id that correlates the wrong lines is worse than a fresh one.
 
     The same pass keeps the client's X-Correlation-ID (its last line, at most
-    ``MAX_CLIENT_CORRELATION`` bytes) for the access log: the gateway replaces it everywhere else.
+    ``MAX_CLIENT_CORRELATION`` bytes) for the access log: the gateway replaces it everywhere else;
+    and its User-Agent (the last line), for the access log too.
     """
     found: bytes | None = None
     repeated = False
@@ -143,6 +166,8 @@ def incoming_request_id(request: Request) -> str:
             found = value
         elif name == b"x-correlation-id":
             request.client_correlation_id = value[:MAX_CLIENT_CORRELATION].decode("latin-1")
+        elif name == b"user-agent":
+            request.user_agent = value
     if found is None or repeated or VALID_REQUEST_ID.fullmatch(found) is None:
         return ""
     return found.decode("ascii")
