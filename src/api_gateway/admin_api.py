@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("api_gateway.admin")
 MAX_BODY_BYTES: Final = 65536
 ADMIN_TASK_NAME: Final = "admin-request"
+PAGE_PATH: Final = "/"
 # How long a command waits for every worker to apply it before answering anyway.
 COMMAND_TIMEOUT_S: Final = 2.0
 # How long POST /reload waits for the supervisor to replace every worker (a roll waits for each
@@ -68,7 +69,7 @@ class AdminApi:
         self.operations = gateway.operations
         # path -> method -> action; templates below by their first segments.
         self.exact: dict[str, dict[str, Action]] = {
-            "/": {"GET": self.page},
+            PAGE_PATH: {"GET": self.page},
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
             "/live": {"GET": self.live},
@@ -95,9 +96,11 @@ class AdminApi:
             task.set_name(ADMIN_TASK_NAME)
         request_id = new_request_id()
         try:
-            self._authorize(request)
             path, _ = split_target(request.target)
             request.path = normalize(path)
+            # The status page's HTML holds no data, and a browser cannot send a bearer token
+            # with a navigation: it is served without one, and asks for it (README).
+            self._authorize(request, token=request.path != PAGE_PATH)
             log.debug("admin request", extra={"method": request.method, "path": request.path})
             action, arguments = self._route(request)
             response = await action(request, arguments)
@@ -106,10 +109,10 @@ class AdminApi:
         response.headers.append((b"x-request-id", request_id.encode()))
         return response
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request, token: bool = True) -> None:
         if not self.allowed.contains(request.peer_ip):
             raise Forbidden("the admin API answers the addresses in admin.allow only")
-        if not self.token:
+        if not self.token or not token:
             return
         header = request.header(b"authorization") or b""
         scheme, _, credential = header.partition(b" ")

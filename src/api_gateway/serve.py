@@ -21,7 +21,7 @@ from api_gateway.config.admin import AdminListenError
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.gateway import Gateway
 from api_gateway.http.server import (
-    HANDOVER_IDLE_GRACE_S,
+    DRAIN_IDLE_GRACE_S,
     Connections,
     HttpConnection,
     ServerBounds,
@@ -123,12 +123,12 @@ async def serve(
     grace_s = config.server.shutdown_grace_ms / 1000
     deadline = loop.time() + grace_s
     log.info("shutting down", extra={"grace_s": grace_s, "handover": request.handover})
-    # In this order: /ready says 503 on any connection still open, idle connections close (on
-    # a hand-over once quiet for a moment: a request may be crossing), the listener's queue is
+    # In this order: /ready says 503 on any connection still open, idle connections close once
+    # quiet for a moment (a request may be crossing on the wire), the listener's queue is
     # accepted and answered (Connection: close) before it closes (on a hand-over the successor
     # accepts from it), then busy connections finish within the grace period.
     gateway.admin.draining = True
-    connections.begin_drain(HANDOVER_IDLE_GRACE_S if request.handover else 0.0)
+    connections.begin_drain(DRAIN_IDLE_GRACE_S)
     if admin is not None:
         admin[0].close()  # the admin socket stays open in the supervisor and the other workers
         admin[1].begin_drain()

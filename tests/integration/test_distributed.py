@@ -12,7 +12,7 @@ from pathlib import Path
 from support.assertions import assert_problem
 from support.burst import burst
 from support.gateway import Fleet, GatewayProcess, gateways_sharing, running_gateway
-from support.metrics import metrics_text
+from support.metrics import metrics_text, samples
 from support.redis import RedisServer
 
 LIMIT = 4
@@ -103,10 +103,11 @@ class Load(threading.Thread):
 
 
 def metric(gateway: GatewayProcess, name: str) -> int:
-    for line in metrics_text(gateway).splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[1]))
-    raise AssertionError(f"no {name} in /metrics")
+    """A counter's total, or a gauge summed over the workers (``worker`` label)."""
+    found = samples(metrics_text(gateway), name)
+    if not found:
+        raise AssertionError(f"no {name} in /metrics")
+    return int(sum(found.values()))
 
 
 def wait_for_metric(gateway: GatewayProcess, name: str, value: int) -> None:

@@ -17,9 +17,13 @@ from support.gateway import Fleet, GatewayProcess, launch_gateway
 from support.patterns import pattern_blocks, pattern_sha256
 from support.upstream import Reply
 
+from api_gateway.http.server import DRAIN_IDLE_GRACE_S
+
 SLOW_S = 2.0
 EXIT_BOUND_S = 10.0
 PROMPTLY_S = 2.0
+# The drain's idle grace, then at most one sweep (a second) more, and a margin.
+IDLE_CLOSE_S = DRAIN_IDLE_GRACE_S + 1.0 + PROMPTLY_S
 ACCEPTED_S = 0.3
 POLL_S = 0.05
 DOWNLOAD_BYTES = 32 * 1024 * 1024
@@ -78,7 +82,8 @@ def test_sigterm_drains_a_worker_and_finishes_what_is_in_flight(
 
             gateway.process.send_signal(signal.SIGTERM)
 
-            assert idle.is_closed_by_peer(PROMPTLY_S), "an idle keep-alive connection stayed open"
+            # Not at once: for DRAIN_IDLE_GRACE_S a request already on its way is still answered.
+            assert idle.is_closed_by_peer(IDLE_CLOSE_S), "an idle keep-alive connection stayed open"
             assert wait_until_refused(gateway.port), "new connections were still accepted"
             busy.send(build_request("GET", "/ready"))  # behind the request still in flight
             slow = busy.read_response()
@@ -90,6 +95,36 @@ def test_sigterm_drains_a_worker_and_finishes_what_is_in_flight(
     assert ready.status == 503
     assert ready.json()["status"] == "draining"
     assert header_has(ready.headers, "connection", "close")
+    assert exit_code == 0
+
+
+def test_a_request_sent_on_an_idle_keep_alive_connection_as_the_drain_begins_is_answered(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    """A client's next request may be on the wire when SIGTERM comes: it gets its answer (with
+    ``Connection: close``), not a closed connection."""
+    with gateway_process(service_fleet, tmp_path) as gateway:
+        with RawConnection(gateway.port) as idle, RawConnection(gateway.port) as probe:
+            idle.send(build_request("GET", "/live"))
+            assert idle.read_response().status == 200
+
+            gateway.process.send_signal(signal.SIGTERM)
+            # The drain has begun once /ready says so on a connection of its own.
+            deadline = time.monotonic() + EXIT_BOUND_S
+            while time.monotonic() < deadline:
+                probe.send(build_request("GET", "/ready"))
+                if probe.read_response().status == 503:
+                    break
+                time.sleep(0.01)
+            idle.send(build_request("GET", "/api/v1/search/next"))
+            answer = idle.read_response()
+            closed = idle.is_closed_by_peer(PROMPTLY_S)
+        exit_code = gateway.process.wait(EXIT_BOUND_S)
+
+    assert answer.status == 200
+    assert answer.json()["target"] == "/api/v1/search/next"
+    assert header_has(answer.headers, "connection", "close")
+    assert closed
     assert exit_code == 0
 
 

@@ -48,8 +48,8 @@ class Connections:
 
     def begin_drain(self, idle_grace_s: float = 0.0) -> None:
         """From now on every connection closes once it has answered what it received; idle
-        ones close now, or once quiet for ``idle_grace_s`` (a hand-over: a request crossing
-        on the wire is answered, with ``Connection: close``, not met by a closed connection).
+        ones once quiet for ``idle_grace_s`` (0: now), so that a request crossing on the wire is
+        answered, with ``Connection: close``, not met by a closed connection.
         Connections accepted later (the listener's queue) are answered too."""
         self.draining = True
         self.idle_grace_s = idle_grace_s

@@ -189,7 +189,7 @@ def finish(connection: HttpConnection) -> None:
         connection.close()
     elif connection.connections.draining and not connection.reader.in_head:
         # A streamed answer whose head went out before the drain began: the client was not
-        # told to close, so the connection ends, at once or after the hand-over's idle grace.
+        # told to close, so the connection ends after the drain's idle grace.
         connection.deadline = INFINITY
         connection.idle_while_draining()
     elif connection.reader.in_head:

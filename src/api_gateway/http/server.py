@@ -46,11 +46,11 @@ from api_gateway.types import Request, Response
 
 # While draining, how long a connection that has not sent its first request may still send it.
 FIRST_REQUEST_GRACE_S: Final = 1.0
-# On a hand-over (rolling restart), how long an idle keep-alive connection stays open for a next
-# request the client may already have sent: answered with ``Connection: close``. A client
-# sends its next request right after the last answer or after a pause; only a connection quiet
-# for the whole grace (and up to one sweep more) is closed.
-HANDOVER_IDLE_GRACE_S: Final = 1.0
+# While draining (a hand-over or a stop), how long an idle keep-alive connection stays open for
+# a next request the client may already have sent: answered with ``Connection: close``. A
+# client sends its next request right after the last answer or after a pause; only a connection
+# quiet for the whole grace (and up to one sweep more) is closed.
+DRAIN_IDLE_GRACE_S: Final = 1.0
 INFINITY: Final = float("inf")
 
 
@@ -354,8 +354,8 @@ class HttpConnection(asyncio.Protocol):
         self.idle_while_draining()
 
     def idle_while_draining(self) -> None:
-        """Nothing owed and the server drains: end now, or on a hand-over wait idle for the
-        grace (a request arriving meanwhile is answered with ``Connection: close``); the sweep
+        """Nothing owed and the server drains: wait idle for the grace (a request arriving
+        meanwhile is answered with ``Connection: close``), or end now without one; the sweep
         ends a connection still quiet at its deadline."""
         grace_s = self.connections.idle_grace_s
         if grace_s <= 0.0:

@@ -3,8 +3,8 @@ says what state a client connection is in (h11 keeps its state machine in one fi
 
     NEW      accepted, no request begun yet (a drain gives it a short grace to send one)
     IDLE     between requests: nothing in flight, nothing arriving (the keep-alive timeout; a
-             drain ends it at once, or on a hand-over once quiet for a short grace, during which
-             a request that was already on its way is still read and answered)
+             drain ends it once quiet for a short grace, during which a request that was
+             already on its way is still read and answered)
     READING  a request is arriving and nothing is in flight (the header or body timeout)
     BUSY     a request is in flight (its task runs); more may be queued or arriving behind it
     ENDING   the graceful end: nothing more is read, what was received is answered in order,
