@@ -109,11 +109,11 @@ def test_a_request_sent_on_an_idle_keep_alive_connection_as_the_drain_begins_is_
             assert idle.read_response().status == 200
 
             gateway.process.send_signal(signal.SIGTERM)
-            # The drain has begun once /ready says so on a connection of its own.
+            # The drain has begun once an answer on a connection of its own says it closes.
             deadline = time.monotonic() + EXIT_BOUND_S
             while time.monotonic() < deadline:
-                probe.send(build_request("GET", "/ready"))
-                if probe.read_response().status == 503:
+                probe.send(build_request("GET", "/live"))
+                if header_has(probe.read_response().headers, "connection", "close"):
                     break
                 time.sleep(0.01)
             idle.send(build_request("GET", "/api/v1/search/next"))
