@@ -34,6 +34,7 @@ from api_gateway.errors import (
     Unauthorized,
     problem_response,
 )
+from api_gateway.http.body import read_whole
 from api_gateway.journal import command
 from api_gateway.network import TrustedProxies
 from api_gateway.observability.logging import LEVELS
@@ -232,16 +233,9 @@ def step_name(step: object) -> str:
 
 
 async def json_body(request: Request) -> object:
-    body = request.body
-    if not isinstance(body, bytes):
-        chunks, size = [], 0
-        async for chunk in body:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                body.abort()
-                raise PayloadTooLarge(f"an admin request body is at most {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+    body = await read_whole(request.body, MAX_BODY_BYTES)
+    if body is None:
+        raise PayloadTooLarge(f"an admin request body is at most {MAX_BODY_BYTES} bytes")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

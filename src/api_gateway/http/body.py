@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 from api_gateway.errors import PayloadTooLarge
-from api_gateway.types import BodySource
+from api_gateway.types import Body, BodySource
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -199,3 +199,20 @@ class CountedBody:
 
     def abort(self) -> None:
         self.inner.abort()
+
+
+async def read_whole(body: Body, limit: int) -> bytes | None:
+    """A streamed body read whole when it is at most ``limit`` bytes; else None, and the rest
+    of it given up (``abort``: nothing beyond the limit is ever held). A body already whole is
+    returned as it is: its size was bounded where it was read."""
+    if isinstance(body, bytes):
+        return body
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            body.abort()
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

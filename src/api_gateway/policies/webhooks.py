@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Final
 
 from api_gateway.errors import InvalidWebhookSignature, PayloadTooLarge
+from api_gateway.http.body import read_whole
 from api_gateway.stores import StoreUnavailable
 from api_gateway.types import Handler, Request, Response
 from api_gateway.webhook_events import IN_FLIGHT, SEEN, EventLog
@@ -113,20 +114,12 @@ class StripeWebhook:
         return await self._once(event, request, call_next)
 
     async def _body(self, request: Request) -> bytes:
-        body = request.body
-        if isinstance(body, bytes):
-            return body
         # RequestBounds ran first (413 from a declared length, a chunked body counted); the
         # bound is kept here too, so nothing beyond the limit is ever held.
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in body:
-            size += len(chunk)
-            if size > self.max_bytes:
-                body.abort()
-                raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = await read_whole(request.body, self.max_bytes)
+        if body is None:
+            raise PayloadTooLarge(f"the body exceeds {self.max_bytes} bytes")
+        return body
 
     async def _once(self, event: str, request: Request, call_next: Handler) -> Response:
         dedupe = self.dedupe

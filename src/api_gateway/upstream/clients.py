@@ -14,6 +14,7 @@ from urllib.parse import quote
 import orjson
 
 from api_gateway.errors import BadGateway, GatewayError, UpstreamTimeout
+from api_gateway.http.body import read_whole
 from api_gateway.timers import PatientTimeout
 from api_gateway.types import Headers, Pool, Request, Response
 from api_gateway.upstream.call import UpstreamCall
@@ -119,14 +120,7 @@ class VenueServiceClient(ServiceClient):
 
 
 async def read_body(response: Response, label: str) -> bytes:
-    body = response.body
-    if isinstance(body, bytes):
-        return body
-    chunks, size = [], 0
-    async for chunk in body:
-        size += len(chunk)
-        if size > MAX_DOCUMENT_BYTES:
-            body.abort()
-            raise BadGateway(f"{label} sent more than {MAX_DOCUMENT_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_whole(response.body, MAX_DOCUMENT_BYTES)
+    if body is None:
+        raise BadGateway(f"{label} sent more than {MAX_DOCUMENT_BYTES} bytes")
+    return body
