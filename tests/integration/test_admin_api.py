@@ -4,6 +4,7 @@ commands (eject, restore, breaker reset, log level) reach both workers."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,3 +255,24 @@ def test_a_gateway_started_with_its_own_admin_port(service_fleet: Fleet, tmp_pat
         assert gateway.admin_port == port
         health = gateway.admin_get("/health").json()
     assert health["worker_count"] == 1 and "admin listening" in gateway.output()
+
+
+def test_only_the_admin_addresses_reach_it(service_fleet: Fleet, tmp_path: Path) -> None:
+    """Bound to loopback (the default), another address of the host is refused; and
+    ``admin.allow`` turns away a client outside it, whether or not it has the token."""
+    env = {"ADMIN_ALLOW": "10.0.0.0/8"}
+    with running_gateway(tmp_path, service_fleet.urls(), env=env) as gateway:
+        outside = gateway.admin_get("/health")
+        page = gateway.admin_get("/")
+        other_address = socket.socket()
+        try:
+            other_address.settimeout(2)
+            refused = other_address.connect_ex(("127.0.0.2", gateway.admin_port))
+        finally:
+            other_address.close()
+        traffic = gateway.get("/health")
+
+    assert_problem(outside, 403)
+    assert_problem(page, 403)
+    assert refused != 0, "the admin listener bound to 127.0.0.1 answered on 127.0.0.2"
+    assert traffic.status == 200  # admin.allow has no say on the traffic port
