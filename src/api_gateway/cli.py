@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"api-gateway: invalid configuration: {exc}", file=sys.stderr)
         code = 1
-    except (CannotListen, AdminListenError) as exc:
+    except (CannotListen, CannotStart, AdminListenError) as exc:
         print(f"api-gateway: {exc}", file=sys.stderr)
         code = 1
     sys.exit(code)
@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 class CannotListen(Exception):
     """The listening socket could not be opened (address in use, no permission)."""
+
+
+class CannotStart(Exception):
+    """A worker failed while starting (before it listened): the gateway stops, saying why."""
 
 
 class PrintVersion(argparse.Action):

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from api_gateway.cli import CannotListen
+from api_gateway.cli import CannotListen, CannotStart
 from api_gateway.config.settings import ConfigError, GatewayConfig
 from api_gateway.keeper import KEEPER_VARIABLE
 from api_gateway.observability.logging import configure
@@ -118,13 +118,37 @@ class Supervisor:
         os.environ[SUPERVISOR_VARIABLE] = str(os.getpid())
         try:
             self._keeper_if_needed()
-            for slot in range(self.config.server.workers):
-                self._spawn(slot)
+            failure = self._start_all()
+            if failure is not None:
+                # A worker that cannot start now (a store it cannot open, say) would fail the
+                # same way every second: stop, and say why, as for a bad configuration.
+                self._stop(signal.SIGTERM, None)
+                self._watch()
+                signal.alarm(0)
+                raise CannotStart(failure)
             log.info("supervising %d workers on port %d", len(self.workers), port)
             return self._watch()
         finally:
             self._stop_keeper()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _start_all(self) -> str | None:
+        """Fork every worker at once, then wait until each listens: None, or why one did not."""
+        starting: list[tuple[int, int]] = []
+        for slot in range(self.config.server.workers):
+            read_fd, write_fd = os.pipe()
+            self._spawn(slot, write_fd)
+            os.close(write_fd)
+            starting.append((slot, read_fd))
+        failure = None
+        for slot, read_fd in starting:
+            try:
+                reason = self._wait_ready(read_fd)
+            finally:
+                os.close(read_fd)
+            if reason is not None and failure is None:
+                failure = f"worker {slot} did not start: {reason}"
+        return failure
 
     def _keeper_if_needed(self) -> None:
         """The keeper, when several workers share no Redis (one worker decides in memory)."""

@@ -131,6 +131,30 @@ def test_token_command_mints_a_token_the_gateway_accepts(
     assert request.header_values("x-user-role") == ["admin"]
 
 
+def test_a_worker_that_cannot_start_stops_the_gateway_in_one_line(tmp_path: Path) -> None:
+    """Not a restart every second forever: a store the workers cannot open (here the API-key
+    file in a directory that does not exist) stops start-up, and says which setting."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"api_keys: {{path: {tmp_path / 'missing' / 'keys.sqlite3'}}}\n")
+    done = subprocess.run(
+        [GATEWAY_BINARY, "serve", "--port", "0", "--workers", "2", "--config", str(config)],
+        env={
+            **os.environ,
+            "JWT_SECRET": JWT_SECRET,
+            "API_KEY_PEPPER": "p" * 40,
+            "ADMIN_PORT": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("api-gateway: worker 0 did not start: api_keys.path: ")
+
+
 def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
