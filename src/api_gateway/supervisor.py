@@ -111,7 +111,13 @@ class Supervisor:
         signal.signal(RELOAD_SIGNAL, self._request_roll)
         # Where workers leave their metrics for each other (see observability.snapshots), and
         # the supervisor its record of reloads (reload_status.py).
-        metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="api-gateway-")
+        try:
+            metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="api-gateway-")
+        except OSError as exc:  # a read-only root without a writable /tmp (README "Deployment")
+            for listener in (*self.sockets.values(), self.admin_sock):
+                if listener is not None:
+                    listener.close()
+            raise ConfigError("TMPDIR", f"no writable temporary directory: {exc}") from None
         self.directory = metrics_dir
         # For a worker asking for a reload (reloading.request_reload).
         os.environ[SOURCE_VARIABLE] = self.source.encoded()
