@@ -44,7 +44,7 @@ $(COMPILED): $(INSTALLED) tools/compile.py $(SOURCES)
 
 # A second make, so that the timestamps are read after `venv` may have (re)installed.
 compiled: venv
-	@$(MAKE) --no-print-directory $(COMPILED)
+	@$(MAKE) --no-print-directory --silent $(COMPILED)
 
 demo: compiled
 	$(BIN)/api-gateway demo
