@@ -2,10 +2,11 @@
 environment, that gateway says it runs compiled and proxies a request. Without a C compiler the
 wheel is pure Python and says so, at build time and at start-up.
 
-The slow tests of the suite (marked ``slow``): the compiled wheel takes the build of an sdist,
-of the wheel from it (setuptools, mypy and the runtime dependencies in an isolated environment,
-then the compile: two to four minutes on two cores), and an install from PyPI pinned by
-constraints.txt (seconds with pip's cache). Each step has its own time limit.
+The slow tests of the suite (marked ``slow``): the compiled wheel takes the build of an sdist
+and of the wheel from it (setuptools, mypy and the runtime dependencies in an isolated
+environment, then the compile), an install from PyPI pinned by constraints.txt, and one
+request: 113 s measured on two busy cores, nearly all of it the compile. The pure-Python wheel
+takes 2 s. Each step has its own time limit.
 """
 
 from __future__ import annotations
