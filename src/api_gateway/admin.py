@@ -111,5 +111,5 @@ class Admin:
 
     async def _probe_all(self, key: str) -> Checks:
         names = list(self.probes)
-        results = await asyncio.gather(*(self.probes[name]() for name in names))
+        results = await asyncio.gather(*[self.probes[name]() for name in names])
         return dict(zip(names, results, strict=True))

@@ -4,6 +4,9 @@ The build records the SHA-256 of every source of the package. If any differs (a 
 since the last build), or the build is missing or for another interpreter, the package runs
 interpreted, exactly as written: a stale build never shadows a change. ``API_GATEWAY_COMPILED=0``
 forces the interpreted modules.
+
+Importing this module has no effect (``tools/compile.py`` loads it by path to record the
+digests); the package's ``__init__`` calls ``activate()`` before any other module is imported.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from types import ModuleType
 PACKAGE = Path(__file__).resolve().parent
 BUILD_DIR = "_compiled"
 MANIFEST = PACKAGE / BUILD_DIR / "manifest.json"
+# Written instead of a build by a wheel built without a C compiler or the Python headers
+# (tools/build_backend.py): one line saying what was missing and how to install it.
+NOT_BUILT = PACKAGE / BUILD_DIR / "not-built.txt"
+# What interpreted costs, measured by bench/run.py: said wherever it is said that we run so.
+SLOWER = "about 0.7x the compiled throughput"
 
 
 class CompiledFinder:
@@ -68,33 +76,37 @@ def stale_reason(manifest: Mapping[str, object], package: Path) -> str | None:
     return None
 
 
-# Why the package runs interpreted (None while the compiled modules are in use).
+# Whether the compiled modules are in use, and why not (set once, by ``activate()``).
+ACTIVE = False
 REASON: str | None = None
 
 
-def use_compiled_modules() -> bool:
-    """Install the finder if a fresh build exists; say on stderr why a stale one is not used."""
-    global REASON
+def activate() -> None:
+    """Use the compiled modules if a fresh build exists; else record why not (``--version``
+    says it) and, where that is news to whoever runs the gateway, say it once on stderr."""
+    global ACTIVE, REASON
+    ACTIVE, REASON, warning = use_compiled_modules()
+    if warning is not None:
+        print(f"api-gateway: running interpreted{warning}", file=sys.stderr)
+
+
+def use_compiled_modules() -> tuple[bool, str | None, str | None]:
+    """Install the finder if a fresh build exists: (in use, why not, what to tell the user
+    after "running interpreted")."""
     if os.environ.get("API_GATEWAY_COMPILED", "1") == "0":
-        REASON = "API_GATEWAY_COMPILED=0"
-        return False
+        return False, "API_GATEWAY_COMPILED=0", None
     if not MANIFEST.exists():
-        REASON = "no compiled build: `make compiled` builds it"
-        return False
+        if NOT_BUILT.exists():
+            missing = NOT_BUILT.read_text().strip()
+            why = f"installed without the compiled build: {missing}"
+            return False, why, f" ({SLOWER}): {why}, then reinstall"
+        return False, "no compiled build: `make compiled` builds it", None
     manifest = json.loads(MANIFEST.read_text())
     reason = stale_reason(manifest, PACKAGE)
     if reason is not None:
-        REASON = f"the compiled build is stale: {reason}"
-        print(
-            f"api-gateway: running interpreted: the compiled build is stale ({reason}); "
-            "`make compiled` rebuilds it",
-            file=sys.stderr,
-        )
-        return False
+        why = f"the compiled build is stale ({reason}); `make compiled` rebuilds it"
+        return False, f"the compiled build is stale: {reason}", f": {why}"
     build = MANIFEST.parent
     files = {name: build / file for name, file in manifest["modules"].items()}
     sys.meta_path.insert(0, CompiledFinder(files))
-    return True
-
-
-ACTIVE = use_compiled_modules()
+    return True, None, None

@@ -50,7 +50,7 @@ def entry_key(entry: object, allowed: frozenset[str]) -> VerificationKey:
         raise Unusable("an unknown key type ('kty')")
     if any(member in entry for member in PRIVATE_MEMBERS):
         raise Unusable("a private key: a JWKS must publish public keys only")
-    kid, use, alg, ops = (entry.get(name) for name in ("kid", "use", "alg", "key_ops"))
+    kid, use, alg, ops = [entry.get(name) for name in ("kid", "use", "alg", "key_ops")]
     if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID):
         raise Unusable("its 'kid' is not a short string")
     if use is not None and use != "sig":

@@ -423,10 +423,10 @@ class RouteBuilder:
         limits = [self._route_limit(c, route.fail_closed, len(prefix), ()) for c in route.limits]
         if endpoint is not None:
             template = endpoint.path.split("/")
-            limits += (
+            limits += [
                 self._route_limit(c, route.fail_closed, len(prefix), template)
                 for c in endpoint.limits
-            )
+            ]
         return limits
 
     def _route_limit(

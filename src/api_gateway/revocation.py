@@ -87,7 +87,7 @@ class Revocations:
     async def _ask(self, token: str) -> bool:
         try:
             replies = await asyncio.gather(
-                *(self.redis.command("GET", prefix + token) for prefix in REVOKED_PREFIXES)
+                *[self.redis.command("GET", prefix + token) for prefix in REVOKED_PREFIXES]
             )
         finally:
             del self.flights[token]

@@ -215,12 +215,14 @@ def launch_gateway(
     env: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
     port: int | None = None,
+    binary: str = GATEWAY_BINARY,
 ) -> GatewayProcess:
-    """Start ``api-gateway serve`` without waiting for it to become ready."""
+    """Start ``api-gateway serve`` (by default this environment's) without waiting for it to
+    become ready."""
     port = port or free_port()
     environment = gateway_env(urls, env)
     admin_port = int(environment.setdefault("ADMIN_PORT", str(free_port())))
-    command = [GATEWAY_BINARY, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args]
+    command = [binary, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args]
     if config is not None:
         command += ["--config", str(write_config(workdir, config))]
     stamp = time.monotonic_ns()

@@ -141,7 +141,7 @@ def key_routes(config: GatewayConfig, text: str) -> tuple[str, ...]:
     """``--routes``: configured routes that accept keys, by their canonical prefix."""
     accepting = {r.prefix: r for r in config.routes if "api_key" in r.auth}
     routes = []
-    for entry in (part.strip() for part in text.split(",")):
+    for entry in [part.strip() for part in text.split(",")]:
         if not entry:
             continue
         prefix = "/" + entry.strip("/").removeprefix("api/v1/")

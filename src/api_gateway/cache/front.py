@@ -71,7 +71,7 @@ class Cache:
         await self._guarded(self.storage.put(key, wire.encode(entry), ttl_ms), None)
 
     async def invalidate(self, resources: tuple[str, ...]) -> None:
-        calls = (self._guarded(self.storage.invalidate(r), None) for r in resources)
+        calls = [self._guarded(self.storage.invalidate(r), None) for r in resources]
         await asyncio.gather(*calls)
 
     async def _read(self, key: str) -> Entry | Variants | None:

@@ -273,4 +273,4 @@ def entry_key(request: Request, resource_path: str, generation: str, per_user: b
 
 def variant_key(key: str, values: tuple[bytes | None, ...]) -> str:
     """The key of one variant of an answer with ``Vary``: its request headers' values."""
-    return f"{key}:{digest(*(b'-' if v is None else b'+' + v for v in values))}"
+    return f"{key}:{digest(*[b'-' if v is None else b'+' + v for v in values])}"

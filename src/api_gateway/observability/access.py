@@ -42,7 +42,7 @@ THREE_DIGITS: Final = tuple(f"{n:03d}" for n in range(1000))
 # itself and every other byte to another one, so ``translate`` returns its very input exactly
 # when a field needs no escaping (one table lookup per byte, no table built per call).
 SAFE_BYTES: Final = frozenset(b for b in range(0x20, 0x7F) if b not in b'"\\')
-UNSAFE_MOVED: Final = bytes(b if b in SAFE_BYTES else (b + 1) % 256 for b in range(256))
+UNSAFE_MOVED: Final = bytes([b if b in SAFE_BYTES else (b + 1) % 256 for b in range(256)])
 
 
 def _needs_escape(encoded: bytes) -> bool:

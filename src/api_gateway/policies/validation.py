@@ -20,8 +20,8 @@ from api_gateway.types import Handler, Request, Response
 Error = dict[str, str]
 # Every byte but the four brackets, deleted to leave a body's nesting structure; every byte but
 # what opens a container or separates two values, deleted to count the values.
-NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
-NOT_VALUE_MARKS: Final = bytes(b for b in range(256) if b not in b"[{,")
+NOT_BRACKETS: Final = bytes([b for b in range(256) if b not in b"[]{}"])
+NOT_VALUE_MARKS: Final = bytes([b for b in range(256) if b not in b"[{,"])
 OPENERS: Final = b"[{"
 CONTENT_TYPE: Final = b"content-type"
 # A quoted-pair (backslash and any byte), removed before telling quoted commas from others.

@@ -97,7 +97,7 @@ class ClusterClient:
     async def ping(self) -> None:
         """Every primary must answer; the slot map is reloaded first, to see failovers."""
         owners = await self._load_now(force=True)
-        replies = await asyncio.gather(*(self._node(a).request(_PING) for a in set(owners)))
+        replies = await asyncio.gather(*[self._node(a).request(_PING) for a in set(owners)])
         for reply in replies:
             if reply != "PONG":
                 raise StoreUnavailable(f"redis cluster answered PING with {reply!r:.100}")
@@ -158,7 +158,7 @@ class ClusterClient:
         candidates = list(dict.fromkeys([*self._target.seeds, *self._nodes]))
         try:
             replies = await asyncio.gather(
-                *(self._node(a).request(_SLOTS_COMMAND) for a in candidates),
+                *[self._node(a).request(_SLOTS_COMMAND) for a in candidates],
                 return_exceptions=True,
             )
         finally:

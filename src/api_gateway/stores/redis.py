@@ -98,7 +98,7 @@ def _key_args(key: str) -> bytes:
 
 @functools.lru_cache(maxsize=1024)  # rates come from config: a handful, encoded once
 def _rate_args(rate: Rate) -> bytes:
-    return b"".join(bulk(b"%d" % v) for v in (rate.max, rate.window_ms, rate.block_ms))
+    return b"".join([bulk(b"%d" % v) for v in (rate.max, rate.window_ms, rate.block_ms)])
 
 
 class ScriptArgs:

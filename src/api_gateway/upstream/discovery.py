@@ -83,7 +83,7 @@ class Discovery:
         if self.registry is None:
             return
         names = list(self.services)
-        results = await asyncio.gather(*(self._read(name) for name in names))
+        results = await asyncio.gather(*[self._read(name) for name in names])
         failures = [r for r in results if isinstance(r, str)]
         for name, result in zip(names, results, strict=True):
             registered = None if isinstance(result, str) else result

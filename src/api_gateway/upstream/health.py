@@ -103,7 +103,7 @@ class HealthChecker:
         """One round over the service's current instances; applies and returns the verdicts."""
         config = self.configs[service]
         endpoints = self.services[service].endpoints
-        reasons = await asyncio.gather(*(self.probe(e, config) for e in endpoints))
+        reasons = await asyncio.gather(*[self.probe(e, config) for e in endpoints])
         known = self.streaks[service]
         streaks: dict[
             UpstreamInstance, Streak
