@@ -23,11 +23,14 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip wheel --wheel-dir /wheels/deps -c constraints.txt -r requirements.txt \
     && cp requirements.txt constraints.txt /wheels/deps/
 
-# Sources: the gateway's wheel, built (and compiled) from them alone.
-COPY README.md ./
+# Sources: the gateway's wheel, built (and compiled) from them alone. setup.py tags it for this
+# platform and puts the compiled build in it; the build backend's own requirements are pinned
+# by the same constraints.
+COPY README.md setup.py MANIFEST.in ./
 COPY tools ./tools
 COPY src ./src
-RUN pip wheel --no-deps --wheel-dir /wheels/app .
+RUN PIP_CONSTRAINT=constraints.txt pip wheel --no-deps --wheel-dir /wheels/app . \
+    && ls /wheels/app/*-cp311-*.whl
 
 # ---- Run stage: the slim image, wheels installed, nothing built here.
 FROM python:3.11.14-slim-bookworm

@@ -138,6 +138,11 @@ def test_the_build_backend_is_in_the_build_stage() -> None:
     for path in system.get("backend-path", []):
         top = PurePosixPath(path).parts[0]
         assert f"{top} " in copied or copied.endswith(top), f"backend-path {path} is not copied"
+    # setup.py makes it a platform wheel holding the compiled build; without it the image
+    # would run interpreted.
+    for name in ("setup.py", "MANIFEST.in"):
+        if (ROOT / name).exists():
+            assert name in copied.split(), f"{name} is not copied into the build stage"
 
 
 def test_nothing_is_written_outside_tmp_and_no_bytecode() -> None:
