@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from typing import Final
 
 from api_gateway.apikeys.records import FIELDS, KeyRecord, record_of
@@ -22,6 +23,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
   revoked_at REAL NOT NULL, hash TEXT NOT NULL, previous_hash TEXT NOT NULL,
   previous_until REAL NOT NULL, last_used REAL NOT NULL DEFAULT 0
 )"""
+# Opening the file (start-up): how long every worker may wait for the others' set-up.
+SETUP_TIMEOUT_S: Final = 5.0
+SETUP_RETRY_S: Final = 0.02
 COLUMNS: Final = ", ".join(FIELDS)
 SELECT: Final = f"SELECT {COLUMNS}, last_used FROM api_keys"
 UPSERT: Final = (
@@ -31,13 +35,26 @@ UPSERT: Final = (
 
 
 def connect(path: str, busy_timeout_s: float, any_thread: bool = False) -> sqlite3.Connection:
+    """A connection whose reads wait at most ``busy_timeout_s`` for a writer. Set-up (WAL, the
+    schema) runs at start-up, when every worker opens the file at once: switching a new file to
+    WAL is refused at once ("database is locked", without waiting) while another process does
+    the same, so it is tried again, for a bounded time."""
     try:
         db = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=not any_thread
+            path, timeout=SETUP_TIMEOUT_S, isolation_level=None, check_same_thread=not any_thread
         )
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(SCHEMA)
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(SETUP_RETRY_S)
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"API key store {path}: {exc}") from None
     return db
