@@ -197,3 +197,23 @@ def test_bytes_agent_upstream_time_trace_and_a_server_errors_reason() -> None:
     assert "reason" not in refused  # only a 5xx says why
     assert "upstream_ms" not in plain and "trace_id" not in plain  # no upstream, no tracing
     assert (plain["user_agent"], plain["bytes_in"], plain["bytes_out"]) == ("", 0, 0)
+
+
+def test_the_user_agent_memo_keeps_short_values_only() -> None:
+    """A client choosing a new 16 KiB User-Agent per request must not fill the memo with whole
+    header values: a long one is cut in the line and never kept."""
+    loop = asyncio.new_event_loop()
+    try:
+        log = AccessLog(loop, io.BytesIO())
+        for n in range(50):
+            request = Request("GET", b"/live", [], b"", "10.0.0.7")
+            request.user_agent = str(n).encode() + b"y" * 16384
+            log.record(request, Response(200, []), "0.100")
+        usual = Request("GET", b"/live", [], b"", "10.0.0.7")
+        usual.user_agent = b"box-office/3.1"
+        log.record(usual, Response(200, []), "0.100")
+        log.flush()
+    finally:
+        loop.close()
+    assert set(log.agents) == {b"", b"box-office/3.1"}
+    assert all(len(key) <= 256 for key in log.agents)

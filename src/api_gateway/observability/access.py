@@ -144,10 +144,13 @@ class AccessLog:
         return quoted
 
     def quote_agent(self, agent: bytes) -> str:
+        quoted = '"' + escape(agent[:MAX_USER_AGENT].decode("latin-1")) + '"'
+        if len(agent) > MAX_USER_AGENT:
+            # Not kept: the memo's keys would be whole header values (4,096 of 16 KiB each).
+            return quoted
         if len(self.agents) >= QUOTED_CACHE_SIZE:
             self.agents = {b"": '""'}
-        text = agent[:MAX_USER_AGENT].decode("latin-1")
-        quoted = self.agents[agent] = '"' + escape(text) + '"'
+        self.agents[agent] = quoted
         return quoted
 
     def flush(self) -> None:
