@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import NoReturn
 
 from api_gateway.cli import CannotListen, CannotStart
 from api_gateway.config.settings import ConfigError, GatewayConfig
@@ -46,6 +47,7 @@ RESTART_BACKOFF_S = 1.0
 STOP_EXTRA_S = 5.0
 WATCH_POLL_S = 0.1
 READY_TIMEOUT_S = 30.0
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 PR_SET_PDEATHSIG = 1
@@ -125,6 +127,10 @@ class Supervisor:
         try:
             self._keeper_if_needed()
             failure = self._start_all()
+            if self.stopping:
+                # Asked to stop while starting (a rollout that changed its mind): a normal stop,
+                # whatever the workers had got to; they drain what they accepted.
+                return self._watch()
             if failure is not None:
                 # A worker that cannot start now (a store it cannot open, say) would fail the
                 # same way every second: stop, and say why, as for a bad configuration.
@@ -142,6 +148,8 @@ class Supervisor:
         """Fork every worker at once, then wait until each listens: None, or why one did not."""
         starting: list[tuple[int, int]] = []
         for slot in range(self.config.server.workers):
+            if self.stopping:
+                break  # stopped while starting: no more workers
             read_fd, write_fd = os.pipe()
             self._spawn(slot, write_fd)
             os.close(write_fd)
@@ -209,26 +217,39 @@ class Supervisor:
     def _spawn(self, slot: int, ready_fd: int | None = None) -> int:
         """Fork a worker for ``slot``; it writes ``1`` to ``ready_fd`` once it listens, or
         ``0`` and the reason if it fails before."""
-        pid = os.fork()
-        if pid == 0:
-            die_with_parent()
-            for other, sock in self.sockets.items():
-                if other != slot:
-                    sock.close()  # else a draining worker would keep other slots' ports open
-            os.environ[WORKER_VARIABLE] = str(slot)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            code = 0
-            pipe = ReadyPipe(ready_fd)
-            try:
-                run_worker(self.config, self.sockets[slot], pipe.ready, self.admin_sock)
-            except BaseException as exc:
-                log.exception("worker %d failed", slot)
-                pipe.failed(exc)
-                code = 1
-            os._exit(code)
-        self.workers[pid] = slot
+        # A stop is held back until the new pid is in ``workers``: handled in between, it would
+        # not tell this worker, which would then serve on after every other had gone.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._be_worker(slot, ready_fd, held)
+            self.workers[pid] = slot
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return pid
+
+    def _be_worker(
+        self, slot: int, ready_fd: int | None, held: set[int | signal.Signals]
+    ) -> NoReturn:
+        """The forked child: run one worker until it stops, then exit."""
+        die_with_parent()
+        for other, sock in self.sockets.items():
+            if other != slot:
+                sock.close()  # else a draining worker would keep other slots' ports open
+        os.environ[WORKER_VARIABLE] = str(slot)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop held back arrives now
+        code = 0
+        pipe = ReadyPipe(ready_fd)
+        try:
+            run_worker(self.config, self.sockets[slot], pipe.ready, self.admin_sock)
+        except BaseException as exc:
+            log.exception("worker %d failed", slot)
+            pipe.failed(exc)
+            code = 1
+        os._exit(code)
 
     def _watch(self) -> int:
         last_restart: dict[int, float] = {}
@@ -268,7 +289,8 @@ class Supervisor:
         if slot is None:
             return
         if self.stopping:
-            if code != 0:
+            # A worker stopped by SIGTERM before it had set its handler had nothing to drain.
+            if code not in (0, -signal.SIGTERM):
                 log.error("worker %d (pid %d) stopped with status %d", slot, pid, status)
                 self.exit_code = 1
             return

@@ -32,6 +32,7 @@ def stopping_gateway(fleet: Fleet, tmp_path: Path, workers: int) -> Iterator[Gat
     gateway = launch_gateway(tmp_path, fleet.urls(), extra_args=["--workers", str(workers)])
     try:
         gateway.wait_ready()
+        gateway.wait_all_workers()
         yield gateway
     finally:
         gateway.stop()

@@ -229,3 +229,25 @@ def test_a_request_longer_than_the_grace_period_is_cut_and_the_process_exits_0(
 
     assert exit_code == 0
     assert grace_s * 0.9 <= elapsed < grace_s + CUT_MARGIN_S
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.2])
+def test_sigterm_while_the_workers_start_is_a_clean_stop(
+    service_fleet: Fleet, tmp_path: Path, delay_s: float
+) -> None:
+    """A rollout may stop a gateway that is still starting: that is a stop, not a failed start
+    (exit 0, no "did not start"). Counted from the first worker's fork (the supervisor handles
+    SIGTERM from then on), the delays land before and while the workers listen; each must end
+    the same way."""
+    gateway = launch_gateway(tmp_path, service_fleet.urls(), extra_args=["--workers", "2"])
+    try:
+        deadline = time.monotonic() + 30
+        while not gateway.workers() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(delay_s)
+        gateway.process.send_signal(signal.SIGTERM)
+        exit_code = gateway.process.wait(30)
+    finally:
+        gateway.stop()
+    assert exit_code == 0, gateway.output()[-2000:]
+    assert "did not start" not in gateway.output()

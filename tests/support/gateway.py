@@ -174,6 +174,15 @@ class GatewayProcess:
         self.stop()
         raise AssertionError(f"gateway not live after {timeout_s}s:\n{self.output()[-4000:]}")
 
+    def wait_all_workers(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until the supervisor says every worker listens (its info line): ``wait_ready`` sees
+        the first worker alone. A test that freezes or signals each worker needs all of them."""
+        deadline = time.monotonic() + timeout_s
+        while "supervising " not in self.output():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"workers not all listening:\n{self.output()[-4000:]}")
+            time.sleep(POLL_INTERVAL_S)
+
     def stop(self) -> None:
         """Terminate the gateway and any worker it left behind, by PID."""
         workers = self.children()
