@@ -45,6 +45,23 @@ def worker_pids(gateway: GatewayProcess, workers: int) -> list[int]:
     return pids
 
 
+def freeze(pid: int) -> None:
+    """SIGSTOP, and wait until every thread of the process is stopped. Until then a signal sent
+    next may be taken first (the kernel hands out the lowest-numbered pending signal first, and
+    SIGTERM is below SIGSTOP): its handler would be entered, not left pending."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + SIGNAL_BOUND_S
+    while time.monotonic() < deadline:
+        states = [
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        ]
+        if all(state == "T" for state in states):
+            return
+        time.sleep(POLL_S)
+    raise AssertionError(f"worker {pid} did not stop")
+
+
 def wait_for_pending_sigterm(pid: int) -> None:
     """Until the frozen worker has SIGTERM pending: handled first thing when it resumes."""
     bit = 1 << (signal.SIGTERM - 1)
@@ -79,7 +96,7 @@ def test_sigterm_answers_every_connection_waiting_in_the_listen_queue(
         connections: list[RawConnection] = []
         try:
             for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
+                freeze(pid)
             for i in range(BURST):
                 connection = RawConnection(gateway.port, timeout_s=READ_TIMEOUT_S)
                 connections.append(connection)
@@ -108,7 +125,7 @@ def test_a_queued_connection_that_sends_nothing_does_not_hold_the_stop(
     with stopping_gateway(service_fleet, tmp_path, workers=1) as gateway:
         [worker] = worker_pids(gateway, 1)
         try:
-            os.kill(worker, signal.SIGSTOP)
+            freeze(worker)
             silent = RawConnection(gateway.port)
             asking = RawConnection(gateway.port)
             asking.send(build_request("GET", "/live"))
