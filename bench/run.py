@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +23,8 @@ import psutil
 from gwbench import fastify, tools
 from gwbench.idle import idle_connections
 from gwbench.load import LoadSpec, measure, write_lua
-from gwbench.procs import Processes, Service, raise_fd_limit
+from gwbench.procs import Processes, Service, raise_fd_limit, trim_log
+from gwbench.redis_server import redis_answers, start_redis
 from gwbench.report import (
     Case,
     CaseResult,
@@ -205,27 +204,9 @@ class Bench:
         return service
 
     def start_redis(self) -> str:
-        """A private redis-server on the load side's core, as a backing service runs on its own
-        host in production: it does not take the gateway's core. Its CPU counts on the load
-        side. Without redis-server, the machine's Redis at 127.0.0.1:6379."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            return "redis://127.0.0.1:6379/0"
-        port = free_ports(1)[0]
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-        argv += ["no", "--dir", str(self.layout.work)]
-        self.servers["redis"] = self.procs.start(
-            "redis",
-            argv,
-            log_path=self.layout.logs / "redis.log",
-            port=port,
-            cpus=self.layout.load_cpus,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while not redis_answers(url) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.servers["redis"].snapshot_tree()
+        service, url = start_redis(self.procs, self.layout)
+        if service is not None:
+            self.servers["redis"] = service
         return url
 
     def start_fastify(self) -> list[str]:
@@ -488,33 +469,6 @@ def summary(result: CaseResult) -> str:
         f"{last.rps:>9,.0f} req/s p99 {last.p99_ms:.2f} ms {cpu} errors {last.errors} "
         f"other CPU {last.other_cpu_share * 100:.0f} %"
     )
-
-
-def redis_answers(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def trim_log(service: Service, limit: int = 64 * MiB) -> None:
-    """Access logs grow fast under load: keep the first 64 KiB, then start the file again."""
-    path = service.log_path
-    try:
-        if path.stat().st_size <= limit:
-            return
-        head = path.with_suffix(".head.log")
-        if not head.exists():
-            with open(path, "rb") as handle:
-                head.write_bytes(handle.read(64 * 1024))
-        os.truncate(path, 0)  # the server appends (O_APPEND), so it writes from 0 again
-    except OSError:
-        pass
 
 
 def write_report(report: Report, directory: Path) -> Path:

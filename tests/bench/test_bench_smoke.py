@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
 import pytest
+from support.bench_report import bench_processes, number, table_rows
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -27,38 +27,6 @@ THROUGHPUT_ROWS = [
     ("gateway, 1 worker", "16 KiB"),
 ]
 STREAM_LABELS = ["direct to origin", "nginx proxy_pass", "gateway, 1 worker"]
-
-
-@pytest.fixture(scope="module")
-def bench_tools() -> None:
-    """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        from gwbench.tools import ensure_tools
-
-        ensure_tools()
-    finally:
-        sys.path.remove(str(BENCH))
-
-
-def table_rows(text: str, heading: str) -> list[list[str]]:
-    """The body rows of the markdown table under ``## heading``, as lists of cells."""
-    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
-
-
-def number(cell: str) -> float:
-    return float(cell.replace(",", "").rstrip(" %"))
-
-
-def bench_processes(work: Path) -> list[psutil.Process]:
-    """Processes still running whose command line mentions this run's work directory."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(str(work) in part for part in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 @pytest.mark.timeout(300)  # generous only for a first run that must apt-get install the tools
