@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark api-gateway against nginx on this machine, in one run.
 
-    bench/run                 # full run (~6 min), writes bench/results/<date>-<time>.md
+    bench/run                 # full run (~7 min), writes bench/results/<date>-<time>.md,
+                              # then the production mix (bench/mix.py, ~7 min, <...>-mix.md)
     bench/run --quick         # smoke setting: 1 repetition of ~1 s per case, small streams
+    bench/run --no-mix        # without the production mix
 
 See bench/README.md for what each row means and how it is measured.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import mix
 import psutil
 from gwbench import fastify, tools
 from gwbench.idle import idle_connections
@@ -99,6 +102,7 @@ class Settings:
     work_dir: Path
     quick: bool
     fastify: bool
+    mix: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -116,6 +120,7 @@ class Settings:
             work_dir=args.work_dir,
             quick=quick,
             fastify=not quick if args.fastify is None else args.fastify,
+            mix=args.mix,
         )
 
 
@@ -140,6 +145,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fastify",
         action=argparse.BooleanOptionalAction,
         help="add the seed's Fastify stack rows (default: on, off with --quick)",
+    )
+    parser.add_argument(
+        "--mix",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the production mix (bench/mix.py) after the other phases (default: on)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
@@ -507,7 +518,22 @@ def main(argv: list[str] | None = None) -> int:
     path = write_report(report, settings.results_dir)
     print(f"results written to {path}")
     failed = [r.case.key for r in report.cases if not r.ok and not r.case.optional]
-    return 1 if failed else 0
+    code = 1 if failed else 0
+    return max(code, run_mix(settings)) if settings.mix else code
+
+
+def run_mix(settings: Settings) -> int:
+    """The production mix (bench/mix.py, its own report) after the other phases; its servers
+    are started afresh, its files go under <work-dir>/mix."""
+    argv = ["--results-dir", str(settings.results_dir)]
+    argv += ["--work-dir", str(settings.work_dir / "mix")]
+    if settings.quick:
+        argv.append("--quick")
+    if not settings.pin:
+        argv.append("--no-pin")
+    if settings.redis_url:
+        argv += ["--redis-url", settings.redis_url]
+    return mix.main(argv)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def test_quick_benchmark_writes_a_complete_table(bench_tools: None, tmp_path: Pa
             "--quick",
             "--idle-connections",
             "100",
+            "--no-mix",  # the production mix has its own smoke test (test_mix_smoke.py)
             "--results-dir",
             str(results),
             "--work-dir",
