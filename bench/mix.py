@@ -22,11 +22,12 @@ from pathlib import Path
 from gwbench import mix_traffic as traffic
 from gwbench import tools
 from gwbench.load import LoadSpec, measure
+from gwbench.mix_cases import GATEWAYS, cases, method_notes
 from gwbench.mix_report import MixReport, mix_markdown, soak_markdown
 from gwbench.mix_soak import SoakSettings, run_soak
 from gwbench.mix_stand import Stand
 from gwbench.procs import tree_rss, trim_log
-from gwbench.report import Case, CaseResult, disturbance_note, load_side_note
+from gwbench.report import CaseResult, disturbance_note, load_side_note
 from gwbench.servers import ServerFailed
 
 BENCH = Path(__file__).resolve().parent
@@ -74,45 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per measured run (5)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument("--chunk-users", type=int, help="soak: fresh users per wrk run (100,000)")
-    parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (12)")
+    parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (10)")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--work-dir", type=Path, default=BENCH / ".work")
     return parser.parse_args(argv)
-
-
-GATEWAYS: dict[str, dict[str, str]] = {
-    "gw-single": {},
-    "gw-zipf": {},
-    "gw-uniform": {},
-    "gw-redis-single": {},
-    "gw-redis-uniform": {},
-    "gw-trace-0.01": {"OTEL_TRACES_SAMPLER_ARG": "0.01"},
-    "gw-trace-1": {"OTEL_TRACES_SAMPLER_ARG": "1.0"},
-}
-
-
-def cases(users: int) -> list[Case]:
-    many = f"{users:,}" if users % 1000 else f"{users // 1000}k"
-    traffic_label = {"single": "1 user", "zipf": f"{many} Zipf", "uniform": f"{many} uniform"}
-
-    def case(key: str, label: str, kind: str, target: str, **flags: bool) -> Case:
-        return Case(key, label, traffic_label[kind], target, kind, **flags)
-
-    return [
-        case("direct", "direct to upstream", "uniform", "upstream", direct=True),
-        case("nginx-single", "nginx proxy_pass (reference)", "single", "nginx", reference=True),
-        case("nginx-zipf", "nginx proxy_pass (reference)", "zipf", "nginx", reference=True),
-        case("nginx-uniform", "nginx proxy_pass (reference)", "uniform", "nginx", reference=True),
-        case("gw-single", "gateway, 1 worker", "single", "gw-single"),
-        case("gw-zipf", "gateway, 1 worker", "zipf", "gw-zipf"),
-        case("gw-uniform", "gateway, 1 worker", "uniform", "gw-uniform"),
-        case("gw-redis-single", "gateway, Redis-backed limits", "single", "gw-redis-single"),
-        case("gw-redis-uniform", "gateway, Redis-backed limits", "uniform", "gw-redis-uniform"),
-        case("gw-trace-0.01", "gateway, tracing 1 % sampled", "zipf", "gw-trace-0.01"),
-        case("gw-trace-1", "gateway, tracing 100 % sampled", "zipf", "gw-trace-1"),
-    ]
 
 
 class Mix:
@@ -248,24 +216,6 @@ class Mix:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def method_notes() -> list[str]:
-    return [
-        "CPU µs/req = CPU time (user+system, /proc) of the proxy's process tree during the run "
-        "÷ requests; nginx CPU µs/req is the nginx proxy_pass row of the same traffic. "
-        "x baseline CPU compares with the case named in brackets, measured in this same run.",
-        "Each gateway row is its own gateway process (same settings, caches never shared), all "
-        "started at once and idle while another case runs; RSS at end = that process tree's "
-        "RSS after its last run. Every run continues its case's request sequence where the "
-        "last one stopped (262,144 requests, then it wraps). wrk CPU includes loading the "
-        "users and the sequence at its start (about 0.5 CPU-seconds for 100,000 users).",
-        "Tracing rows run the Zipf traffic with OTEL_EXPORTER_OTLP_ENDPOINT at the bench's "
-        "OTLP/HTTP sink (core 1, counted with the load side); 'tracing off' is the gateway "
-        "Zipf row.",
-        "Redis-backed rows: REDIS_URL at the private redis-server on core 1 (limits, response "
-        "cache, revocation checks in Redis); its CPU counts with the load side.",
-    ]
-
-
 def write(text: str, directory: Path, suffix: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     stem = datetime.now().strftime("%Y-%m-%d-%H%M")
@@ -310,7 +260,7 @@ def soak(args: argparse.Namespace, settings: Settings, found: tools.Tools) -> in
     chosen = SoakSettings(
         users=args.users or (4000 if settings.quick else 1_000_000),
         chunk_users=args.chunk_users or (2000 if settings.quick else 100_000),
-        chunk_s=args.chunk_s or (1.0 if settings.quick else 12.0),
+        chunk_s=args.chunk_s or (1.0 if settings.quick else 10.0),
         connections=settings.connections,
         sample_s=0.5 if settings.quick else 2.0,
     )
@@ -320,6 +270,9 @@ def soak(args: argparse.Namespace, settings: Settings, found: tools.Tools) -> in
     except KeyboardInterrupt:
         print("interrupted; stopping every process the bench started", file=sys.stderr)
         return 130
+    except ServerFailed as exc:
+        print(f"bench mix soak: {exc}", file=sys.stderr)
+        return 2
     finally:
         stand.procs.stop_all()
     text = soak_markdown(report)

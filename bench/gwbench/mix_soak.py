@@ -21,6 +21,7 @@ from gwbench.procs import tree_rss, trim_log
 from gwbench.servers import ServerFailed
 
 PASSES = 4  # a chunk's sequence: its users in a random order, this many times over
+MAX_RUNS = 8  # wrk runs per chunk at most, each continuing where the last one stopped
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,9 @@ def run_soak(
         "RSS = resident set size of the gateway's serving worker (the process that handles "
         f"requests), sampled every {settings.sample_s:g} s and at each chunk's end.",
         f"Each chunk writes {settings.chunk_users:,} fresh users (tokens with new subjects, new "
-        f"addresses), then one wrk run sends them in a random order, {PASSES} times over if "
-        "time allows: 'distinct users reached' counts those that sent at least one request.",
+        f"addresses), then wrk runs of {settings.chunk_s:g} s send them in a random order "
+        f"(then again, up to {PASSES} times over) until every one of them has sent a request "
+        f"(at most {MAX_RUNS} runs): 'distinct users reached' counts those that did.",
         "Request mix: " + traffic.describe_shares(),
     ]
     return report
@@ -126,28 +128,35 @@ def run_chunk(
     sequence = traffic.write_sequence(
         work / "soak-sequence.txt", "walk", count, length=count * PASSES, seed=first
     )
-    args = (str(users), str(stand.variants), str(sequence), "0")
-    spec = LoadSpec(settings.chunk_s, settings.connections, 1, stand.layout.load_cpus, args)
     gateway = stand.servers["gw-soak"]
-    sample = measure(
-        found.wrk,
-        stand.lua,
-        f"http://127.0.0.1:{gateway.port}/",
-        [],
-        spec,
-        proxy=gateway.snapshot_tree(),
-        upstream=stand.load_side("gw-soak"),
-        proxy_core=None,
-        load_core=None,
-    )
-    trim_log(gateway)
+    requests = errors = 0
+    seconds = 0.0
+    for _ in range(MAX_RUNS):  # until every user of the chunk has sent a request
+        args = (str(users), str(stand.variants), str(sequence), str(requests))
+        spec = LoadSpec(settings.chunk_s, settings.connections, 1, stand.layout.load_cpus, args)
+        sample = measure(
+            found.wrk,
+            stand.lua,
+            f"http://127.0.0.1:{gateway.port}/",
+            [],
+            spec,
+            proxy=gateway.snapshot_tree(),
+            upstream=stand.load_side("gw-soak"),
+            proxy_core=None,
+            load_core=None,
+        )
+        trim_log(gateway)
+        requests, errors = requests + sample.requests, errors + sample.errors
+        seconds += sample.requests / sample.rps if sample.rps else 0.0
+        if requests >= count or not gateway.alive():
+            break
     return Chunk(
         first_user=first,
         users=count,
-        reached=min(sample.requests, count),
-        requests=sample.requests,
-        rps=sample.rps,
-        errors=sample.errors,
+        reached=min(requests, count),  # the sequence's first pass holds every user once
+        requests=requests,
+        rps=requests / seconds if seconds else 0.0,
+        errors=errors,
         rss_end=series.take(),
         elapsed_s=series.now(),
     )
@@ -157,7 +166,7 @@ def describe(settings: SoakSettings, pinned: bool) -> dict[str, str]:
     return {
         "command": "bench/mix.py --soak",
         "users": f"{settings.users:,} distinct users and addresses, {settings.chunk_users:,} "
-        f"fresh ones per wrk run of {settings.chunk_s:g} s",
+        f"fresh ones per chunk, wrk runs of {settings.chunk_s:g} s until all have sent",
         "load": f"wrk + bench/mix.lua, 1 thread, {settings.connections} keep-alive connections",
         "gateway": "1 worker, default chain, TRUSTED_PROXIES=127.0.0.1/32, access log on",
         "pinning": "gateway on core 0; wrk and upstream nginx on core 1" if pinned else "off",
