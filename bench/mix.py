@@ -109,8 +109,7 @@ class Mix:
     def start(self) -> None:
         stand = self.stand
         stand.start_upstreams(self.tools.nginx)
-        needs_redis = any("redis" in name for name in GATEWAYS)
-        redis_url = stand.start_redis() if needs_redis else None
+        redis_url = stand.start_redis()
         sink = stand.start_sink()
         for name, extra in GATEWAYS.items():
             env = dict(extra)

@@ -160,6 +160,7 @@ class Chunk:
     reached: int  # distinct users that sent at least one request
     requests: int
     rps: float
+    cpu_us_per_request: float  # the gateway's process tree, as in the mix
     errors: int
     rss_end: int
     elapsed_s: float  # since the soak began, at the chunk's end
@@ -211,13 +212,15 @@ def soak_markdown(report: SoakReport) -> str:
         parts += ["", f"**Failed**: {one_line(report.error)}"]
     parts += ["", "## Chunks", ""]
     parts += [
-        "| users | distinct users reached | requests | req/s | errors | RSS at end MiB | t (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| users | distinct users reached | requests | req/s | CPU µs/req | errors "
+        "| RSS at end MiB | t (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in report.chunks:
         span = f"{c.first_user:,} to {c.first_user + c.users - 1:,}"
         parts.append(
-            f"| {span} | {c.reached:,} | {c.requests:,} | {c.rps:,.0f} | {c.errors} "
+            f"| {span} | {c.reached:,} | {c.requests:,} | {c.rps:,.0f} "
+            f"| {c.cpu_us_per_request:.1f} | {c.errors} "
             f"| {c.rss_end / MiB:.1f} | {c.elapsed_s:.0f} |"
         )
     parts += ["", "## Result", ""] + [f"- {fact}" for fact in soak_facts(report)]

@@ -91,7 +91,8 @@ def run_soak(
             chunk = run_chunk(stand, found, settings, series, first, count)
             report.chunks.append(chunk)
             log(
-                f"users {first + count:>9,}: {chunk.rps:>8,.0f} req/s, reached {chunk.reached:,}"
+                f"users {first + count:>9,}: {chunk.rps:>8,.0f} req/s, "
+                f"{chunk.cpu_us_per_request:.1f} µs/req, reached {chunk.reached:,}"
                 f", errors {chunk.errors}, worker RSS {chunk.rss_end / 1048576:.1f} MiB"
             )
             if not gateway.alive():
@@ -130,7 +131,7 @@ def run_chunk(
     )
     gateway = stand.servers["gw-soak"]
     requests = errors = 0
-    seconds = 0.0
+    seconds = cpu_us = 0.0
     for _ in range(MAX_RUNS):  # until every user of the chunk has sent a request
         args = (str(users), str(stand.variants), str(sequence), str(requests))
         spec = LoadSpec(settings.chunk_s, settings.connections, 1, stand.layout.load_cpus, args)
@@ -146,7 +147,9 @@ def run_chunk(
             load_core=None,
         )
         trim_log(gateway)
+        series.worker = worker_of(gateway.snapshot_tree())  # a restarted worker is followed
         requests, errors = requests + sample.requests, errors + sample.errors
+        cpu_us += (sample.cpu_us_per_request or 0.0) * sample.requests
         seconds += sample.requests / sample.rps if sample.rps else 0.0
         if requests >= count or not gateway.alive():
             break
@@ -156,6 +159,7 @@ def run_chunk(
         reached=min(requests, count),  # the sequence's first pass holds every user once
         requests=requests,
         rps=requests / seconds if seconds else 0.0,
+        cpu_us_per_request=cpu_us / requests if requests else 0.0,
         errors=errors,
         rss_end=series.take(),
         elapsed_s=series.now(),
