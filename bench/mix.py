@@ -27,7 +27,7 @@ from gwbench.mix_report import MixReport, mix_markdown, soak_markdown
 from gwbench.mix_soak import SoakSettings, run_soak
 from gwbench.mix_stand import Stand
 from gwbench.procs import tree_rss, trim_log
-from gwbench.report import CaseResult, disturbance_note, load_side_note
+from gwbench.report import CaseResult, disturbance_note, load_side_note, write_results
 from gwbench.servers import ServerFailed
 
 BENCH = Path(__file__).resolve().parent
@@ -215,17 +215,6 @@ class Mix:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def write(text: str, directory: Path, suffix: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = datetime.now().strftime("%Y-%m-%d-%H%M")
-    path = directory / f"{stem}-{suffix}.md"
-    n = 2
-    while path.exists():
-        path, n = directory / f"{stem}-{suffix}-{n}.md", n + 1
-    path.write_text(text)
-    return path
-
-
 def on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -251,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         mix.stand.procs.stop_all()
     text = mix_markdown(report)
     print("\n" + text)
-    print(f"results written to {write(text, settings.results_dir, 'mix')}")
+    print(f"results written to {write_results(text, settings.results_dir, '-mix')}")
     return 0 if all(result.ok for result in report.cases) else 1
 
 
@@ -276,7 +265,7 @@ def soak(args: argparse.Namespace, settings: Settings, found: tools.Tools) -> in
         stand.procs.stop_all()
     text = soak_markdown(report)
     print("\n" + text)
-    print(f"results written to {write(text, settings.results_dir, 'mix-soak')}")
+    print(f"results written to {write_results(text, settings.results_dir, '-mix-soak')}")
     return 1 if report.error else 0
 
 

@@ -37,6 +37,7 @@ from gwbench.report import (
     disturbance_note,
     load_side_note,
     markdown,
+    write_results,
 )
 from gwbench.servers import (
     BIG_PATH,
@@ -482,18 +483,6 @@ def summary(result: CaseResult) -> str:
     )
 
 
-def write_report(report: Report, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = datetime.now().strftime("%Y-%m-%d-%H%M")
-    path = directory / f"{stem}.md"
-    suffix = 2
-    while path.exists():
-        path = directory / f"{stem}-{suffix}.md"
-        suffix += 1
-    path.write_text(markdown(report))
-    return path
-
-
 def on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -515,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.procs.stop_all()
     text = markdown(report)
     print("\n" + text)
-    path = write_report(report, settings.results_dir)
+    path = write_results(text, settings.results_dir)
     print(f"results written to {path}")
     failed = [r.case.key for r in report.cases if not r.ok and not r.case.optional]
     code = 1 if failed else 0

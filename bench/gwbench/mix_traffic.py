@@ -119,11 +119,17 @@ def variants() -> list[Variant]:
     return found
 
 
+def kind_ranges(table: Sequence[Variant]) -> dict[str, tuple[int, int]]:
+    """Kind key -> (its first variant's index, how many variants it has)."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for index, variant in enumerate(table):
+        first, count = ranges.get(variant.kind.key, (index, 0))
+        ranges[variant.kind.key] = (first, count + 1)
+    return ranges
+
+
 VARIANT_TABLE = variants()
-KIND_RANGES: dict[str, tuple[int, int]] = {}  # kind key -> (first variant index, count)
-for _index, _variant in enumerate(VARIANT_TABLE):
-    first, count = KIND_RANGES.get(_variant.kind.key, (_index, 0))
-    KIND_RANGES[_variant.kind.key] = (first, count + 1)
+KIND_RANGES = kind_ranges(VARIANT_TABLE)
 
 
 def address(user: int) -> str:
@@ -239,5 +245,5 @@ def send(port: int, variant: Variant, user: int) -> tuple[int, dict[str, str], b
         conn.close()
 
 
-def describe_shares(kinds: Sequence[Kind] = KINDS) -> str:
-    return "; ".join(f"{kind.share * 100:.0f} % {kind.label}" for kind in kinds)
+def describe_shares() -> str:
+    return "; ".join(f"{kind.share * 100:.0f} % {kind.label}" for kind in KINDS)
