@@ -105,6 +105,7 @@ def run_soak(
         series.thread.join()
     report.rss_series = series.points
     report.notes = [
+        *stand.notes(),
         "RSS = resident set size of the gateway's serving worker (the process that handles "
         f"requests), sampled every {settings.sample_s:g} s and at each chunk's end.",
         f"Each chunk writes {settings.chunk_users:,} fresh users (tokens with new subjects, new "

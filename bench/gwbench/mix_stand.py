@@ -39,6 +39,7 @@ class Stand:
         self.procs = Processes()
         self.servers: dict[str, Service] = {}
         self.failures: dict[str, str] = {}
+        self.interpreted: list[str] = []  # gateways that found no up-to-date compiled build
         self.redis_url = redis_url
         self.layout.prepare()
         self.mix_dir = work / "mix-traffic"
@@ -120,6 +121,8 @@ class Stand:
                 self.procs.stop(self.servers.pop(name))
             else:
                 service.snapshot_tree()  # after the first requests: workers have forked
+                if "running interpreted" in service.log_tail(64 * 1024):
+                    self.interpreted.append(name)
 
     def check(self, name: str, cache_expected: bool) -> None:
         problems = traffic.check_kinds(self.servers[name].port, 0, cache_expected)
@@ -136,15 +139,22 @@ class Stand:
         return found
 
     def notes(self) -> list[str]:
+        found = []
+        if self.interpreted:
+            found.append(
+                f"**Interpreted**: {', '.join(self.interpreted)} ran without an up-to-date "
+                "compiled build (`make compiled`): their CPU figures are not the gateway's."
+            )
         sink = self.servers.get("otlp-sink")
         if sink is None:
-            return []
+            return found
         try:
             status, body = http_get(sink.port, "/stats")
             stats = json.loads(body) if status == 200 else {}
         except (OSError, ValueError):
             stats = {}
         return [
+            *found,
             f"OTLP sink received {stats.get('exports', '?')} exports, "
-            f"{stats.get('bytes', 0) / 1048576:.1f} MiB of spans in all (warm-ups included)."
+            f"{stats.get('bytes', 0) / 1048576:.1f} MiB of spans in all (warm-ups included).",
         ]
