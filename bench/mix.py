@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/mix.py            # ~7 min; writes bench/results/<date>-<time>-mix.md
     .venv/bin/python bench/mix.py --quick    # smoke setting: 2,000 users, 1 s per case
-    .venv/bin/python bench/mix.py --soak     # 1,000,000 distinct users; <date>-<time>-mix-soak.md
+    .venv/bin/python bench/mix.py --soak     # 5-8 min, 1,000,000 users; <date>-<time>-mix-soak.md
 
 See bench/README.md ("Production mix") for what each row means and how it is measured.
 """
