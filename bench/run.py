@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark api-gateway against nginx on this machine, in one run.
 
-    bench/run                 # full run (~6 min), writes bench/results/<date>-<time>.md
+    bench/run                 # full run (~7 min), writes bench/results/<date>-<time>.md,
+                              # then the production mix (bench/mix.py, ~7 min, <...>-mix.md)
     bench/run --quick         # smoke setting: 1 repetition of ~1 s per case, small streams
+    bench/run --no-mix        # without the production mix
 
 See bench/README.md for what each row means and how it is measured.
 """
@@ -11,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import mix
 import psutil
 from gwbench import fastify, tools
 from gwbench.idle import idle_connections
 from gwbench.load import LoadSpec, measure, write_lua
-from gwbench.procs import Processes, Service, raise_fd_limit
+from gwbench.procs import Processes, Service, raise_fd_limit, trim_log
+from gwbench.redis_server import redis_answers, start_redis
 from gwbench.report import (
     Case,
     CaseResult,
@@ -35,6 +37,7 @@ from gwbench.report import (
     disturbance_note,
     load_side_note,
     markdown,
+    write_results,
 )
 from gwbench.servers import (
     BIG_PATH,
@@ -100,6 +103,7 @@ class Settings:
     work_dir: Path
     quick: bool
     fastify: bool
+    mix: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -117,6 +121,7 @@ class Settings:
             work_dir=args.work_dir,
             quick=quick,
             fastify=not quick if args.fastify is None else args.fastify,
+            mix=args.mix,
         )
 
 
@@ -141,6 +146,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fastify",
         action=argparse.BooleanOptionalAction,
         help="add the seed's Fastify stack rows (default: on, off with --quick)",
+    )
+    parser.add_argument(
+        "--mix",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the production mix (bench/mix.py) after the other phases (default: on)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
@@ -205,27 +216,9 @@ class Bench:
         return service
 
     def start_redis(self) -> str:
-        """A private redis-server on the load side's core, as a backing service runs on its own
-        host in production: it does not take the gateway's core. Its CPU counts on the load
-        side. Without redis-server, the machine's Redis at 127.0.0.1:6379."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            return "redis://127.0.0.1:6379/0"
-        port = free_ports(1)[0]
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-        argv += ["no", "--dir", str(self.layout.work)]
-        self.servers["redis"] = self.procs.start(
-            "redis",
-            argv,
-            log_path=self.layout.logs / "redis.log",
-            port=port,
-            cpus=self.layout.load_cpus,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while not redis_answers(url) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.servers["redis"].snapshot_tree()
+        service, url = start_redis(self.procs, self.layout)
+        if service is not None:
+            self.servers["redis"] = service
         return url
 
     def start_fastify(self) -> list[str]:
@@ -490,45 +483,6 @@ def summary(result: CaseResult) -> str:
     )
 
 
-def redis_answers(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def trim_log(service: Service, limit: int = 64 * MiB) -> None:
-    """Access logs grow fast under load: keep the first 64 KiB, then start the file again."""
-    path = service.log_path
-    try:
-        if path.stat().st_size <= limit:
-            return
-        head = path.with_suffix(".head.log")
-        if not head.exists():
-            with open(path, "rb") as handle:
-                head.write_bytes(handle.read(64 * 1024))
-        os.truncate(path, 0)  # the server appends (O_APPEND), so it writes from 0 again
-    except OSError:
-        pass
-
-
-def write_report(report: Report, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = datetime.now().strftime("%Y-%m-%d-%H%M")
-    path = directory / f"{stem}.md"
-    suffix = 2
-    while path.exists():
-        path = directory / f"{stem}-{suffix}.md"
-        suffix += 1
-    path.write_text(markdown(report))
-    return path
-
-
 def on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -550,10 +504,25 @@ def main(argv: list[str] | None = None) -> int:
         bench.procs.stop_all()
     text = markdown(report)
     print("\n" + text)
-    path = write_report(report, settings.results_dir)
+    path = write_results(text, settings.results_dir)
     print(f"results written to {path}")
     failed = [r.case.key for r in report.cases if not r.ok and not r.case.optional]
-    return 1 if failed else 0
+    code = 1 if failed else 0
+    return max(code, run_mix(settings)) if settings.mix else code
+
+
+def run_mix(settings: Settings) -> int:
+    """The production mix (bench/mix.py, its own report) after the other phases; its servers
+    are started afresh, its files go under <work-dir>/mix."""
+    argv = ["--results-dir", str(settings.results_dir)]
+    argv += ["--work-dir", str(settings.work_dir / "mix")]
+    if settings.quick:
+        argv.append("--quick")
+    if not settings.pin:
+        argv.append("--no-pin")
+    if settings.redis_url:
+        argv += ["--redis-url", settings.redis_url]
+    return mix.main(argv)
 
 
 if __name__ == "__main__":

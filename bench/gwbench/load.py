@@ -37,6 +37,7 @@ class LoadSpec:
     connections: int = 50
     threads: int = 1
     cpus: str | None = "1"
+    script_args: tuple[str, ...] = ()  # passed to the Lua script's init(args) after "--"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def run_wrk(
     for header in headers:
         argv += ["-H", header]
     argv.append(url)
+    if spec.script_args:
+        argv += ["--", *spec.script_args]
     done = subprocess.run(
         pinned(argv, spec.cpus),
         capture_output=True,

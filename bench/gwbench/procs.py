@@ -227,3 +227,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return False
+
+
+def trim_log(service: Service, limit: int = 64 * 1024 * 1024) -> None:
+    """Access logs grow fast under load: keep the first 64 KiB, then start the file again."""
+    path = service.log_path
+    try:
+        if path.stat().st_size <= limit:
+            return
+        head = path.with_suffix(".head.log")
+        if not head.exists():
+            with open(path, "rb") as handle:
+                head.write_bytes(handle.read(64 * 1024))
+        os.truncate(path, 0)  # the server appends (O_APPEND), so it writes from 0 again
+    except OSError:
+        pass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from gwbench.idle import IdleResult
 from gwbench.load import Sample
@@ -346,3 +348,15 @@ def load_side_note(cases: Sequence[CaseResult]) -> str | None:
         "Load-side headroom — " + "; ".join(notes) + ". Above ~1.3x the load side "
         "(wrk + upstream on core 1) is not what limits the proxied rows."
     )
+
+
+def write_results(text: str, directory: Path, suffix: str = "") -> Path:
+    """Write a report to ``directory/<YYYY-MM-DD-HHMM><suffix>.md`` (then -2, -3... if taken)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now().strftime("%Y-%m-%d-%H%M") + suffix
+    path = directory / f"{stem}.md"
+    n = 2
+    while path.exists():
+        path, n = directory / f"{stem}-{n}.md", n + 1
+    path.write_text(text)
+    return path

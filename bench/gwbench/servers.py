@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +82,13 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def mint_token() -> str:
+def mint_token(sub: str = "bench-user", tenant: str = "bench-tenant", ttl_s: int = 3600) -> str:
     claims = {
-        "sub": "bench-user",
-        "tenant_id": "bench-tenant",
+        "sub": sub,
+        "tenant_id": tenant,
         "role": "user",
         "iss": "tickettoken-api",
-        "exp": int(time.time()) + 3600,
+        "exp": int(time.time()) + ttl_s,
     }
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
@@ -144,6 +145,12 @@ def upstream_conf(layout: Layout, port: int) -> str:
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
             default_type application/json;
+            return 200 '{SMALL_BODY}';
+        }}
+        location /api/v1/events/ {{
+            # the catalogue: shareable, so the gateway's response cache keeps it (mix bench)
+            default_type application/json;
+            add_header Cache-Control "public, max-age=300";
             return 200 '{SMALL_BODY}';
         }}
         location ~ /big$ {{
@@ -221,7 +228,12 @@ def start_origin(procs: Processes, layout: Layout) -> Service:
     return service
 
 
-def gateway_env(upstream_port: int, files_port: int, redis_url: str | None) -> dict[str, str]:
+def gateway_env(
+    upstream_port: int,
+    files_port: int,
+    redis_url: str | None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.endswith("_SERVICE_URL")}
     env.pop("REDIS_URL", None)
     env.update(
@@ -239,6 +251,7 @@ def gateway_env(upstream_port: int, files_port: int, redis_url: str | None) -> d
     env["FILE_SERVICE_URL"] = f"http://127.0.0.1:{files_port}"
     if redis_url:
         env["REDIS_URL"] = redis_url
+    env.update(extra or {})
     return env
 
 
@@ -256,12 +269,13 @@ def start_gateway(
     files_port: int,
     redis_url: str | None = None,
     cpus: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Service:
     port = free_port()
     argv = [gateway_command(layout), "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers != 1:
         argv += ["--workers", str(workers)]
-    env = gateway_env(upstream_port, files_port, redis_url)
+    env = gateway_env(upstream_port, files_port, redis_url, extra_env)
     return procs.start(
         name, argv, log_path=layout.logs / f"{name}.log", port=port, cpus=cpus, env=env
     )

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
 import pytest
+from support.bench_report import bench_processes, number, table_rows
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -29,38 +29,6 @@ THROUGHPUT_ROWS = [
 STREAM_LABELS = ["direct to origin", "nginx proxy_pass", "gateway, 1 worker"]
 
 
-@pytest.fixture(scope="module")
-def bench_tools() -> None:
-    """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        from gwbench.tools import ensure_tools
-
-        ensure_tools()
-    finally:
-        sys.path.remove(str(BENCH))
-
-
-def table_rows(text: str, heading: str) -> list[list[str]]:
-    """The body rows of the markdown table under ``## heading``, as lists of cells."""
-    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
-
-
-def number(cell: str) -> float:
-    return float(cell.replace(",", "").rstrip(" %"))
-
-
-def bench_processes(work: Path) -> list[psutil.Process]:
-    """Processes still running whose command line mentions this run's work directory."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(str(work) in part for part in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
 @pytest.mark.timeout(300)  # generous only for a first run that must apt-get install the tools
 def test_quick_benchmark_writes_a_complete_table(bench_tools: None, tmp_path: Path) -> None:
     results, work = tmp_path / "results", tmp_path / "work"
@@ -72,6 +40,7 @@ def test_quick_benchmark_writes_a_complete_table(bench_tools: None, tmp_path: Pa
             "--quick",
             "--idle-connections",
             "100",
+            "--no-mix",  # the production mix has its own smoke test (test_mix_smoke.py)
             "--results-dir",
             str(results),
             "--work-dir",

@@ -1,0 +1,56 @@
+"""The production mix's cases: which gateway processes run, with which settings, under which
+traffic, and how the report explains them."""
+
+from __future__ import annotations
+
+from gwbench.report import Case
+
+GATEWAYS: dict[str, dict[str, str]] = {
+    "gw-single": {},
+    "gw-zipf": {},
+    "gw-uniform": {},
+    "gw-redis-single": {},
+    "gw-redis-uniform": {},
+    "gw-trace-0.01": {"OTEL_TRACES_SAMPLER_ARG": "0.01"},
+    "gw-trace-1": {"OTEL_TRACES_SAMPLER_ARG": "1.0"},
+}
+
+
+def cases(users: int) -> list[Case]:
+    many = f"{users:,}" if users % 1000 else f"{users // 1000}k"
+    traffic_label = {"single": "1 user", "zipf": f"{many} Zipf", "uniform": f"{many} uniform"}
+
+    def case(key: str, label: str, kind: str, target: str, **flags: bool) -> Case:
+        return Case(key, label, traffic_label[kind], target, kind, **flags)
+
+    return [
+        case("direct", "direct to upstream", "uniform", "upstream", direct=True),
+        case("nginx-single", "nginx proxy_pass (reference)", "single", "nginx", reference=True),
+        case("nginx-zipf", "nginx proxy_pass (reference)", "zipf", "nginx", reference=True),
+        case("nginx-uniform", "nginx proxy_pass (reference)", "uniform", "nginx", reference=True),
+        case("gw-single", "gateway, 1 worker", "single", "gw-single"),
+        case("gw-zipf", "gateway, 1 worker", "zipf", "gw-zipf"),
+        case("gw-uniform", "gateway, 1 worker", "uniform", "gw-uniform"),
+        case("gw-redis-single", "gateway, Redis-backed limits", "single", "gw-redis-single"),
+        case("gw-redis-uniform", "gateway, Redis-backed limits", "uniform", "gw-redis-uniform"),
+        case("gw-trace-0.01", "gateway, tracing 1 % sampled", "zipf", "gw-trace-0.01"),
+        case("gw-trace-1", "gateway, tracing 100 % sampled", "zipf", "gw-trace-1"),
+    ]
+
+
+def method_notes() -> list[str]:
+    return [
+        "CPU µs/req = CPU time (user+system, /proc) of the proxy's process tree during the run "
+        "÷ requests; nginx CPU µs/req is the nginx proxy_pass row of the same traffic. "
+        "x baseline CPU compares with the case named in brackets, measured in this same run.",
+        "Each gateway row is its own gateway process (same settings, caches never shared), all "
+        "started at once and idle while another case runs; RSS at end = that process tree's "
+        "RSS after its last run. Every run continues its case's request sequence where the "
+        "last one stopped (262,144 requests, then it wraps). wrk CPU includes loading the "
+        "users and the sequence at its start (about 0.5 CPU-seconds for 100,000 users).",
+        "Tracing rows run the Zipf traffic with OTEL_EXPORTER_OTLP_ENDPOINT at the bench's "
+        "OTLP/HTTP sink (core 1, counted with the load side); 'tracing off' is the gateway "
+        "Zipf row.",
+        "Redis-backed rows: REDIS_URL at the private redis-server on core 1 (limits, response "
+        "cache, revocation checks in Redis); its CPU counts with the load side.",
+    ]

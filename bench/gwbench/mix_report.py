@@ -1,0 +1,232 @@
+"""The production mix's report: per case CPU per request of the gateway and of nginx on the same
+traffic, ratios to each case's baseline, the issue's targets; and the soak's RSS over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gwbench.report import (
+    CaseResult,
+    Report,
+    bottleneck,
+    fmt,
+    one_line,
+    pct,
+    ratio,
+)
+from gwbench.streaming import MiB
+
+# case key -> the case it is compared with (CPU µs/request), as the issue's targets pair them
+BASELINES = {
+    "gw-zipf": "gw-single",
+    "gw-uniform": "gw-single",
+    "gw-redis-uniform": "gw-redis-single",
+    "gw-trace-0.01": "gw-zipf",
+    "gw-trace-1": "gw-zipf",
+}
+# (label, case, baseline, highest allowed ratio): CPU µs/request of case ÷ baseline
+# "{traffic}" is the case's traffic, e.g. "100k Zipf".
+RATIO_TARGETS = (
+    ("{traffic} within 1.15x of single-user CPU/request", "gw-zipf", "gw-single", 1.15),
+    ("{traffic} within 1.4x of single-user CPU/request", "gw-uniform", "gw-single", 1.4),
+    (
+        "Redis-backed limits: {traffic} within 1.3x of one user",
+        "gw-redis-uniform",
+        "gw-redis-single",
+        1.3,
+    ),
+    (
+        "tracing 1 % sampled ({traffic}) within 1.05x of tracing off",
+        "gw-trace-0.01",
+        "gw-zipf",
+        1.05,
+    ),
+    ("tracing 100 % sampled ({traffic}) within 2x of tracing off", "gw-trace-1", "gw-zipf", 2.0),
+)
+
+
+@dataclass
+class MixReport(Report):
+    end_rss: dict[str, int] = field(default_factory=dict)  # case key -> tree RSS after its last run
+    shares: list[str] = field(default_factory=list)
+
+
+def cpu(result: CaseResult | None) -> float | None:
+    if result is None or not result.ok:
+        return None
+    return result.median(lambda s: s.cpu_us_per_request)
+
+
+def mix_table(report: MixReport) -> list[str]:
+    lines = [
+        "| case | traffic | req/s | p99 ms | CPU µs/req | nginx CPU µs/req | nginx ÷ gateway CPU "
+        "| x baseline CPU | RSS at end MiB | peak RSS MiB | core 0 busy | core 1 busy | wrk CPU "
+        "| other CPU | bottleneck | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for result in report.cases:
+        lines.append(mix_row(report, result))
+    return lines
+
+
+def mix_row(report: MixReport, result: CaseResult) -> str:
+    case = result.case
+    if not result.ok:
+        return f"| {case.label} | {case.body} | failed: {one_line(result.error)} |" + " |" * 13
+    own = cpu(result)
+    nginx = cpu(report.reference(case.body))
+    baseline = BASELINES.get(case.key)
+    base_cpu = cpu(report.find(baseline)) if baseline else None
+    gateway = not (case.direct or case.reference)
+    errors = sum(sample.errors for sample in result.samples)
+    spread = result.spread
+    runs = f"{len(result.samples)}" + (f" (±{spread * 50:.0f} %)" if spread is not None else "")
+    if errors:
+        runs += f", **{errors} errors**"
+    end = report.end_rss.get(case.key)
+    peak = result.median(lambda s: s.peak_rss)
+    cells = [
+        case.label,
+        case.body,
+        fmt(result.median(lambda s: s.rps)),
+        fmt(result.median(lambda s: s.p99_ms), 2),
+        fmt(own, 1),
+        fmt(nginx, 1) if gateway else "-",
+        fmt(ratio(nginx, own), 2) if gateway else "-",
+        (fmt(ratio(own, base_cpu), 2) + f" ({baseline})") if baseline else "-",
+        fmt(end / MiB if end else None, 1),
+        fmt(peak / MiB if peak else None, 1),
+        fmt(pct(result.median(lambda s: s.proxy_core)), 0, " %"),
+        fmt(pct(result.median(lambda s: s.load_core)), 0, " %"),
+        fmt(pct(result.median(lambda s: s.wrk_cpu_share)), 0, " %"),
+        fmt(pct(result.median(lambda s: s.other_cpu_share)), 0, " %"),
+        bottleneck(result),
+        runs,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def mix_targets(report: MixReport) -> list[tuple[str, str, bool | None]]:
+    rows: list[tuple[str, str, bool | None]] = []
+    for label, key, base, limit in RATIO_TARGETS:
+        found = report.find(key)
+        a, b = cpu(found), cpu(report.find(base))
+        value = ratio(a, b)
+        shown = "-" if value is None else f"{value:.2f}x ({fmt(a, 1)} vs {fmt(b, 1)} µs)"
+        name = label.format(traffic=found.case.body if found else "many users")
+        rows.append((name, shown, None if value is None else value <= limit))
+    single, nginx = cpu(report.find("gw-single")), cpu(report.find("nginx-single"))
+    value = ratio(nginx, single)
+    rows.insert(
+        2,
+        (
+            "single user: nginx ÷ gateway CPU/request ≥ 0.5",
+            fmt(value, 2),
+            None if value is None else value >= 0.5,
+        ),
+    )
+    return rows
+
+
+def targets_lines(rows: list[tuple[str, str, bool | None]]) -> list[str]:
+    marks = {True: "met", False: "**missed**", None: "not measured"}
+    lines = ["| target | measured | |", "|---|---:|---|"]
+    return lines + [f"| {name} | {value} | {marks[met]} |" for name, value, met in rows]
+
+
+def header(report: Report) -> list[str]:
+    parts = [f"# {report.title}", "", "## Machine and versions", ""]
+    parts += [f"- **{key}**: {value}" for key, value in report.facts.items()]
+    parts += ["", "## Settings", ""]
+    return parts + [f"- **{key}**: {value}" for key, value in report.settings.items()]
+
+
+def mix_markdown(report: MixReport) -> str:
+    parts = header(report)
+    parts += ["", "## Request mix", ""] + [f"- {share}" for share in report.shares]
+    parts += ["", "## Production mix (medians)", "", *mix_table(report)]
+    parts += ["", "## Targets (reported, not asserted)", "", *targets_lines(mix_targets(report))]
+    if report.notes:
+        parts += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    return "\n".join(parts) + "\n"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One wrk run of the soak over fresh users."""
+
+    first_user: int
+    users: int
+    reached: int  # distinct users that sent at least one request
+    requests: int
+    rps: float
+    cpu_us_per_request: float  # the gateway's process tree, as in the mix
+    errors: int
+    rss_end: int
+    elapsed_s: float  # since the soak began, at the chunk's end
+
+
+@dataclass
+class SoakReport(Report):
+    chunks: list[Chunk] = field(default_factory=list)
+    rss_series: list[tuple[float, int]] = field(default_factory=list)  # (seconds, bytes)
+    error: str | None = None
+
+
+def soak_facts(report: SoakReport) -> list[str]:
+    series = report.rss_series
+    if not series or not report.chunks:
+        return []
+    end, half = report.chunks[-1].rss_end, series[-1][0] / 2
+    at_half = next(rss for t, rss in series if t >= half)
+    reached = sum(chunk.reached for chunk in report.chunks)
+    return [
+        f"distinct users and addresses that sent requests: {reached:,}",
+        f"RSS at the end: {end / MiB:.1f} MiB; highest sample: "
+        f"{max(rss for _, rss in series) / MiB:.1f} MiB; first: {series[0][1] / MiB:.1f} MiB",
+        f"RSS change from mid-run to the end: {(end - at_half) / at_half * 100:+.1f} % "
+        f"({at_half / MiB:.1f} MiB at {half:.0f} s, {end / MiB:.1f} MiB at the end)",
+    ]
+
+
+def soak_targets(report: SoakReport) -> list[tuple[str, str, bool | None]]:
+    series = report.rss_series
+    if not series or not report.chunks:
+        return [("RSS after the walk ≤ 150 MiB per worker", "-", None)]
+    end = report.chunks[-1].rss_end
+    last_half = [rss for t, rss in series if t >= series[-1][0] / 2]
+    low, high = min(last_half), max(last_half)
+    return [
+        ("RSS at the end ≤ 150 MiB per worker", f"{end / MiB:.1f} MiB", end <= 150 * MiB),
+        (
+            "RSS flat over the last half: (max - min) ÷ min ≤ 10 %",
+            f"{(high - low) / low * 100:.1f} % ({low / MiB:.1f} to {high / MiB:.1f} MiB)",
+            (high - low) / low <= 0.10,
+        ),
+    ]
+
+
+def soak_markdown(report: SoakReport) -> str:
+    parts = header(report)
+    if report.error:
+        parts += ["", f"**Failed**: {one_line(report.error)}"]
+    parts += ["", "## Chunks", ""]
+    parts += [
+        "| users | distinct users reached | requests | req/s | CPU µs/req | errors "
+        "| RSS at end MiB | t (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in report.chunks:
+        span = f"{c.first_user:,} to {c.first_user + c.users - 1:,}"
+        parts.append(
+            f"| {span} | {c.reached:,} | {c.requests:,} | {c.rps:,.0f} "
+            f"| {c.cpu_us_per_request:.1f} | {c.errors} "
+            f"| {c.rss_end / MiB:.1f} | {c.elapsed_s:.0f} |"
+        )
+    parts += ["", "## Result", ""] + [f"- {fact}" for fact in soak_facts(report)]
+    parts += ["", "## Targets (reported, not asserted)", "", *targets_lines(soak_targets(report))]
+    parts += ["", "## RSS over time", "", "| t (s) | RSS MiB |", "|---:|---:|"]
+    parts += [f"| {t:.1f} | {rss / MiB:.1f} |" for t, rss in report.rss_series]
+    if report.notes:
+        parts += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    return "\n".join(parts) + "\n"

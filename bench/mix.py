@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""The production mix: many users, each behind its own address, over the default chain.
+
+    .venv/bin/python bench/mix.py            # ~7 min; writes bench/results/<date>-<time>-mix.md
+    .venv/bin/python bench/mix.py --quick    # smoke setting: 2,000 users, 1 s per case
+    .venv/bin/python bench/mix.py --soak     # 5-8 min, 1,000,000 users; <date>-<time>-mix-soak.md
+
+See bench/README.md ("Production mix") for what each row means and how it is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gwbench import mix_traffic as traffic
+from gwbench import tools
+from gwbench.load import LoadSpec, measure
+from gwbench.mix_cases import GATEWAYS, cases, method_notes
+from gwbench.mix_report import MixReport, mix_markdown, soak_markdown
+from gwbench.mix_soak import SoakSettings, run_soak
+from gwbench.mix_stand import Stand
+from gwbench.procs import tree_rss, trim_log
+from gwbench.report import CaseResult, disturbance_note, load_side_note, write_results
+from gwbench.servers import ServerFailed
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    users: int
+    reps: int
+    duration_s: float
+    warmup_s: float
+    connections: int
+    pin: bool
+    redis_url: str | None
+    results_dir: Path
+    work_dir: Path
+    quick: bool
+    command: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, argv: list[str]) -> Settings:
+        quick = args.quick
+        return cls(
+            users=args.users or (2000 if quick else 100_000),
+            reps=args.reps or (1 if quick else 5),
+            duration_s=args.duration or (1.0 if quick else 5.0),
+            warmup_s=0.0 if quick else 2.0,
+            connections=args.connections,
+            pin=not args.no_pin and (os.cpu_count() or 1) >= 2,
+            redis_url=args.redis_url,
+            results_dir=args.results_dir,
+            work_dir=args.work_dir,
+            quick=quick,
+            command="bench/mix.py " + " ".join(argv),
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The gateway under a production mix of users.")
+    parser.add_argument("--quick", action="store_true", help="2,000 users, 1 run of 1 s per case")
+    parser.add_argument("--soak", action="store_true", help="the 1,000,000-user RSS walk instead")
+    parser.add_argument("--users", type=int, help="distinct users (100,000; soak: 1,000,000)")
+    parser.add_argument("--reps", type=int, help="interleaved repetitions per case (5)")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (5)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
+    parser.add_argument("--chunk-users", type=int, help="soak: fresh users per wrk run (100,000)")
+    parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (10)")
+    parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    parser.add_argument("--work-dir", type=Path, default=BENCH / ".work")
+    return parser.parse_args(argv)
+
+
+class Mix:
+    """Generates the traffic, starts every server once, runs the interleaved cases."""
+
+    def __init__(self, settings: Settings, found: tools.Tools) -> None:
+        self.settings = settings
+        self.tools = found
+        self.stand = Stand(settings.work_dir, REPO, settings.pin, settings.redis_url)
+        self.files: dict[str, tuple[Path, Path]] = {}  # traffic -> (users file, sequence file)
+        self.offsets: dict[str, int] = {}  # case -> where its next run starts in its sequence
+        self.end_rss: dict[str, int] = {}
+
+    def prepare_traffic(self) -> None:
+        work, users = self.stand.mix_dir, self.settings.users
+        self.log(f"writing {users:,} tokens and addresses, and the request sequences")
+        everyone = traffic.write_users(work / f"users-{users}.txt", 0, users)
+        self.files["single"] = (
+            traffic.write_users(work / "users-1.txt", 0, 1),
+            traffic.write_sequence(work / "sequence-single.txt", "uniform", 1),
+        )
+        for kind in ("zipf", "uniform"):
+            sequence = traffic.write_sequence(work / f"sequence-{kind}-{users}.txt", kind, users)
+            self.files[kind] = (everyone, sequence)
+
+    def start(self) -> None:
+        stand = self.stand
+        stand.start_upstreams(self.tools.nginx)
+        redis_url = stand.start_redis()
+        sink = stand.start_sink()
+        for name, extra in GATEWAYS.items():
+            env = dict(extra)
+            if name.startswith("gw-trace"):
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.port}"
+            redis = redis_url if "redis" in name else None
+            if "redis" in name and redis is None:
+                stand.failures[name] = "Redis not reachable"
+                continue
+            stand.start_gateway(name, env, redis)
+        stand.await_gateways(list(GATEWAYS))
+
+    def run(self) -> MixReport:
+        self.prepare_traffic()
+        self.start()
+        results = [CaseResult(case) for case in cases(self.settings.users)]
+        for result in results:
+            result.error = self.stand.failures.get(result.case.target)
+        runnable = [r for r in results if r.error is None]
+        if self.settings.warmup_s:
+            self.log("warming up")
+            for result in runnable:
+                self.sample(result, self.settings.warmup_s, keep=False)
+        for rep in range(self.settings.reps):
+            order = runnable[rep % len(runnable) :] + runnable[: rep % len(runnable)]
+            for result in order:  # interleaved: every case once per repetition, rotating start
+                self.sample(result, self.settings.duration_s, keep=True)
+                last = result.samples[-1] if result.samples else None
+                shown = (
+                    f"{last.rps:>8,.0f} req/s {last.cpu_us_per_request or 0:6.1f} µs/req "
+                    f"errors {last.errors}"
+                    if last
+                    else f"failed: {(result.error or '')[:200]}"
+                )
+                self.log(f"rep {rep + 1}/{self.settings.reps} {result.case.key:17} {shown}")
+        notes = [note for note in (disturbance_note(results), load_side_note(results)) if note]
+        notes += self.stand.notes() + method_notes()
+        return MixReport(
+            "api-gateway production mix " + datetime.now().strftime("%Y-%m-%d %H:%M"),
+            tools.describe(self.tools, REPO),
+            self.describe_settings(),
+            results,
+            notes=notes,
+            end_rss=self.end_rss,
+            shares=[traffic.describe_shares()],
+        )
+
+    def sample(self, result: CaseResult, duration_s: float, keep: bool) -> None:
+        if result.error is not None:
+            return
+        case, stand = result.case, self.stand
+        target = stand.servers[case.target]
+        if not target.alive():
+            result.error = f"{target.name} died; log tail: {target.log_tail(500)}"
+            return
+        users, sequence = self.files[case.path]
+        offset = self.offsets.get(case.key, 0)
+        args = (str(users), str(stand.variants), str(sequence), str(offset))
+        spec = LoadSpec(duration_s, self.settings.connections, 1, stand.layout.load_cpus, args)
+        proxy = [] if case.direct else target.snapshot_tree()
+        try:
+            sample = measure(
+                self.tools.wrk,
+                stand.lua,
+                f"http://127.0.0.1:{target.port}/",
+                [],
+                spec,
+                proxy=proxy,
+                upstream=stand.load_side(case.target),
+                proxy_core=0 if self.settings.pin else None,
+                load_core=1 if self.settings.pin else None,
+            )
+        except (RuntimeError, OSError) as exc:
+            result.error = str(exc)
+            return
+        self.offsets[case.key] = offset + sample.requests  # the next run continues the sequence
+        if keep:
+            result.samples.append(sample)
+            if proxy:
+                self.end_rss[case.key] = tree_rss(proxy)
+        if sample.errors > max(10, sample.requests // 100):
+            result.error = f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests}"
+        trim_log(target)
+
+    def describe_settings(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "command": s.command,
+            "users": f"{s.users:,} distinct users, each with its own HS256 token and its own "
+            f"client address (X-Forwarded-For from the trusted 127.0.0.1); Zipf s={traffic.ZIPF_S}"
+            f" or uniform; {traffic.TENANTS} tenants",
+            "load": f"wrk + bench/mix.lua, 1 thread, {s.connections} keep-alive connections, "
+            f"{s.duration_s:.0f} s per run, {s.reps} interleaved repetitions (medians shown), "
+            f"{s.warmup_s:.0f} s warm-up per case",
+            "pinning": "proxy under test on core 0; wrk, upstream nginx, Redis and the OTLP sink "
+            "on core 1"
+            if s.pin
+            else "off",
+        }
+
+    @staticmethod
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    settings = Settings.from_args(args, argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    found = tools.ensure_tools()
+    if args.soak:
+        return soak(args, settings, found)
+    mix = Mix(settings, found)
+    try:
+        report = mix.run()
+    except KeyboardInterrupt:
+        print("interrupted; stopping every process the bench started", file=sys.stderr)
+        return 130
+    except ServerFailed as exc:
+        print(f"bench mix: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        mix.stand.procs.stop_all()
+    text = mix_markdown(report)
+    print("\n" + text)
+    print(f"results written to {write_results(text, settings.results_dir, '-mix')}")
+    return 0 if all(result.ok for result in report.cases) else 1
+
+
+def soak(args: argparse.Namespace, settings: Settings, found: tools.Tools) -> int:
+    chosen = SoakSettings(
+        users=args.users or (4000 if settings.quick else 1_000_000),
+        chunk_users=args.chunk_users or (2000 if settings.quick else 100_000),
+        chunk_s=args.chunk_s or (1.0 if settings.quick else 10.0),
+        connections=settings.connections,
+        sample_s=0.5 if settings.quick else 2.0,
+    )
+    stand = Stand(settings.work_dir, REPO, settings.pin, None)
+    try:
+        report = run_soak(stand, found, chosen, REPO, Mix.log)
+    except KeyboardInterrupt:
+        print("interrupted; stopping every process the bench started", file=sys.stderr)
+        return 130
+    except ServerFailed as exc:
+        print(f"bench mix soak: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        stand.procs.stop_all()
+    text = soak_markdown(report)
+    print("\n" + text)
+    print(f"results written to {write_results(text, settings.results_dir, '-mix-soak')}")
+    return 1 if report.error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
