@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.network import AddressKeys, TrustedProxies, canonical_ip, rightmost
+from api_gateway.network import (
+    ADDRESS_CACHE_SIZE,
+    AddressKeys,
+    TrustedProxies,
+    canonical_ip,
+    rightmost,
+)
 from api_gateway.types import Headers, Request
 
 PROXIES = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
@@ -105,20 +111,35 @@ def test_address_keys_stay_bounded() -> None:
     keys = AddressKeys()
     for n in range(10_000):
         keys(f"2001:db8::{n:x}")
-    assert len(keys.keys) <= 4096
+    assert len(keys.keys) <= ADDRESS_CACHE_SIZE
 
 
 def test_long_text_is_worked_out_but_never_remembered() -> None:
-    from api_gateway.network import _canonical_memo
+    from api_gateway.network import _CANONICAL
 
     proxies = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
-    before = _canonical_memo.cache_info().currsize
+    before = len(_CANONICAL)
     long_zone = "fe80::1%" + "z" * 16_000
     for n in range(50):
         assert canonical_ip(long_zone + str(n)) == "fe80::1"
         assert not proxies.contains("9" * 16_000 + str(n))
-    assert _canonical_memo.cache_info().currsize == before
-    assert proxies.memo.cache_info().currsize == 0
+    assert len(_CANONICAL) == before
+    assert len(proxies.memo) == 0
     keys = AddressKeys()
     assert keys(long_zone) == "fe80::/64"
-    assert keys.keys == {}
+    assert len(keys.keys) == 0
+
+
+def test_addresses_in_use_keep_their_keys_through_a_flood() -> None:
+    keys = AddressKeys()
+    regular = keys("203.0.113.7")
+    for n in range(3 * ADDRESS_CACHE_SIZE):
+        keys(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}")
+        if n % 1000 == 0:
+            assert keys("203.0.113.7") is regular  # remembered, not worked out again
+    assert keys("203.0.113.7") is regular
+
+
+def test_a_text_that_is_no_address_is_remembered_as_such() -> None:
+    assert canonical_ip("not-an-ip") is None
+    assert canonical_ip("not-an-ip") is None
