@@ -7,7 +7,6 @@ whose type fits that algorithm (``keys.py``): nothing in a token can choose how 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -20,7 +19,11 @@ import jwt
 from api_gateway.config.settings import ClaimNames, ConfigError, JwtConfig
 from api_gateway.errors import KeysNotLoaded, Unauthorized
 from api_gateway.keys import KeySet, VerificationKey, pem_keys, secret_key
+from api_gateway.memo import Memo
 from api_gateway.types import Claims
+from api_gateway.verified import ENTRY_OVERHEAD, VerifiedTokens, entry_cost
+
+__all__ = ["ENTRY_OVERHEAD", "entry_cost"]  # where the cache's accounting is asked for
 
 SAFE_CLAIM: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
@@ -35,11 +38,18 @@ SCHEME_LENGTH: Final = len(SCHEME)
 # The one spelling a token is cached under: any other is parsed, then looked up as this.
 CANONICAL: Final = b"Bearer "
 OWS: Final = b" \t"
-# What a cached token costs beyond its own bytes: the dictionary slot, the Claims object and
-# its strings and identity lines. Claims are decoded from the token, so they are never longer
-# than it: two token lengths and this bound an entry from above.
-ENTRY_OVERHEAD: Final = 512
+DOT: Final = ord(".")
 MINT_ALGORITHM: Final = "HS256"
+# base64url to base64: the shape check already admits nothing else, so the decoder's own
+# alphabet check is all that is left to do (one pass, no intermediate copies).
+URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+PADDING: Final[tuple[bytes, ...]] = (b"", b"", b"==", b"=")
+# Header segments checked before, with the algorithm and kid they name: an issuer writes the
+# same few headers on every token, so a token never seen before skips decoding its header. Only
+# headers that passed every check are kept (keyed by the whole segment); a longer one is checked
+# each time.
+HEADER_MEMO_SIZE: Final = 256
+MAX_MEMO_HEADER: Final = 512
 
 
 class KeySource(Protocol):
@@ -82,10 +92,6 @@ def configured_keys(config: JwtConfig) -> list[VerificationKey]:
     return keys
 
 
-def entry_cost(key: bytes) -> int:
-    return 2 * len(key) + ENTRY_OVERHEAD
-
-
 def bearer_token(credentials: bytes) -> bytes:
     """The token of an Authorization value: ``Bearer``, in any case, one space, the token.
 
@@ -102,10 +108,11 @@ def bearer_token(credentials: bytes) -> bytes:
     return token
 
 
-def b64decode(segment: str) -> bytes:
+def b64decode(segment: bytes) -> bytes:
+    """An unpadded base64url segment of a token that passed ``TOKEN_SHAPE``."""
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:  # a length of 4n+1 is no base64
+        return binascii.a2b_base64(segment.translate(URLSAFE) + PADDING[len(segment) % 4])
+    except binascii.Error as exc:  # a length of 4n+1 is no base64
         raise Unauthorized("the access token is not base64url") from exc
 
 
@@ -124,15 +131,16 @@ class TokenVerifier:
         self.audience = frozenset(config.audience)
         self.claim_names = config.claims
         self.leeway = config.leeway_s
-        self.capacity = config.cache_size
-        self.max_bytes = config.cache_max_bytes
         # Longer Authorization values are refused before any parsing (the scheme and a space).
         self.max_credentials = config.max_token_bytes + SCHEME_LENGTH
         self.clock = clock
-        # Verified tokens by their canonical Authorization value (``Bearer <token>``), oldest
-        # first, and what they cost together (``entry_cost``).
-        self.cache: dict[bytes, Claims] = {}
-        self.cached_bytes = 0
+        # Verified tokens by their canonical Authorization value (``Bearer <token>``).
+        self.cache = VerifiedTokens(config.cache_size, config.cache_max_bytes)
+        self.headers: Memo[bytes, tuple[str, str | None]] = Memo(HEADER_MEMO_SIZE)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self.cache.cached_bytes
 
     def authenticate(self, credentials: bytes) -> Claims:
         """The claims of an ``Authorization`` value. The canonical spelling of a token verified
@@ -141,7 +149,11 @@ class TokenVerifier:
             raise Unauthorized("the access token is longer than the gateway accepts")
         claims = self.cache.get(credentials)
         if claims is None or claims.expires_at + self.leeway < self.clock():
-            return self.claims_of(bearer_token(credentials))
+            token = bearer_token(credentials)
+            canonical = len(token) + SCHEME_LENGTH == len(credentials)
+            if claims is None and canonical and credentials.startswith(CANONICAL):
+                return self._verified(credentials, token)  # looked up already: a miss
+            return self.claims_of(token)
         return claims
 
     def verify(self, token: str) -> Claims:
@@ -153,56 +165,38 @@ class TokenVerifier:
         if claims is not None:
             if claims.expires_at + self.leeway >= self.clock():
                 return claims
-            self.forget(key)
+            self.cache.forget(key)
             raise Unauthorized("the access token has expired")
+        return self._verified(key, token)
+
+    def _verified(self, key: bytes, token: bytes) -> Claims:
         claims = self._verify_uncached(token)
-        self.remember(key, claims)
+        self.cache.put(key, claims)
         return claims
-
-    def remember(self, key: bytes, claims: Claims) -> None:
-        cost = entry_cost(key)
-        if not self.capacity or cost > self.max_bytes:
-            return
-        cache = self.cache
-        while cache and (len(cache) >= self.capacity or self.cached_bytes + cost > self.max_bytes):
-            # Oldest first: insertion order is a cheap, good-enough eviction order.
-            self.forget(next(iter(cache)))
-        cache[key] = claims
-        self.cached_bytes += cost
-
-    def forget(self, key: bytes) -> None:
-        del self.cache[key]
-        self.cached_bytes -= entry_cost(key)
 
     def forget_all(self) -> None:
         """A key was withdrawn: tokens it verified must be checked again."""
         self.cache.clear()
-        self.cached_bytes = 0
 
-    def _verify_uncached(self, token_bytes: bytes) -> Claims:
-        if not TOKEN_SHAPE.fullmatch(token_bytes):
+    def _verify_uncached(self, token: bytes) -> Claims:
+        if not TOKEN_SHAPE.fullmatch(token):
             raise Unauthorized("the access token is not three base64url segments")
-        token = token_bytes.decode("ascii")  # the shape admits ASCII alone
-        header_segment, payload_segment, signature_segment = token.split(".")
-        header = parse_payload(b64decode(header_segment), "header")
-        algorithm = header.get("alg")
-        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
-            raise Unauthorized("the access token's algorithm is not accepted")
-        if "crit" in header:
-            # RFC 7515 §4.1.11: extensions the gateway does not know must not be ignored.
-            raise Unauthorized("the access token names critical extensions")
-        kid = header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID):
-            raise Unauthorized("the access token's 'kid' is not a short string")
+        # The shape admits exactly two dots: the segments are found, never split into copies.
+        first = token.index(DOT)
+        second = token.index(DOT, first + 1)
+        header_segment = token[:first]
+        checked = self.headers.get(header_segment)
+        if checked is None:
+            checked = self._check_header(header_segment)
+        algorithm, kid = checked
         keys = self.source.keys
         if keys is None:
             raise KeysNotLoaded("the gateway has no signing keys yet; try again shortly")
-        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
         if not keys.select(algorithm, kid).verify(
-            algorithm, signing_input, b64decode(signature_segment)
+            algorithm, token[:second], b64decode(token[second + 1 :])
         ):
             raise Unauthorized("the access token is invalid")
-        payload = parse_payload(b64decode(payload_segment))
+        payload = parse_payload(b64decode(token[first + 1 : second]))
         for name in ("exp", "iss"):
             if name not in payload:
                 raise Unauthorized(f"the access token lacks the '{name}' claim")
@@ -213,6 +207,23 @@ class TokenVerifier:
         if payload.get("type") == "refresh":
             raise Unauthorized("a refresh token cannot be used as an access token")
         return claims_from(payload, self.claim_names)
+
+    def _check_header(self, segment: bytes) -> tuple[str, str | None]:
+        """The algorithm and kid a header segment names, once it passed every check."""
+        header = parse_payload(b64decode(segment), "header")
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise Unauthorized("the access token's algorithm is not accepted")
+        if "crit" in header:
+            # RFC 7515 §4.1.11: extensions the gateway does not know must not be ignored.
+            raise Unauthorized("the access token names critical extensions")
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID):
+            raise Unauthorized("the access token's 'kid' is not a short string")
+        checked = (algorithm, kid)
+        if len(segment) <= MAX_MEMO_HEADER:
+            self.headers.put(segment, checked)
+        return checked
 
     def _check_audience(self, payload: dict[str, Any]) -> None:
         """With ``jwt.audience`` set, ``aud`` is required and must name one of them; without,

@@ -524,15 +524,19 @@ def test_cache_never_exceeds_its_size(clock: Clock, now: float, size: int) -> No
         assert len(verifier.cache) == min(i + 1, size)
 
 
-def test_cache_evicts_oldest_entry_first(clock: Clock, now: float) -> None:
-    verifier = TokenVerifier(make_config(cache_size=2), clock=clock)
-    tokens = [sign(payload(now, sub=f"user-{i}")) for i in range(3)]
-    for token in tokens:
-        verifier.verify(token)
-    assert list(verifier.cache) == [b"Bearer " + token.encode() for token in tokens[1:]]
+def test_cache_keeps_the_tokens_in_use_and_drops_the_unused(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(cache_size=4), clock=clock)
+    hot = sign(payload(now, sub="user-hot"))
+    once = sign(payload(now, sub="user-once"))
+    verifier.verify(hot)
+    verifier.verify(once)
+    for i in range(20):
+        verifier.verify(sign(payload(now, sub=f"user-{i}")))
+        verifier.verify(hot)  # in use: asked for between any two new tokens
+        assert len(verifier.cache) <= 4
     verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
-    assert verifier.verify(tokens[2]).user_id == "user-2"
-    rejected(verifier, tokens[0])
+    assert verifier.verify(hot).user_id == "user-hot"  # from the cache
+    rejected(verifier, once)  # dropped: verified again, against the other secret
 
 
 # --- mint ---------------------------------------------------------------------------------------
@@ -615,7 +619,7 @@ def test_an_authorization_value_is_known_until_its_token_expires(
     clock.now = now + 600 + LEEWAY + 1
     with pytest.raises(Unauthorized, match="expired"):
         verifier.authenticate(b"Bearer " + token.encode())
-    assert verifier.cache == {} and verifier.cached_bytes == 0
+    assert len(verifier.cache) == 0 and verifier.cached_bytes == 0
 
 
 @pytest.mark.parametrize("scheme", [b"Bearer", b"bearer", b"BEARER", b"bEaReR"])
@@ -661,7 +665,7 @@ def test_a_token_over_the_limit_is_refused_before_it_is_read(clock: Clock, now: 
     verifier.source = StaticKeys(configured_keys(make_config(secret="n" * 40)))
     with pytest.raises(Unauthorized, match="longer"):
         verifier.authenticate(b"Bearer " + token)
-    assert verifier.cache == {}
+    assert len(verifier.cache) == 0
 
 
 @pytest.mark.parametrize("max_bytes", [0, 3000, 20_000])
@@ -681,4 +685,4 @@ def test_nothing_is_remembered_without_a_cache(clock: Clock, now: float) -> None
     verifier = TokenVerifier(make_config(cache_size=0), clock=clock)
     token = sign(payload(now))
     verifier.authenticate(b"Bearer " + token.encode())
-    assert verifier.cache == {}
+    assert len(verifier.cache) == 0
