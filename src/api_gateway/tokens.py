@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
@@ -314,6 +315,9 @@ def claims_from(payload: dict[str, Any], names: ClaimNames = DEFAULT_NAMES) -> C
     email = claim(payload, names.email, "email")
     exp = payload["exp"]
     assert isinstance(user_id, str) and isinstance(tenant_id, str) and isinstance(role, str)
+    # A handful of tenants and roles among a worker's cached tokens: one string object each
+    # (interned) instead of one per token, about a fifth of what an entry costs.
+    tenant_id, role = sys.intern(tenant_id), sys.intern(role)
     return Claims(user_id, tenant_id, role, email if isinstance(email, str) else "", float(exp))
 
 

@@ -143,3 +143,23 @@ def test_addresses_in_use_keep_their_keys_through_a_flood() -> None:
 def test_a_text_that_is_no_address_is_remembered_as_such() -> None:
     assert canonical_ip("not-an-ip") is None
     assert canonical_ip("not-an-ip") is None
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_is_its_own_canonical_form(ip: ipaddress.IPv4Address) -> None:
+    assert canonical_ip(str(ip)) == str(ip)
+    assert canonical_ip("::ffff:" + str(ip)) == str(ip)
+
+
+@pytest.mark.parametrize("text", ["01.2.3.4", "1.2.3", "256.1.1.1", " 1.2.3.4", "1.2.3.04"])
+def test_what_is_no_ipv4_address_has_no_canonical_form(text: str) -> None:
+    assert canonical_ip(text) is None
+
+
+def test_trusted_ipv4_networks_are_matched_by_integer() -> None:
+    proxies = TrustedProxies(
+        (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
+    )
+    assert proxies.contains("10.1.2.3") and proxies.contains("::ffff:10.1.2.3")
+    assert not proxies.contains("11.0.0.1") and not proxies.contains("9.255.255.255")
+    assert proxies.contains("2001:db8::7") and not proxies.contains("2001:db9::7")
