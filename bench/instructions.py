@@ -92,6 +92,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--users", type=int, default=1, help="distinct users and addresses")
     parser.add_argument("--distribution", choices=("zipf", "uniform"), default="zipf")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep callgrind's files here (callgrind_annotate reads them)"
+    )
     return parser.parse_args()
 
 
@@ -299,9 +302,11 @@ def main() -> int:
     )
     try:
         time.sleep(0.5)
-        with tempfile.TemporaryDirectory() as work:
-            base = counted_run(args, upstream, 0, Path(work))
-            loaded = counted_run(args, upstream, args.requests, Path(work))
+        with tempfile.TemporaryDirectory() as temporary:
+            work = Path(args.keep or temporary)
+            work.mkdir(parents=True, exist_ok=True)
+            base = counted_run(args, upstream, 0, work)
+            loaded = counted_run(args, upstream, args.requests, work)
     finally:
         origin.terminate()
         origin.wait(10)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ from api_gateway.tokens import (
     entry_cost,
     mint,
     parse_ttl,
+    well_formed,
 )
 
 SECRET = "s3cr3t-" + "x" * 60
@@ -686,3 +688,33 @@ def test_nothing_is_remembered_without_a_cache(clock: Clock, now: float) -> None
     token = sign(payload(now))
     verifier.authenticate(b"Bearer " + token.encode())
     assert len(verifier.cache) == 0
+
+
+# --- the shape of a token -----------------------------------------------------------------------
+
+COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+@given(st.binary(max_size=40) | st.text("ab-_.=+/ \t\x00é", max_size=40).map(str.encode))
+def test_well_formed_is_the_compact_serialization_exactly(token: bytes) -> None:
+    assert well_formed(token) == bool(COMPACT.fullmatch(token))
+
+
+@pytest.mark.parametrize(
+    "token", [b"a.b.c", b"eyJ.eyJ.sig-_", b"", b"..", b"a..c", b".b.c", b"a.b.", b"a.b.c.d", b"a.b"]
+)
+def test_well_formed_examples(token: bytes) -> None:
+    assert well_formed(token) == bool(COMPACT.fullmatch(token))
+
+
+def test_a_header_seen_before_is_not_decoded_again_and_a_refused_one_is_never_kept(
+    verifier: TokenVerifier, now: float
+) -> None:
+    verifier.verify(sign(payload(now, sub="user-1")))
+    assert len(verifier.headers) == 1
+    verifier.verify(sign(payload(now, sub="user-2")))
+    assert len(verifier.headers) == 1  # the same header segment
+    refused = jwt.encode(payload(now), SECRET, algorithm="HS256", headers={"crit": ["x"]})
+    rejected(verifier, refused)
+    rejected(verifier, refused)  # refused again: the check was not remembered as passed
+    assert len(verifier.headers) == 1

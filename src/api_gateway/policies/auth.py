@@ -21,7 +21,7 @@ from api_gateway.cross_site import CookieOrigins
 from api_gateway.errors import CrossSiteRequest, Unauthorized, UnknownKey
 from api_gateway.revocation import Revocations
 from api_gateway.routing import PublicPaths
-from api_gateway.tokens import CANONICAL, TOKEN_SHAPE, TokenVerifier, bearer_token
+from api_gateway.tokens import CANONICAL, TokenVerifier, bearer_token, well_formed
 from api_gateway.types import Claims, Handler, Request, Response
 
 API_KEY_SCHEME: Final = b"apikey "
@@ -235,6 +235,6 @@ def authorization(request: Request) -> bytes | None:
 def bearer(header: bytes) -> str:
     """The well-formed token of a ``Bearer <token>`` Authorization value, or 401."""
     token = bearer_token(header)
-    if not TOKEN_SHAPE.fullmatch(token):
+    if not well_formed(token):
         raise Unauthorized("the access token is not three base64url segments")
     return token.decode("ascii")
