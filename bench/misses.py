@@ -1,6 +1,7 @@
 """Time the default chain in process for one user, and for many users Zipf and uniform.
 
     .venv/bin/python bench/misses.py [--users 100000] [--requests 200000] [--warm-up 300000]
+    .venv/bin/python bench/misses.py --walk 1000000     # RSS while every request is a new user
     API_GATEWAY_COMPILED=0 .venv/bin/python bench/misses.py    # the interpreted modules
 
 Each request comes from one of ``--users`` users, each with its own token and its own client
@@ -102,13 +103,43 @@ async def case(users: int, distribution: str, args: argparse.Namespace) -> tuple
     return await send(target, people, timed), target
 
 
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def walk(total: int) -> None:
+    """Every request from a user and an address never seen before: the process's RSS as the
+    caches fill and then hold (each user's token is made, sent once and dropped)."""
+    env = {**environment("warning"), "TRUSTED_PROXIES": "127.0.0.1/32"}
+    target = in_process(asyncio.get_running_loop(), env=env)
+    step = max(total // 10, 1)
+    print(f"walking {total:,} distinct users: RSS of this process", file=sys.stderr)
+    print(f"  {0:>9,} users: {rss_mib():6.1f} MiB (the gateway built)", file=sys.stderr)
+    for start in range(0, total, step):
+        end = min(start + step, total)
+        for chunk in range(start, end, 2000):  # made and dropped in small batches
+            await send(target, Users(), list(range(chunk, min(chunk + 2000, end))))
+        print(
+            f"  {start + step:>9,} users: {rss_mib():6.1f} MiB, verified tokens kept "
+            f"{len(target.verifier.cache):,}",
+            file=sys.stderr,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--warm-up", type=int, default=300_000)
+    parser.add_argument("--walk", type=int, default=0, help="distinct users, one request each")
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.WARNING)
+    if args.walk:
+        asyncio.run(walk(args.walk))
+        return 0
     mode = "compiled" if compiled.ACTIVE else "interpreted"
     single, _ = asyncio.run(case(1, "zipf", args))
     print(f"default chain ({mode}), CPU per request:", file=sys.stderr)
