@@ -33,6 +33,7 @@ SAFE_CLAIM: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # all that is left, and no segment may be empty.
 BASE64URL: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 TWO_DOTS: Final = b".."
+BRACE: Final = ord("{")
 # NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
 # would make a token that never expires.
 MAX_NUMERIC_DATE: Final = 253_402_300_799
@@ -281,8 +282,12 @@ def parse_payload(data: bytes, part: str = "payload") -> dict[str, Any]:
     (the gateway and an upstream reading the forwarded token could see different tenants),
     NaN, Infinity."""
     try:
-        # json.loads itself, less a new decoder (and its scanner) for every call.
-        document = DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
+        # json.loads itself, less a new decoder (and its scanner) for every call, and less the
+        # encoding guess when the first two bytes already say UTF-8 (an object's brace, then
+        # not a NUL: json.detect_encoding's answer too).
+        utf8 = len(data) > 1 and data[0] == BRACE and data[1] != 0
+        text = data.decode("utf-8" if utf8 else json.detect_encoding(data), "surrogatepass")
+        document = DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise Unauthorized(f"the access token's {part} is refused: {exc}") from exc
     if not isinstance(document, dict):

@@ -14,6 +14,7 @@ from api_gateway.network import (
     AddressKeys,
     TrustedProxies,
     canonical_ip,
+    ipv4_number,
     rightmost,
 )
 from api_gateway.types import Headers, Request
@@ -163,3 +164,13 @@ def test_trusted_ipv4_networks_are_matched_by_integer() -> None:
     assert proxies.contains("10.1.2.3") and proxies.contains("::ffff:10.1.2.3")
     assert not proxies.contains("11.0.0.1") and not proxies.contains("9.255.255.255")
     assert proxies.contains("2001:db8::7") and not proxies.contains("2001:db9::7")
+
+
+@given(st.text("0123456789.", max_size=17) | st.ip_addresses(v=4).map(str))
+def test_ipv4_number_accepts_exactly_what_ipaddress_writes(text: str) -> None:
+    try:
+        ip: ipaddress.IPv4Address | None = ipaddress.IPv4Address(text)
+    except ValueError:
+        ip = None
+    expected = int(ip) if ip is not None and str(ip) == text else -1
+    assert ipv4_number(text) == expected
