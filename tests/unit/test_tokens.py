@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api_gateway.compact import well_formed
 from api_gateway.config.settings import ClaimNames, JwtConfig
 from api_gateway.errors import Unauthorized
 from api_gateway.tokens import (
@@ -29,7 +30,6 @@ from api_gateway.tokens import (
     entry_cost,
     mint,
     parse_ttl,
-    well_formed,
 )
 
 SECRET = "s3cr3t-" + "x" * 60

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Final, Protocol
 
+from api_gateway.compact import well_formed
 from api_gateway.credentials import may_carry_query_token, take_cookie, take_query_token
 from api_gateway.cross_site import CookieOrigins
 from api_gateway.errors import CrossSiteRequest, Unauthorized, UnknownKey
 from api_gateway.revocation import Revocations
 from api_gateway.routing import PublicPaths
-from api_gateway.tokens import CANONICAL, TokenVerifier, bearer_token, well_formed
+from api_gateway.tokens import CANONICAL, TokenVerifier, bearer_token
 from api_gateway.types import Claims, Handler, Request, Response
 
 API_KEY_SCHEME: Final = b"apikey "
