@@ -7,11 +7,16 @@ alternated back to back.
     .venv/bin/python bench/instructions.py [--requests 2000] [--path /api/v1/tickets/1]
         [--log-level info] [--header 'Connection: keep-alive'] [--redis-url redis://127.0.0.1:6379]
         [--algorithm HS256|RS256|PS256|ES256|EdDSA] [--misses] [--signed]
+        [--users 100000 [--distribution zipf|uniform]]
 
 ``--algorithm`` signs the tokens so (the gateway gets the public key as ``JWT_PUBLIC_KEY``);
 ``--misses`` sends a token never seen before with every request, so each one is verified
 (the verified-token cache misses): the difference to a run without it is the cost of a miss.
 ``--signed`` sets ``INTERNAL_HMAC_SECRET``, so every call to the service is signed.
+``--users N`` sends each request as one of N distinct users (its own token and subject), each
+behind its own client address (``X-Forwarded-For`` from 127.0.0.1, made a trusted proxy), drawn
+Zipf (s = 1, the default) or uniformly: the production mix's caches and limiter keys, where
+most requests of the uniform draw are misses and the Zipf draw has a hot set.
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
@@ -24,8 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
+import itertools
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -82,11 +90,33 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--signed", action="store_true", help="INTERNAL_HMAC_SECRET set: calls to services signed"
     )
+    parser.add_argument("--users", type=int, default=1, help="distinct users and addresses")
+    parser.add_argument("--distribution", choices=("zipf", "uniform"), default="zipf")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep callgrind's files here (callgrind_annotate reads them)"
+    )
     return parser.parse_args()
 
 
+def users(args: argparse.Namespace, count: int, first: int) -> list[int]:
+    """Which user sends each of ``count`` requests: the same seeded draw for the same run."""
+    if args.users <= 1:
+        return [0] * count
+    draw = random.Random(first)
+    if args.distribution == "uniform":
+        return [draw.randrange(args.users) for _ in range(count)]
+    weights = list(itertools.accumulate(1 / (rank + 1) for rank in range(args.users)))
+    return [bisect.bisect(weights, draw.random() * weights[-1]) for _ in range(count)]
+
+
+def address(user: int) -> str:
+    """A distinct public-looking IPv4 address per user (10.x.y.z would do as well)."""
+    return f"100.{64 + (user >> 16) % 64}.{(user >> 8) & 255}.{user & 255}"
+
+
 def tokens(args: argparse.Namespace, count: int, first: int) -> list[str]:
-    """``count`` tokens: one token repeated, or, with --misses, each one new (its own jti)."""
+    """``count`` tokens: one token repeated, or, with --misses, each one new (its own jti), or
+    with --users, each user's own token."""
     key = JWT_SECRET if args.algorithm.startswith("HS") else PRIVATE_KEYS[args.algorithm]
     claims = {
         "sub": "bench-user",
@@ -95,6 +125,13 @@ def tokens(args: argparse.Namespace, count: int, first: int) -> list[str]:
         "iss": "tickettoken-api",
         "exp": int(time.time()) + 3600,
     }
+    if args.users > 1:
+        minted: dict[int, str] = {}
+        for user in set(users(args, count, first)):
+            minted[user] = jwt.encode(
+                {**claims, "sub": f"user-{user}"}, key, algorithm=args.algorithm
+            )
+        return [minted[user] for user in users(args, count, first)]
     if not args.misses:
         return [jwt.encode(claims, key, algorithm=args.algorithm)] * count
     return [
@@ -112,7 +149,10 @@ def public_pem(algorithm: str) -> str:
 
 
 def keyed(args: argparse.Namespace, count: int, first: int) -> list[str]:
-    """The extra header lines of each request: an Idempotency-Key when asked for."""
+    """The extra header lines of each request: an Idempotency-Key when asked for, the user's
+    X-Forwarded-For with --users."""
+    if args.users > 1:
+        return [f"X-Forwarded-For: {address(user)}\r\n" for user in users(args, count, first)]
     if args.idempotency_key is None:
         return [""] * count
     if args.idempotency_key == "same":
@@ -191,6 +231,8 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
         "PYTHONHASHSEED": "0",
         "JWT_ALGORITHMS": args.algorithm,
     }
+    if args.users > 1:
+        env["TRUSTED_PROXIES"] = "127.0.0.1/32"
     if not args.algorithm.startswith("HS"):
         env["JWT_PUBLIC_KEY"] = public_pem(args.algorithm)
     for variable in ("INTERNAL_HMAC_SECRET", "INTERNAL_SERVICE_SECRET", "USE_NEW_HMAC"):
@@ -260,9 +302,11 @@ def main() -> int:
     )
     try:
         time.sleep(0.5)
-        with tempfile.TemporaryDirectory() as work:
-            base = counted_run(args, upstream, 0, Path(work))
-            loaded = counted_run(args, upstream, args.requests, Path(work))
+        with tempfile.TemporaryDirectory() as temporary:
+            work = Path(args.keep or temporary)
+            work.mkdir(parents=True, exist_ok=True)
+            base = counted_run(args, upstream, 0, work)
+            loaded = counted_run(args, upstream, args.requests, work)
     finally:
         origin.terminate()
         origin.wait(10)
@@ -274,6 +318,7 @@ def main() -> int:
             f", {args.idempotency_key} Idempotency-Key" if args.idempotency_key else ""
         )
     extra += ", signed" if args.signed else ""
+    extra += f", {args.users:,} users {args.distribution}" if args.users > 1 else ""
     print(
         f"{per_request:,.0f} instructions per request "
         f"({args.path}, LOG_LEVEL={args.log_level}{extra})"

@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from api_gateway.memo import Memo
+
 ANY: Final = "*"
 PATTERN_PREFIX: Final = "*."
 SCHEMES: Final = frozenset({b"http", b"https"})
@@ -58,7 +60,7 @@ class AllowedOrigins:
         self.domains: dict[bytes, frozenset[bytes]] = {
             domain: frozenset(schemes) for domain, schemes in domains.items()
         }
-        self.memo: dict[bytes, bool] = {}
+        self.memo: Memo[bytes, bool] = Memo(MEMO_SIZE)
 
     @property
     def varies(self) -> bool:
@@ -75,9 +77,7 @@ class AllowedOrigins:
         if verdict is None:
             verdict = self._matches_pattern(origin)
             if len(origin) <= MEMO_MAX_ORIGIN:
-                if len(self.memo) >= MEMO_SIZE:
-                    self.memo.clear()
-                self.memo[origin] = verdict
+                self.memo.put(origin, verdict)
         return verdict
 
     def _matches_pattern(self, origin: bytes) -> bool:

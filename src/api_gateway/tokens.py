@@ -7,39 +7,38 @@ whose type fits that algorithm (``keys.py``): nothing in a token can choose how 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
 import jwt
 
+from api_gateway.compact import DOT, b64decode, numeric_date, parse_payload, well_formed
 from api_gateway.config.settings import ClaimNames, ConfigError, JwtConfig
 from api_gateway.errors import KeysNotLoaded, Unauthorized
 from api_gateway.keys import KeySet, VerificationKey, pem_keys, secret_key
+from api_gateway.memo import Memo
 from api_gateway.types import Claims
+from api_gateway.verified import ENTRY_OVERHEAD, VerifiedTokens, entry_cost
+
+__all__ = ["ENTRY_OVERHEAD", "entry_cost"]  # where the cache's accounting is asked for
 
 SAFE_CLAIM: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
-# Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
-# refused before any decoding, so one token has one string (and one cache key).
-TOKEN_SHAPE: Final = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-# NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
-# would make a token that never expires.
-MAX_NUMERIC_DATE: Final = 253_402_300_799
 MAX_KID: Final = 256
 SCHEME: Final = b"bearer "
 SCHEME_LENGTH: Final = len(SCHEME)
 # The one spelling a token is cached under: any other is parsed, then looked up as this.
 CANONICAL: Final = b"Bearer "
 OWS: Final = b" \t"
-# What a cached token costs beyond its own bytes: the dictionary slot, the Claims object and
-# its strings and identity lines. Claims are decoded from the token, so they are never longer
-# than it: two token lengths and this bound an entry from above.
-ENTRY_OVERHEAD: Final = 512
 MINT_ALGORITHM: Final = "HS256"
+# Header segments checked before, with the algorithm and kid they name: an issuer writes the
+# same few headers on every token, so a token never seen before skips decoding its header. Only
+# headers that passed every check are kept (keyed by the whole segment); a longer one is checked
+# each time.
+HEADER_MEMO_SIZE: Final = 256
+MAX_MEMO_HEADER: Final = 512
 
 
 class KeySource(Protocol):
@@ -82,10 +81,6 @@ def configured_keys(config: JwtConfig) -> list[VerificationKey]:
     return keys
 
 
-def entry_cost(key: bytes) -> int:
-    return 2 * len(key) + ENTRY_OVERHEAD
-
-
 def bearer_token(credentials: bytes) -> bytes:
     """The token of an Authorization value: ``Bearer``, in any case, one space, the token.
 
@@ -100,13 +95,6 @@ def bearer_token(credentials: bytes) -> bytes:
             "the Authorization header must be 'Bearer <token>'", error="invalid_request"
         )
     return token
-
-
-def b64decode(segment: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:  # a length of 4n+1 is no base64
-        raise Unauthorized("the access token is not base64url") from exc
 
 
 class TokenVerifier:
@@ -124,15 +112,16 @@ class TokenVerifier:
         self.audience = frozenset(config.audience)
         self.claim_names = config.claims
         self.leeway = config.leeway_s
-        self.capacity = config.cache_size
-        self.max_bytes = config.cache_max_bytes
         # Longer Authorization values are refused before any parsing (the scheme and a space).
         self.max_credentials = config.max_token_bytes + SCHEME_LENGTH
         self.clock = clock
-        # Verified tokens by their canonical Authorization value (``Bearer <token>``), oldest
-        # first, and what they cost together (``entry_cost``).
-        self.cache: dict[bytes, Claims] = {}
-        self.cached_bytes = 0
+        # Verified tokens by their canonical Authorization value (``Bearer <token>``).
+        self.cache = VerifiedTokens(config.cache_size, config.cache_max_bytes)
+        self.headers: Memo[bytes, tuple[str, str | None]] = Memo(HEADER_MEMO_SIZE)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self.cache.cached_bytes
 
     def authenticate(self, credentials: bytes) -> Claims:
         """The claims of an ``Authorization`` value. The canonical spelling of a token verified
@@ -141,7 +130,11 @@ class TokenVerifier:
             raise Unauthorized("the access token is longer than the gateway accepts")
         claims = self.cache.get(credentials)
         if claims is None or claims.expires_at + self.leeway < self.clock():
-            return self.claims_of(bearer_token(credentials))
+            token = bearer_token(credentials)
+            canonical = len(token) + SCHEME_LENGTH == len(credentials)
+            if claims is None and canonical and credentials.startswith(CANONICAL):
+                return self._verified(credentials, token)  # looked up already: a miss
+            return self.claims_of(token)
         return claims
 
     def verify(self, token: str) -> Claims:
@@ -153,56 +146,38 @@ class TokenVerifier:
         if claims is not None:
             if claims.expires_at + self.leeway >= self.clock():
                 return claims
-            self.forget(key)
+            self.cache.forget(key)
             raise Unauthorized("the access token has expired")
+        return self._verified(key, token)
+
+    def _verified(self, key: bytes, token: bytes) -> Claims:
         claims = self._verify_uncached(token)
-        self.remember(key, claims)
+        self.cache.put(key, claims)
         return claims
-
-    def remember(self, key: bytes, claims: Claims) -> None:
-        cost = entry_cost(key)
-        if not self.capacity or cost > self.max_bytes:
-            return
-        cache = self.cache
-        while cache and (len(cache) >= self.capacity or self.cached_bytes + cost > self.max_bytes):
-            # Oldest first: insertion order is a cheap, good-enough eviction order.
-            self.forget(next(iter(cache)))
-        cache[key] = claims
-        self.cached_bytes += cost
-
-    def forget(self, key: bytes) -> None:
-        del self.cache[key]
-        self.cached_bytes -= entry_cost(key)
 
     def forget_all(self) -> None:
         """A key was withdrawn: tokens it verified must be checked again."""
         self.cache.clear()
-        self.cached_bytes = 0
 
-    def _verify_uncached(self, token_bytes: bytes) -> Claims:
-        if not TOKEN_SHAPE.fullmatch(token_bytes):
+    def _verify_uncached(self, token: bytes) -> Claims:
+        if not well_formed(token):
             raise Unauthorized("the access token is not three base64url segments")
-        token = token_bytes.decode("ascii")  # the shape admits ASCII alone
-        header_segment, payload_segment, signature_segment = token.split(".")
-        header = parse_payload(b64decode(header_segment), "header")
-        algorithm = header.get("alg")
-        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
-            raise Unauthorized("the access token's algorithm is not accepted")
-        if "crit" in header:
-            # RFC 7515 §4.1.11: extensions the gateway does not know must not be ignored.
-            raise Unauthorized("the access token names critical extensions")
-        kid = header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID):
-            raise Unauthorized("the access token's 'kid' is not a short string")
+        # The shape admits exactly two dots: the segments are found, never split into copies.
+        first = token.index(DOT)
+        second = token.index(DOT, first + 1)
+        header_segment = token[:first]
+        checked = self.headers.get(header_segment)
+        if checked is None:
+            checked = self._check_header(header_segment)
+        algorithm, kid = checked
         keys = self.source.keys
         if keys is None:
             raise KeysNotLoaded("the gateway has no signing keys yet; try again shortly")
-        signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
         if not keys.select(algorithm, kid).verify(
-            algorithm, signing_input, b64decode(signature_segment)
+            algorithm, token[:second], b64decode(token[second + 1 :])
         ):
             raise Unauthorized("the access token is invalid")
-        payload = parse_payload(b64decode(payload_segment))
+        payload = parse_payload(b64decode(token[first + 1 : second]))
         for name in ("exp", "iss"):
             if name not in payload:
                 raise Unauthorized(f"the access token lacks the '{name}' claim")
@@ -213,6 +188,23 @@ class TokenVerifier:
         if payload.get("type") == "refresh":
             raise Unauthorized("a refresh token cannot be used as an access token")
         return claims_from(payload, self.claim_names)
+
+    def _check_header(self, segment: bytes) -> tuple[str, str | None]:
+        """The algorithm and kid a header segment names, once it passed every check."""
+        header = parse_payload(b64decode(segment), "header")
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise Unauthorized("the access token's algorithm is not accepted")
+        if "crit" in header:
+            # RFC 7515 §4.1.11: extensions the gateway does not know must not be ignored.
+            raise Unauthorized("the access token names critical extensions")
+        kid = header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID):
+            raise Unauthorized("the access token's 'kid' is not a short string")
+        checked = (algorithm, kid)
+        if len(segment) <= MAX_MEMO_HEADER:
+            self.headers.put(segment, checked)
+        return checked
 
     def _check_audience(self, payload: dict[str, Any]) -> None:
         """With ``jwt.audience`` set, ``aud`` is required and must name one of them; without,
@@ -234,45 +226,6 @@ class TokenVerifier:
             raise Unauthorized("the access token has expired")
         if nbf - self.leeway > now:
             raise Unauthorized("the access token is not valid yet")
-
-
-def numeric_date(name: str, value: object) -> float:
-    """A claim in seconds since the epoch. An int is bounded before it becomes a float: one too
-    large for a float must be refused, not overflow."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Unauthorized(f"the access token's '{name}' claim is not a number")
-    in_range = (
-        -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
-        if isinstance(value, int)
-        else abs(value) <= MAX_NUMERIC_DATE  # so written, NaN is refused too
-    )
-    if not in_range:
-        raise Unauthorized(f"the access token's '{name}' claim is not a time in seconds")
-    return float(value)
-
-
-def parse_payload(data: bytes, part: str = "payload") -> dict[str, Any]:
-    """A JSON object of the token, refusing what JSON parsers disagree on: a repeated name
-    (the gateway and an upstream reading the forwarded token could see different tenants),
-    NaN, Infinity."""
-    try:
-        document = json.loads(data, object_pairs_hook=unique_names, parse_constant=no_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise Unauthorized(f"the access token's {part} is refused: {exc}") from exc
-    if not isinstance(document, dict):
-        raise Unauthorized(f"the access token's {part} is not a JSON object")
-    return document
-
-
-def unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise ValueError("a claim is repeated")
-    return document
-
-
-def no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def claim(payload: dict[str, Any], names: tuple[str, ...], field: str) -> object:
@@ -303,6 +256,9 @@ def claims_from(payload: dict[str, Any], names: ClaimNames = DEFAULT_NAMES) -> C
     email = claim(payload, names.email, "email")
     exp = payload["exp"]
     assert isinstance(user_id, str) and isinstance(tenant_id, str) and isinstance(role, str)
+    # A handful of tenants and roles among a worker's cached tokens: one string object each
+    # (interned) instead of one per token, about a fifth of what an entry costs.
+    tenant_id, role = sys.intern(tenant_id), sys.intern(role)
     return Claims(user_id, tenant_id, role, email if isinstance(email, str) else "", float(exp))
 
 

@@ -215,5 +215,5 @@ def test_the_user_agent_memo_keeps_short_values_only() -> None:
         log.flush()
     finally:
         loop.close()
-    assert set(log.agents) == {b"", b"box-office/3.1"}
+    assert set(log.agents) == {b"box-office/3.1"}
     assert all(len(key) <= 256 for key in log.agents)

@@ -16,7 +16,7 @@ from api_gateway.errors import RateLimited
 from api_gateway.limiter import Decision, Rate, blocked, gcra
 from api_gateway.policies.ratelimit import RateLimit, by_client_ip, by_user_or_ip
 from api_gateway.stores import StoreUnavailable
-from api_gateway.stores.memory import SWEEP_EVERY, MemoryStore
+from api_gateway.stores.memory import DRAIN_PER_HIT, TURN_EVERY, MemoryStore
 from api_gateway.types import Claims, Request, Response
 
 T = TypeVar("T")
@@ -265,17 +265,54 @@ def test_store_hit_is_the_async_decide() -> None:
     assert run(store.ping()) is None
 
 
-def test_store_sweeps_expired_keys() -> None:
+def test_store_drops_expired_keys() -> None:
     clock = Clock()
     store = MemoryStore(clock)
     rate = Rate(10, 1000, 0)
     for i in range(100):
         store.decide(f"old:{i}", rate)
     clock.now_ms += 10_000
-    for _ in range(SWEEP_EVERY):
+    for _ in range(2 * TURN_EVERY):
         store.decide("live", rate)
-    assert not any(key.startswith("old:") for key in store.tats)
-    assert "live" in store.tats
+    held = [*store.tats, *store.old_tats]
+    assert not any(key.startswith("old:") for key in held)
+    assert "live" in held
+
+
+def test_store_work_per_hit_is_bounded_and_live_keys_survive() -> None:
+    """Keys expire with a few entries examined per hit, whatever the number of keys, and a key
+    still inside its window keeps its state across every turn."""
+    clock = Clock()
+    store = MemoryStore(clock)
+    slow = Rate(2, 3_600_000, 0)  # one request per half hour: the TAT stays ahead all along
+    fast = Rate(1000, 1000, 0)  # a millisecond: expired by the next tick
+    assert store.decide("slow", slow).allowed
+    for n in range(5 * TURN_EVERY):
+        clock.now_ms += 1
+        held = len(store)
+        store.decide(f"user:{n}", fast)
+        assert len(store) >= held - DRAIN_PER_HIT  # never a bulk sweep
+        assert len(store) <= 2 * TURN_EVERY + 2  # expired keys do not pile up
+    assert store.decide("slow", slow).allowed
+    assert not store.decide("slow", slow).allowed  # the first hit was remembered
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 400)), max_size=400))
+def test_store_decides_as_if_it_forgot_nothing(hits: list[tuple[int, int]]) -> None:
+    """Generations and draining change nothing: the same decisions as a plain dict of TATs."""
+    clock = Clock()
+    store = MemoryStore(clock)
+    truth: dict[str, float] = {}
+    rate = Rate(3, 1000, 0)
+    for n, (user, step) in enumerate(hits):
+        clock.now_ms += step
+        if n % 7 == 0 and not store.old_tats:
+            store._turn()  # far more often than every TURN_EVERY hits
+        key = f"user:{user}"
+        expected, tat = gcra(truth.get(key), clock.now_ms, rate)
+        if tat is not None:
+            truth[key] = tat
+        assert store.decide(key, rate) == expected
 
 
 def test_store_allows_five_purchases_at_fractional_clock() -> None:

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.network import AddressKeys, TrustedProxies, canonical_ip, rightmost
+from api_gateway.network import (
+    ADDRESS_CACHE_SIZE,
+    AddressKeys,
+    TrustedProxies,
+    canonical_ip,
+    ipv4_number,
+    rightmost,
+)
 from api_gateway.types import Headers, Request
 
 PROXIES = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
@@ -105,20 +112,65 @@ def test_address_keys_stay_bounded() -> None:
     keys = AddressKeys()
     for n in range(10_000):
         keys(f"2001:db8::{n:x}")
-    assert len(keys.keys) <= 4096
+    assert len(keys.keys) <= ADDRESS_CACHE_SIZE
 
 
 def test_long_text_is_worked_out_but_never_remembered() -> None:
-    from api_gateway.network import _canonical_memo
+    from api_gateway.network import _CANONICAL
 
     proxies = TrustedProxies((ipaddress.ip_network("10.0.0.0/8"),))
-    before = _canonical_memo.cache_info().currsize
+    before = len(_CANONICAL)
     long_zone = "fe80::1%" + "z" * 16_000
     for n in range(50):
         assert canonical_ip(long_zone + str(n)) == "fe80::1"
         assert not proxies.contains("9" * 16_000 + str(n))
-    assert _canonical_memo.cache_info().currsize == before
-    assert proxies.memo.cache_info().currsize == 0
+    assert len(_CANONICAL) == before
+    assert len(proxies.memo) == 0
     keys = AddressKeys()
     assert keys(long_zone) == "fe80::/64"
-    assert keys.keys == {}
+    assert len(keys.keys) == 0
+
+
+def test_addresses_in_use_keep_their_keys_through_a_flood() -> None:
+    keys = AddressKeys()
+    regular = keys("203.0.113.7")
+    for n in range(3 * ADDRESS_CACHE_SIZE):
+        keys(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}")
+        if n % 1000 == 0:
+            assert keys("203.0.113.7") is regular  # remembered, not worked out again
+    assert keys("203.0.113.7") is regular
+
+
+def test_a_text_that_is_no_address_is_remembered_as_such() -> None:
+    assert canonical_ip("not-an-ip") is None
+    assert canonical_ip("not-an-ip") is None
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_is_its_own_canonical_form(ip: ipaddress.IPv4Address) -> None:
+    assert canonical_ip(str(ip)) == str(ip)
+    assert canonical_ip("::ffff:" + str(ip)) == str(ip)
+
+
+@pytest.mark.parametrize("text", ["01.2.3.4", "1.2.3", "256.1.1.1", " 1.2.3.4", "1.2.3.04"])
+def test_what_is_no_ipv4_address_has_no_canonical_form(text: str) -> None:
+    assert canonical_ip(text) is None
+
+
+def test_trusted_ipv4_networks_are_matched_by_integer() -> None:
+    proxies = TrustedProxies(
+        (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
+    )
+    assert proxies.contains("10.1.2.3") and proxies.contains("::ffff:10.1.2.3")
+    assert not proxies.contains("11.0.0.1") and not proxies.contains("9.255.255.255")
+    assert proxies.contains("2001:db8::7") and not proxies.contains("2001:db9::7")
+
+
+@given(st.text("0123456789.", max_size=17) | st.ip_addresses(v=4).map(str))
+def test_ipv4_number_accepts_exactly_what_ipaddress_writes(text: str) -> None:
+    try:
+        ip: ipaddress.IPv4Address | None = ipaddress.IPv4Address(text)
+    except ValueError:
+        ip = None
+    expected = int(ip) if ip is not None and str(ip) == text else -1
+    assert ipv4_number(text) == expected

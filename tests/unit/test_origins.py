@@ -142,7 +142,7 @@ def test_pattern_verdicts_are_remembered_within_bounds() -> None:
     for _ in range(2):
         assert origins.listed(b"https://app.tickettoken.com")
         assert not origins.listed(b"https://eviltickettoken.com")
-    assert origins.memo == {
+    assert origins.memo.young == {
         b"https://app.tickettoken.com": True,
         b"https://eviltickettoken.com": False,
     }

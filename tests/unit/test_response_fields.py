@@ -40,7 +40,7 @@ def test_decisions_are_remembered_and_the_memory_is_bounded() -> None:
     fields = configured(["x-user-*"])
 
     assert fields.decide(b"x-user-id") is False
-    assert fields.passed[b"x-user-id"] is False
+    assert fields.passed.get(b"x-user-id") is False
     for n in range(FIELD_DECISIONS_SIZE * 2):
         fields.decide(b"x-field-%d" % n)
     assert len(fields.passed) <= FIELD_DECISIONS_SIZE
@@ -81,4 +81,4 @@ def test_a_long_field_name_is_decided_but_never_remembered() -> None:
 
     assert [fields.decide(name) for name in long_names] == [False] * 50
     assert fields.decide(b"x-pad-" + b"b" * 16_000) is True
-    assert fields.passed == {}
+    assert len(fields.passed) == 0

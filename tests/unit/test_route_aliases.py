@@ -111,7 +111,7 @@ def test_an_ipv6_prefix_out_of_range_is_refused(tmp_path: Path, value: object) -
 
 def test_token_cache_bounds_from_yaml(tmp_path: Path) -> None:
     jwt = config(tmp_path).jwt
-    assert (jwt.cache_max_bytes, jwt.max_token_bytes) == (16 * 1024 * 1024, 8192)
+    assert (jwt.cache_max_bytes, jwt.max_token_bytes) == (96 * 1024 * 1024, 8192)
     document = {"jwt": {"cache_max_bytes": 1024, "max_token_bytes": 4096}}
     jwt = config(tmp_path, document).jwt
     assert (jwt.cache_max_bytes, jwt.max_token_bytes) == (1024, 4096)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api_gateway.compact import well_formed
 from api_gateway.config.settings import ClaimNames, JwtConfig
 from api_gateway.errors import Unauthorized
 from api_gateway.tokens import (
@@ -524,15 +526,19 @@ def test_cache_never_exceeds_its_size(clock: Clock, now: float, size: int) -> No
         assert len(verifier.cache) == min(i + 1, size)
 
 
-def test_cache_evicts_oldest_entry_first(clock: Clock, now: float) -> None:
-    verifier = TokenVerifier(make_config(cache_size=2), clock=clock)
-    tokens = [sign(payload(now, sub=f"user-{i}")) for i in range(3)]
-    for token in tokens:
-        verifier.verify(token)
-    assert list(verifier.cache) == [b"Bearer " + token.encode() for token in tokens[1:]]
+def test_cache_keeps_the_tokens_in_use_and_drops_the_unused(clock: Clock, now: float) -> None:
+    verifier = TokenVerifier(make_config(cache_size=4), clock=clock)
+    hot = sign(payload(now, sub="user-hot"))
+    once = sign(payload(now, sub="user-once"))
+    verifier.verify(hot)
+    verifier.verify(once)
+    for i in range(20):
+        verifier.verify(sign(payload(now, sub=f"user-{i}")))
+        verifier.verify(hot)  # in use: asked for between any two new tokens
+        assert len(verifier.cache) <= 4
     verifier.source = StaticKeys(configured_keys(make_config(secret=OTHER_SECRET)))
-    assert verifier.verify(tokens[2]).user_id == "user-2"
-    rejected(verifier, tokens[0])
+    assert verifier.verify(hot).user_id == "user-hot"  # from the cache
+    rejected(verifier, once)  # dropped: verified again, against the other secret
 
 
 # --- mint ---------------------------------------------------------------------------------------
@@ -615,7 +621,7 @@ def test_an_authorization_value_is_known_until_its_token_expires(
     clock.now = now + 600 + LEEWAY + 1
     with pytest.raises(Unauthorized, match="expired"):
         verifier.authenticate(b"Bearer " + token.encode())
-    assert verifier.cache == {} and verifier.cached_bytes == 0
+    assert len(verifier.cache) == 0 and verifier.cached_bytes == 0
 
 
 @pytest.mark.parametrize("scheme", [b"Bearer", b"bearer", b"BEARER", b"bEaReR"])
@@ -661,7 +667,7 @@ def test_a_token_over_the_limit_is_refused_before_it_is_read(clock: Clock, now: 
     verifier.source = StaticKeys(configured_keys(make_config(secret="n" * 40)))
     with pytest.raises(Unauthorized, match="longer"):
         verifier.authenticate(b"Bearer " + token)
-    assert verifier.cache == {}
+    assert len(verifier.cache) == 0
 
 
 @pytest.mark.parametrize("max_bytes", [0, 3000, 20_000])
@@ -681,4 +687,34 @@ def test_nothing_is_remembered_without_a_cache(clock: Clock, now: float) -> None
     verifier = TokenVerifier(make_config(cache_size=0), clock=clock)
     token = sign(payload(now))
     verifier.authenticate(b"Bearer " + token.encode())
-    assert verifier.cache == {}
+    assert len(verifier.cache) == 0
+
+
+# --- the shape of a token -----------------------------------------------------------------------
+
+COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+@given(st.binary(max_size=40) | st.text("ab-_.=+/ \t\x00é", max_size=40).map(str.encode))
+def test_well_formed_is_the_compact_serialization_exactly(token: bytes) -> None:
+    assert well_formed(token) == bool(COMPACT.fullmatch(token))
+
+
+@pytest.mark.parametrize(
+    "token", [b"a.b.c", b"eyJ.eyJ.sig-_", b"", b"..", b"a..c", b".b.c", b"a.b.", b"a.b.c.d", b"a.b"]
+)
+def test_well_formed_examples(token: bytes) -> None:
+    assert well_formed(token) == bool(COMPACT.fullmatch(token))
+
+
+def test_a_header_seen_before_is_not_decoded_again_and_a_refused_one_is_never_kept(
+    verifier: TokenVerifier, now: float
+) -> None:
+    verifier.verify(sign(payload(now, sub="user-1")))
+    assert len(verifier.headers) == 1
+    verifier.verify(sign(payload(now, sub="user-2")))
+    assert len(verifier.headers) == 1  # the same header segment
+    refused = jwt.encode(payload(now), SECRET, algorithm="HS256", headers={"crit": ["x"]})
+    rejected(verifier, refused)
+    rejected(verifier, refused)  # refused again: the check was not remembered as passed
+    assert len(verifier.headers) == 1

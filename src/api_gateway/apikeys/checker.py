@@ -25,6 +25,7 @@ from api_gateway.config.auth import parse_rate
 from api_gateway.config.settings import ApiKeysConfig
 from api_gateway.errors import Forbidden, ServiceUnavailable, Unauthorized
 from api_gateway.lookups import CachedLookup
+from api_gateway.memo import Memo
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.types import Claims
 
@@ -78,7 +79,7 @@ class ApiKeys:
         self.limit = ApiKeyLimit(limit_store, self.default_rate)
         self.loading = 0
         self.last_warning = -WARN_EVERY_MS
-        self.touched: dict[str, float] = {}
+        self.touched: Memo[str, float] = Memo(MAX_TOUCHED)
         self.tasks: set[asyncio.Future[None]] = set()
 
     async def check(self, key: bytes, route: str) -> Claims:
@@ -149,9 +150,7 @@ class ApiKeys:
         last = self.touched.get(key_id)
         if last is not None and now - last < TOUCH_EVERY_MS:
             return
-        if len(self.touched) >= MAX_TOUCHED:
-            self.touched.clear()
-        self.touched[key_id] = now
+        self.touched.put(key_id, now)
         task = asyncio.ensure_future(self.store.touch(key_id, self.now_s()))
         self.tasks.add(task)
         task.add_done_callback(self._touched)

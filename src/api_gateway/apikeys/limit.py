@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import Final
 
 from api_gateway.limiter import Rate
+from api_gateway.memo import Memo
 from api_gateway.policies.ratelimit import RateLimit
 from api_gateway.stores import Store
 from api_gateway.types import Handler, Request, Response
@@ -27,7 +28,7 @@ def by_key(request: Request) -> str | None:
 class ApiKeyLimit:
     def __init__(self, store: Store, default: tuple[int, int]) -> None:
         self.store, self.default = store, default
-        self.limits: dict[tuple[int, int], RateLimit] = {}
+        self.limits: Memo[tuple[int, int], RateLimit] = Memo(MAX_RATES)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         claims = request.claims
@@ -38,8 +39,7 @@ class ApiKeyLimit:
         return limit(request, call_next)
 
     def _limit(self, rate: tuple[int, int]) -> RateLimit:
-        if len(self.limits) >= MAX_RATES:
-            self.limits.clear()
         # Fails open like the user limit: a store outage must not lock every partner out.
-        limit = self.limits[rate] = RateLimit(NAME, Rate(rate[0], rate[1], 0), self.store, by_key)
+        limit = RateLimit(NAME, Rate(rate[0], rate[1], 0), self.store, by_key)
+        self.limits.put(rate, limit)
         return limit

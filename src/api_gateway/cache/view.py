@@ -17,6 +17,7 @@ from typing import Final
 
 from api_gateway.errors import InvalidHost
 from api_gateway.hosts import MAX_HOST_BYTES, normalize_host
+from api_gateway.memo import Memo
 from api_gateway.types import Headers, Request
 
 # The origin the client asked for, as the upstream is told it: links, redirects and
@@ -37,7 +38,7 @@ HOST: Final = b"host"
 # be served again, so it is not stored.
 PER_REQUEST: Final = frozenset({b"x-request-id", b"x-correlation-id", b"x-request-deadline-ms"})
 HOST_MEMO_SIZE: Final = 4096
-_HOSTS: Final[dict[bytes, bytes]] = {}
+_HOSTS: Final[Memo[bytes, bytes]] = Memo(HOST_MEMO_SIZE)
 # A longer value is no host name (``normalize_host`` refuses it) and is never remembered: 4096
 # distinct 16 KiB values would keep 128 MiB (each twice) per worker. Every valid host still is.
 MAX_MEMO_HOST: Final = MAX_HOST_BYTES
@@ -88,9 +89,7 @@ def _canonical_new(raw: bytes) -> bytes:
         found = normalize_host(raw).key.encode("ascii")
     except InvalidHost:
         found = b"?" + raw
-    if len(_HOSTS) >= HOST_MEMO_SIZE:
-        _HOSTS.clear()
-    _HOSTS[raw] = found
+    _HOSTS.put(raw, found)
     return found
 
 

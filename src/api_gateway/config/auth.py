@@ -105,7 +105,7 @@ def build_jwt(s: Section) -> JwtConfig:
         refresh_ttl_s=s.integer("refresh_ttl_s", 1),
         leeway_s=s.integer("leeway_s", 0),
         cache_size=s.integer("cache_size", 0),
-        cache_max_bytes=s.integer("cache_max_bytes", 0, 16 * 1024 * 1024),
+        cache_max_bytes=s.integer("cache_max_bytes", 0, 96 * 1024 * 1024),
         max_token_bytes=s.integer("max_token_bytes", 64, 8192),
         algorithms=tuple(dict.fromkeys(algorithms)),
         public_key=str(public_key),

@@ -75,7 +75,7 @@ class JwtConfig:
     refresh_ttl_s: int
     leeway_s: int
     cache_size: int
-    cache_max_bytes: int = 16 * 1024 * 1024  # verified-token cache bound, per worker
+    cache_max_bytes: int = 96 * 1024 * 1024  # verified-token cache bound, per worker
     max_token_bytes: int = 8192  # a longer token is refused (401) before any parsing
     algorithms: tuple[str, ...] = ("HS256",)  # the allowlist (JWT_ALGORITHMS)
     public_key: str = ""  # PEM (JWT_PUBLIC_KEY / JWT_PUBLIC_KEY_FILE)

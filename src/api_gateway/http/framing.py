@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Final
 
 from api_gateway.errors import BadRequest, MalformedRequest
+from api_gateway.memo import Memo
 from api_gateway.types import Headers
 from api_gateway.websocket import NOT_AN_UPGRADE, OTHER_PROTOCOL, WEBSOCKET
 
@@ -33,9 +34,10 @@ CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Header names as received -> lower-cased, for the few distinct names clients and services send:
 # a lookup instead of a method call per field, and every lowered name is one shared object
-# whose hash is computed once for every later set and dict lookup. Bounded: cleared when full.
-_LOWERED: Final[dict[bytes, bytes]] = {}
+# whose hash is computed once for every later set and dict lookup. Bounded, the names in use
+# kept (``memo.py``).
 LOWERED_CACHE_SIZE: Final = 4096
+_LOWERED: Final[Memo[bytes, bytes]] = Memo(LOWERED_CACHE_SIZE)
 # Memos of what a peer sends are bounded in bytes too: a longer name is lowered each time, never
 # remembered, or 4096 distinct 16 KiB names would keep 128 MiB (raw and lowered) per worker. No
 # registered field name comes near it.
@@ -43,18 +45,19 @@ MAX_MEMO_NAME: Final = 64
 
 
 def lower_name(name: bytes) -> bytes:
-    lowered = _LOWERED.get(name)
+    lowered = _LOWERED.young.get(name)  # the memo's hit, in place: once per field
     return lowered if lowered is not None else _lower_new(name)
 
 
 def _lower_new(name: bytes) -> bytes:
+    lowered = _LOWERED.get(name)  # from the old generation, if it is there
+    if lowered is not None:
+        return lowered
     lowered = name.lower()
     if len(name) > MAX_MEMO_NAME:
         return lowered
-    if len(_LOWERED) >= LOWERED_CACHE_SIZE:
-        _LOWERED.clear()
     lowered = _LOWERED.setdefault(lowered, lowered)  # the canonical object for this name
-    _LOWERED[name] = lowered
+    _LOWERED.put(name, lowered)
     return lowered
 
 
@@ -183,7 +186,7 @@ FIELD_DECISIONS_SIZE: Final = 4096
 class ResponseFieldFilter:
     """Which fields of an upstream response reach the client: not the framing ones, nor the
     configured names (exact, or prefixes). Decided once per distinct field name and remembered,
-    so the check per response field is one dict lookup (``passed.get(name)``)."""
+    so the check per response field is one dict lookup (``passed.young.get(name)``)."""
 
     __slots__ = ("names", "passed", "prefixes", "relocated")
 
@@ -192,15 +195,16 @@ class ResponseFieldFilter:
         self.relocated = frozenset(n for n in RELOCATED - names if not n.startswith(prefixes))
         self.names = RESPONSE_NEVER_PASSED | RELOCATED | names
         self.prefixes = prefixes
-        # Lower-cased name -> passed on. Bounded like ``_LOWERED``: cleared when full, and a
-        # name longer than ``MAX_MEMO_NAME`` is decided each time.
-        self.passed: dict[bytes, bool] = {}
+        # Lower-cased name -> passed on. Bounded like ``_LOWERED``, and a name longer than
+        # ``MAX_MEMO_NAME`` is decided each time.
+        self.passed: Memo[bytes, bool] = Memo(FIELD_DECISIONS_SIZE)
 
     def decide(self, name: bytes) -> bool:
         """Whether the field ``name`` (lower-cased) is passed on; remembered for next time."""
+        found = self.passed.get(name)  # from the old generation, if it is there
+        if found is not None:
+            return found
         passed = name not in self.names and not name.startswith(self.prefixes)
         if len(name) <= MAX_MEMO_NAME:
-            if len(self.passed) >= FIELD_DECISIONS_SIZE:
-                self.passed.clear()
-            self.passed[name] = passed
+            self.passed.put(name, passed)
         return passed

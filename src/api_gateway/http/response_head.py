@@ -62,7 +62,7 @@ class ResponseHead:
         if not in_head:
             return True
         name = lower_name(name)
-        passed = self.fields.passed.get(name)
+        passed = self.fields.passed.young.get(name)  # the memo's hit, in place
         if passed is None:
             passed = self.fields.decide(name)
         if passed:

@@ -22,6 +22,7 @@ import sys
 import time
 from typing import BinaryIO, Final
 
+from api_gateway.memo import Memo
 from api_gateway.types import Request, Response
 
 # One f-string (the cheapest way Python has to build a string) replaces building and encoding
@@ -64,8 +65,8 @@ class AccessLog:
         self.draw = (draw or random.Random()).random
         # Instance authorities come from configuration or the registry: quoted once each. User
         # agents are few (a client sends the same one every time): escaped and quoted once each.
-        self.quoted: dict[str, str] = {"": '""'}
-        self.agents: dict[bytes, str] = {b"": '""'}
+        self.quoted: Memo[str, str] = Memo(QUOTED_CACHE_SIZE)
+        self.agents: Memo[bytes, str] = Memo(QUOTED_CACHE_SIZE)
 
     def record(
         self,
@@ -87,9 +88,9 @@ class AccessLog:
         status = response.status
         if self.sample_rate < 1.0 and status < 500 and self.draw() >= self.sample_rate:
             return
-        upstream = self.quoted.get(request.upstream) or self.quote(request.upstream)
+        upstream = self.quoted.young.get(request.upstream) or self.quote(request.upstream)
         agent = request.user_agent
-        user_agent = self.agents.get(agent) or self.quote_agent(agent)
+        user_agent = self.agents.young.get(agent) or self.quote_agent(agent)
         claims = request.claims
         tenant, user = ("", "") if claims is None else (claims.tenant_id, claims.user_id)
         request_id, method, path = request.request_id, request.method, request.path
@@ -138,19 +139,21 @@ class AccessLog:
         self.pending.append(line)
 
     def quote(self, authority: str) -> str:
-        if len(self.quoted) >= QUOTED_CACHE_SIZE:
-            self.quoted = {"": '""'}
-        quoted = self.quoted[authority] = '"' + escape(authority) + '"'
+        quoted = self.quoted.get(authority)  # from the memo's old generation, if it is there
+        if quoted is None:
+            quoted = '"' + escape(authority) + '"'
+            self.quoted.put(authority, quoted)
         return quoted
 
     def quote_agent(self, agent: bytes) -> str:
+        found = self.agents.get(agent)  # from the memo's old generation, if it is there
+        if found is not None:
+            return found
         quoted = '"' + escape(agent[:MAX_USER_AGENT].decode("latin-1")) + '"'
         if len(agent) > MAX_USER_AGENT:
             # Not kept: the memo's keys would be whole header values (4,096 of 16 KiB each).
             return quoted
-        if len(self.agents) >= QUOTED_CACHE_SIZE:
-            self.agents = {b"": '""'}
-        self.agents[agent] = quoted
+        self.agents.put(agent, quoted)
         return quoted
 
     def flush(self) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Final, Protocol
 
+from api_gateway.compact import well_formed
 from api_gateway.credentials import may_carry_query_token, take_cookie, take_query_token
 from api_gateway.cross_site import CookieOrigins
 from api_gateway.errors import CrossSiteRequest, Unauthorized, UnknownKey
 from api_gateway.revocation import Revocations
 from api_gateway.routing import PublicPaths
-from api_gateway.tokens import CANONICAL, TOKEN_SHAPE, TokenVerifier, bearer_token
+from api_gateway.tokens import CANONICAL, TokenVerifier, bearer_token
 from api_gateway.types import Claims, Handler, Request, Response
 
 API_KEY_SCHEME: Final = b"apikey "
@@ -235,6 +236,6 @@ def authorization(request: Request) -> bytes | None:
 def bearer(header: bytes) -> str:
     """The well-formed token of a ``Bearer <token>`` Authorization value, or 401."""
     token = bearer_token(header)
-    if not TOKEN_SHAPE.fullmatch(token):
+    if not well_formed(token):
         raise Unauthorized("the access token is not three base64url segments")
     return token.decode("ascii")

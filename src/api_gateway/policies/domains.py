@@ -12,10 +12,12 @@ from typing import Final
 from api_gateway.directory import DomainVenue, VenueDirectory
 from api_gateway.errors import Forbidden
 from api_gateway.hosts import PlatformHosts, normalize_host
+from api_gateway.memo import Memo
 from api_gateway.network import TrustedProxies
 from api_gateway.types import Handler, Request, Response
 
 HOST_MEMO_SIZE: Final = 4096
+PLATFORM: Final = ""  # what the memo says of the platform's own hosts: nothing to resolve
 
 
 class VenueDomain:
@@ -31,8 +33,8 @@ class VenueDomain:
     ) -> None:
         self.directory, self.platform, self.trusted = directory, platform, trusted
         self.admin_roles = admin_roles
-        # Raw Host value -> canonical lookup key, or None for the platform's own hosts.
-        self.keys: dict[bytes, str | None] = {}
+        # Raw Host value -> canonical lookup key, or PLATFORM for the platform's own hosts.
+        self.keys: Memo[bytes, str] = Memo(HOST_MEMO_SIZE)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         key = self.lookup_key(self.trusted.client_host(request))
@@ -63,11 +65,9 @@ class VenueDomain:
     def lookup_key(self, raw: bytes | None) -> str | None:
         if raw is None:
             return None  # HTTP/1.0 without Host: nothing to resolve
-        if raw in self.keys:
-            return self.keys[raw]
-        host = normalize_host(raw)  # raises InvalidHost (400); invalid values are not kept
-        key = None if host in self.platform else host.key
-        if len(self.keys) >= HOST_MEMO_SIZE:
-            self.keys.clear()
-        self.keys[raw] = key
-        return key
+        key = self.keys.get(raw)
+        if key is None:
+            host = normalize_host(raw)  # raises InvalidHost (400); invalid values are not kept
+            key = PLATFORM if host in self.platform else host.key
+            self.keys.put(raw, key)
+        return key or None

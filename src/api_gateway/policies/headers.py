@@ -11,6 +11,7 @@ from typing import Final
 
 from api_gateway.errors import HeaderNotAllowed
 from api_gateway.http.wire import header_lines
+from api_gateway.memo import Memo
 from api_gateway.network import TrustedProxies, rightmost
 from api_gateway.types import Handler, Headers, Request, Response
 
@@ -63,14 +64,14 @@ class HeaderTrust:
         self.trusted = trusted if trusted else None
         self.port = str(port).encode()
         # What a direct client's request gets before X-Forwarded-Host, rendered once per address.
-        self.direct_lines: dict[str, bytes] = {}
+        self.direct_lines: Memo[str, bytes] = Memo(PEER_CACHE_SIZE)
         # Clients send few distinct names: each is classified once, then looked up.
-        self.kinds: dict[bytes, int] = {}
+        self.kinds: Memo[bytes, int] = Memo(NAME_CACHE_SIZE)
 
     def __call__(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         kept: Headers = []
         host = None
-        kinds = self.kinds
+        kinds = self.kinds.young  # the memo's hits, in place: once per field
         for header in request.headers:
             kind = kinds.get(header[0])
             if kind is None:
@@ -88,7 +89,7 @@ class HeaderTrust:
             forwarded = header_lines(self.forwarded_by_proxy(request))
             host_lines: tuple[bytes, ...] = ()
         else:
-            forwarded = self.direct_lines.get(request.peer_ip) or self.direct(request.peer_ip)
+            forwarded = self.direct_lines.young.get(request.peer_ip) or self.direct(request.peer_ip)
             host_lines = () if host is None else (b"x-forwarded-host: ", host, b"\r\n")
         claims = request.claims
         request.headers = kept
@@ -111,24 +112,26 @@ class HeaderTrust:
         return call_next(request)
 
     def kind(self, name: bytes) -> int:
+        found = self.kinds.get(name)  # from the memo's old generation, if it is there
+        if found is not None:
+            return found
         kind = classify(name)
         if len(name) <= MAX_CACHED_NAME:
-            if len(self.kinds) >= NAME_CACHE_SIZE:
-                self.kinds.clear()
-            self.kinds[name] = kind
+            self.kinds.put(name, kind)
         return kind
 
     def direct(self, peer_ip: str) -> bytes:
         """X-Forwarded-For, -Proto and -Port for a direct client, kept for the next request."""
-        if len(self.direct_lines) >= PEER_CACHE_SIZE:
-            self.direct_lines.clear()
-        lines = self.direct_lines[peer_ip] = header_lines(
-            [
-                (b"x-forwarded-for", peer_ip.encode("ascii")),
-                (b"x-forwarded-proto", b"http"),
-                (b"x-forwarded-port", self.port),
-            ]
-        )
+        lines = self.direct_lines.get(peer_ip)  # from the memo's old generation, if there
+        if lines is None:
+            lines = header_lines(
+                [
+                    (b"x-forwarded-for", peer_ip.encode("ascii")),
+                    (b"x-forwarded-proto", b"http"),
+                    (b"x-forwarded-port", self.port),
+                ]
+            )
+            self.direct_lines.put(peer_ip, lines)
         return lines
 
     def forwarded_by_proxy(self, request: Request) -> Headers:

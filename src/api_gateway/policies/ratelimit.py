@@ -19,7 +19,8 @@ from typing import Final
 
 from api_gateway.errors import RateLimited, ServiceUnavailable
 from api_gateway.limiter import Decision, Rate
-from api_gateway.network import AddressKeys
+from api_gateway.memo import Memo
+from api_gateway.network import ADDRESS_CACHE_SIZE, AddressKeys
 from api_gateway.overload import OverloadMonitor
 from api_gateway.stores import Store, StoreUnavailable
 from api_gateway.stores.memory import MemoryStore
@@ -28,7 +29,7 @@ from api_gateway.types import Handler, Headers, Request, Response
 log = logging.getLogger("api_gateway.ratelimit")
 WARN_EVERY_S: Final = 10.0
 HEADER_TABLE: Final = 4096
-KEY_CACHE_SIZE: Final = 4096
+KEY_CACHE_SIZE: Final = ADDRESS_CACHE_SIZE
 # ``Request.limit_at`` below zero: no limit reported yet, or why the request was stopped.
 REFUSED: Final = -2
 UNAVAILABLE: Final = -3
@@ -111,7 +112,7 @@ class RateLimit:
         self.addresses = addresses or AddressKeys()
         self.prefix = name + ":"
         self.ip_prefix = self.prefix + "ip:"
-        self.ip_keys: dict[str, str] = {}
+        self.ip_keys: Memo[str, str] = Memo(KEY_CACHE_SIZE)
         self.headers = LimitHeaders(rate)
         tight = Rate(max(1, int(rate.max * tighten_factor)), rate.window_ms, rate.block_ms)
         self.tight_headers = LimitHeaders(tight)
@@ -146,12 +147,10 @@ class RateLimit:
         return call_next(request)
 
     def ip_key(self, client_ip: str) -> str:
-        keys = self.ip_keys
-        if len(keys) >= KEY_CACHE_SIZE:
-            # The oldest entry goes (insertion order), not all of them: a flood of new addresses
-            # must not make every regular client's key be worked out again.
-            del keys[next(iter(keys))]
-        key = keys[client_ip] = self.ip_prefix + self.addresses(client_ip)
+        # Bounded, the keys in use kept: a flood of new addresses must not make every regular
+        # client's key be worked out again.
+        key = self.ip_prefix + self.addresses(client_ip)
+        self.ip_keys.put(client_ip, key)
         return key
 
     async def _ask_store(

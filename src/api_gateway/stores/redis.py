@@ -11,11 +11,12 @@ import functools
 from typing import Final, cast
 
 from api_gateway.limiter import Decision, Rate
+from api_gateway.memo import Memo
 from api_gateway.resp.client import RedisClient
 from api_gateway.resp.protocol import Reply, RespError, Script, bulk
 from api_gateway.stores import StoreUnavailable
 
-ARGS_CACHE_SIZE: Final = 4096  # limit keys whose encoded script arguments are kept
+ARGS_CACHE_SIZE: Final = 16_384  # limit keys whose encoded script arguments are kept
 
 # GCRA as in limiter.gcra / MemoryStore.decide, on Redis server time so that every gateway process
 # shares one clock. Times are float ms. The TAT and block deadline are stored with %.17g, which
@@ -106,16 +107,14 @@ class ScriptArgs:
     keys (an address, a user) come back request after request."""
 
     def __init__(self) -> None:
-        self._args: dict[str, tuple[Rate, bytes]] = {}
+        self._args: Memo[str, tuple[Rate, bytes]] = Memo(ARGS_CACHE_SIZE)
 
     def of(self, key: str, rate: Rate) -> bytes:
         cached = self._args.get(key)
         if cached is not None and cached[0] is rate:
             return cached[1]
-        if len(self._args) >= ARGS_CACHE_SIZE:
-            self._args.clear()
         args = _key_args(key) + _rate_args(rate)
-        self._args[key] = (rate, args)
+        self._args.put(key, (rate, args))
         return args
 
 
