@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 import traceback
+from binascii import unhexlify
 from collections.abc import Sequence
 from typing import Final
 
@@ -30,16 +31,20 @@ STATUS_ERROR: Final = b"\x7a\x02\x18\x02"  # field 15, Status{code (3): ERROR (2
 FLAGS_TAG: Final = b"\x85\x01"  # field 16, fixed32
 LOCAL_FLAGS: Final = struct.pack("<I", HAS_IS_REMOTE)
 REMOTE_FLAGS: Final = struct.pack("<I", HAS_IS_REMOTE | IS_REMOTE)
-KINDS: Final[dict[int, bytes]] = {kind: bytes((0x30, kind)) for kind in range(6)}  # field 6
 INT64: Final = (1 << 64) - 1
 _FIXED64: Final = struct.Struct("<Q")
+_TIMES: Final = struct.Struct("<BBBQBQ")
 # Every one-byte varint, so that the lengths and values under 128 cost no allocation.
 SMALL: Final[tuple[bytes, ...]] = tuple(bytes((n,)) for n in range(128))
+MAX_CACHED_INTS: Final = 4096  # per attribute: its memo of encoded ints stays small
+HIGH: Final[tuple[bytes, ...]] = tuple(bytes((n | 0x80,)) for n in range(128))  # "more follows"
 
 
 def varint(value: int) -> bytes:
     if value < 0x80:
         return SMALL[value]
+    if value < 0x4000:  # two bytes: a status, a span's length; no loop, no bytearray
+        return HIGH[value & 0x7F] + SMALL[value >> 7]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -76,38 +81,27 @@ def attribute(encoded_key: bytes, value: object) -> bytes:
     return encoded_key + field(0x12, any_value(value))
 
 
-def add_attribute(pieces: list[bytes], tag: bytes, encoded_key: bytes, value: str | int) -> None:
-    """A ``KeyValue`` field with a string or int value, appended piece by piece: the lengths
-    are summed rather than each level's bytes joined."""
-    if isinstance(value, str):
-        data = value.encode("utf-8", "replace")
-        inner = varint(len(data))
-        kind = b"\x0a"
-    else:
-        data = b""
-        inner = varint(value & INT64)
-        kind = b"\x18"
-    value_length = 1 + len(inner) + len(data)
-    value_prefix = varint(value_length)
-    pieces.append(tag)
-    pieces.append(varint(len(encoded_key) + 1 + len(value_prefix) + value_length))
-    pieces.append(encoded_key)
-    pieces.append(b"\x12")
-    pieces.append(value_prefix)
-    pieces.append(kind)
-    pieces.append(inner)
-    if data:
-        pieces.append(data)
+def utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return text.encode("utf-8", "replace")
 
 
 class Encoder:
-    """Encodes batches for one resource; what never changes is encoded once, at start-up."""
+    """Encodes batches for one resource; what never changes is encoded once, at start-up, and
+    each attribute's bytes before its value once per key and value length (a string's) or once
+    per value (a small int's), so that most attributes are one or two pieces to join."""
 
     def __init__(self, resource: Sequence[tuple[str, str]]) -> None:
         attributes = b"".join([field(0x0A, attribute(key(k), v)) for k, v in resource])
         self.resource = field(0x0A, attributes)  # ResourceSpans.resource (1)
         self.scope = field(0x0A, field(0x0A, SCOPE_NAME.encode()))  # ScopeSpans.scope (1)
         self.keys: dict[str, bytes] = {}
+        self.string_heads: dict[str, list[bytes]] = {}
+        self.ints: dict[str, dict[int, bytes]] = {}
+        self.last_hex = ""  # the last trace id converted, and its bytes (spans come in pairs)
+        self.last_bytes = b""
 
     def encode(self, spans: Sequence[Span]) -> bytes:
         """An ``ExportTraceServiceRequest`` with ``spans``."""
@@ -121,32 +115,28 @@ class Encoder:
         return field(0x0A, self.resource + scope_spans)  # resource_spans (1)
 
     def span(self, span: Span) -> bytes:
-        pieces = [
-            b"\x0a\x10",
-            bytes.fromhex(span.trace_id),
-            b"\x12\x08",
-            bytes.fromhex(span.span_id),
-        ]
+        trace_id = span.trace_id
+        if trace_id != self.last_hex:
+            self.last_hex, self.last_bytes = trace_id, unhexlify(trace_id)
+        pieces = [b"\x0a\x10", self.last_bytes, b"\x12\x08", unhexlify(span.span_id)]
         if span.state:
             pieces.append(field(0x1A, span.state.encode("ascii")))
         if span.parent_id:
             pieces.append(b"\x22\x08")
-            pieces.append(bytes.fromhex(span.parent_id))
-        name = span.name.encode("utf-8", "replace")
+            pieces.append(unhexlify(span.parent_id))
+        name = utf8(span.name)
         pieces.append(b"\x2a")
         pieces.append(varint(len(name)))
         pieces.append(name)
-        pieces.append(KINDS[span.kind])
-        pieces.append(b"\x39")
-        pieces.append(_FIXED64.pack(span.start_ns))
-        pieces.append(b"\x41")
-        pieces.append(_FIXED64.pack(span.end_ns))
-        keys = self.keys
-        for name_, value in zip(span.keys, span.values, strict=True):
-            encoded_key = keys.get(name_)
-            if encoded_key is None:
-                encoded_key = keys[name_] = key(name_)
-            add_attribute(pieces, b"\x4a", encoded_key, value)
+        # kind (6), start (7, fixed64) and end (8, fixed64) times.
+        pieces.append(_TIMES.pack(0x30, span.kind, 0x39, span.start_ns, 0x41, span.end_ns))
+        keys, values = span.keys, span.values
+        for n in range(len(keys)):
+            value = values[n]
+            if isinstance(value, str):
+                self.add_string(pieces, keys[n], utf8(value))
+            else:
+                self.add_int(pieces, keys[n], value)
         error = span.error
         if isinstance(error, BaseException):
             pieces.append(field(0x5A, self.exception_event(error, span.end_ns)))
@@ -156,6 +146,38 @@ class Encoder:
         pieces.append(FLAGS_TAG)
         pieces.append(REMOTE_FLAGS if span.remote_parent else LOCAL_FLAGS)
         return b"".join(pieces)
+
+    def add_string(self, pieces: list[bytes], name: str, data: bytes) -> None:
+        """An attribute with a string value: its head (the tag and lengths, which depend on the
+        value's length alone, and the key), made once per key and length, then the value."""
+        heads = self.string_heads.get(name)
+        if heads is None:
+            encoded = self.key(name)
+            heads = self.string_heads[name] = [
+                b"\x4a" + SMALL[len(encoded) + 4 + n] + encoded + b"\x12" + SMALL[n + 2]
+                + b"\x0a" + SMALL[n]
+                for n in range(max(0, 0x80 - 4 - len(encoded)))
+            ]  # fmt: skip
+        size = len(data)
+        if size < len(heads):
+            pieces.append(heads[size])
+        else:
+            pieces.append(field(0x4A, attribute(self.key(name), data.decode())))
+            return
+        pieces.append(data)
+
+    def add_int(self, pieces: list[bytes], name: str, value: int) -> None:
+        """An attribute with an int value: all of it made once per key and value (a status, a
+        port, an attempt: a few values; a value past 65535 is encoded each time)."""
+        values = self.ints.get(name)
+        if values is None:
+            values = self.ints[name] = {}
+        encoded = values.get(value)
+        if encoded is None:
+            encoded = field(0x4A, attribute(self.key(name), value))
+            if 0 <= value <= 0xFFFF and len(values) < MAX_CACHED_INTS:
+                values[value] = encoded
+        pieces.append(encoded)
 
     def key(self, name: str) -> bytes:
         encoded = self.keys.get(name)

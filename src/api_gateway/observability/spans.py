@@ -196,7 +196,7 @@ class Sampler:
         return TraceContext(ids[:32], ids[32:], "", RANDOM_TRACE_ID, "", carried)
 
     def span_id(self) -> str:
-        return f"{self.random_bits(64) or 1:016x}"
+        return (self.random_bits(64) or 1).to_bytes(8, "big").hex()
 
 
 def traceparent(trace_id: str, span_id: str, flags: int) -> bytes:

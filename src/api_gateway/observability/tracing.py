@@ -113,13 +113,15 @@ class Tracing:
             Encoder(resource_attributes(config.service_name, env)),
             post,
         )
-        self.add = self.export.add  # bound once (COMPILED.md §6)
+        # Bound once (COMPILED.md §6).
+        self.add = self.export.add
+        self.set_context, self.get_context = CURRENT.set, CURRENT.get
         self.clock_ns = time.time_ns
 
     def server_span(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         """The policy outside every other: the span covers the whole request."""
         context = self.sampler.context(request.headers)
-        CURRENT.set(context)
+        self.set_context(context)
         request.trace_id = context.trace_id  # the access log's
         if not context.sampled:
             return call_next(request)
@@ -160,7 +162,7 @@ class Tracing:
         service: str,
     ) -> Awaitable[Response]:
         """One attempt in its own span, whose context goes upstream as ``traceparent``."""
-        context = CURRENT.get()
+        context = self.get_context()
         if context is None:  # not within a request's trace (no caller does this today)
             return send(request, endpoint, remaining_ms)
         if not context.sampled:
