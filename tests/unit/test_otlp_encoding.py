@@ -13,7 +13,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from api_gateway.config.observability import ObservabilityConfig
 from api_gateway.observability.otlp import Encoder, varint
-from api_gateway.observability.spans import CLIENT, SERVER, Span, TraceContext
+from api_gateway.observability.spans import (
+    CLIENT,
+    SERVER,
+    Span,
+    TraceContext,
+    exception_record,
+)
 from api_gateway.observability.tracing import CLIENT_KEYS, SERVER_KEYS, Tracing
 from api_gateway.types import Request, Response
 
@@ -105,7 +111,9 @@ def test_a_span_that_ended_in_an_exception_has_its_event() -> None:
     except ConnectionResetError as caught:
         error = caught
     context = TraceContext(TRACE, SERVER_ID, "", 0x03, "", False)
-    span = Span(SERVER, context, SERVER_ID, "", False, "GET", 5, 9, ("a",), ("b",), error)
+    record = exception_record(error)
+    del error  # the record holds no frames: nothing else refers to the exception
+    span = Span(SERVER, context, SERVER_ID, "", False, "GET", 5, 9, ("a",), ("b",), record)
     [decoded] = decode(Encoder([]).encode([span])).resource_spans[0].scope_spans[0].spans
     assert decoded.parent_span_id == b"" and decoded.trace_state == "" and decoded.flags == 0x100
     assert decoded.status.code == 2

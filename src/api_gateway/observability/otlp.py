@@ -15,7 +15,6 @@ message object per span, attribute and value before serializing) than joining th
 from __future__ import annotations
 
 import struct
-import traceback
 from binascii import unhexlify
 from collections.abc import Sequence
 from typing import Final
@@ -138,7 +137,7 @@ class Encoder:
             else:
                 self.add_int(pieces, keys[n], value)
         error = span.error
-        if isinstance(error, BaseException):
+        if isinstance(error, tuple):
             pieces.append(field(0x5A, self.exception_event(error, span.end_ns)))
             pieces.append(STATUS_ERROR)
         else:
@@ -185,14 +184,12 @@ class Encoder:
             encoded = self.keys[name] = key(name)
         return encoded
 
-    def exception_event(self, error: BaseException, time_ns: int) -> bytes:
+    def exception_event(self, error: tuple[str, str, str], time_ns: int) -> bytes:
         """The ``exception`` event the SDK's ``record_exception`` adds, with its attributes."""
-        kind = type(error)
-        module, name = kind.__module__, kind.__qualname__
         attributes = (
-            ("exception.type", f"{module}.{name}" if module and module != "builtins" else name),
-            ("exception.message", str(error)),
-            ("exception.stacktrace", "".join(traceback.format_exception(error))),
+            ("exception.type", error[0]),
+            ("exception.message", error[1]),
+            ("exception.stacktrace", error[2]),
             ("exception.escaped", "False"),
         )
         pieces = [b"\x09", _FIXED64.pack(time_ns), field(0x12, b"exception")]

@@ -17,6 +17,7 @@ services' SDKs:
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable
 from typing import Final
 
@@ -104,14 +105,25 @@ class Span:
         end_ns: int,
         keys: tuple[str, ...],
         values: tuple[str | int, ...],
-        error: BaseException | bool,
+        error: bool | tuple[str, str, str],
     ) -> None:
         self.kind, self.trace_id, self.span_id = kind, context.trace_id, span_id
         self.parent_id, self.remote_parent, self.state = parent_id, remote_parent, context.state
         self.name, self.start_ns, self.end_ns = name, start_ns, end_ns
         self.keys, self.values = keys, values
-        # False: status unset; True: status error; an exception: that too, and its event.
+        # False: status unset; True: status error; an exception (``exception_record``): that
+        # too, and its event.
         self.error = error
+
+
+def exception_record(error: BaseException) -> tuple[str, str, str]:
+    """The type, message and stack trace of the exception a span ended in, as the SDK's
+    ``record_exception`` records them; formatted at once, so that the queue holds no frames
+    (and the requests they refer to) while the span waits for its batch."""
+    kind = type(error)
+    module, name = kind.__module__, kind.__qualname__
+    qualified = f"{module}.{name}" if module and module != "builtins" else name
+    return qualified, str(error), "".join(traceback.format_exception(error))
 
 
 def trace_headers(headers: Headers) -> tuple[str, str] | None:

@@ -42,6 +42,7 @@ from api_gateway.observability.spans import (
     Sampler,
     Span,
     TraceContext,
+    exception_record,
     traceparent,
 )
 from api_gateway.types import Handler, Headers, Request, Response
@@ -138,7 +139,8 @@ class Tracing:
             values: tuple[str | int, ...] = (request.method,)
             self.add(
                 Span(SERVER, context, context.span_id, parent_id, parent_id != "",
-                     request.method, start, clock(), FAILED_SERVER_KEYS, values, error)
+                     request.method, start, clock(), FAILED_SERVER_KEYS, values,
+                     exception_record(error))
             )  # fmt: skip
             raise
         status = response.status
@@ -239,7 +241,7 @@ class Tracing:
     ) -> None:
         self.add(
             Span(CLIENT, context, span_id, context.span_id, False, name, start, self.clock_ns(),
-                 FAILED_CLIENT_KEYS, values, error)
+                 FAILED_CLIENT_KEYS, values, exception_record(error))
         )  # fmt: skip
 
     async def close(self) -> None:
