@@ -12,11 +12,11 @@ rule as OpenTelemetry's ``TraceIdRatioBased``: spans.py); each attempt's client 
 upstream as the new ``traceparent``, so the service's spans hang under the gateway's.
 
 What it costs is what the sampling decides. A request not sampled gets a trace id (for the
-access log) and, per attempt, a span id for the ``traceparent`` it passes on: no span is
-recorded, no coroutine added. A sampled one records two small ``Span`` objects at their end,
-appended to a bounded queue (full: dropped and counted, never waited for); a thread encodes
-them in batches and posts them (span_export.py, otlp.py), with the OpenTelemetry SDK's
-batching and exporter variables.
+access log) and one ``traceparent`` line, made once and passed on by each attempt: no span is
+recorded, no coroutine added (about 7,000 instructions, against some 140,000 for the request).
+A sampled one records small ``Span`` objects as its spans end, appended to a bounded queue
+(full: dropped and counted, never waited for); a thread encodes them in batches and posts them
+(span_export.py, otlp.py), with the OpenTelemetry SDK's batching and exporter variables.
 """
 
 from __future__ import annotations
