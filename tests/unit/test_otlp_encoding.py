@@ -12,6 +12,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from api_gateway.config.observability import ObservabilityConfig
+from api_gateway.config.settings import Instance
 from api_gateway.observability.otlp import Encoder, varint
 from api_gateway.observability.spans import (
     CLIENT,
@@ -22,6 +23,7 @@ from api_gateway.observability.spans import (
 )
 from api_gateway.observability.tracing import CLIENT_KEYS, SERVER_KEYS, Tracing
 from api_gateway.types import Request, Response
+from api_gateway.upstream.instances import UpstreamInstance
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SERVER_ID = "1111111111111111"
@@ -126,9 +128,9 @@ def test_a_span_that_ended_in_an_exception_has_its_event() -> None:
     assert found["exception.escaped"] == "False"
 
 
-class Upstream:
-    address = ("127.0.0.1", 8081)
-    authority = "127.0.0.1:8081"
+def upstream_instance() -> UpstreamInstance:
+    """A real one: compiled, the attempt hook's annotations are checked (COMPILED.md §9)."""
+    return UpstreamInstance(Instance("127.0.0.1", 8081))
 
 
 def test_tracing_records_and_exports_a_sampled_request() -> None:
@@ -148,13 +150,15 @@ def test_tracing_records_and_exports_a_sampled_request() -> None:
     async def answer() -> Response:
         return Response(200, [], b"{}")
 
-    def send(request: Request, endpoint: object, remaining_ms: float) -> Awaitable[Response]:
+    def send(
+        request: Request, endpoint: UpstreamInstance, remaining_ms: float
+    ) -> Awaitable[Response]:
         sent.append(list(request.headers))  # the head is rendered at once, as the pool's is
         return answer()
 
     async def upstream(request: Request) -> Response:
         request.route, request.attempts = "/api/v1/tickets", 1
-        return await tracing.client_span(send, request, Upstream(), 1000.0, "ticket")  # type: ignore[arg-type]
+        return await tracing.client_span(send, request, upstream_instance(), 1000.0, "ticket")
 
     async def scenario() -> None:
         request = Request("GET", b"/api/v1/tickets/1", [(b"traceparent", b"bad")], b"", "10.0.0.1")
@@ -196,14 +200,16 @@ def test_an_unsampled_request_adds_a_traceparent_for_the_head_and_records_nothin
     async def answer() -> Response:
         return Response(200, [], b"{}")
 
-    def send(request: Request, endpoint: object, remaining_ms: float) -> Awaitable[Response]:
+    def send(
+        request: Request, endpoint: UpstreamInstance, remaining_ms: float
+    ) -> Awaitable[Response]:
         sent.append(list(request.headers))
         return answer()
 
     async def upstream(request: Request) -> Response:
         for attempt in (1, 2):
             request.attempts = attempt
-            await tracing.client_span(send, request, Upstream(), 1000.0, "ticket")  # type: ignore[arg-type]
+            await tracing.client_span(send, request, upstream_instance(), 1000.0, "ticket")
         return Response(200, [], b"{}")
 
     async def scenario() -> None:
