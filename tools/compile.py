@@ -45,7 +45,6 @@ INTERPRETED = {
     "http/body.py",  # async generators
     "policies/cache.py",  # async generators
     "observability/logging.py",  # assigns to logging.Formatter's class variables
-    "observability/tracing.py",  # a class nested in a function
     "observability/exporters.py",  # start-up and scrape time only
     "observability/process.py",  # scrape time only
     "aggregation/results.py",  # mypyc cannot resolve a dataclass field annotated `object`

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.collector import Collector, dumps
+from support.collector import Collector, Span, dumps
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import mint
 from support.upstream import Reply
@@ -26,6 +26,17 @@ def sampled(match: re.Match[str]) -> bool:
 
 
 QUIET_S = 1.0
+
+
+def client_spans(collector: Collector, trace_id: str, count: int) -> list[Span]:
+    """At least ``count`` client spans of the trace, or those there are after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        with collector.lock:
+            clients = [s for s in collector.spans if s.kind == CLIENT and s.trace_id == trace_id]
+        if len(clients) >= count or time.monotonic() > deadline:
+            return clients
+        time.sleep(0.05)
 
 
 def test_a_client_trace_continues_through_the_gateway_to_the_service(
@@ -63,12 +74,7 @@ def test_each_attempt_has_its_own_client_span(
     headers = [("traceparent", f"00-{trace_id}-{CLIENT_SPAN}-01"), ("X-Request-Id", "trace-2")]
     assert traced.get("/api/v1/events/1", token=TOKEN, headers=headers).status == 503
     [server] = collector.wait_for(1, **{"gateway.request_id": "trace-2"})
-    deadline = time.monotonic() + 10
-    while True:
-        clients = [s for s in collector.spans if s.kind == CLIENT and s.trace_id == trace_id]
-        if len(clients) >= 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    clients = client_spans(collector, trace_id, 2)
     assert sorted(s.attributes["gateway.attempt"] for s in clients) == [1, 2]
     assert {s.parent_span_id for s in clients} == {server.span_id}
     sent = {
@@ -98,6 +104,61 @@ def test_an_unsampled_parent_is_not_exported_but_still_propagated(
     assert sent is not None and sent.group(1) == trace_id and not sampled(sent)
     time.sleep(QUIET_S)
     assert not [s for s in collector.spans if s.trace_id == trace_id]
+
+
+def test_an_error_answer_and_its_attempts_are_error_spans(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    services["event"].respond(Reply(status=503))
+    trace_id = "8bf92f3577b34da6a3ce929d0e0e4736"
+    headers = [("traceparent", f"00-{trace_id}-{CLIENT_SPAN}-01"), ("X-Request-Id", "trace-5xx")]
+    assert traced.get("/api/v1/events/2", token=TOKEN, headers=headers).status == 503
+    [server] = collector.wait_for(1, **{"gateway.request_id": "trace-5xx"})
+    assert server.status_code == 2 and server.attributes["http.response.status_code"] == 503
+    clients = client_spans(collector, trace_id, 2)
+    assert len(clients) == 2 and all(s.status_code == 2 for s in clients), dumps(clients)
+
+
+def test_at_ratio_0_a_new_trace_is_propagated_and_a_sampled_client_still_decides(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Not sampled: a trace id and a ``traceparent`` (flags 02: random id, not sampled), no
+    span. A client's sampled trace is recorded whatever the ratio; queued spans (a 60 s batch
+    delay) go out when the gateway stops, with the configured headers, compressed."""
+    collector = Collector().start()
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.url + "/custom/traces",
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-key=secret%20value",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_SERVICE_NAME": "edge",
+    }
+    trace_id = "9bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        with running_gateway(tmp_path, service_fleet.urls(), env=env) as gateway:
+            response = gateway.get("/api/v1/tickets/1", token=TOKEN)
+            assert response.status == 200
+            ticket = service_fleet["ticket"]
+            fresh = TRACEPARENT.fullmatch(ticket.requests[-1].header("traceparent") or "")
+            assert fresh is not None and fresh.group(3) == "02", fresh
+            parent = [("traceparent", f"00-{trace_id}-{CLIENT_SPAN}-01")]
+            assert gateway.get("/api/v1/tickets/1", token=TOKEN, headers=parent).status == 200
+            sent = TRACEPARENT.fullmatch(ticket.requests[-1].header("traceparent") or "")
+            assert sent is not None and (sent.group(1), sent.group(3)) == (trace_id, "01")
+            assert collector.spans == []  # still queued
+        spans = collector.wait_for(2)
+        assert {s.trace_id for s in spans} == {trace_id}, dumps(spans)
+        assert {s.service_name for s in spans} == {"edge"}
+        assert collector.posts == ["/custom/traces"]
+        [headers] = collector.headers
+        assert headers["x-collector-key"] == "secret value"
+        assert headers["content-encoding"] == "gzip"
+        assert headers["content-type"] == "application/x-protobuf"
+        assert "secret value" not in gateway.output()
+    finally:
+        service_fleet.reset()
+        collector.stop()
 
 
 def test_without_an_endpoint_nothing_is_traced_and_trace_headers_pass_unchanged(

@@ -1,8 +1,9 @@
 """An OTLP/HTTP collector stand-in: a real HTTP server on loopback that keeps the spans posted
-to ``/v1/traces`` (protobuf, or JSON), decoded into plain records."""
+to ``/v1/traces`` (protobuf, or JSON; gzip-compressed or not), decoded into plain records."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -28,6 +29,8 @@ class Span:
     parent_span_id: str
     attributes: dict[str, Any]
     service_name: str
+    status_code: int = 0  # 0: unset, 2: error
+    events: tuple[str, ...] = ()
 
 
 def _value(value: AnyValue) -> Any:
@@ -57,6 +60,8 @@ def _decode(body: bytes, content_type: str) -> list[Span]:
                         span.parent_span_id.hex(),
                         {a.key: _value(a.value) for a in span.attributes},
                         str(resource.get("service.name", "")),
+                        span.status.code,
+                        tuple(event.name for event in span.events),
                     )
                 )
     return spans
@@ -66,15 +71,19 @@ class Collector:
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.posts: list[str] = []  # request paths
+        self.headers: list[dict[str, str]] = []  # each POST's header fields, names lower-case
         self.lock = threading.Lock()
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
                 spans = _decode(body, self.headers.get("content-type", ""))
                 with collector.lock:
                     collector.posts.append(self.path)
+                    collector.headers.append({k.lower(): v for k, v in self.headers.items()})
                     collector.spans += spans
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)

@@ -1,0 +1,213 @@
+"""What tracing costs per request: CPU µs in process, tracing off and at several sample ratios.
+
+    .venv/bin/python bench/tracing.py [--requests 20000] [--rounds 5] [--ratios 0,0.01,1]
+    .venv/bin/python bench/tracing.py --instructions [--requests 2000]   # valgrind, see below
+
+In process (the default): the gateway of the default configuration, as ``bench/chain.py``
+builds it (a pool that answers at once, no sockets), with tracing's server span outermost and
+its client span around the attempt, exporting to a real OTLP/HTTP receiver in another process
+(``gwbench/origin.py``: it reads each POST and answers 200). Each request starts a new trace
+(no ``traceparent``), so the ratio decides. The figure is the process's CPU time (every thread:
+the exporter's batching, encoding and POSTs count) divided by the requests, including the flush
+at the end; tracing off is the same gateway without an endpoint. Compare the ratios to "off" of
+the same run: the machine's noise applies to both.
+
+``--instructions``: ``bench/instructions.py``'s count under valgrind (a real gateway and
+upstream over sockets), once per mode, with the gateway's environment pointing at the receiver
+(the batching variables as the shell has them: the SDK's defaults, a batch every 5 s at most;
+the first export's one-time costs fall in both runs, at the latest in the flush at shutdown, and
+cancel out), and tracing off counted again at the end: how much two runs of the same code differ
+here (several thousand on a busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from gwbench.inprocess import AnsweringPool, environment, in_process  # noqa: E402
+from gwbench.servers import free_ports, mint_token  # noqa: E402
+
+from api_gateway import compiled  # noqa: E402
+from api_gateway.gateway import Gateway  # noqa: E402
+from api_gateway.pipeline import RouteBuilder  # noqa: E402
+from api_gateway.routing import RouteTable  # noqa: E402
+from api_gateway.types import Request  # noqa: E402
+
+PATH = b"/api/v1/tickets/1"
+PYTHON = BENCH.parent / ".venv" / "bin" / "python"
+READY_S = 0.5
+# In process nothing waits on I/O, so without a pause now and then the export thread would
+# hardly get the GIL, the queue would fill and spans be dropped: cheaper, and not the real cost.
+YIELD_EVERY = 20
+
+
+def traced_gateway(loop: asyncio.AbstractEventLoop, env: dict[str, str]) -> Gateway:
+    """The in-process gateway, its routes rebuilt with tracing's attempt hook (``in_process``
+    leaves it out)."""
+    built = in_process(loop, env=env)
+    if built.tracing is None:
+        return built
+    old, config = built.builder, built.config
+    builder = RouteBuilder(
+        config,
+        AnsweringPool(),
+        old.verifier,
+        old.store,
+        old.services,
+        old.clock_ms,
+        3000,
+        around_attempt=built.tracing.client_span,
+    )
+    built.routes = RouteTable()
+    for route in config.routes:
+        built.routes.add(config.API_PREFIX + route.prefix, builder.build(route))
+    return built
+
+
+async def measure(env: dict[str, str], requests: int, rounds: int) -> tuple[float, list[float]]:
+    """(CPU µs per request over every round and the closing flush, each round's CPU µs)."""
+    loop = asyncio.get_running_loop()
+    target = traced_gateway(loop, env)
+    headers = [
+        (b"host", b"127.0.0.1:3000"),
+        (b"authorization", b"Bearer " + mint_token().encode()),
+        (b"accept", b"*/*"),
+    ]
+    clock, cpu = time.perf_counter, time.process_time
+    for _ in range(min(requests, 2000)):  # warm-up: caches, the first batch
+        request = Request("GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000)
+        await target.handle(request)
+    figures = []
+    started_all = cpu()
+    for _ in range(rounds):
+        started = cpu()
+        for n in range(requests):
+            request = Request(
+                "GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000, start=clock()
+            )
+            response = await target.handle(request)
+            if response.status != 200:
+                raise RuntimeError(f"unexpected status {response.status}")
+            if n % YIELD_EVERY == 0:
+                os.sched_yield()  # the export thread may take the GIL, as at a server's I/O waits
+        figures.append((cpu() - started) / requests * 1e6)
+    if target.tracing is not None:
+        await target.tracing.close()
+    total = (cpu() - started_all) / (requests * rounds) * 1e6
+    export = getattr(target.tracing, "export", None)  # the lean exporter's; the SDK counts none
+    if export is not None and export.dropped:
+        print(f"spans dropped (queue full): {export.dropped}", file=sys.stderr)
+    return total, figures
+
+
+def modes(ratios: list[str], collector: str) -> list[tuple[str, dict[str, str]]]:
+    chosen: list[tuple[str, dict[str, str]]] = [("off", {})]
+    for ratio in ratios:
+        chosen.append(
+            (
+                f"ratio {ratio}",
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, "OTEL_TRACES_SAMPLER_ARG": ratio},
+            )
+        )
+    return chosen
+
+
+def in_process_figures(args: argparse.Namespace, collector: str) -> None:
+    logging.getLogger().setLevel(logging.ERROR)  # start-up's warnings about the configuration
+    mode = "compiled" if compiled.ACTIVE else "interpreted"
+    results = {}
+    for name, extra in modes(args.ratios.split(","), collector):
+        total, rounds = asyncio.run(measure({**environment(), **extra}, args.requests, args.rounds))
+        results[name] = total
+        print(
+            f"{name:>11} ({mode}): {total:6.2f} CPU µs per request with the flush, rounds "
+            f"median {statistics.median(rounds):.2f} ({', '.join(f'{f:.1f}' for f in rounds)})",
+            file=sys.stderr,
+        )
+    base = results["off"]
+    print(
+        "ratios to off: "
+        + ", ".join(f"{name} {value / base:.2f}x" for name, value in results.items()),
+        file=sys.stderr,
+    )
+
+
+def instruction_figures(args: argparse.Namespace, collector: str) -> None:
+    import instructions
+
+    options = argparse.Namespace(
+        requests=args.requests,
+        path=PATH.decode(),
+        log_level="info",
+        redis_url=None,
+        header=[],
+        algorithm="HS256",
+        misses=False,
+        post=None,
+        idempotency_key=None,
+        signed=False,
+    )
+    upstream = free_ports(1)[0]
+    origin = subprocess.Popen(
+        [str(PYTHON), str(BENCH / "gwbench" / "origin.py"), "--port", str(upstream)]
+    )
+    saved = dict(os.environ)
+    chosen = modes(args.ratios.split(","), collector)
+    chosen.append(("off again", {}))  # the run-to-run noise, next to the differences
+    try:
+        time.sleep(READY_S)
+        for name, extra in chosen:
+            os.environ.clear()
+            os.environ.update(saved)
+            for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"):
+                os.environ.pop(variable, None)
+            os.environ.update(extra)
+            with tempfile.TemporaryDirectory() as work:
+                base = instructions.counted_run(options, upstream, 0, Path(work))
+                loaded = instructions.counted_run(options, upstream, args.requests, Path(work))
+            print(f"{name:>11}: {(loaded - base) / args.requests:,.0f} instructions per request")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        origin.terminate()
+        origin.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ratios", default="0,0.01,1", help="sample ratios, comma-separated")
+    parser.add_argument("--instructions", action="store_true", help="valgrind counts instead")
+    args = parser.parse_args()
+    port = free_ports(1)[0]
+    receiver = subprocess.Popen(
+        [str(PYTHON), str(BENCH / "gwbench" / "origin.py"), "--port", str(port)]
+    )
+    try:
+        time.sleep(READY_S)
+        collector = f"http://127.0.0.1:{port}"
+        if args.instructions:
+            instruction_figures(args, collector)
+        else:
+            in_process_figures(args, collector)
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

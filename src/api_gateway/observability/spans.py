@@ -1,0 +1,216 @@
+"""Trace context and sampling, and the finished span as the exporter takes it (pure: no I/O).
+
+The rules are OpenTelemetry's, so that the gateway's decisions and ids agree with the other
+services' SDKs:
+
+- W3C ``traceparent`` is parsed as the SDK's ``TraceContextTextMapPropagator`` does (the same
+  pattern; all-zero ids, a version ``ff`` or a version ``00`` with more fields are invalid: a
+  new trace). ``tracestate`` lines are one list; a member that is not ``key=value`` in W3C's
+  grammar, a repeated key or more than 32 members drop the whole list, as the SDK's
+  ``TraceState.from_header`` does.
+- Sampling is ``ParentBased(TraceIdRatioBased(ratio))``: a valid parent's sampled flag decides;
+  a new trace is kept when the low 64 bits of its id are below ``round(ratio * 2**64)``.
+- A trace the gateway starts has random ids and says so (flag bit 1, W3C level 2), as the
+  SDK's; a continued trace keeps its parent's bit.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Callable
+from typing import Final
+
+from api_gateway.types import Headers
+
+TRACEPARENT: Final = b"traceparent"
+TRACESTATE: Final = b"tracestate"
+SAMPLED: Final = 1
+RANDOM_TRACE_ID: Final = 2
+LOW_64: Final = (1 << 64) - 1
+MAX_TRACEPARENT: Final = 512
+MAX_TRACESTATE: Final = 8192
+MAX_STATE_MEMBERS: Final = 32
+# OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
+FLAGS: Final[tuple[str, ...]] = ("-00", "-01", "-02", "-03")
+NO_LINE: Final = (b"", b"")
+SERVER: Final = 2
+CLIENT: Final = 3
+PARENT_FORMAT: Final = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$"
+)
+_KEY: Final = (
+    r"[a-z][_0-9a-z\-\*\/]{0,255}|[a-z0-9][_0-9a-z\-\*\/]{0,240}@[a-z][_0-9a-z\-\*\/]{0,13}"
+)
+_VALUE: Final = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+MEMBER: Final = re.compile(f"({_KEY})=({_VALUE})")
+
+
+class TraceContext:
+    """The request's place in its trace, as its upstream attempts see it: the trace; the
+    server span's id (a sampled attempt's parent; when not sampled, the parent id every attempt
+    passes on, as no span is recorded to give each its own); the client's span ("" for a new
+    trace); the W3C flags and ``tracestate`` passed on; whether the client sent trace fields
+    (then they are replaced, else ours are added); and, when not sampled, the ``traceparent``
+    line every attempt sends, made once."""
+
+    __slots__ = (
+        "carried",
+        "flags",
+        "line",
+        "parent_id",
+        "sampled",
+        "span_id",
+        "state",
+        "trace_id",
+    )
+
+    def __init__(
+        self, trace_id: str, span_id: str, parent_id: str, flags: int, state: str, carried: bool
+    ) -> None:
+        self.trace_id, self.span_id, self.parent_id = trace_id, span_id, parent_id
+        self.flags, self.state, self.carried = flags, state, carried
+        self.sampled = sampled = flags & SAMPLED != 0
+        self.line = NO_LINE if sampled else (TRACEPARENT, traceparent(trace_id, span_id, flags))
+
+
+class Span:
+    """A finished span, as recorded on the request path and encoded later, in a batch, by
+    ``otlp.encode``: the values only; ``keys`` names the attributes (a shared tuple)."""
+
+    __slots__ = (
+        "end_ns",
+        "error",
+        "keys",
+        "kind",
+        "name",
+        "parent_id",
+        "remote_parent",
+        "span_id",
+        "start_ns",
+        "state",
+        "trace_id",
+        "values",
+    )
+
+    def __init__(
+        self,
+        kind: int,
+        context: TraceContext,
+        span_id: str,
+        parent_id: str,
+        remote_parent: bool,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        keys: tuple[str, ...],
+        values: tuple[str | int, ...],
+        error: bool | tuple[str, str, str],
+    ) -> None:
+        self.kind, self.trace_id, self.span_id = kind, context.trace_id, span_id
+        self.parent_id, self.remote_parent, self.state = parent_id, remote_parent, context.state
+        self.name, self.start_ns, self.end_ns = name, start_ns, end_ns
+        self.keys, self.values = keys, values
+        # False: status unset; True: status error; an exception (``exception_record``): that
+        # too, and its event.
+        self.error = error
+
+
+def exception_record(error: BaseException) -> tuple[str, str, str]:
+    """The type, message and stack trace of the exception a span ended in, as the SDK's
+    ``record_exception`` records them; formatted at once, so that the queue holds no frames
+    (and the requests they refer to) while the span waits for its batch."""
+    kind = type(error)
+    module, name = kind.__module__, kind.__qualname__
+    qualified = f"{module}.{name}" if module and module != "builtins" else name
+    return qualified, str(error), "".join(traceback.format_exception(error))
+
+
+def trace_headers(headers: Headers) -> tuple[str, str] | None:
+    """The client's one ``traceparent`` ("" when it sent none, or two lines of it: invalid, a
+    new trace, and the client's ``tracestate`` goes with its trace) and its ``tracestate``
+    lines joined ("" if none); None when it sent neither field."""
+    parent: bytes | None = None
+    state: bytes | None = None
+    doubled = False
+    for name, value in headers:
+        if name == TRACEPARENT:
+            doubled = parent is not None
+            parent = value
+        elif name == TRACESTATE:
+            state = value if state is None else state + b"," + value
+    if parent is None:
+        return None if state is None else ("", "")
+    if doubled:
+        return "", ""
+    return parent.decode("latin-1"), "" if state is None else state.decode("latin-1")
+
+
+def valid_state(state: str) -> str:
+    """``tracestate`` as the SDK keeps it: its members re-joined, or "" when any is invalid."""
+    if len(state) > MAX_TRACESTATE:
+        return ""
+    members: list[str] = []
+    keys: set[str] = set()
+    for part in state.split(","):
+        member = part.strip(" \t")
+        if not member:
+            continue
+        match = MEMBER.fullmatch(member)
+        if match is None or match.group(1) in keys:
+            return ""
+        keys.add(match.group(1))
+        members.append(member)
+    return ",".join(members) if len(members) <= MAX_STATE_MEMBERS else ""
+
+
+def parent_ids(traceparent: str) -> tuple[str, str, int] | None:
+    """The client's trace id, span id and flags, or None when ``traceparent`` is invalid."""
+    if len(traceparent) > MAX_TRACEPARENT:
+        return None
+    match = PARENT_FORMAT.search(traceparent)
+    if match is None:
+        return None
+    version, trace_id, span_id = match.group(1), match.group(2), match.group(3)
+    if trace_id == "0" * 32 or span_id == "0" * 16 or version == "ff":
+        return None
+    if version == "00" and match.group(5):
+        return None
+    return trace_id, span_id, int(match.group(4), 16)
+
+
+class Sampler:
+    """Decides each request's trace: continued from the client's or new, sampled or not."""
+
+    def __init__(self, ratio: float, random_bits: Callable[[int], int]) -> None:
+        self.bound = bound = round(ratio * (LOW_64 + 1))  # TraceIdRatioBased's
+        # The same test on the id's last 16 hex digits (equal-length lower-case hex strings
+        # sort as their numbers): "" keeps none, "g" sorts after every one.
+        self.bound_hex = "" if bound == 0 else "g" if bound > LOW_64 else f"{bound:016x}"
+        self.random_bits = random_bits
+
+    def context(self, headers: Headers) -> TraceContext:
+        found = trace_headers(headers)
+        if found is not None:
+            parent = parent_ids(found[0])
+            if parent is not None:
+                trace_id, parent_id, parent_flags = parent
+                # The SDK keeps the parent's sampled and random-id bits, no other.
+                flags = parent_flags & (SAMPLED | RANDOM_TRACE_ID)
+                state = valid_state(found[1])
+                return TraceContext(trace_id, self.span_id(), parent_id, flags, state, True)
+        # A new trace: its id and the server span's from one call (an all-zero id, invalid, has
+        # a chance of 2**-128, or 2**-64 for the span's: not worth a test per request).
+        ids = self.random_bits(192).to_bytes(24, "big").hex()
+        carried = found is not None
+        if ids[16:32] < self.bound_hex:
+            return TraceContext(ids[:32], ids[32:], "", RANDOM_TRACE_ID | SAMPLED, "", carried)
+        return TraceContext(ids[:32], ids[32:], "", RANDOM_TRACE_ID, "", carried)
+
+    def span_id(self) -> str:
+        return (self.random_bits(64) or 1).to_bytes(8, "big").hex()
+
+
+def traceparent(trace_id: str, span_id: str, flags: int) -> bytes:
+    """The W3C ``traceparent`` of a span (``flags``: 0 to 3, the only ones the gateway sets)."""
+    return f"00-{trace_id}-{span_id}{FLAGS[flags]}".encode("ascii")
