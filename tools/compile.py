@@ -43,7 +43,7 @@ INTERPRETED = {
     "serve.py",
     "errors.py",  # class bodies assign status, slug and title in one statement
     "http/body.py",  # async generators
-    "policies/cache.py",  # async generators
+    "cache/replay.py",  # an async generator
     "observability/logging.py",  # assigns to logging.Formatter's class variables
     "observability/exporters.py",  # start-up and scrape time only
     "observability/process.py",  # scrape time only

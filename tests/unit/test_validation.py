@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterable
 from typing import cast
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import pytest
@@ -18,7 +18,13 @@ from api_gateway.config.settings import ConfigError
 from api_gateway.config.validation import FieldRule, ValidationConfig, build_validation
 from api_gateway.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from api_gateway.policies import validation
-from api_gateway.policies.validation import JsonBody, check_query, check_value, json_bound_error
+from api_gateway.policies.validation import (
+    JsonBody,
+    check_query,
+    check_value,
+    json_bound_error,
+    query_pairs,
+)
 
 SEARCH = (
     FieldRule("q", "string", min_length=1, max_length=200),
@@ -69,6 +75,39 @@ def test_required_fields_and_encoding() -> None:
     assert check_query(b"", rules) == [{"field": "query.q", "message": "is required"}]
     assert check_query(b"q=%ff", rules) == [{"field": "query", "message": "must be UTF-8"}]
     assert check_query(b"q=caf%C3%A9", rules) == []
+
+
+def parsed(query: bytes) -> list[tuple[str, str]] | str:
+    """What the standard library reads from ``query``, or the error it raises."""
+    try:
+        return parse_qsl(query.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError as exc:
+        return type(exc).__name__
+
+
+def pairs_or_error(query: bytes) -> list[tuple[str, str]] | str:
+    try:
+        return query_pairs(query)
+    except UnicodeDecodeError as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        *(b"", b"&", b"&&a=1&&", b"a", b"a=", b"=b", b"=", b"a=b=c", b"q=caf%C3%A9", b"q=a+b%2Bc"),
+        *(b"a%3Db=c", b"q=%ff", b"q=\xff", b"x=1&x=2", b"q=%", b"q=%zz", b"+=+", b"a+b%20c=%2"),
+        *(b"q=concert+1&page=1&limit=20", b"q=%E2%82%AC+%e2%82%ac", b"q=%C3", b";a=1;b=2"),
+    ],
+)
+def test_query_pairs_are_the_standard_librarys(query: bytes) -> None:
+    assert pairs_or_error(query) == parsed(query)
+
+
+@given(st.text(alphabet="ab=&+%;3DfFC9\xe9", max_size=24))
+def test_query_pairs_are_the_standard_librarys_for_any_query(text: str) -> None:
+    query = text.encode("utf-8")
+    assert pairs_or_error(query) == parsed(query)
 
 
 @given(st.integers(-5000, 5000))

@@ -20,17 +20,42 @@ _HEAD: Final = struct.Struct(
 )  # version, kind, status, stored at (ms), upstream age (s), count
 _NAME: Final = struct.Struct(">H")
 _VALUE: Final = struct.Struct(">I")
-_FORBIDDEN = (b"\r", b"\n", b"\0")
-_FORBIDDEN_IN_NAMES = (*_FORBIDDEN, b":", b" ", b"\t")
+# Bytes that could split the response or a header line, by value (COMPILED.md §3: a one-byte
+# ``bytes`` operand of ``in`` first fails as an integer, a raised and swallowed TypeError each).
+CR: Final = ord("\r")
+LF: Final = ord("\n")
+NUL: Final = ord("\0")
+COLON: Final = ord(":")
+SPACE: Final = ord(" ")
+TAB: Final = ord("\t")
 
 
-@dataclass(frozen=True, slots=True)
 class Entry:
-    status: int
-    headers: Headers
-    body: bytes
-    stored_at_ms: float  # wall clock: shared by every gateway process
-    age_s: int  # the upstream's Age when it was stored
+    """A plain class, not a dataclass: decoded on every hit, and compiled, a dataclass's
+    generated ``__init__`` would still run interpreted (COMPILED.md §4)."""
+
+    __slots__ = ("age_s", "body", "headers", "status", "stored_at_ms")
+
+    def __init__(
+        self, status: int, headers: Headers, body: bytes, stored_at_ms: float, age_s: int
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.stored_at_ms = stored_at_ms  # wall clock: shared by every gateway process
+        self.age_s = age_s  # the upstream's Age when it was stored
+
+    def fields(self) -> tuple[int, Headers, bytes, float, int]:
+        return self.status, self.headers, self.body, self.stored_at_ms, self.age_s
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and self.fields() == other.fields()
+
+    def __hash__(self) -> int:
+        return hash((self.status, tuple(self.headers), self.body, self.stored_at_ms, self.age_s))
+
+    def __repr__(self) -> str:
+        return "Entry(%r, %r, %r, %r, %r)" % self.fields()
 
     def age_at(self, now_ms: float) -> int:
         return self.age_s + max(0, int((now_ms - self.stored_at_ms) // 1000))
@@ -89,7 +114,8 @@ def _field(data: bytes, offset: int, length: struct.Struct) -> tuple[bytes, int]
     (size,) = length.unpack_from(data, offset)
     start = offset + length.size
     value = data[start : start + size]
-    forbidden = _FORBIDDEN_IN_NAMES if length is _NAME else _FORBIDDEN
-    if len(value) != size or any(c in value for c in forbidden) or (length is _NAME and not value):
+    if len(value) != size or CR in value or LF in value or NUL in value:
+        raise ValueError("not a header")
+    if length is _NAME and (not value or COLON in value or SPACE in value or TAB in value):
         raise ValueError("not a header")
     return value, start + size

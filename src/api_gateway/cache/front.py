@@ -80,8 +80,11 @@ class Cache:
 
     async def _guarded(self, call: Awaitable[T], default: T) -> T:
         try:
-            async with PatientTimeout(self.timeout_s):
+            if self.storage.immediate:  # it cannot be slow: no timer to set and cancel
                 result = await call
+            else:
+                async with PatientTimeout(self.timeout_s):
+                    result = await call
         except (StoreUnavailable, TimeoutError, OSError) as exc:
             self._failed(exc)
             return default

@@ -44,6 +44,7 @@ class Commands(Protocol):
 class RedisCacheStorage:
     def __init__(self, redis: Commands, max_ttl_ms: int) -> None:
         self.redis, self.max_ttl_ms = redis, max_ttl_ms
+        self.immediate = False  # every call waits for Redis: bounded by the caller
         self.idle_ms = min(GENERATION_IDLE_MS, max_ttl_ms)
 
     async def generation(self, resource: str) -> str:

@@ -21,7 +21,12 @@ def new_generation() -> str:
 
 
 class CacheStorage(Protocol):
-    """Raises ``StoreUnavailable`` when it cannot answer; the caller turns that into a miss."""
+    """Raises ``StoreUnavailable`` when it cannot answer; the caller turns that into a miss.
+
+    ``immediate``: every call answers without waiting for anything (no I/O), so none needs a
+    time bound."""
+
+    immediate: bool
 
     async def generation(self, resource: str) -> str: ...
 
@@ -55,6 +60,7 @@ class MemoryCacheStorage:
     ) -> None:
         self.max_entries, self.max_bytes, self.max_ttl_ms = max_entries, max_bytes, max_ttl_ms
         self.clock_ms = clock_ms
+        self.immediate = True  # no call awaits anything
         self.entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.size = 0
         self.generations: dict[str, tuple[float, str]] = {}

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from api_gateway.cache import rules, view
 from api_gateway.cache.entry import Entry
 from api_gateway.cache.front import Cache
-from api_gateway.types import BodySource, Handler, Request, Response
+from api_gateway.cache.replay import Replay
+from api_gateway.types import Handler, Request, Response
 
 X_CACHE = b"x-cache"
 HIT, MISS = (X_CACHE, b"HIT"), (X_CACHE, b"MISS")
@@ -181,20 +182,3 @@ async def collect(response: Response, limit: int) -> bytes | None:
     whole = b"".join(chunks)
     response.body, response.length = whole, None
     return whole
-
-
-class Replay:
-    """A body partly read already: what was read, then the rest of the stream."""
-
-    def __init__(self, read: list[bytes], rest: AsyncIterator[bytes], source: BodySource) -> None:
-        self.read, self.rest, self.source = read, rest, source
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.read:
-            yield chunk
-        self.read = []
-        async for chunk in self.rest:
-            yield chunk
-
-    def abort(self) -> None:
-        self.source.abort()
