@@ -55,7 +55,7 @@ class Entry:
         return hash((self.status, tuple(self.headers), self.body, self.stored_at_ms, self.age_s))
 
     def __repr__(self) -> str:
-        return "Entry(%r, %r, %r, %r, %r)" % self.fields()
+        return f"Entry({', '.join(repr(field) for field in self.fields())})"
 
     def age_at(self, now_ms: float) -> int:
         return self.age_s + max(0, int((now_ms - self.stored_at_ms) // 1000))
