@@ -142,7 +142,7 @@ def compile_package(root: Path) -> None:
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     sources = compiled_sources(package)
     digests = digests_module(package).source_digests(package)
-    print("compiling the request path with mypyc (about a minute)", flush=True)
+    print("compiling the request path with mypyc (about two minutes)", flush=True)
     started = time.monotonic()
     here = Path.cwd()
     try:

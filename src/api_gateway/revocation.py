@@ -7,7 +7,9 @@ auth-service's logout keeps a revoked token as ``blacklist:<token>`` (``SETEX``,
 A verified token's answer is kept on its cached ``Claims`` (``checked_until``, or
 ``revoked_until``) for ``jwt.revocation_check_ms``, so Redis is asked at most once per token per
 period, whatever the traffic; concurrent checks of one token share one question. Both keys are
-asked at once (two pipelined GETs on one server; in a cluster, each on its key's node). When
+asked at once: on one server, two GETs queued on its open connection and awaited as they are (no
+task: with many users most requests bring a token not checked yet, so this is paid per request);
+in a cluster, or before the connection is open, each on its key's node, gathered. When
 Redis cannot answer, a route that fails closed answers 503; any other lets the request through
 and says so in the log (at most every ``WARN_EVERY_S``).
 
@@ -17,13 +19,16 @@ Only with ``REDIS_URL``: auth-service writes to Redis, never to the gateway's ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from api_gateway.errors import ServiceUnavailable, TokenRevoked
-from api_gateway.resp.protocol import Reply, RespError
+from api_gateway.resp.client import RedisClient
+from api_gateway.resp.protocol import Reply, RespError, encode_command
 from api_gateway.stores import StoreUnavailable
 from api_gateway.types import Claims
 
@@ -49,7 +54,7 @@ class Revocations:
     def __init__(self, redis: Commands, period_s: float, clock: Callable[[], float]) -> None:
         self.redis, self.period_s, self.clock = redis, period_s, clock
         # Questions in flight, by token: at most one each.
-        self.flights: dict[str, asyncio.Future[bool]] = {}
+        self.flights: dict[str, asyncio.Future[list[Reply]]] = {}
         self.last_warning = -WARN_EVERY_S
         # Read by tests and the log: requests let through because Redis could not answer.
         self.unchecked = 0
@@ -65,10 +70,10 @@ class Revocations:
             return
         flight = self.flights.get(token)
         if flight is None:
-            flight = self.flights[token] = asyncio.ensure_future(self._ask(token))
-            flight.add_done_callback(_retrieve)
+            flight = self.flights[token] = self._ask(token)
+            flight.add_done_callback(functools.partial(self._landed, token))
         try:
-            revoked = await asyncio.shield(flight)
+            revoked = revoked_by(await asyncio.shield(flight))
         except StoreUnavailable as exc:
             if fail_closed:
                 raise ServiceUnavailable(
@@ -84,23 +89,42 @@ class Revocations:
             raise TokenRevoked()
         claims.checked_until = until
 
-    async def _ask(self, token: str) -> bool:
-        try:
-            replies = await asyncio.gather(
-                *[self.redis.command("GET", prefix + token) for prefix in REVOKED_PREFIXES]
-            )
-        finally:
-            del self.flights[token]
-        for reply in replies:
-            if isinstance(reply, RespError):
-                raise StoreUnavailable(f"redis refused a revocation check: {reply.message}")
-        return any(reply is not None for reply in replies)
+    def _ask(self, token: str) -> asyncio.Future[list[Reply]]:
+        """Both keys' replies, in REVOKED_PREFIXES order."""
+        redis = self.redis
+        if isinstance(redis, RedisClient):
+            conn = redis.conn
+            if conn is not None and conn.error is None:
+                with contextlib.suppress(StoreUnavailable):  # closed meanwhile: the long way
+                    keys = [prefix + token for prefix in REVOKED_PREFIXES]
+                    sent = [conn.send(encode_command("GET", key)) for key in keys]
+                    return asyncio.gather(*sent)
+        return asyncio.ensure_future(self._gathered(token))
+
+    async def _gathered(self, token: str) -> list[Reply]:
+        return await asyncio.gather(
+            *[self.redis.command("GET", prefix + token) for prefix in REVOKED_PREFIXES]
+        )
+
+    def _landed(self, token: str, flight: asyncio.Future[list[Reply]]) -> None:
+        """The question is answered (or failed): the next check after the period asks again,
+        and a failure nobody waited for is still marked seen."""
+        del self.flights[token]
+        _retrieve(flight)
 
     def _warn(self, exc: StoreUnavailable) -> None:
         now = time.monotonic()
         if now - self.last_warning > WARN_EVERY_S:
             self.last_warning = now
             log.warning("revoked tokens cannot be checked, allowing requests: %s", exc)
+
+
+def revoked_by(replies: list[Reply]) -> bool:
+    """Revoked while either key exists, whatever its value; an error reply is Redis failing."""
+    for reply in replies:
+        if isinstance(reply, RespError):
+            raise StoreUnavailable(f"redis refused a revocation check: {reply.message}")
+    return any(reply is not None for reply in replies)
 
 
 def _retrieve(flight: asyncio.Future[Any]) -> None:
@@ -117,7 +141,6 @@ def open_revocations(
     period_ms = config.jwt.revocation_check_ms
     if config.redis_url is None or not period_ms:
         return None
-    from api_gateway.resp.client import RedisClient
     from api_gateway.resp.cluster import ClusterClient
     from api_gateway.stores.fallback import FallbackStore
 
