@@ -1,5 +1,6 @@
-"""The admin listener's status page in headless Chromium: after traffic, its DOM shows every
-route and service with the figures /health gives, and its screenshot is a non-blank PNG.
+"""The admin listener's status page in headless Chromium: after traffic through a gateway of two
+workers, its DOM shows every route and service with the figures /health gives (merged over both
+workers), and its screenshot is a non-blank PNG.
 
 ``STATUS_PAGE_SCREENSHOT=<path>`` keeps the screenshot there too; ``tools/status_page.sh``
 saves it as ``bench/results/status-page.png``.
@@ -11,18 +12,22 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support.gateway import Fleet, running_gateway
+from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import mint
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TIMEOUT_S = 60
 # Time the page's script gets (virtual time: no real waiting) to fetch /health and draw it.
 SCRIPT_BUDGET_MS = "4000"
+SETTLE_TIMEOUT_S = 10.0
+TRAFFIC_ROUTES = ("/api/v1/search", "/api/v1/tickets")
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
@@ -77,13 +82,28 @@ def png_is_not_blank(path: Path) -> bool:
     return len(set(pixels[:1_000_000])) > 8  # a blank page is one colour (and filter bytes)
 
 
+def settled_health(gateway: GatewayProcess, workers: int, requests: int) -> dict[str, Any]:
+    """/health once every worker's state document holds its share of the traffic (each worker
+    writes its own about every second): the merged figures no longer move."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        health: dict[str, Any] = gateway.admin_get("/health").json()
+        routes = health["routes"]
+        counted = [routes.get(route, {}).get("requests", 0) for route in TRAFFIC_ROUTES]
+        if len(health["workers"]) == workers and counted == [requests] * len(TRAFFIC_ROUTES):
+            return health
+        assert time.monotonic() < deadline, health
+        time.sleep(0.2)
+
+
 def test_the_status_page_shows_what_health_says(service_fleet: Fleet, tmp_path: Path) -> None:
-    with running_gateway(tmp_path, service_fleet.urls()) as gateway:
-        for _ in range(5):
+    with running_gateway(tmp_path, service_fleet.urls(), extra_args=["--workers", "2"]) as gateway:
+        gateway.wait_all_workers()
+        for _ in range(5):  # new connections: the kernel spreads them over both workers
             assert gateway.get("/api/v1/search/q").status == 200
             assert gateway.get("/api/v1/tickets/1", token=mint()).status == 200
         url = f"http://127.0.0.1:{gateway.admin_port}/"
-        before = gateway.admin_get("/health").json()
+        before = settled_health(gateway, workers=2, requests=5)
         dom = browser("--dump-dom", url, cwd=tmp_path)
         screenshot = tmp_path / "status-page.png"
         shot = browser(f"--screenshot={screenshot}", "--window-size=1366,900", url, cwd=tmp_path)
