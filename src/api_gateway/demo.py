@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -17,11 +18,12 @@ import orjson
 import uvloop
 
 from api_gateway import config as config_module
+from api_gateway.config.admin import AdminListenError
 from api_gateway.config.settings import GatewayConfig, Instance
 from api_gateway.errors import GatewayError, problem_response
 from api_gateway.http.server import Connections, HttpConnection, ServerBounds
 from api_gateway.observability.logging import configure
-from api_gateway.serve import listening_socket, serve
+from api_gateway.serve import admin_socket, listening_socket, serve
 from api_gateway.tokens import mint
 from api_gateway.types import Request, Response
 
@@ -88,7 +90,12 @@ def _stub_factory(
     return lambda: HttpConnection(stub, ServerBounds(), connections, port)
 
 
-async def _run(config: GatewayConfig, gateway_socket: socket.socket, banner: str) -> None:
+async def _run(
+    config: GatewayConfig,
+    gateway_socket: socket.socket,
+    admin: socket.socket | None,
+    banner: str,
+) -> None:
     loop = asyncio.get_running_loop()
     connections = Connections(loop)
     services = {}
@@ -99,7 +106,7 @@ async def _run(config: GatewayConfig, gateway_socket: socket.socket, banner: str
         services[name] = replace(service, instances=(Instance("127.0.0.1", port),))
     # The stubs listen and the gateway's socket already queues connections: the lines work now.
     print(banner, flush=True)
-    await serve(replace(config, services=services), gateway_socket)
+    await serve(replace(config, services=services), gateway_socket, admin_sock=admin)
 
 
 def run(port: int) -> int:
@@ -107,16 +114,23 @@ def run(port: int) -> int:
     env = {**os.environ, "JWT_SECRET": secret, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warn")}
     config = config_module.load(None, env)
     configure(config.log_level)
-    gateway_socket = listening_socket("127.0.0.1", port, reuse_port=False)
+    try:
+        gateway_socket = listening_socket("127.0.0.1", port, reuse_port=False)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        print(f"api-gateway: cannot listen on 127.0.0.1:{port}: {reason} (--port picks another)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     token = mint(config.jwt, "demo-user", DEMO_TENANT, "admin", 3600, "demo@tickettoken.io")
+    admin = _admin_socket(config)
     base = f"http://127.0.0.1:{gateway_socket.getsockname()[1]}"
-    uvloop.run(_run(config, gateway_socket, _banner(base, token)))
+    uvloop.run(_run(config, gateway_socket, admin, _banner(base, token, admin)))
     return 0
 
 
-def _banner(base: str, token: str) -> str:
+def _banner(base: str, token: str, admin: socket.socket | None) -> str:
     return f"""api-gateway demo: 19 stub services and the gateway at {base} (Ctrl-C stops)
-
+{_admin_line(admin)}
 Demo access token (tenant demo-tenant, user demo-user, role admin, valid 1 h):
   TOKEN={token}
 
@@ -130,4 +144,22 @@ Try:
   curl -s {base}/api/v1/venues/7 -H "Authorization: Bearer $TOKEN"   # a venue of your tenant
   curl -s -i {base}/api/v1/venues/1        # no token: 401 problem+json
   curl -s {base}/api/v1/aggregate/events/42 -H "Authorization: Bearer $TOKEN"  # 4 services merged
+"""
+
+
+def _admin_socket(config: GatewayConfig) -> socket.socket | None:
+    """The status page's listener; the demo runs without it, saying why, when its port is
+    taken (a gateway already running, say)."""
+    try:
+        return admin_socket(config)
+    except AdminListenError as exc:
+        print(f"api-gateway demo: no status page: {exc}", file=sys.stderr)
+        return None
+
+
+def _admin_line(admin: socket.socket | None) -> str:
+    if admin is None:
+        return ""
+    host, port = admin.getsockname()[:2]
+    return f"""Status page and admin API: http://{host}:{port}/ (ADMIN_PORT changes the port)
 """

@@ -61,6 +61,11 @@ def read_banner(process: subprocess.Popen[str]) -> str:
     raise AssertionError("the demo did not print its banner:\n" + "".join(lines))
 
 
+def demo_env(admin_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET"}
+    return env | {"ADMIN_PORT": str(admin_port)}
+
+
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
     process = subprocess.Popen(
@@ -68,7 +73,7 @@ def demo() -> Iterator[Demo]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={k: v for k, v in os.environ.items() if k != "JWT_SECRET"},
+        env=demo_env(free_port()),
     )
     try:
         yield Demo(process, read_banner(process))
@@ -113,3 +118,49 @@ def test_the_demo_token_reaches_the_stub_as_identity_headers(demo: Demo) -> None
     assert echoed["service"] == "ticket-service"
     assert echoed["headers"]["x-tenant-id"] == "demo-tenant"
     assert echoed["headers"]["x-user-id"] == "demo-user"
+
+
+def test_the_banner_names_the_status_page_and_it_shows_the_stub_services(demo: Demo) -> None:
+    match = re.search(r"Status page and admin API: (http://127\.0\.0\.1:\d+/)", demo.banner)
+    assert match, demo.banner
+
+    page = demo.run(f"curl -s {match.group(1)}")
+    health = json.loads(demo.run(f"curl -s {match.group(1)}health"))
+
+    assert "<title>api-gateway status</title>" in page
+    assert len(health["services"]) == 19 and health["worker_count"] == 1
+    instances = [i["instance"] for s in health["services"].values() for i in s["instances"]]
+    assert all(instance.startswith("127.0.0.1:") for instance in instances)
+
+
+def test_a_taken_port_is_one_line_and_exit_1(demo: Demo) -> None:
+    """The gateway's port in use: one line naming it (no traceback); the admin port in use: the
+    demo runs without its status page and says so."""
+    taken = re.search(r"gateway at http://127\.0\.0\.1:(\d+)", demo.banner)
+    admin = re.search(r"http://127\.0\.0\.1:(\d+)/ \(ADMIN_PORT", demo.banner)
+    assert taken and admin, demo.banner
+    command = [str(GATEWAY), "demo", "--port", taken.group(1)]
+    env = demo_env(free_port())
+
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
+
+    assert refused.returncode == 1
+    lines = [line for line in refused.stderr.splitlines() if "running interpreted" not in line]
+    assert lines == [
+        f"api-gateway: cannot listen on 127.0.0.1:{taken.group(1)}: Address already in use"
+        " (--port picks another)"
+    ]
+    second = subprocess.Popen(
+        [str(GATEWAY), "demo", "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=demo_env(int(admin.group(1))),
+    )
+    try:
+        banner = read_banner(second)
+    finally:
+        second.terminate()
+        second.wait(10)
+    assert f"no status page: cannot listen on 127.0.0.1:{admin.group(1)}" in banner
+    assert "Status page and admin API" not in banner
