@@ -1,12 +1,15 @@
-"""Stalling the event loop from inside its I/O phase, and waiting a bounded number of ticks."""
+"""Stalling the event loop from inside its I/O phase, and waiting, bounded, for a state."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 
-WAIT_TICKS = 10_000  # bound on the loop ticks a test waits for a state
+# Bound on the wall time a test waits for a state. A bound in loop ticks alone (10,000 ticks:
+# under 0.1 s on a free machine) ran out while a loaded machine's peer was still answering.
+WAIT_S = 10.0
 
 
 class Stalling(asyncio.Protocol):
@@ -28,8 +31,9 @@ async def stall_trigger(block: Callable[[], None]) -> socket.socket:
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(WAIT_TICKS):
-        if condition():
-            return
+    """Yields one loop tick at a time (nothing else may run in between) until ``condition``."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the state was never reached")
         await asyncio.sleep(0)
-    raise AssertionError("the state was never reached")
