@@ -12,6 +12,7 @@ succeeded, so an install that did not finish is done again.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -36,9 +37,11 @@ def pinned_digest() -> str:
 
 
 def run(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    # Without PYTHONPATH: `PYTHONPATH=src` would make a venv without the package look installed.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     try:
         return subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, check=False
+            command, capture_output=True, text=True, timeout=timeout_s, check=False, env=env
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(command, 1, "", str(exc))
