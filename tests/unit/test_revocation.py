@@ -10,8 +10,8 @@ import asyncio
 import pytest
 
 from api_gateway.errors import ServiceUnavailable, TokenRevoked, Unauthorized
-from api_gateway.resp.protocol import Reply, RespError
-from api_gateway.revocation import Revocations
+from api_gateway.resp.protocol import Reply, RespError, encode_command
+from api_gateway.revocation import Revocations, exists_both
 from api_gateway.stores import StoreUnavailable
 from api_gateway.types import Claims
 
@@ -249,3 +249,10 @@ def test_a_failure_reaches_every_check_that_joined() -> None:
     assert all(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
     assert len(redis.asked) == 1
     assert not revocations.flights
+
+
+@pytest.mark.parametrize("token", [TOKEN, "a" * 900 + ".b.c", "x"])
+def test_the_question_on_one_server_is_exists_of_both_keys(token: str) -> None:
+    expected = encode_command("EXISTS", "blacklist:" + token, "session:blacklist:" + token)
+
+    assert exists_both(token) == expected
