@@ -151,15 +151,21 @@ class Revocations:
     def _settle(self, token: str, asked: asyncio.Future[Reply]) -> None:
         """The question is answered (or failed): the checks that joined it get the same outcome,
         and the next check after the period asks again. A question cancelled with the check
-        that awaited it is asked again for the checks still waiting."""
+        that awaited it is asked again for the checks still waiting; one its check left
+        unanswered (the check was closed, not cancelled) settles when it lands."""
         waiting = [waiter for waiter in self.flights.pop(token) if not waiter.done()]
-        if asked.cancelled():
+        try:  # one call for the usual case (answered), where done() and cancelled() are two
+            failure = asked.exception()  # retrieved even when nobody waits for it any more
+        except asyncio.InvalidStateError:  # not answered yet
+            self.flights[token] = waiting
+            asked.add_done_callback(functools.partial(self._settle, token))
+            return
+        except asyncio.CancelledError:
             if waiting:  # nobody awaits this one directly: it settles when it lands
                 self.flights[token] = waiting
                 again = self._ask(token)
                 again.add_done_callback(functools.partial(self._settle, token))
             return
-        failure = asked.exception()  # retrieved even when nobody waits for it any more
         for waiter in waiting:
             if failure is not None:
                 waiter.set_exception(failure)

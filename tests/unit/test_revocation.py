@@ -256,3 +256,27 @@ def test_the_question_on_one_server_is_exists_of_both_keys(token: str) -> None:
     expected = encode_command("EXISTS", "blacklist:" + token, "session:blacklist:" + token)
 
     assert exists_both(token) == expected
+
+
+def test_a_check_closed_before_its_answer_leaves_the_question_to_those_that_joined() -> None:
+    """A check's coroutine closed while it waits (its task destroyed, not cancelled): the
+    question stays in flight and the checks that joined get its answer when it lands."""
+    redis, _, revocations = setup()
+    redis.gate = asyncio.Event()
+    joined = claims()
+
+    async def closed_first() -> None:
+        assert redis.gate is not None
+        first = revocations.check(claims(), TOKEN, True)
+        first.send(None)  # runs up to the question's reply, then waits
+        waiting = asyncio.ensure_future(revocations.check(joined, TOKEN, True))
+        await asyncio.sleep(0)
+        first.close()
+        redis.gate.set()
+        await waiting
+
+    asyncio.run(closed_first())
+
+    assert joined.checked_until == 1000.0 + PERIOD_S
+    assert len(redis.asked) == 1
+    assert not revocations.flights
