@@ -93,8 +93,8 @@ class Revocations:
             if joined is not None:
                 reply = await self._join(joined)
             else:
-                flights[token] = []
                 asked = self._ask(token)
+                flights[token] = []
                 try:
                     reply = await asked
                 finally:  # answered, failed or cancelled: the checks that joined are told
@@ -162,8 +162,8 @@ class Revocations:
             return
         except asyncio.CancelledError:
             if waiting:  # nobody awaits this one directly: it settles when it lands
-                self.flights[token] = waiting
                 again = self._ask(token)
+                self.flights[token] = waiting
                 again.add_done_callback(functools.partial(self._settle, token))
             return
         for waiter in waiting:
