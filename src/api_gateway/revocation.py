@@ -6,12 +6,18 @@ auth-service's logout keeps a revoked token as ``blacklist:<token>`` (``SETEX``,
 
 A verified token's answer is kept on its cached ``Claims`` (``checked_until``, or
 ``revoked_until``) for ``jwt.revocation_check_ms``, so Redis is asked at most once per token per
-period, whatever the traffic; concurrent checks of one token share one question. Both keys are
-asked at once: on one server, two GETs queued on its open connection and awaited as they are (no
-task: with many users most requests bring a token not checked yet, so this is paid per request);
-in a cluster, or before the connection is open, each on its key's node, gathered. When
-Redis cannot answer, a route that fails closed answers 503; any other lets the request through
-and says so in the log (at most every ``WARN_EVERY_S``).
+period, whatever the traffic; concurrent checks of one token share one question. On one server
+the question is one ``EXISTS`` of both keys (a count of the keys that exist), queued on the open
+connection and awaited as the reply itself: no task, no gather (with many users most requests
+bring a token not checked yet, so this is paid per request). In a cluster the two keys may live
+on different nodes (one command would be refused with ``CROSSSLOT``): one ``EXISTS`` each, on
+its key's node, gathered. When Redis cannot answer, a route that fails closed answers 503; any
+other lets the request through and says so in the log (at most every ``WARN_EVERY_S``).
+
+The first check of a token awaits the reply itself and passes it on to the checks that joined
+meanwhile, each awaiting a future of its own. A cancelled first check (its client went away)
+cancels the reply it awaited: the checks still waiting then ask again, so one request's
+cancellation never fails another's check.
 
 Only with ``REDIS_URL``: auth-service writes to Redis, never to the gateway's own stores.
 """
@@ -19,16 +25,15 @@ Only with ``REDIS_URL``: auth-service writes to Redis, never to the gateway's ow
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from api_gateway.errors import ServiceUnavailable, TokenRevoked
 from api_gateway.resp.client import RedisClient
-from api_gateway.resp.protocol import Reply, RespError, encode_command
+from api_gateway.resp.protocol import Reply, RespError
 from api_gateway.stores import StoreUnavailable
 from api_gateway.types import Claims
 
@@ -40,6 +45,9 @@ log = logging.getLogger("api_gateway.revocation")
 # auth-service's key, then the original gateway's.
 REVOKED_PREFIXES: Final[tuple[str, ...]] = ("blacklist:", "session:blacklist:")
 WARN_EVERY_S: Final = 10.0
+# Each key's length over the token's (``blacklist:``, ``session:blacklist:``), for EXISTS.
+AUTH_SERVICE_KEY_EXTRA: Final = 10
+GATEWAY_KEY_EXTRA: Final = 18
 
 
 class Commands(Protocol):
@@ -49,12 +57,23 @@ class Commands(Protocol):
 
 
 class Revocations:
-    """Whether auth-service revoked a verified token; ``clock`` is the verifier's (seconds)."""
+    """Whether auth-service revoked a verified token; ``clock`` is the verifier's (seconds).
 
-    def __init__(self, redis: Commands, period_s: float, clock: Callable[[], float]) -> None:
+    ``per_key``: the keys may live on different servers (a cluster), so each is asked alone.
+    """
+
+    def __init__(
+        self,
+        redis: Commands,
+        period_s: float,
+        clock: Callable[[], float],
+        per_key: bool = False,
+    ) -> None:
         self.redis, self.period_s, self.clock = redis, period_s, clock
-        # Questions in flight, by token: at most one each.
-        self.flights: dict[str, asyncio.Future[list[Reply]]] = {}
+        self.per_key = per_key
+        # Questions in flight, by token (at most one each): the checks that joined one, each
+        # waiting on a future of its own (the first check awaits the reply itself).
+        self.flights: dict[str, list[asyncio.Future[Reply]]] = {}
         self.last_warning = -WARN_EVERY_S
         # Read by tests and the log: requests let through because Redis could not answer.
         self.unchecked = 0
@@ -68,12 +87,19 @@ class Revocations:
             raise TokenRevoked()
         if claims.checked_until >= now:
             return
-        flight = self.flights.get(token)
-        if flight is None:
-            flight = self.flights[token] = self._ask(token)
-            flight.add_done_callback(functools.partial(self._landed, token))
+        flights = self.flights
+        joined = flights.get(token)
         try:
-            revoked = revoked_by(await asyncio.shield(flight))
+            if joined is not None:
+                reply = await self._join(joined)
+            else:
+                asked = self._ask(token)
+                flights[token] = []
+                try:
+                    reply = await asked
+                finally:  # answered, failed or cancelled: the checks that joined are told
+                    self._settle(token, asked)
+            revoked = revoked_by(reply)
         except StoreUnavailable as exc:
             if fail_closed:
                 raise ServiceUnavailable(
@@ -89,28 +115,62 @@ class Revocations:
             raise TokenRevoked()
         claims.checked_until = until
 
-    def _ask(self, token: str) -> asyncio.Future[list[Reply]]:
-        """Both keys' replies, in REVOKED_PREFIXES order."""
+    @staticmethod
+    def _join(joined: list[asyncio.Future[Reply]]) -> asyncio.Future[Reply]:
+        """A place in a question already asked: a future of this check's own, so that its
+        cancellation touches nobody else."""
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        joined.append(waiter)
+        return waiter
+
+    def _ask(self, token: str) -> asyncio.Future[Reply]:
+        """The count of the token's keys that exist (or an error reply), as a future."""
         redis = self.redis
-        if isinstance(redis, RedisClient):
+        if not self.per_key and isinstance(redis, RedisClient):
             conn = redis.conn
             if conn is not None and conn.error is None:
-                with contextlib.suppress(StoreUnavailable):  # closed meanwhile: the long way
-                    keys = [prefix + token for prefix in REVOKED_PREFIXES]
-                    sent = [conn.send(encode_command("GET", key)) for key in keys]
-                    return asyncio.gather(*sent)
-        return asyncio.ensure_future(self._gathered(token))
+                # try, not contextlib.suppress: compiled, a with block is three Python calls.
+                try:
+                    return conn.send(exists_both(token))
+                except StoreUnavailable:  # closed meanwhile: the long way
+                    pass
+        return asyncio.ensure_future(self._counted(token))
 
-    async def _gathered(self, token: str) -> list[Reply]:
-        return await asyncio.gather(
-            *[self.redis.command("GET", prefix + token) for prefix in REVOKED_PREFIXES]
-        )
+    async def _counted(self, token: str) -> Reply:
+        """The long way: the connection opened first, or each key on its own node."""
+        keys = [prefix + token for prefix in REVOKED_PREFIXES]
+        if not self.per_key:
+            return await self.redis.command("EXISTS", *keys)
+        total = 0
+        for count in await asyncio.gather(*[self.redis.command("EXISTS", k) for k in keys]):
+            if type(count) is not int:
+                return count  # an error reply (or garbage): read as Redis failing
+            total += count
+        return total
 
-    def _landed(self, token: str, flight: asyncio.Future[list[Reply]]) -> None:
-        """The question is answered (or failed): the next check after the period asks again,
-        and a failure nobody waited for is still marked seen."""
-        del self.flights[token]
-        _retrieve(flight)
+    def _settle(self, token: str, asked: asyncio.Future[Reply]) -> None:
+        """The question is answered (or failed): the checks that joined it get the same outcome,
+        and the next check after the period asks again. A question cancelled with the check
+        that awaited it is asked again for the checks still waiting; one its check left
+        unanswered (the check was closed, not cancelled) settles when it lands."""
+        waiting = [waiter for waiter in self.flights.pop(token) if not waiter.done()]
+        try:  # one call for the usual case (answered), where done() and cancelled() are two
+            failure = asked.exception()  # retrieved even when nobody waits for it any more
+        except asyncio.InvalidStateError:  # not answered yet
+            self.flights[token] = waiting
+            asked.add_done_callback(functools.partial(self._settle, token))
+            return
+        except asyncio.CancelledError:
+            if waiting:  # nobody awaits this one directly: it settles when it lands
+                again = self._ask(token)
+                self.flights[token] = waiting
+                again.add_done_callback(functools.partial(self._settle, token))
+            return
+        for waiter in waiting:
+            if failure is not None:
+                waiter.set_exception(failure)
+            else:
+                waiter.set_result(asked.result())
 
     def _warn(self, exc: StoreUnavailable) -> None:
         now = time.monotonic()
@@ -119,18 +179,34 @@ class Revocations:
             log.warning("revoked tokens cannot be checked, allowing requests: %s", exc)
 
 
-def revoked_by(replies: list[Reply]) -> bool:
-    """Revoked while either key exists, whatever its value; an error reply is Redis failing."""
-    for reply in replies:
-        if isinstance(reply, RespError):
-            raise StoreUnavailable(f"redis refused a revocation check: {reply.message}")
-    return any(reply is not None for reply in replies)
+def exists_both(token: str) -> bytes:
+    """``EXISTS`` of both of the token's keys, encoded (a verified token is ASCII); joined
+    once, as ``stores.redis`` builds a limit key's arguments."""
+    raw = token.encode("ascii")
+    size = len(raw)
+    return b"".join(
+        [
+            b"*3\r\n$6\r\nEXISTS\r\n$",
+            str(size + AUTH_SERVICE_KEY_EXTRA).encode(),
+            b"\r\nblacklist:",
+            raw,
+            b"\r\n$",
+            str(size + GATEWAY_KEY_EXTRA).encode(),
+            b"\r\nsession:blacklist:",
+            raw,
+            b"\r\n",
+        ]
+    )
 
 
-def _retrieve(flight: asyncio.Future[Any]) -> None:
-    """Mark a failed question's error as seen even when every waiter was cancelled."""
-    if not flight.cancelled():
-        flight.exception()
+def revoked_by(reply: Reply) -> bool:
+    """Revoked while either key exists, whatever its value (``EXISTS`` counts them); an error
+    reply is Redis failing."""
+    if type(reply) is int:
+        return reply > 0
+    if isinstance(reply, RespError):
+        raise StoreUnavailable(f"redis refused a revocation check: {reply.message}")
+    raise StoreUnavailable(f"redis answered a revocation check with {reply!r:.100}")
 
 
 def open_revocations(
@@ -146,4 +222,4 @@ def open_revocations(
 
     shared = store.primary if isinstance(store, FallbackStore) else store
     assert isinstance(shared, RedisClient | ClusterClient)
-    return Revocations(shared, period_ms / 1000, clock)
+    return Revocations(shared, period_ms / 1000, clock, isinstance(shared, ClusterClient))

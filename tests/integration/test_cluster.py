@@ -1,5 +1,6 @@
 """Against a real three-node Redis Cluster: limits route to the owner of their slot, follow MOVED
-and ASK, stay exact across gateway processes; the service registry works on the cluster too."""
+and ASK, stay exact across gateway processes; the service registry and the revocation check (each
+key on its own node) work on the cluster too."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from support.registry import wait_for
 from support.upstream import RecordingUpstream
 
 from api_gateway.config.settings import Instance
+from api_gateway.errors import TokenRevoked
 from api_gateway.limiter import Decision, Rate
+from api_gateway.revocation import REVOKED_PREFIXES, Revocations
 from api_gateway.stores.cluster import ClusterStore
 from api_gateway.stores.memory import MemoryStore
 from api_gateway.stores.slots import key_slot
+from api_gateway.types import Claims
 from api_gateway.upstream.registry import Registry, registry_key
 
 pytestmark = pytest.mark.skipif(
@@ -180,3 +184,29 @@ def test_a_gateway_discovers_instances_registered_in_the_cluster(
             lambda name: name == "registered",
         )
     assert served == "registered"
+
+
+def test_revocation_checks_ask_each_key_on_its_own_node(cluster: RedisCluster) -> None:
+    """A token's two keys hash to different slots (one EXISTS of both would be CROSSSLOT)."""
+    tokens = [f"cluster.token.{n}" for n in range(3)]
+    slots = {token: {key_slot(prefix + token) for prefix in REVOKED_PREFIXES} for token in tokens}
+    assert all(len(found) == 2 for found in slots.values())
+
+    async def story() -> list[bool]:
+        store = ClusterStore(cluster.url)
+        revocations = Revocations(store, 60.0, lambda: 1000.0, per_key=True)
+        try:
+            await store.command("SET", "blacklist:" + tokens[0], "revoked")
+            await store.command("SET", "session:blacklist:" + tokens[1], "revoked")
+            revoked = []
+            for token in tokens:
+                try:
+                    await revocations.check(Claims("u", "t", "customer", "", 9e9), token, True)
+                    revoked.append(False)
+                except TokenRevoked:
+                    revoked.append(True)
+            return revoked
+        finally:
+            await store.close()
+
+    assert uvloop.run(story()) == [True, True, False]

@@ -7,7 +7,6 @@ whether to fail open or closed.
 
 from __future__ import annotations
 
-import functools
 from typing import Final, cast
 
 from api_gateway.limiter import Decision, Rate
@@ -17,6 +16,10 @@ from api_gateway.resp.protocol import Reply, RespError, Script, bulk
 from api_gateway.stores import StoreUnavailable
 
 ARGS_CACHE_SIZE: Final = 16_384  # limit keys whose encoded script arguments are kept
+RATES_KEPT: Final = 64  # encoded rates kept (a configuration has a handful)
+# A key's length over its hash tag's: ``gw:rl:{`` ``}`` and ``gw:rl:block:{`` ``}``.
+BUCKET_KEY_EXTRA: Final = 8
+BLOCK_KEY_EXTRA: Final = 14
 
 # GCRA as in limiter.gcra / MemoryStore.decide, on Redis server time so that every gateway process
 # shares one clock. Times are float ms. The TAT and block deadline are stored with %.17g, which
@@ -92,12 +95,25 @@ def rate_limit_tag(key: str) -> bytes:
 
 
 def _key_args(key: str) -> bytes:
-    # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha.
+    # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha. Joined once
+    # (compiled, ``+`` concatenates pair by pair, and bytes % formatting is a generic call).
     tag = rate_limit_tag(key)
-    return b"$1\r\n2\r\n" + bulk(b"gw:rl:{%s}" % tag) + bulk(b"gw:rl:block:{%s}" % tag)
+    size = len(tag)
+    return b"".join(
+        [
+            b"$1\r\n2\r\n$",
+            str(size + BUCKET_KEY_EXTRA).encode(),
+            b"\r\ngw:rl:{",
+            tag,
+            b"}\r\n$",
+            str(size + BLOCK_KEY_EXTRA).encode(),
+            b"\r\ngw:rl:block:{",
+            tag,
+            b"}\r\n",
+        ]
+    )
 
 
-@functools.lru_cache(maxsize=1024)  # rates come from config: a handful, encoded once
 def _rate_args(rate: Rate) -> bytes:
     return b"".join([bulk(b"%d" % v) for v in (rate.max, rate.window_ms, rate.block_ms)])
 
@@ -108,14 +124,27 @@ class ScriptArgs:
 
     def __init__(self) -> None:
         self._args: Memo[str, tuple[Rate, bytes]] = Memo(ARGS_CACHE_SIZE)
+        # Each rate's encoded arguments, found by identity: rates come from the configuration (a
+        # handful), and a Rate's own hash is a Python call (a dataclass's).
+        self._rates: list[tuple[Rate, bytes]] = []
 
     def of(self, key: str, rate: Rate) -> bytes:
         cached = self._args.get(key)
         if cached is not None and cached[0] is rate:
             return cached[1]
-        args = _key_args(key) + _rate_args(rate)
+        args = _key_args(key) + self.rate_args(rate)
         self._args.put(key, (rate, args))
         return args
+
+    def rate_args(self, rate: Rate) -> bytes:
+        for known, encoded in self._rates:
+            if known is rate:
+                return encoded
+        if len(self._rates) >= RATES_KEPT:  # rates of configurations reloaded since
+            self._rates = []
+        encoded = _rate_args(rate)
+        self._rates.append((rate, encoded))
+        return encoded
 
 
 class RedisStore(RedisClient):
