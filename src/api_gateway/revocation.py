@@ -129,7 +129,7 @@ class Revocations:
         if not self.per_key and isinstance(redis, RedisClient):
             conn = redis.conn
             if conn is not None and conn.error is None:
-                # try, not contextlib.suppress: compiled, a with block is three Python calls.
+                # try, not contextlib.suppress: COMPILED.md §12.
                 try:
                     return conn.send(exists_both(token))
                 except StoreUnavailable:  # closed meanwhile: the long way

@@ -95,8 +95,8 @@ def rate_limit_tag(key: str) -> bytes:
 
 
 def _key_args(key: str) -> bytes:
-    # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha. Joined once
-    # (compiled, ``+`` concatenates pair by pair, and bytes % formatting is a generic call).
+    # Starts with numkeys, so EVAL can reuse everything that follows EVALSHA's sha. Joined
+    # once (COMPILED.md §12).
     tag = rate_limit_tag(key)
     size = len(tag)
     return b"".join(
