@@ -17,7 +17,7 @@ from support.metrics import samples, value
 from support.tokens import mint
 from support.upstream import Reply
 
-from api_gateway.observability.snapshots import SUFFIX
+from api_gateway.observability.snapshots import SUFFIX, WRITE_EVERY_S
 
 TOKEN = mint()
 SETTLE_TIMEOUT_S = 5.0
@@ -105,6 +105,10 @@ def test_one_scrape_shows_the_requests_of_every_worker(two_workers: GatewayProce
     while value(scrape(two_workers), series) != requests:
         assert time.monotonic() < deadline, scrape(two_workers)
         time.sleep(POLL_S)
+    # The first full count may be a worker's own live figures plus the other's snapshot, while
+    # its own snapshot, which the other worker reads, is up to WRITE_EVERY_S old: wait until
+    # both snapshots were written after the traffic, then no scrape may show less.
+    time.sleep(WRITE_EVERY_S * 2)
     scrapes = [scrape(two_workers) for _ in range(10)]
     assert [value(text, series) for text in scrapes] == [requests] * 10
     workers = set(re.findall(r'gateway_requests_in_flight\{worker="(\d+)"\}', scrapes[-1]))
