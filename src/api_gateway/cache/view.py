@@ -98,29 +98,38 @@ def origin(request: Request) -> bytes:
 
     One line per value (``+value``, or ``-`` when absent): a value never holds a line break,
     so different origins never give the same bytes."""
-    block = request.upstream_block
+    host, proto, port = forwarded_origin(request.upstream_block)
     venue = request.upstream_headers
     values = [
-        canonical_host(block_value(block, FORWARDED_HOST_LINE)),
-        block_value(block, FORWARDED_PROTO_LINE),
-        block_value(block, FORWARDED_PORT_LINE),
+        canonical_host(host),
+        proto,
+        port,
         first(venue, VENUE),
         first(venue, VENUE_TENANT),
     ]
     return b"\n".join([b"-" if value is None else b"+" + value for value in values])
 
 
-def block_value(block: bytes, line_start: bytes) -> bytes | None:
-    """The value of the first line of ``block`` (rendered header lines) that begins with
-    ``line_start`` (``name: ``). Values hold no line break, so a line begins only after one."""
-    if block.startswith(line_start):
-        start = len(line_start)
-    else:
-        at = block.find(b"\n" + line_start)
-        if at < 0:
-            return None
-        start = at + 1 + len(line_start)
-    return block[start : block.find(b"\r\n", start)]
+def forwarded_origin(block: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """X-Forwarded-Host, -Proto and -Port in ``block`` (rendered header lines): each the value
+    of the first line that begins with its ``name: ``, None if none does. One pass, which
+    stops once all three are found (HeaderTrust writes them first). Values hold no line break,
+    so a line begins only after one."""
+    host: bytes | None = None
+    proto: bytes | None = None
+    port: bytes | None = None
+    for line in block.split(b"\r\n"):
+        if host is None and line.startswith(FORWARDED_HOST_LINE):
+            host = line[len(FORWARDED_HOST_LINE) :]
+        elif proto is None and line.startswith(FORWARDED_PROTO_LINE):
+            proto = line[len(FORWARDED_PROTO_LINE) :]
+        elif port is None and line.startswith(FORWARDED_PORT_LINE):
+            port = line[len(FORWARDED_PORT_LINE) :]
+        else:
+            continue
+        if host is not None and proto is not None and port is not None:
+            break
+    return host, proto, port
 
 
 def vary_values(request: Request, names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:
