@@ -32,6 +32,7 @@ from hashlib import blake2b
 from typing import Final
 
 from api_gateway.cache import view
+from api_gateway.memo import Memo
 from api_gateway.types import Headers, Request
 
 STORABLE_STATUSES: Final = frozenset({200, 203, 204})
@@ -59,6 +60,11 @@ LENGTH_PREFIXES: Final[tuple[bytes, ...]] = tuple(
     n.to_bytes(4, "big") for n in range(TABLED_LENGTHS)
 )
 GET_PART: Final = b"\x00\x00\x00\x03GET"  # b"GET" after its length
+# Digests by their input. Bounded in count and in bytes: a longer input (a long path or query)
+# is hashed each time, never remembered, so the memo holds at most about 4.5 MiB per worker.
+DIGEST_MEMO_SIZE: Final = 4096
+MAX_MEMO_INPUT: Final = 1024
+_DIGESTS: Final[Memo[bytes, str]] = Memo(DIGEST_MEMO_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,8 +254,21 @@ def add_part(pieces: list[bytes], part: bytes) -> None:
 
 def hashed(pieces: list[bytes]) -> str:
     """The digest of the pieces in order, hashed in one call: the same digest as one update
-    per piece (a hash reads its input as one stream), so keys keep their values."""
-    return blake2b(b"".join(pieces), digest_size=16).hexdigest()
+    per piece (a hash reads its input as one stream), so keys keep their values. Every hit
+    asks for a digest asked for before: remembered, it is one lookup (``memo.py``)."""
+    data = b"".join(pieces)
+    found = _DIGESTS.young.get(data)  # the memo's hit, in place
+    return found if found is not None else _digest_new(data)
+
+
+def _digest_new(data: bytes) -> str:
+    found = _DIGESTS.get(data)  # from the old generation, if it is there
+    if found is not None:
+        return found
+    hexed = blake2b(data, digest_size=16).hexdigest()
+    if len(data) <= MAX_MEMO_INPUT:
+        _DIGESTS.put(data, hexed)
+    return hexed
 
 
 def resource(path: str, prefix: str, collection: str | None = None) -> str:
