@@ -426,3 +426,11 @@ def test_an_entrys_key_keeps_its_value(path: str, query: bytes, tenant: str, use
     for per_user in (False, True):
         hashed = streamed_digest(*parts, tenant.encode(), (user if per_user else "").encode())
         assert rules.entry_key(req, "/r", "g0", per_user) == f"cache:{{/r}}:g0:{hashed}"
+
+
+def test_digests_are_remembered_only_up_to_a_bound_in_bytes() -> None:
+    short, long = [b"s" * 100], [b"l" * (rules.MAX_MEMO_INPUT + 1)]
+    assert rules.hashed(short) == rules.hashed(list(short))
+    assert b"s" * 100 in rules._DIGESTS
+    assert rules.hashed(long) == rules.hashed(list(long))
+    assert b"l" * (rules.MAX_MEMO_INPUT + 1) not in rules._DIGESTS
