@@ -167,7 +167,9 @@ def counted_run(
     """A gateway under callgrind: a warm-up of every kind, then ``--requests`` of ``loaded``
     (none: the base run). The worker's callgrind file (the supervisor only waits)."""
     port = free_ports(1)[0]
-    token = instructions.tokens(argparse.Namespace(algorithm="HS256", misses=False), 1, 0)[0]
+    token = instructions.tokens(argparse.Namespace(algorithm="HS256", misses=False, users=1), 1, 0)[
+        0
+    ]
     out = work / f"callgrind.{loaded or 'base'}"
     command = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from api_gateway.cache import entry as wire
+from api_gateway.cache.entry import Entry
 from api_gateway.cache.front import Cache
 from api_gateway.cache.storage import MemoryCacheStorage
 from api_gateway.errors import BadGateway
@@ -196,5 +198,50 @@ def test_a_write_through_a_route_or_its_alias_makes_reads_through_both_stale() -
             after = [x_cache(await cached(cache, p)) for cache, p in reads]
             assert after == [b"MISS", b"MISS"]
             await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+
+
+class Remote:
+    """A storage that answers with a new bytes object every time, as Redis does."""
+
+    immediate = False
+
+    def __init__(self) -> None:
+        self.memory = MemoryCacheStorage(100, 1 << 20, 86_400_000, lambda: 0.0)
+
+    async def generation(self, resource: str) -> str:
+        return await self.memory.generation(resource)
+
+    async def invalidate(self, resource: str) -> None:
+        await self.memory.invalidate(resource)
+
+    async def get(self, key: str) -> bytes | None:
+        found = await self.memory.get(key)
+        return None if found is None else bytes(bytearray(found))
+
+    async def put(self, key: str, value: bytes, ttl_ms: int) -> None:
+        await self.memory.put(key, value, ttl_ms)
+
+
+def test_a_hit_reuses_the_entry_decoded_from_the_same_stored_value() -> None:
+    async def scenario() -> None:
+        storage = MemoryCacheStorage(100, 1 << 20, 86_400_000, lambda: 0.0)
+        cache = Cache(storage, 1.0)
+        first = Entry(200, [(b"content-type", b"text/plain")], b"one", 0.0, 0)
+        await storage.put("k", wire.encode(first), 60_000)
+        found = await cache.lookup("k", get())
+        assert found == first and await cache.lookup("k", get()) is found
+        second = Entry(200, [(b"content-type", b"text/plain")], b"two", 0.0, 0)
+        await storage.put("k", wire.encode(second), 60_000)  # the same key, a new value
+        assert await cache.lookup("k", get()) == second
+        await storage.put("k", b"foreign", 60_000)
+        assert await cache.lookup("k", get()) is None
+
+        remote = Remote()  # its values are new objects: nothing is kept for them
+        cache = Cache(remote, 1.0)
+        await remote.put("k", wire.encode(first), 60_000)
+        assert await cache.lookup("k", get()) == first == await cache.lookup("k", get())
+        assert len(cache.decoded) == 0
 
     asyncio.run(scenario())

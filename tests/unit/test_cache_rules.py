@@ -4,13 +4,14 @@ the bounded in-memory storage (with an injected clock)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from api_gateway.cache import entry as wire
-from api_gateway.cache import rules
+from api_gateway.cache import rules, view
 from api_gateway.cache.entry import Entry, Variants
 from api_gateway.cache.storage import MemoryCacheStorage, entry_bytes
 from api_gateway.types import Claims, Headers, Request
@@ -398,3 +399,38 @@ def test_several_expires_or_date_lines_give_the_shortest_lifetime() -> None:
 def test_any_date_value_is_read_or_refused_never_raises(value: bytes) -> None:
     found = rules.http_date(value)
     assert found is None or isinstance(found, int)
+
+
+def streamed_digest(*parts: bytes) -> str:
+    """The digest as first written: one update per length and per part."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(len(part).to_bytes(4, "big"))
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_the_digest_is_the_same_as_one_update_per_length_and_part(parts: list[bytes]) -> None:
+    assert rules.digest(*parts) == streamed_digest(*parts)
+
+
+texts = st.characters(min_codepoint=32, max_codepoint=126)  # as user ids and paths are
+
+
+@given(st.text(texts, max_size=40), st.binary(max_size=300), tenants, st.text(texts, max_size=300))
+def test_an_entrys_key_keeps_its_value(path: str, query: bytes, tenant: str, user: str) -> None:
+    """Built in place, the key is still the digest of its seven parts (keys in Redis stay)."""
+    req = request("/api/v1/events/" + path, query, tenant, user)
+    parts = (b"GET", req.path.encode(), rules.canonical_query(query), view.origin(req))
+    for per_user in (False, True):
+        hashed = streamed_digest(*parts, tenant.encode(), (user if per_user else "").encode())
+        assert rules.entry_key(req, "/r", "g0", per_user) == f"cache:{{/r}}:g0:{hashed}"
+
+
+def test_digests_are_remembered_only_up_to_a_bound_in_bytes() -> None:
+    short, long = [b"s" * 100], [b"l" * (rules.MAX_MEMO_INPUT + 1)]
+    assert rules.hashed(short) == rules.hashed(list(short))
+    assert b"s" * 100 in rules._DIGESTS
+    assert rules.hashed(long) == rules.hashed(list(long))
+    assert b"l" * (rules.MAX_MEMO_INPUT + 1) not in rules._DIGESTS

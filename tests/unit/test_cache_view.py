@@ -137,3 +137,30 @@ def test_a_value_too_long_to_be_a_host_keeps_its_own_key_and_is_never_remembered
     longest = b".".join([b"a" * 63] * 3) + b".example-venue.com"
     assert view.canonical_host(longest) == longest
     assert longest in view._HOSTS
+
+
+def first_line_value(block: bytes, name: bytes) -> bytes | None:
+    """The value of the first line of ``block`` that begins with ``name: ``, line by line."""
+    for line in block.split(b"\r\n"):
+        if line.startswith(name + b": "):
+            return line[len(name) + 2 :]
+    return None
+
+
+def test_the_forwarded_origin_is_each_names_first_line_wherever_it_is() -> None:
+    names = (b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port")
+    lines: Headers = [
+        (b"x-request-id", b"r"),
+        (b"x-forwarded-port", b"8443"),
+        (b"x-forwarded-hostname", b"not-the-host"),
+        (b"x-forwarded-host", b"a.example"),
+        (b"x-forwarded-port", b"80"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"b.example"),
+    ]
+    for cut in range(len(lines) + 1):
+        for order in (lines[:cut], lines[cut:] + lines[:cut], list(reversed(lines[:cut]))):
+            block = header_lines(order)
+            expected = tuple(first_line_value(block, name) for name in names)
+            assert view.forwarded_origin(block) == expected, order
+    assert view.forwarded_origin(b"") == (None, None, None)

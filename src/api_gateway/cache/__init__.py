@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from api_gateway.cache.front import Cache
-from api_gateway.cache.storage import CacheStorage, MemoryCacheStorage
+from api_gateway.cache.storage import CacheStorage, MemoryCacheStorage, monotonic_ms
 from api_gateway.config.settings import GatewayConfig
 from api_gateway.stores import Store
 
@@ -19,7 +17,7 @@ def open_cache(config: GatewayConfig, store: Store) -> Cache:
             settings.max_entries,
             settings.max_bytes,
             settings.max_ttl_ms,
-            lambda: time.monotonic() * 1000,
+            monotonic_ms,
         )
     else:
         from api_gateway.cache.redis import RedisCacheStorage

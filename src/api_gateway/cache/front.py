@@ -10,19 +10,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from api_gateway.cache import entry as wire
 from api_gateway.cache.entry import Entry, Variants
 from api_gateway.cache.rules import variant_key
 from api_gateway.cache.storage import CacheStorage
 from api_gateway.cache.view import vary_values
+from api_gateway.memo import Memo
 from api_gateway.stores import StoreUnavailable
 from api_gateway.timers import PatientTimeout
 from api_gateway.types import Request
 
 log = logging.getLogger("api_gateway.cache")
 T = TypeVar("T")
+# A storage in this process hands back the very bytes it was given, hit after hit: the entry
+# decoded from them is kept and reused while they are the same object (an entry is never
+# changed once decoded). Bounded in count and size: a kept entry holds its stored value alive
+# and a copy of its body.
+DECODED_ENTRIES: Final = 1024
+MAX_DECODED_BYTES: Final = 16384
 
 
 class Cache:
@@ -32,6 +39,7 @@ class Cache:
         self.failing = False
         # Saves run after the answer went out; kept here so none is garbage-collected mid-way.
         self.saving: set[asyncio.Task[None]] = set()
+        self.decoded: Memo[str, tuple[bytes, Entry | Variants]] = Memo(DECODED_ENTRIES)
 
     async def generation(self, resource: str) -> str | None:
         """The resource's generation, or None when the storage cannot say (no caching now)."""
@@ -76,7 +84,15 @@ class Cache:
 
     async def _read(self, key: str) -> Entry | Variants | None:
         data = await self._guarded(self.storage.get(key), None)
-        return None if data is None else wire.decode(data)
+        if data is None:
+            return None
+        known = self.decoded.get(key)
+        if known is not None and known[0] is data:
+            return known[1]
+        found = wire.decode(data)
+        if found is not None and self.storage.immediate and len(data) <= MAX_DECODED_BYTES:
+            self.decoded.put(key, (data, found))
+        return found
 
     async def _guarded(self, call: Awaitable[T], default: T) -> T:
         try:

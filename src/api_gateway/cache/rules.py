@@ -32,6 +32,7 @@ from hashlib import blake2b
 from typing import Final
 
 from api_gateway.cache import view
+from api_gateway.memo import Memo
 from api_gateway.types import Headers, Request
 
 STORABLE_STATUSES: Final = frozenset({200, 203, 204})
@@ -53,6 +54,17 @@ MAX_RESOURCE_SEGMENT: Final = 128
 MAX_HTTP_DATE: Final = 64
 # RFC 9111 §1.2.2: the value a cache uses for any larger delta-seconds (fits the entry's 32 bits).
 MAX_DELTA_SECONDS: Final = 2**31
+# The 4-byte length prefixes of the digest's parts shorter than 256 bytes, which most parts are.
+TABLED_LENGTHS: Final = 256
+LENGTH_PREFIXES: Final[tuple[bytes, ...]] = tuple(
+    n.to_bytes(4, "big") for n in range(TABLED_LENGTHS)
+)
+GET_PART: Final = b"\x00\x00\x00\x03GET"  # b"GET" after its length
+# Digests by their input. Bounded in count and in bytes: a longer input (a long path or query)
+# is hashed each time, never remembered, so the memo holds at most about 4.5 MiB per worker.
+DIGEST_MEMO_SIZE: Final = 4096
+MAX_MEMO_INPUT: Final = 1024
+_DIGESTS: Final[Memo[bytes, str]] = Memo(DIGEST_MEMO_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +238,37 @@ def scope(request: Request, per_user: bool) -> tuple[str, str]:
 
 def digest(*parts: bytes) -> str:
     """One hash of length-prefixed parts: no two different part lists give the same input."""
-    hasher = blake2b(digest_size=16)
+    pieces: list[bytes] = []
     for part in parts:
-        hasher.update(len(part).to_bytes(4, "big"))
-        hasher.update(part)
-    return hasher.hexdigest()
+        add_part(pieces, part)
+    return hashed(pieces)
+
+
+def add_part(pieces: list[bytes], part: bytes) -> None:
+    """The part after its length as 4 bytes, big-endian; the usual lengths are read from a
+    table (a method call each cost more than the hash itself)."""
+    size = len(part)
+    pieces.append(LENGTH_PREFIXES[size] if size < TABLED_LENGTHS else size.to_bytes(4, "big"))
+    pieces.append(part)
+
+
+def hashed(pieces: list[bytes]) -> str:
+    """The digest of the pieces in order, hashed in one call: the same digest as one update
+    per piece (a hash reads its input as one stream), so keys keep their values. Every hit
+    asks for a digest asked for before: remembered, it is one lookup (``memo.py``)."""
+    data = b"".join(pieces)
+    found = _DIGESTS.young.get(data)  # the memo's hit, in place
+    return found if found is not None else _digest_new(data)
+
+
+def _digest_new(data: bytes) -> str:
+    found = _DIGESTS.get(data)  # from the old generation, if it is there
+    if found is not None:
+        return found
+    hexed = blake2b(data, digest_size=16).hexdigest()
+    if len(data) <= MAX_MEMO_INPUT:
+        _DIGESTS.put(data, hexed)
+    return hexed
 
 
 def resource(path: str, prefix: str, collection: str | None = None) -> str:
@@ -266,9 +304,14 @@ def generation_key_of(key: str) -> str:
 def entry_key(request: Request, resource_path: str, generation: str, per_user: bool) -> str:
     """The key of the answer to ``request`` (HEAD shares GET's), before any ``Vary``."""
     tenant, user = scope(request, per_user)
-    parts = (b"GET", request.path.encode(), canonical_query(request.query))
-    hashed = digest(*parts, view.origin(request), tenant.encode(), user.encode())
-    return f"cache:{{{resource_path}}}:{generation}:{hashed}"
+    # The input of digest(b"GET", path, query, origin, tenant, user), built in place.
+    pieces = [GET_PART]  # HEAD shares GET's answers
+    add_part(pieces, request.path.encode())
+    add_part(pieces, canonical_query(request.query))
+    add_part(pieces, view.origin(request))
+    add_part(pieces, tenant.encode())
+    add_part(pieces, user.encode())
+    return f"cache:{{{resource_path}}}:{generation}:{hashed(pieces)}"
 
 
 def variant_key(key: str, values: tuple[bytes | None, ...]) -> str:

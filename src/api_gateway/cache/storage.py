@@ -11,6 +11,7 @@ unreachable until they expire).
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -18,6 +19,12 @@ from typing import Final, Protocol
 
 def new_generation() -> str:
     return os.urandom(6).hex()
+
+
+def monotonic_ms() -> float:
+    """The in-memory storage's clock: compiled here, not a lambda of the interpreted package
+    ``__init__``, for it is read twice on every hit."""
+    return time.monotonic() * 1000
 
 
 class CacheStorage(Protocol):

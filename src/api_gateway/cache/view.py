@@ -28,6 +28,7 @@ FORWARDED_PORT: Final = b"x-forwarded-port"
 FORWARDED_HOST_LINE: Final = FORWARDED_HOST + b": "
 FORWARDED_PROTO_LINE: Final = FORWARDED_PROTO + b": "
 FORWARDED_PORT_LINE: Final = FORWARDED_PORT + b": "
+FORWARDED_LINES: Final = 4  # the X-Forwarded-* lines HeaderTrust writes at most, first
 # The venue domain routing resolved (absent on the platform's own hosts).
 VENUE: Final = b"x-venue-id"
 VENUE_TENANT: Final = b"x-venue-tenant-id"
@@ -98,29 +99,48 @@ def origin(request: Request) -> bytes:
 
     One line per value (``+value``, or ``-`` when absent): a value never holds a line break,
     so different origins never give the same bytes."""
-    block = request.upstream_block
+    host, proto, port = forwarded_origin(request.upstream_block)
     venue = request.upstream_headers
     values = [
-        canonical_host(block_value(block, FORWARDED_HOST_LINE)),
-        block_value(block, FORWARDED_PROTO_LINE),
-        block_value(block, FORWARDED_PORT_LINE),
+        canonical_host(host),
+        proto,
+        port,
         first(venue, VENUE),
         first(venue, VENUE_TENANT),
     ]
     return b"\n".join([b"-" if value is None else b"+" + value for value in values])
 
 
-def block_value(block: bytes, line_start: bytes) -> bytes | None:
-    """The value of the first line of ``block`` (rendered header lines) that begins with
-    ``line_start`` (``name: ``). Values hold no line break, so a line begins only after one."""
-    if block.startswith(line_start):
-        start = len(line_start)
-    else:
-        at = block.find(b"\n" + line_start)
-        if at < 0:
-            return None
-        start = at + 1 + len(line_start)
-    return block[start : block.find(b"\r\n", start)]
+def forwarded_origin(block: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """X-Forwarded-Host, -Proto and -Port in ``block`` (rendered header lines): each the value
+    of the first line that begins with its ``name: ``, None if none does. One pass, which
+    stops once all three are found (HeaderTrust writes them first). Values hold no line break,
+    so a line begins only after one."""
+    found: list[bytes | None] = [None, None, None]
+    # HeaderTrust's own lines come first (-For, -Proto, -Port, -Host): split off those alone,
+    # and the rest only when one of the three is not among them.
+    lines = block.split(b"\r\n", FORWARDED_LINES)
+    rest = lines.pop() if len(lines) > FORWARDED_LINES else b""
+    if not _found_all(lines, found) and rest:
+        _found_all(rest.split(b"\r\n"), found)
+    return found[0], found[1], found[2]
+
+
+def _found_all(lines: list[bytes], found: list[bytes | None]) -> bool:
+    """Fill in ``found`` (host, proto, port) from ``lines`` where still None: whether all three
+    are known."""
+    for line in lines:
+        if found[0] is None and line.startswith(FORWARDED_HOST_LINE):
+            found[0] = line[len(FORWARDED_HOST_LINE) :]
+        elif found[1] is None and line.startswith(FORWARDED_PROTO_LINE):
+            found[1] = line[len(FORWARDED_PROTO_LINE) :]
+        elif found[2] is None and line.startswith(FORWARDED_PORT_LINE):
+            found[2] = line[len(FORWARDED_PORT_LINE) :]
+        else:
+            continue
+        if found[0] is not None and found[1] is not None and found[2] is not None:
+            return True
+    return False
 
 
 def vary_values(request: Request, names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:

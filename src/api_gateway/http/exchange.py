@@ -232,7 +232,9 @@ def send(
     if not isinstance(body, bytes):
         return send_stream(connection, parts, response.length, bodiless, version, body)
     if status >= 200 and status not in NO_BODY_STATUSES:
-        parts += (b"content-length: ", response.length or str(len(body)).encode(), b"\r\n\r\n")
+        parts.append(b"content-length: ")  # appended one by one (COMPILED.md §7)
+        parts.append(response.length or str(len(body)).encode())
+        parts.append(b"\r\n\r\n")
     else:
         parts.append(b"\r\n")
     if not bodiless:

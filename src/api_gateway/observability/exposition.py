@@ -14,8 +14,10 @@ COUNTER: Final = "counter"
 GAUGE: Final = "gauge"
 HISTOGRAM: Final = "histogram"
 # Upper bounds (seconds) of every latency histogram's buckets; +Inf follows. From 0.25 ms: most
-# requests the gateway answers take less than a millisecond.
-BUCKETS = (
+# requests the gateway answers take less than a millisecond. Of any length to mypyc: a
+# fixed-length tuple read from another module is unboxed and boxed anew, 16 floats a request
+# (COMPILED.md §2).
+BUCKETS: Final[tuple[float, ...]] = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     10.0, 30.0,
 )  # fmt: skip

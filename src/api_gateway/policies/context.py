@@ -92,7 +92,7 @@ class RequestContext:
             response = as_problem(error, request)
             reason = error.reason if isinstance(error, GatewayError) else GatewayError.reason
         if request.response_headers:
-            response.headers += request.response_headers
+            response.headers.extend(request.response_headers)
         duration = self.clock() - request.start
         # Formatted once for both the X-Response-Time header and the access log.
         elapsed = b"%.3f" % (duration * 1000)
