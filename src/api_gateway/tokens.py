@@ -32,6 +32,8 @@ SCHEME_LENGTH: Final = len(SCHEME)
 # The one spelling a token is cached under: any other is parsed, then looked up as this.
 CANONICAL: Final = b"Bearer "
 OWS: Final = b" \t"
+SPACE: Final = ord(" ")
+TAB: Final = ord("\t")
 MINT_ALGORITHM: Final = "HS256"
 # Header segments checked before, with the algorithm and kid they name: an issuer writes the
 # same few headers on every token, so a token never seen before skips decoding its header. Only
@@ -90,7 +92,8 @@ def bearer_token(credentials: bytes) -> bytes:
     """
     value = credentials.rstrip(OWS)
     token = value[SCHEME_LENGTH:]
-    if value[:SCHEME_LENGTH].lower() != SCHEME or not token or token[:1] in OWS:
+    # A first byte compared by value: `token[:1] in OWS` tries it as an int first (COMPILED.md §3).
+    if value[:SCHEME_LENGTH].lower() != SCHEME or not token or token[0] in (SPACE, TAB):
         raise Unauthorized(
             "the Authorization header must be 'Bearer <token>'", error="invalid_request"
         )

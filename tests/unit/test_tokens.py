@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.compact import well_formed
+from api_gateway.compact import DECODER, parse_payload, well_formed
 from api_gateway.config.settings import ClaimNames, JwtConfig
 from api_gateway.errors import Unauthorized
 from api_gateway.tokens import (
@@ -294,6 +294,36 @@ def test_payload_that_is_not_one_json_object_is_rejected(
     verifier: TokenVerifier, text: str
 ) -> None:
     rejected(verifier, signed_text(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        '{"a": 1} \n',
+        '{"a": 1}x',
+        '{"a": 1}{}',
+        '{"a": }',
+        '{"a": [1, ',
+        '{"a" 1}',
+        '{"a": 1,}',
+        '{"a": 1, "a": 2}',
+        '{"a": NaN}',
+        '{"a": -Infinity}',
+        '{"a": {"b": [1, {"c": null}]}}',
+        '{"a": "\\ud800"}',
+    ],
+)
+def test_a_payload_is_read_as_the_json_decoder_reads_it(text: str) -> None:
+    try:
+        expected: object = DECODER.decode(text)
+    except ValueError as exc:
+        expected = f"the access token's payload is refused: {exc}"
+    try:
+        found: object = parse_payload(text.encode())
+    except Unauthorized as exc:
+        found = exc.detail
+    assert found == expected
 
 
 def test_any_audience_is_accepted_when_none_is_configured(
