@@ -14,10 +14,14 @@ from api_gateway.errors import Unauthorized
 
 DOT: Final = ord(".")
 # Compact serialization, unpadded base64url (RFC 7515 §7.1): any other spelling of a token is
-# refused before any decoding, so one token has one string (and one cache key). Checked by
-# deleting the alphabet (one C pass; a regex costs about 20 instructions a byte): two dots must be
-# all that is left, and no segment may be empty.
+# refused before any decoding, so one token has one string (and one cache key). Checked in one
+# C pass (a regex costs about 20 instructions a byte): a table that keeps the alphabet and the
+# dot and changes every other byte must change nothing (deleting the alphabet instead builds a
+# table per call); then there must be two dots, and no segment may be empty.
 BASE64URL: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+BASE64URL_OR_DOT: Final = bytes(
+    byte if byte in BASE64URL or byte == DOT else DOT for byte in range(256)
+)
 TWO_DOTS: Final = b".."
 BRACE: Final = ord("{")
 # NumericDate is in seconds (RFC 7519 §2); a value past 9999-12-31 is milliseconds or junk, and
@@ -32,7 +36,8 @@ PADDING: Final[tuple[bytes, ...]] = (b"", b"", b"==", b"=")
 def well_formed(token: bytes) -> bool:
     """Three non-empty segments of base64url, joined by dots, and nothing else."""
     return (
-        token.translate(None, BASE64URL) == TWO_DOTS
+        token.translate(BASE64URL_OR_DOT) == token
+        and token.count(DOT) == 2
         and token[0] != DOT
         and token[-1] != DOT
         and token.find(TWO_DOTS) < 0  # COMPILED.md §3: `in` tries an int first

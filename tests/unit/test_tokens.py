@@ -30,6 +30,7 @@ from api_gateway.tokens import (
     entry_cost,
     mint,
     parse_ttl,
+    safe_claim,
 )
 
 SECRET = "s3cr3t-" + "x" * 60
@@ -448,6 +449,20 @@ def test_accepted_claims_are_always_header_safe(value: str) -> None:
         assert not set(field) & set(" ,;\r\n\t\"'\x00")
 
 
+SAFE_CLAIM = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+
+
+@given(st.one_of(st.text(max_size=140), st.text("aZ09_.:@-\u0660\u212a\n ", max_size=130)))
+def test_a_safe_claim_is_what_the_documented_pattern_matches(value: str) -> None:
+    assert safe_claim(value) == bool(SAFE_CLAIM.fullmatch(value))
+
+
+def test_a_safe_claim_is_a_string_of_1_to_128_safe_characters() -> None:
+    assert safe_claim("a" * 128) and not safe_claim("a" * 129) and not safe_claim("")
+    assert not safe_claim(7) and not safe_claim(None) and not safe_claim(b"abc")
+    assert not safe_claim("\u0661") and not safe_claim("\u212a") and not safe_claim("a\n")
+
+
 # --- injected clock -----------------------------------------------------------------------------
 
 
@@ -731,7 +746,21 @@ def test_well_formed_is_the_compact_serialization_exactly(token: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "token", [b"a.b.c", b"eyJ.eyJ.sig-_", b"", b"..", b"a..c", b".b.c", b"a.b.", b"a.b.c.d", b"a.b"]
+    "token",
+    [
+        b"a.b.c",
+        b"eyJ.eyJ.sig-_",
+        b"",
+        b"..",
+        b"a..c",
+        b".b.c",
+        b"a.b.",
+        b"a.b.c.d",
+        b"a.b",
+        b"a.\xffb.c",
+        b"a.b.c\n",
+        b"a\x00.b.c",
+    ],
 )
 def test_well_formed_examples(token: bytes) -> None:
     assert well_formed(token) == bool(COMPACT.fullmatch(token))
