@@ -20,7 +20,7 @@ DOT: Final = ord(".")
 # table per call); then there must be two dots, and no segment may be empty.
 BASE64URL: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 BASE64URL_OR_DOT: Final = bytes(
-    byte if byte in BASE64URL or byte == DOT else DOT for byte in range(256)
+    [byte if byte in BASE64URL or byte == DOT else DOT for byte in range(256)]
 )
 TWO_DOTS: Final = b".."
 BRACE: Final = ord("{")

@@ -28,8 +28,8 @@ HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
 # ``hmac.digest`` derives the pads again and fetches OpenSSL's MAC for every call: about 10k
 # instructions of a token miss's 27k HMAC.
 HMAC_DIGESTS: Final[Mapping[str, str]] = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
-INNER_PAD: Final = bytes(byte ^ 0x36 for byte in range(256))
-OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
+INNER_PAD: Final = bytes([byte ^ 0x36 for byte in range(256)])
+OUTER_PAD: Final = bytes([byte ^ 0x5C for byte in range(256)])
 RSA: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 # An EC key checks the one algorithm of its curve (RFC 7518 §3.4).
 EC_CURVES: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}

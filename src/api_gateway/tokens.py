@@ -29,7 +29,7 @@ __all__ = ["ENTRY_OVERHEAD", "entry_cost"]  # where the cache's accounting is as
 SAFE_CHARACTERS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@-"
 # Each safe byte to itself, each other one to a safe byte (so it changes).
 ONLY_SAFE: Final = bytes(
-    byte if byte in SAFE_CHARACTERS else SAFE_CHARACTERS[0] for byte in range(256)
+    [byte if byte in SAFE_CHARACTERS else SAFE_CHARACTERS[0] for byte in range(256)]
 )
 MAX_CLAIM: Final = 128
 INTERN: Final = sys.intern
