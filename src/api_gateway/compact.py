@@ -31,6 +31,7 @@ MAX_NUMERIC_DATE: Final = 253_402_300_799
 # alphabet check is all that is left to do (one pass, no intermediate copies).
 URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
 PADDING: Final[tuple[bytes, ...]] = (b"", b"", b"==", b"=")
+A2B_BASE64: Final = binascii.a2b_base64  # bound once: no module lookup per segment (§1)
 
 
 def well_formed(token: bytes) -> bool:
@@ -47,7 +48,7 @@ def well_formed(token: bytes) -> bool:
 def b64decode(segment: bytes) -> bytes:
     """An unpadded base64url segment of a token that is ``well_formed``."""
     try:
-        return binascii.a2b_base64(segment.translate(URLSAFE) + PADDING[len(segment) % 4])
+        return A2B_BASE64(segment.translate(URLSAFE) + PADDING[len(segment) % 4])
     except binascii.Error as exc:  # a length of 4n+1 is no base64
         raise Unauthorized("the access token is not base64url") from exc
 
@@ -55,7 +56,8 @@ def b64decode(segment: bytes) -> bytes:
 def numeric_date(name: str, value: object) -> float:
     """A claim in seconds since the epoch. An int is bounded before it becomes a float: one too
     large for a float must be refused, not overflow."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # A tuple, not ``int | float``: compiled, the union would be built at every call.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Unauthorized(f"the access token's '{name}' claim is not a number")
     in_range = (
         -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
