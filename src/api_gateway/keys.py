@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,9 +23,13 @@ from jwt import algorithms as jwa
 from api_gateway.errors import Unauthorized, UnknownKey
 
 HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
-# An HMAC check is one call into OpenSSL (``hmac.digest``) and a constant-time comparison: no
-# HMAC object, no PyJWT wrapper, for what is most of a token miss's work.
+# An HMAC check (RFC 2104) starts from the hash states of the key's inner and outer pads,
+# worked out once per key: per token, two copies, two updates and a constant-time comparison.
+# ``hmac.digest`` derives the pads again and fetches OpenSSL's MAC for every call: about 10k
+# instructions of a token miss's 27k HMAC.
 HMAC_DIGESTS: Final[Mapping[str, str]] = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+INNER_PAD: Final = bytes([byte ^ 0x36 for byte in range(256)])
+OUTER_PAD: Final = bytes([byte ^ 0x5C for byte in range(256)])
 RSA: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 # An EC key checks the one algorithm of its curve (RFC 7518 §3.4).
 EC_CURVES: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
@@ -41,17 +45,52 @@ PublicKey = (
 )
 
 
+class Digest(Protocol):
+    """A hash state of ``hashlib`` (its type is private)."""
+
+    def copy(self) -> Digest: ...
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+def hmac_pads(secret: bytes, algorithm: str) -> tuple[Digest, Digest]:
+    """The hash states after the inner and the outer pad of ``secret`` (RFC 2104 §2)."""
+    name = HMAC_DIGESTS[algorithm]
+    block = hashlib.new(name).block_size
+    if len(secret) > block:
+        secret = hashlib.new(name, secret).digest()
+    secret = secret.ljust(block, b"\0")
+    return hashlib.new(name, secret.translate(INNER_PAD)), hashlib.new(
+        name, secret.translate(OUTER_PAD)
+    )
+
+
+def hmac_of(pads: tuple[Digest, Digest], message: bytes) -> bytes:
+    """HMAC of ``message`` from a key's ``hmac_pads``: ``hmac.digest``'s answer."""
+    inner = pads[0].copy()
+    inner.update(message)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
 @dataclass(frozen=True, slots=True)
 class VerificationKey:
     kid: str | None
     algorithms: frozenset[str]  # what this key may check: its family's, narrowed by config
     key: bytes | PublicKey
     fingerprint: bytes  # the key itself, hashed: two sets are compared by these
+    # An HMAC secret's pads, per algorithm it may check (``secret_key``).
+    pads: Mapping[str, tuple[Digest, Digest]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def verify(self, algorithm: str, signing_input: bytes, signature: bytes) -> bool:
         key = self.key
         if isinstance(key, bytes):  # an HMAC secret: only HMAC algorithms select it
-            digest = hmac.digest(key, signing_input, HMAC_DIGESTS[algorithm])
+            digest = hmac_of(self.pads[algorithm], signing_input)
             return hmac.compare_digest(digest, signature)
         verified: bool = VERIFIERS[algorithm].verify(signing_input, key, signature)
         return verified
@@ -62,7 +101,9 @@ def secret_key(secret: bytes, allowed: Iterable[str]) -> VerificationKey | None:
     algorithms = HMAC.intersection(allowed)
     if not algorithms:
         return None
-    return VerificationKey(None, algorithms, secret, b"oct:" + hashlib.sha256(secret).digest())
+    pads = {algorithm: hmac_pads(secret, algorithm) for algorithm in algorithms}
+    fingerprint = b"oct:" + hashlib.sha256(secret).digest()
+    return VerificationKey(None, algorithms, secret, fingerprint, pads)
 
 
 def public_key(

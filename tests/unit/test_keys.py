@@ -62,6 +62,19 @@ def test_each_key_type_checks_only_its_family() -> None:
     assert secret is not None and secret.algorithms == {"HS256"}
 
 
+@pytest.mark.parametrize("length", [0, 1, 32, 48, 64, 65, 128, 129, 300])
+def test_an_hmac_secret_checks_what_hmac_digest_signs_at_any_length(length: int) -> None:
+    secret = bytes(i % 256 for i in range(length))
+    key = secret_key(secret, ("HS256", "HS384", "HS512"))
+    assert key is not None
+    for message in (b"", b"a.b", b"x" * 64, b"y" * 300):
+        for algorithm, name in (("HS256", "sha256"), ("HS384", "sha384"), ("HS512", "sha512")):
+            signature = hmac.digest(secret, message, name)
+            assert key.verify(algorithm, message, signature)
+            assert not key.verify(algorithm, message + b".", signature)
+            assert not key.verify(algorithm, message, signature[:-1])
+
+
 def test_a_key_is_narrowed_to_what_is_allowed_and_to_its_own_alg() -> None:
     key = public_key(RSA_KEY.public_key(), ("RS256", "PS256"), kid="a", alg="PS256")
     assert key.algorithms == {"PS256"}

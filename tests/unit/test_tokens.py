@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_gateway.compact import well_formed
+from api_gateway.compact import DECODER, parse_payload, well_formed
 from api_gateway.config.settings import ClaimNames, JwtConfig
 from api_gateway.errors import Unauthorized
 from api_gateway.tokens import (
@@ -30,6 +30,7 @@ from api_gateway.tokens import (
     entry_cost,
     mint,
     parse_ttl,
+    safe_claim,
 )
 
 SECRET = "s3cr3t-" + "x" * 60
@@ -296,6 +297,36 @@ def test_payload_that_is_not_one_json_object_is_rejected(
     rejected(verifier, signed_text(text))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        '{"a": 1} \n',
+        '{"a": 1}x',
+        '{"a": 1}{}',
+        '{"a": }',
+        '{"a": [1, ',
+        '{"a" 1}',
+        '{"a": 1,}',
+        '{"a": 1, "a": 2}',
+        '{"a": NaN}',
+        '{"a": -Infinity}',
+        '{"a": {"b": [1, {"c": null}]}}',
+        '{"a": "\\ud800"}',
+    ],
+)
+def test_a_payload_is_read_as_the_json_decoder_reads_it(text: str) -> None:
+    try:
+        expected: object = DECODER.decode(text)
+    except ValueError as exc:
+        expected = f"the access token's payload is refused: {exc}"
+    try:
+        found: object = parse_payload(text.encode())
+    except Unauthorized as exc:
+        found = exc.detail
+    assert found == expected
+
+
 def test_any_audience_is_accepted_when_none_is_configured(
     verifier: TokenVerifier, now: float
 ) -> None:
@@ -416,6 +447,20 @@ def test_accepted_claims_are_always_header_safe(value: str) -> None:
         assert field.isascii()
         assert 1 <= len(field) <= 128
         assert not set(field) & set(" ,;\r\n\t\"'\x00")
+
+
+SAFE_CLAIM = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+
+
+@given(st.one_of(st.text(max_size=140), st.text("aZ09_.:@-\u0660\u212a\n ", max_size=130)))
+def test_a_safe_claim_is_what_the_documented_pattern_matches(value: str) -> None:
+    assert safe_claim(value) == bool(SAFE_CLAIM.fullmatch(value))
+
+
+def test_a_safe_claim_is_a_string_of_1_to_128_safe_characters() -> None:
+    assert safe_claim("a" * 128) and not safe_claim("a" * 129) and not safe_claim("")
+    assert not safe_claim(7) and not safe_claim(None) and not safe_claim(b"abc")
+    assert not safe_claim("\u0661") and not safe_claim("\u212a") and not safe_claim("a\n")
 
 
 # --- injected clock -----------------------------------------------------------------------------
@@ -701,7 +746,21 @@ def test_well_formed_is_the_compact_serialization_exactly(token: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "token", [b"a.b.c", b"eyJ.eyJ.sig-_", b"", b"..", b"a..c", b".b.c", b"a.b.", b"a.b.c.d", b"a.b"]
+    "token",
+    [
+        b"a.b.c",
+        b"eyJ.eyJ.sig-_",
+        b"",
+        b"..",
+        b"a..c",
+        b".b.c",
+        b"a.b.",
+        b"a.b.c.d",
+        b"a.b",
+        b"a.\xffb.c",
+        b"a.b.c\n",
+        b"a\x00.b.c",
+    ],
 )
 def test_well_formed_examples(token: bytes) -> None:
     assert well_formed(token) == bool(COMPACT.fullmatch(token))
