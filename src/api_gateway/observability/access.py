@@ -27,9 +27,9 @@ from api_gateway.types import Request, Response
 
 # One f-string (the cheapest way Python has to build a string) replaces building and encoding
 # a dict for every request. The fields are nearly always JSON-safe already (a validated request
-# id, an llhttp-checked method, a canonical path, a canonical IP address, claims checked against
-# SAFE_CLAIM, fixed words), but "nearly" is not a guarantee a log can rest on: one cheap test of
-# all the string fields together, and each is escaped only when that test fails. The time is
+# id, an llhttp-checked method, a canonical path, a canonical IP address, claims checked by
+# tokens.safe_claim, fixed words), but "nearly" is not a guarantee a log can rest on: one cheap
+# test of all the string fields together, and each is escaped only when that test fails. The time is
 # read once per batch, when it is written: every line of a batch is recorded in the same loop
 # iteration.
 TIME: Final = '{"time":%d,'
