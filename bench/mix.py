@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The production mix: many users, each behind its own address, over the default chain.
 
-    .venv/bin/python bench/mix.py            # ~7 min; writes bench/results/<date>-<time>-mix.md
+    .venv/bin/python bench/mix.py            # ~10 min; writes bench/results/<date>-<time>-mix.md
     .venv/bin/python bench/mix.py --quick    # smoke setting: 2,000 users, 1 s per case
     .venv/bin/python bench/mix.py --soak     # 5-8 min, 1,000,000 users; <date>-<time>-mix-soak.md
 
@@ -32,6 +32,7 @@ from gwbench.servers import ServerFailed
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+WARM_UP_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Settings:
     reps: int
     duration_s: float
     warmup_s: float
+    warmup_fixed_s: float | None
     connections: int
     pin: bool
     redis_url: str | None
@@ -55,7 +57,8 @@ class Settings:
             users=args.users or (2000 if quick else 100_000),
             reps=args.reps or (1 if quick else 5),
             duration_s=args.duration or (1.0 if quick else 5.0),
-            warmup_s=0.0 if quick else 2.0,
+            warmup_s=0.0 if quick else 5.0,
+            warmup_fixed_s=args.warm_up,
             connections=args.connections,
             pin=not args.no_pin and (os.cpu_count() or 1) >= 2,
             redis_url=args.redis_url,
@@ -74,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="interleaved repetitions per case (5)")
     parser.add_argument("--duration", type=float, help="seconds per measured run (5)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        metavar="S",
+        help="S seconds of warm-up per case instead of one pass through its sequence",
+    )
     parser.add_argument("--chunk-users", type=int, help="soak: fresh users per wrk run (100,000)")
     parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (10)")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
@@ -129,10 +138,15 @@ class Mix:
         for result in results:
             result.error = self.stand.failures.get(result.case.target)
         runnable = [r for r in results if r.error is None]
-        if self.settings.warmup_s:
-            self.log("warming up")
+        fixed = self.settings.warmup_fixed_s
+        if fixed:
+            self.log(f"warming up: {fixed:.0f} s per case")
             for result in runnable:
-                self.sample(result, self.settings.warmup_s, keep=False)
+                self.sample(result, fixed, keep=False)
+        elif self.settings.warmup_s and fixed is None:
+            self.log("warming up: each case walks its request sequence once")
+            for result in runnable:
+                self.warm_up(result)
         for rep in range(self.settings.reps):
             order = runnable[rep % len(runnable) :] + runnable[: rep % len(runnable)]
             for result in order:  # interleaved: every case once per repetition, rotating start
@@ -156,6 +170,19 @@ class Mix:
             end_rss=self.end_rss,
             shares=[traffic.describe_shares()],
         )
+
+    def warm_up(self, result: CaseResult) -> None:
+        """Runs of ``warmup_s`` until the case has sent its whole sequence once (at most
+        ``WARM_UP_MAX_S``): every case is then measured over the same part of its traffic, each
+        user's first request behind it. By time alone, a slower case would be measured over
+        more of its first pass, where every user is new, than a faster one, and its ratio to
+        another case would mix up speed and traffic. The first request's cost is measured
+        alone, by ``bench/instructions.py --users`` (a new user on every request)."""
+        deadline = time.monotonic() + WARM_UP_MAX_S
+        while result.error is None and time.monotonic() < deadline:
+            self.sample(result, self.settings.warmup_s, keep=False)
+            if self.offsets.get(result.case.key, 0) >= traffic.SEQUENCE_LENGTH:
+                return
 
     def sample(self, result: CaseResult, duration_s: float, keep: bool) -> None:
         if result.error is not None:
@@ -203,12 +230,24 @@ class Mix:
             f" or uniform; {traffic.TENANTS} tenants",
             "load": f"wrk + bench/mix.lua, 1 thread, {s.connections} keep-alive connections, "
             f"{s.duration_s:.0f} s per run, {s.reps} interleaved repetitions (medians shown), "
-            f"{s.warmup_s:.0f} s warm-up per case",
+            + self.describe_warm_up(),
             "pinning": "proxy under test on core 0; wrk, upstream nginx, Redis and the OTLP sink "
             "on core 1"
             if s.pin
             else "off",
         }
+
+    def describe_warm_up(self) -> str:
+        s = self.settings
+        if s.warmup_fixed_s is not None:
+            return f"{s.warmup_fixed_s:.0f} s warm-up per case (--warm-up)"
+        if not s.warmup_s:
+            return "no warm-up"
+        return (
+            f"warm-up per case: runs of {s.warmup_s:.0f} s until its sequence of "
+            f"{traffic.SEQUENCE_LENGTH:,} requests has been sent once (at most "
+            f"{WARM_UP_MAX_S:.0f} s)"
+        )
 
     @staticmethod
     def log(message: str) -> None:

@@ -1,7 +1,7 @@
 """What tracing costs per request: CPU µs in process, tracing off and at several sample ratios.
 
     .venv/bin/python bench/tracing.py [--requests 20000] [--rounds 5] [--ratios 0,0.01,1]
-    .venv/bin/python bench/tracing.py --instructions [--requests 2000]   # valgrind, see below
+    .venv/bin/python bench/tracing.py --instructions [--requests 2000] [--users 100000]   # valgrind
 
 In process (the default): the gateway of the default configuration, as ``bench/chain.py``
 builds it (a pool that answers at once, no sockets), with tracing's server span outermost and
@@ -158,6 +158,8 @@ def instruction_figures(args: argparse.Namespace, collector: str) -> None:
         post=None,
         idempotency_key=None,
         signed=False,
+        users=args.users,
+        distribution=args.distribution,
     )
     upstream = free_ports(1)[0]
     origin = subprocess.Popen(
@@ -191,6 +193,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ratios", default="0,0.01,1", help="sample ratios, comma-separated")
     parser.add_argument("--instructions", action="store_true", help="valgrind counts instead")
+    parser.add_argument("--users", type=int, default=1, help="--instructions: distinct users")
+    parser.add_argument("--distribution", choices=("zipf", "uniform"), default="zipf")
     args = parser.parse_args()
     port = free_ports(1)[0]
     receiver = subprocess.Popen(

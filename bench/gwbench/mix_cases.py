@@ -46,7 +46,9 @@ def method_notes() -> list[str]:
         "Each gateway row is its own gateway process (same settings, caches never shared), all "
         "started at once and idle while another case runs; RSS at end = that process tree's "
         "RSS after its last run. Every run continues its case's request sequence where the "
-        "last one stopped (262,144 requests, then it wraps). wrk CPU includes loading the "
+        "last one stopped (262,144 requests, then it wraps); the warm-up sends it once, so "
+        "each case is measured after every user's first request (what a first request costs: "
+        "bench/instructions.py --users). wrk CPU includes loading the "
         "users and the sequence at its start (about 0.5 CPU-seconds for 100,000 users).",
         "Tracing rows run the Zipf traffic with OTEL_EXPORTER_OTLP_ENDPOINT at the bench's "
         "OTLP/HTTP sink (core 1, counted with the load side); 'tracing off' is the gateway "

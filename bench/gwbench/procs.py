@@ -148,19 +148,39 @@ def tree_rss(tree: Sequence[psutil.Process]) -> int:
     return total
 
 
-class RssSampler:
-    """Samples the RSS of a process tree every ``interval`` seconds in a thread; keeps the peak."""
+def tree_pss(tree: Sequence[psutil.Process]) -> int:
+    """Sum of the proportional set sizes of the given processes, in bytes: a page the processes
+    share (a forked worker's, its supervisor's) counts once in all, as in the container's
+    memory, where summed RSS counts it once per process."""
+    total = 0
+    for proc in tree:
+        try:
+            total += proc.memory_full_info().pss
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
-    def __init__(self, tree: Sequence[psutil.Process], interval: float = 0.05) -> None:
+
+class RssSampler:
+    """Samples the memory of a process tree every ``interval`` seconds in a thread; keeps the
+    peak. ``measure``: ``tree_rss`` (the default) or ``tree_pss``."""
+
+    def __init__(
+        self,
+        tree: Sequence[psutil.Process],
+        interval: float = 0.05,
+        measure: Callable[[Sequence[psutil.Process]], int] = tree_rss,
+    ) -> None:
         self._tree = list(tree)
         self._interval = interval
+        self._measure = measure
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.peak = tree_rss(self._tree) if self._tree else 0
+        self.peak = measure(self._tree) if self._tree else 0
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, tree_rss(self._tree))
+            self.peak = max(self.peak, self._measure(self._tree))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -170,7 +190,7 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         if self._tree:
-            self.peak = max(self.peak, tree_rss(self._tree))
+            self.peak = max(self.peak, self._measure(self._tree))
 
 
 class CoreMeter:

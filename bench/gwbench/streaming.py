@@ -1,4 +1,5 @@
-"""Streaming case: one big upload and one big download through a proxy, with its peak RSS."""
+"""Streaming case: one big upload and one big download through a proxy, with its peak memory
+(RSS, and PSS: the pages the supervisor and its worker share counted once)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from gwbench.procs import RssSampler, pinned, tree_cpu_seconds, tree_rss
+from gwbench.procs import RssSampler, pinned, tree_cpu_seconds, tree_pss, tree_rss
 from gwbench.servers import DOWNLOAD_PREFIX, UPLOAD_PATH
 
 MiB = 1024 * 1024
@@ -26,6 +27,7 @@ class Transfer:
     peak_rss: int | None
     cpu_seconds: float | None
     error: str | None = None
+    peak_pss: int | None = None
 
     @property
     def mib_per_s(self) -> float:
@@ -62,7 +64,8 @@ def transfer(
     proxy: Sequence[psutil.Process],
     cpus: str | None,
 ) -> Transfer:
-    """Upload or download ``size`` bytes through ``port``, sampling the proxy's RSS every 50 ms."""
+    """Upload or download ``size`` bytes through ``port``, sampling the proxy's RSS and PSS every
+    50 ms."""
     auth = ["-H", f"Authorization: Bearer {token}"]
     max_s = max(60.0, size / (10 * MiB))
     if direction == "upload":
@@ -92,7 +95,7 @@ def transfer(
     baseline = tree_rss(proxy) if proxy else None
     cpu0 = tree_cpu_seconds(proxy)
     try:
-        with RssSampler(proxy, 0.05) as rss:
+        with RssSampler(proxy, 0.05) as rss, RssSampler(proxy, 0.05, tree_pss) as pss:
             body, trailer = curl(curl_path, args, cpus, max_s)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return Transfer(direction, size, 0.0, baseline, None, None, str(exc))
@@ -106,6 +109,7 @@ def transfer(
         rss.peak if proxy else None,
         tree_cpu_seconds(proxy) - cpu0 if proxy else None,
         error,
+        pss.peak if proxy else None,
     )
 
 
