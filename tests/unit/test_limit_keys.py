@@ -160,17 +160,35 @@ def test_a_429_carries_only_the_headers_of_the_limit_that_refused() -> None:
     assert dict(sent)[b"ratelimit-remaining"] == b"0"
 
 
-def test_the_address_key_cache_stays_bounded_and_keeps_addresses_in_use() -> None:
+def test_the_ipv6_key_cache_stays_bounded_and_keeps_addresses_in_use() -> None:
     limit = RateLimit("global", Rate(10, 60_000, 0), MemoryStore(lambda: 0.0), by_client_ip)
-    regular = limit.ip_key("203.0.113.9")
+    regular = limit.ip_key("2001:db8:ffff:1::9")
     for n in range(3 * KEY_CACHE_SIZE):
-        newest = f"10.{n // 65536}.{n // 256 % 256}.{n % 256}"
+        newest = f"2001:db8:{n // 65536:x}:{n % 65536:x}::1"
         limit.ip_key(newest)
         if n % 1000 == 0:
-            assert limit.ip_keys.get("203.0.113.9") is regular  # in use: never dropped
+            assert limit.ip_keys.get("2001:db8:ffff:1::9") is regular  # in use: never dropped
         assert len(limit.ip_keys) <= KEY_CACHE_SIZE
-    assert limit.ip_keys.get(newest) == "global:ip:" + newest
-    assert "10.0.0.0" not in limit.ip_keys  # never asked for again: gone
+    assert limit.ip_keys.get(newest) == f"global:ip:2001:db8:0:{n:x}::/64"
+    assert "2001:db8:0:0::1" not in limit.ip_keys  # never asked for again: gone
+
+
+def test_an_ipv4_client_is_keyed_whole_and_nothing_is_remembered_for_it() -> None:
+    store = MemoryStore(lambda: 0.0)
+    limit = RateLimit("global", Rate(2, 60_000, 0), store, by_client_ip)
+    for n in range(1000):
+        run(limit(request(client_ip=f"10.0.{n // 256}.{n % 256}"), answer))
+    assert len(limit.ip_keys) == 0  # 1,000 addresses, no memo entry: nothing to miss or fill
+    run(limit(request(client_ip="10.0.0.0"), answer))  # its second request of two
+    with pytest.raises(RateLimited):
+        run(limit(request(client_ip="10.0.0.0"), answer))
+    run(limit(request(client_ip="10.0.0.1"), answer))  # each address its own bucket
+    # An IPv6 client is keyed by its /64: two addresses of one prefix share one bucket.
+    run(limit(request(client_ip="2001:db8:1:2::1"), answer))
+    run(limit(request(client_ip="2001:db8:1:2::2"), answer))
+    with pytest.raises(RateLimited):
+        run(limit(request(client_ip="2001:db8:1:2::3"), answer))
+    assert limit.ip_keys.get("2001:db8:1:2::3") == "global:ip:2001:db8:1:2::/64"
 
 
 def test_a_lone_user_key_counts_every_identity_in_its_earlier_form() -> None:

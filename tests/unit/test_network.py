@@ -174,3 +174,36 @@ def test_ipv4_number_accepts_exactly_what_ipaddress_writes(text: str) -> None:
         ip = None
     expected = int(ip) if ip is not None and str(ip) == text else -1
     assert ipv4_number(text) == expected
+
+
+def reference_client_ip(proxies: TrustedProxies, chain: list[str], peer: str) -> str:
+    """The rule, with ipaddress alone: the right-most hop that is not a trusted proxy."""
+
+    def trusted(text: str) -> bool:
+        canonical = canonical_ip(text)
+        if canonical is None:
+            return False
+        ip = ipaddress.ip_address(canonical)
+        return any(ip in network for network in proxies.networks)
+
+    if not trusted(peer):
+        return peer
+    for hop in reversed(chain):
+        hop = hop.strip(" \t")
+        if not trusted(hop):
+            return canonical_ip(hop) or canonical_ip(peer) or peer
+    return canonical_ip(peer) or peer
+
+
+HOPS = st.sampled_from(
+    ["10.0.0.5", "10.255.1.1", "198.51.100.7", "010.0.0.5", "10.0.0.256", "::ffff:10.0.0.9",
+     "::ffff:198.51.100.8", "fd00::1", "2001:db8::1", "fe80::1%eth0", "junk", "", " 10.1.1.1"]
+) | st.ip_addresses(v=4).map(str)  # fmt: skip
+
+
+@given(st.lists(HOPS, max_size=5), st.sampled_from(["10.0.0.1", "::ffff:10.0.0.1", "192.0.2.1"]))
+def test_the_client_address_follows_the_rule_whatever_the_hops(chain: list[str], peer: str) -> None:
+    """IPv4 hops are decided by integers, the others through the memos: the same answer as the
+    rule worked out with ``ipaddress``, for every mix of trusted, untrusted and invalid hops."""
+    headers = [(b"x-forwarded-for", ", ".join(chain).encode())] if chain else []
+    assert PROXIES.client_ip(request(headers, peer)) == reference_client_ip(PROXIES, chain, peer)
