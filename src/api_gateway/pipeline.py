@@ -449,7 +449,9 @@ class RouteBuilder:
 
     def aggregate_routes(self) -> dict[str, Handler]:
         """Route-table prefix -> handler of the aggregates found under it."""
-        fetch = Fetcher(self.services, self.pool, self.clock_ms, self.source_isolation())
+        fetch = Fetcher(
+            self.services, self.pool, self.clock_ms, self.source_isolation(), self.around_attempt
+        )
         grouped: dict[str, list[tuple[AggregateConfig, Handler]]] = {}
         for aggregate in self.config.aggregates:
             prefix = AGGREGATE_BASE + literal_prefix(aggregate.path)

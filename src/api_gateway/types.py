@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from api_gateway.observability.spans import TraceContext
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -51,6 +54,7 @@ class Request:
         "server_port",
         "start",
         "target",
+        "trace",
         "trace_id",
         "upgrade",
         "upstream",
@@ -113,6 +117,10 @@ class Request:
         # and the trace id (32 hex digits) when tracing is on.
         self.upstream_ms = 0.0
         self.trace_id = ""
+        # With tracing on, the request's trace as its attempts send it on (and the aggregate
+        # calls it fans out into): its context, or for a new trace that is not sampled only the
+        # ``traceparent`` line (observability/tracing.py).
+        self.trace: TraceContext | tuple[bytes, bytes] | None = None
         # The client's User-Agent (b"" when none), kept by the pass that looks for its request id.
         self.user_agent = b""
         # The upstream call's deadline for this request in place of the route's (0: the

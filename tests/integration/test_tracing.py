@@ -3,6 +3,7 @@ to a real OTLP/HTTP collector stand-in, and the gateway's span as the upstream's
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -146,6 +147,13 @@ def test_at_ratio_0_a_new_trace_is_propagated_and_a_sampled_client_still_decides
             assert gateway.get("/api/v1/tickets/1", token=TOKEN, headers=parent).status == 200
             sent = TRACEPARENT.fullmatch(ticket.requests[-1].header("traceparent") or "")
             assert sent is not None and (sent.group(1), sent.group(3)) == (trace_id, "01")
+            # An aggregate's calls, not sampled: each passes on the request's one new trace.
+            names = answer_event_details(service_fleet)
+            aggregate = gateway.get("/api/v1/aggregate/events/e1", token=TOKEN)
+            assert aggregate.status == 200, aggregate.body
+            fanned = fanned_out(service_fleet, names)
+            assert len({m.group(1) for m in fanned}) == 1 and fanned[0].group(1) != trace_id
+            assert {m.group(3) for m in fanned} == {"02"}
             assert collector.spans == []  # still queued
         spans = collector.wait_for(2)
         assert {s.trace_id for s in spans} == {trace_id}, dumps(spans)
@@ -181,3 +189,47 @@ def test_a_bad_otlp_endpoint_is_a_readable_start_up_error(
         running_gateway(tmp_path, service_fleet.urls(), env=env),
     ):
         pass
+
+
+def answer_event_details(fleet: Fleet) -> list[str]:
+    """The event details aggregate's four services answering; their names."""
+    documents = {
+        "event": ("/api/v1/events/e1", {"id": "e1", "venueId": "v1", "name": "Concert"}),
+        "venue": ("/api/v1/venues/v1", {"id": "v1", "tenantId": "tenant-1", "name": "Hall"}),
+        "ticket": ("/api/v1/tickets/events/e1/availability", {"available": 1}),
+        "marketplace": ("/api/v1/marketplace/listings", []),
+    }
+    for name, (path, document) in documents.items():
+        fleet[name].respond(Reply(body=json.dumps(document).encode()), path=path)
+    return list(documents)
+
+
+def fanned_out(fleet: Fleet, names: list[str]) -> list[re.Match[str]]:
+    """The ``traceparent`` of each service's call for the caller (its token: not a venue
+    lookup of the gateway's own)."""
+    found = []
+    for name in names:
+        call = [r for r in fleet[name].requests if r.header("authorization") is not None][-1]
+        match = TRACEPARENT.fullmatch(call.header("traceparent") or "")
+        assert match is not None, (name, call.headers)
+        found.append(match)
+    return found
+
+
+def test_every_call_of_an_aggregate_is_a_client_span_of_the_request(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    trace_id = "7bf92f3577b34da6a3ce929d0e0e4736"
+    names = answer_event_details(services)
+    headers = [("traceparent", f"00-{trace_id}-{CLIENT_SPAN}-01")]
+    try:
+        response = traced.get("/api/v1/aggregate/events/e1", token=TOKEN, headers=headers)
+        assert response.status == 200, response.body
+        sent = fanned_out(services, names)
+        assert {m.group(1) for m in sent} == {trace_id} and all(sampled(m) for m in sent)
+        clients = client_spans(collector, trace_id, len(names))
+        assert {c.span_id for c in clients} >= {m.group(2) for m in sent}, dumps(clients)
+        [server] = [s for s in collector.wait_for(1) if s.kind == SERVER and s.trace_id == trace_id]
+        assert {c.parent_span_id for c in clients} == {server.span_id}
+    finally:
+        services.reset()

@@ -16,6 +16,7 @@ from api_gateway.config.settings import Instance
 from api_gateway.observability.otlp import Encoder, varint
 from api_gateway.observability.spans import (
     CLIENT,
+    IDS_PER_DRAW,
     SERVER,
     Span,
     TraceContext,
@@ -143,7 +144,7 @@ def test_tracing_records_and_exports_a_sampled_request() -> None:
         return 200
 
     config = ObservabilityConfig(1.0, 1.0, "api-gateway", "http://127.0.0.1:4318/v1/traces")
-    bits = iter([(0xAB << 64 | 5) << 64 | 0x10, 0x20])
+    bits = iter([((0xAB << 64 | 5) << 64 | 0x10) << (192 * (IDS_PER_DRAW - 1)), 0x20])
     tracing = Tracing(config, {"OTEL_BSP_SCHEDULE_DELAY": "60000"}, lambda n: next(bits), post)
     sent: list[list[tuple[bytes, bytes]]] = []
 
@@ -193,7 +194,9 @@ def test_an_unsampled_request_adds_a_traceparent_for_the_head_and_records_nothin
 
     config = ObservabilityConfig(1.0, 0.0, "api-gateway", "http://127.0.0.1:4318/v1/traces")
     trace_id = 0xCD << 64 | 7
-    tracing = Tracing(config, {}, lambda n: trace_id << 64 | 0x42, post)
+    tracing = Tracing(
+        config, {}, lambda n: (trace_id << 64 | 0x42) << (192 * (IDS_PER_DRAW - 1)), post
+    )
     sent: list[list[tuple[bytes, bytes]]] = []
     client_headers = [(b"accept", b"*/*")]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from api_gateway.observability.spans import (
+    IDS_PER_DRAW,
     Sampler,
     parent_ids,
     trace_headers,
@@ -33,9 +34,13 @@ class Bits:
         return self.values.pop(0)
 
 
-def new_ids(trace_id: int, span_id: int) -> int:
-    """The 192 bits a new trace is made of: its id, then its server span's."""
-    return trace_id << 64 | span_id
+def new_ids(trace_id: int, span_id: int, *more: tuple[int, int]) -> int:
+    """A draw of ``IDS_PER_DRAW`` new traces' ids, of which the first are ``trace_id`` and
+    ``span_id`` (192 bits: the trace's id, then its server span's), then ``more``."""
+    draw = 0
+    for index, (trace, span) in enumerate(((trace_id, span_id), *more)):
+        draw |= (trace << 64 | span) << (192 * (IDS_PER_DRAW - 1 - index))
+    return draw
 
 
 def headers(*lines: tuple[str, str]) -> Headers:
@@ -49,7 +54,7 @@ def test_a_new_trace_is_kept_below_the_ratio_bound_of_its_low_64_bits() -> None:
     assert (context.sampled, context.flags, context.parent_id) == (True, 0x03, "")
     assert (context.trace_id, context.span_id) == (f"{trace_id:032x}", "0000000000001234")
     assert not context.carried
-    assert bits.asked == [192]
+    assert bits.asked == [192 * IDS_PER_DRAW]
 
     dropped = Sampler(0.01, Bits(new_ids(BOUND_1_PERCENT, 0x1234))).context([])
     assert (dropped.sampled, dropped.flags) == (False, 0x02)
@@ -73,18 +78,27 @@ def test_the_ratio_bound_is_the_sdks() -> None:
 
 @pytest.mark.parametrize("ratio", [0.0, 0.01, 0.25, 0.5, 1 / 3, 0.999, 1.0])
 def test_the_hex_test_agrees_with_the_numbers(ratio: float) -> None:
-    sampler = Sampler(ratio, Bits())
-    bound = sampler.bound
+    bound = Sampler(ratio, Bits()).bound
     candidates = {0, 1, bound - 1, bound, bound + 1, (1 << 64) - 1, 1 << 63}
     for low in (n for n in candidates if 0 <= n < 1 << 64):
-        sampler.random_bits = Bits(new_ids(0xFFFF << 64 | low, 1))
+        sampler = Sampler(ratio, Bits(new_ids(0xFFFF << 64 | low, 1)))
         assert sampler.context([]).sampled == (low < bound), (ratio, low)
+
+
+def test_new_ids_are_drawn_ahead_in_order_and_drawn_again_when_used_up() -> None:
+    first = [(0x1000 + n, 0x2000 + n) for n in range(IDS_PER_DRAW)]
+    bits = Bits(new_ids(*first[0], *first[1:]), new_ids(0xAA, 0xBB))
+    sampler = Sampler(1.0, bits)
+    contexts = [sampler.context([]) for _ in range(IDS_PER_DRAW + 1)]
+    got = [(int(c.trace_id, 16), int(c.span_id, 16)) for c in contexts]
+    assert got == [*first, (0xAA, 0xBB)]
+    assert bits.asked == [192 * IDS_PER_DRAW] * 2  # one call per IDS_PER_DRAW new traces
 
 
 def test_an_unsampled_request_asks_for_one_random_number() -> None:
     bits = Bits(new_ids(BOUND_HALF + 5, 9))
     context = Sampler(0.5, bits).context(headers(("accept", "*/*")))
-    assert not context.sampled and bits.asked == [192]
+    assert not context.sampled and bits.asked == [192 * IDS_PER_DRAW]
 
 
 def test_the_parents_sampled_flag_decides_whatever_the_ratio() -> None:

@@ -22,7 +22,7 @@ import orjson
 from api_gateway.errors import BadGateway, Forbidden, GatewayError, RouteNotFound
 from api_gateway.policies.tenancy import VenueIsolation
 from api_gateway.types import Headers, Pool, Request
-from api_gateway.upstream.call import UpstreamCall
+from api_gateway.upstream.call import AttemptHook, UpstreamCall
 from api_gateway.upstream.clients import read_body
 from api_gateway.upstream.service import UpstreamService
 
@@ -54,9 +54,11 @@ class Fetcher:
         pool: Pool,
         clock_ms: Callable[[], float],
         isolation: VenueIsolation | None = None,
+        around_attempt: AttemptHook | None = None,
     ) -> None:
         self.services, self.pool, self.clock_ms = services, pool, clock_ms
         self.isolation = isolation  # None: venue isolation is off
+        self.around_attempt = around_attempt  # tracing's client span, when on
 
     async def __call__(
         self, service_name: str, target: str, budget_ms: float, client: Request
@@ -66,7 +68,10 @@ class Fetcher:
         request = source_request(target, client)
         if self.isolation is not None:
             await check_venues(self.isolation, request, client)
-        call = UpstreamCall(service, self.pool, max(1, int(budget_ms)), False, self.clock_ms)
+        budget = max(1, int(budget_ms))
+        call = UpstreamCall(
+            service, self.pool, budget, False, self.clock_ms, around_attempt=self.around_attempt
+        )
         response = await call(request)
         body = await read_body(response, service.label)
         if not 200 <= response.status < 300:
@@ -92,6 +97,7 @@ def source_request(target: str, client: Request) -> Request:
     request.path, request.query = path, query.encode("ascii")
     request.client_ip, request.request_id = client.client_ip, client.request_id
     request.claims = client.claims  # consistent-hash balancing by user sees the same user
+    request.trace = client.trace  # each call a client span of the client's trace
     request.upstream_headers = [*client.upstream_headers, *GATEWAY_HEADERS]
     request.upstream_block = client.upstream_block  # identity and forwarding, as for the client
     return request
