@@ -137,28 +137,27 @@ def tree_cpu_seconds(tree: Sequence[psutil.Process]) -> float:
     return total
 
 
-def tree_rss(tree: Sequence[psutil.Process]) -> int:
-    """Sum of the resident set sizes of the given processes, in bytes."""
+def tree_sum(tree: Sequence[psutil.Process], read: Callable[[psutil.Process], int]) -> int:
+    """Sum of ``read`` over the given processes that still run."""
     total = 0
     for proc in tree:
         try:
-            total += proc.memory_info().rss
+            total += read(proc)
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+def tree_rss(tree: Sequence[psutil.Process]) -> int:
+    """Sum of the resident set sizes of the given processes, in bytes."""
+    return tree_sum(tree, lambda proc: int(proc.memory_info().rss))
 
 
 def tree_pss(tree: Sequence[psutil.Process]) -> int:
     """Sum of the proportional set sizes of the given processes, in bytes: a page the processes
     share (a forked worker's, its supervisor's) counts once in all, as in the container's
     memory, where summed RSS counts it once per process."""
-    total = 0
-    for proc in tree:
-        try:
-            total += proc.memory_full_info().pss
-        except psutil.NoSuchProcess:
-            continue
-    return total
+    return tree_sum(tree, lambda proc: int(proc.memory_full_info().pss))
 
 
 class RssSampler:
