@@ -118,9 +118,9 @@ class Request:
         self.upstream_ms = 0.0
         self.trace_id = ""
         # With tracing on, the request's trace as its attempts send it on (and the aggregate
-        # calls it fans out into): its context, or for a new trace that is not sampled only the
-        # ``traceparent`` line (observability/tracing.py).
-        self.trace: TraceContext | tuple[bytes, bytes] | None = None
+        # calls it fans out into): its context, or for a new trace that is not sampled only its
+        # ids in wire form, of which ``render_head`` makes the ``traceparent`` (Sampler.ids).
+        self.trace: TraceContext | bytes | None = None
         # The client's User-Agent (b"" when none), kept by the pass that looks for its request id.
         self.user_agent = b""
         # The upstream call's deadline for this request in place of the route's (0: the

@@ -24,6 +24,7 @@ from api_gateway.observability.spans import (
 )
 from api_gateway.observability.tracing import CLIENT_KEYS, SERVER_KEYS, Tracing
 from api_gateway.types import Request, Response
+from api_gateway.upstream.forward import render_head
 from api_gateway.upstream.instances import UpstreamInstance
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -197,7 +198,7 @@ def test_an_unsampled_request_adds_a_traceparent_for_the_head_and_records_nothin
     tracing = Tracing(
         config, {}, lambda n: (trace_id << 64 | 0x42) << (192 * (IDS_PER_DRAW - 1)), post
     )
-    sent: list[list[tuple[bytes, bytes]]] = []
+    sent: list[bytes] = []
     client_headers = [(b"accept", b"*/*")]
 
     async def answer() -> Response:
@@ -206,7 +207,7 @@ def test_an_unsampled_request_adds_a_traceparent_for_the_head_and_records_nothin
     def send(
         request: Request, endpoint: UpstreamInstance, remaining_ms: float
     ) -> Awaitable[Response]:
-        sent.append(list(request.headers))
+        sent.append(render_head(request, b"host: ticket:8080", 1000)[0])
         return answer()
 
     async def upstream(request: Request) -> Response:
@@ -223,6 +224,8 @@ def test_an_unsampled_request_adds_a_traceparent_for_the_head_and_records_nothin
         await tracing.close()
 
     asyncio.run(scenario())
-    line = (b"traceparent", f"00-{trace_id:032x}-{0x42:016x}-02".encode())
-    assert sent == [[(b"accept", b"*/*"), line]] * 2
+    # Each attempt's head carries the trace's line once, after the client's headers.
+    line = f"traceparent: 00-{trace_id:032x}-{0x42:016x}-02\r\n".encode()
+    assert [head.count(line) for head in sent] == [1, 1]
+    assert all(b"accept: */*\r\n" + line in head for head in sent)
     assert bodies == []

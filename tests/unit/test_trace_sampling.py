@@ -8,6 +8,7 @@ import pytest
 from api_gateway.observability.spans import (
     IDS_PER_DRAW,
     Sampler,
+    add_unsampled_line,
     parent_ids,
     trace_headers,
     traceparent,
@@ -77,9 +78,12 @@ def test_the_ratio_bound_is_the_sdks() -> None:
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.01, 0.25, 0.5, 1 / 3, 0.999, 1.0])
-def test_the_hex_test_agrees_with_the_numbers(ratio: float) -> None:
+def test_the_first_byte_test_agrees_with_the_numbers(ratio: float) -> None:
     bound = Sampler(ratio, Bits()).bound
-    candidates = {0, 1, bound - 1, bound, bound + 1, (1 << 64) - 1, 1 << 63}
+    # Around the bound, and its first byte's edges, where the test goes on to all 8 bytes.
+    top = bound >> 56 << 56
+    candidates = {0, 1, bound - 1, bound, bound + 1, (1 << 64) - 1, 1 << 63, top, top - 1}
+    candidates |= {top + (1 << 56) - 1, top + (1 << 56)}
     for low in (n for n in candidates if 0 <= n < 1 << 64):
         sampler = Sampler(ratio, Bits(new_ids(0xFFFF << 64 | low, 1)))
         assert sampler.context([]).sampled == (low < bound), (ratio, low)
@@ -93,6 +97,26 @@ def test_new_ids_are_drawn_ahead_in_order_and_drawn_again_when_used_up() -> None
     got = [(int(c.trace_id, 16), int(c.span_id, 16)) for c in contexts]
     assert got == [*first, (0xAA, 0xBB)]
     assert bits.asked == [192 * IDS_PER_DRAW] * 2  # one call per IDS_PER_DRAW new traces
+
+
+def test_each_new_trace_of_a_draw_has_its_decision_and_its_line() -> None:
+    # Half the traces below the 50 % bound, half above, alternating.
+    drawn = [
+        ((n << 64) | (BOUND_HALF + n if n % 2 else n), 0x3000 + n) for n in range(IDS_PER_DRAW)
+    ]
+    sampler = Sampler(0.5, Bits(new_ids(*drawn[0], *drawn[1:])))
+    for n, (trace, span) in enumerate(drawn):
+        at = sampler.new_trace()
+        assert at == n
+        assert sampler.sampled(at) == (n % 2 == 0)
+        assert sampler.trace_id(at) == f"{trace:032x}"
+        # The header line an upstream head carries: the W3C field, flags 02 (random id, not
+        # sampled), and nothing of the neighbours' ids.
+        parts: list[bytes] = []
+        add_unsampled_line(parts, sampler.ids(at))
+        line = b"".join(parts)
+        assert line == f"traceparent: 00-{trace:032x}-{span:016x}-02\r\n".encode()
+        assert line == b"traceparent: " + traceparent(f"{trace:032x}", f"{span:016x}", 2) + b"\r\n"
 
 
 def test_an_unsampled_request_asks_for_one_random_number() -> None:

@@ -31,7 +31,9 @@ LOW_64: Final = (1 << 64) - 1
 MAX_TRACEPARENT: Final = 512
 MAX_TRACESTATE: Final = 8192
 MAX_STATE_MEMBERS: Final = 32
-IDS_PER_DRAW: Final = 64  # new traces' ids drawn from the generator at once (Sampler.new_ids)
+IDS_PER_DRAW: Final = 64  # new traces drawn from the generator at once (Sampler.draw)
+UNSAMPLED_START: Final = b"traceparent: 00-"
+UNSAMPLED_END: Final = b"-02\r\n"
 # OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
 FLAGS: Final[tuple[str, ...]] = ("-00", "-01", "-02", "-03")
 NO_LINE: Final = (b"", b"")
@@ -183,15 +185,25 @@ def parent_ids(traceparent: str) -> tuple[str, str, int] | None:
 class Sampler:
     """Decides each request's trace: continued from the client's or new, sampled or not."""
 
-    def __init__(self, ratio: float, random_bits: Callable[[int], int]) -> None:
+    def __init__(
+        self,
+        ratio: float,
+        random_bits: Callable[[int], int],
+        random_bytes: Callable[[int], bytes] | None = None,
+    ) -> None:
+        """``random_bytes``: the new traces' (the gateway's: ``os.urandom``, a call per draw
+        and no conversion); by default, the bits of ``random_bits`` (tests inject those)."""
         self.bound = bound = round(ratio * (LOW_64 + 1))  # TraceIdRatioBased's
-        # The same test on the id's last 16 hex digits (equal-length lower-case hex strings
-        # sort as their numbers): "" keeps none, "g" sorts after every one.
-        self.bound_hex = "" if bound == 0 else "g" if bound > LOW_64 else f"{bound:016x}"
-        self.random_bits = random_bits
-        # New traces' ids drawn ahead, IDS_PER_DRAW at a time, as hex digits (``new_ids``).
+        self.bound_top = bound >> 56  # its first byte (256 when every trace is kept)
+        self.random_bits = random_bits  # span ids of sampled requests
+        self.random_bytes = random_bytes or bytes_from(random_bits)  # new traces, drawn ahead
+        # New traces drawn ahead, IDS_PER_DRAW at a time (``draw``): 24 random bytes each,
+        # also as hex digits in text (the access log's trace id) and in wire form (the
+        # ``traceparent`` of a trace not sampled); ``taken`` of them used.
+        self.raw = b""
         self.drawn = ""
-        self.taken = 0
+        self.drawn_wire = b""
+        self.taken = IDS_PER_DRAW
 
     def context(self, headers: Headers) -> TraceContext:
         found = trace_headers(headers)
@@ -203,31 +215,72 @@ class Sampler:
                 flags = parent_flags & (SAMPLED | RANDOM_TRACE_ID)
                 state = valid_state(found[1])
                 return TraceContext(trace_id, self.span_id(), parent_id, flags, state, True)
-        return self.started(self.new_ids(), found is not None)
+        return self.started(self.new_trace(), found is not None)
 
-    def new_ids(self) -> str:
-        """A new trace's id and its server span's, 48 hex digits (an all-zero id, invalid, has a
-        chance of 2**-128, or 2**-64 for the span's: not worth a test). Drawn IDS_PER_DRAW at a
-        time, in order from the draw's first bits: a call to the generator, its arguments and
-        two conversions cost more than the ids themselves (about 2,000 instructions a request,
-        against 300 for a slice)."""
+    def new_trace(self) -> int:
+        """The next new trace: its place among the drawn ones (``sampled``, ``trace_id``,
+        ``ids``, ``started``)."""
         at = self.taken
-        if at >= len(self.drawn):
-            bits = self.random_bits(192 * IDS_PER_DRAW)
-            self.drawn, at = bits.to_bytes(24 * IDS_PER_DRAW, "big").hex(), 0
-        self.taken = at + 48
-        return self.drawn[at : at + 48]
+        if at >= IDS_PER_DRAW:
+            self.draw()
+            at = 0
+        self.taken = at + 1
+        return at
 
-    def keeps(self, ids: str) -> bool:
-        """Whether the new trace of ``ids`` (``new_ids``) is sampled: its id's low 64 bits."""
-        return ids[16:32] < self.bound_hex
+    def draw(self) -> None:
+        """IDS_PER_DRAW new traces, each a trace id and its server span's (an all-zero id,
+        invalid, has a chance of 2**-128, or 2**-64 for the span's: not worth a test), in one
+        call and two conversions for all. Per trace, a call to the generator and its conversions
+        had cost about 2,000 instructions and formatting its line 800 or more; what is left per
+        request is a few slices."""
+        self.raw = raw = self.random_bytes(24 * IDS_PER_DRAW)
+        self.drawn = drawn = raw.hex()
+        self.drawn_wire = drawn.encode("ascii")
 
-    def started(self, ids: str, carried: bool) -> TraceContext:
-        flags = RANDOM_TRACE_ID | SAMPLED if self.keeps(ids) else RANDOM_TRACE_ID
-        return TraceContext(ids[:32], ids[32:], "", flags, "", carried)
+    def sampled(self, at: int) -> bool:
+        """Whether new trace ``at`` is sampled: its id's low 64 bits below the bound. Their
+        first byte decides unless it is the bound's (at 1 %, 1 trace in 256)."""
+        raw, start = self.raw, at * 24 + 8
+        top, bound_top = raw[start], self.bound_top
+        if top != bound_top:
+            return top < bound_top
+        return int.from_bytes(raw[start : start + 8], "big") < self.bound
+
+    def trace_id(self, at: int) -> str:
+        return self.drawn[at * 48 : at * 48 + 32]
+
+    def ids(self, at: int) -> bytes:
+        """New trace ``at``'s trace id and span id, 48 hex digits in wire form
+        (``add_unsampled_line`` makes its ``traceparent`` of them)."""
+        return self.drawn_wire[at * 48 : at * 48 + 48]
+
+    def started(self, at: int, carried: bool) -> TraceContext:
+        drawn, start = self.drawn, at * 48
+        flags = RANDOM_TRACE_ID | SAMPLED if self.sampled(at) else RANDOM_TRACE_ID
+        trace_id, span_id = drawn[start : start + 32], drawn[start + 32 : start + 48]
+        return TraceContext(trace_id, span_id, "", flags, "", carried)
 
     def span_id(self) -> str:
         return (self.random_bits(64) or 1).to_bytes(8, "big").hex()
+
+
+def bytes_from(random_bits: Callable[[int], int]) -> Callable[[int], bytes]:
+    """Random bytes of random bits, in order from the first bits."""
+
+    def random_bytes(count: int) -> bytes:
+        return random_bits(8 * count).to_bytes(count, "big")
+
+    return random_bytes
+
+
+def add_unsampled_line(parts: list[bytes], ids: bytes) -> None:
+    """The ``traceparent`` header line of a new trace not sampled (flags 02: a random id; no
+    span recorded), of its ``Sampler.ids``, added to a head's pieces."""
+    parts.append(UNSAMPLED_START)
+    parts.append(ids[:32])
+    parts.append(b"-")
+    parts.append(ids[32:])
+    parts.append(UNSAMPLED_END)
 
 
 def traceparent(trace_id: str, span_id: str, flags: int) -> bytes:
