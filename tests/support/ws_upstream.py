@@ -88,6 +88,17 @@ class WebSocketUpstream:
                 connection.close_code if connection.protocol.close_rcvd is not None else None
             )
 
+    def wait_close_code(self, code: int, since: int, timeout_s: float = 5.0) -> bool:
+        """Whether a connection closed with ``code`` is recorded after the first ``since``
+        closes. By code, not by count: a connection of an earlier test that the upstream closed
+        itself is recorded once its closing handshake ends, which may be after that test."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if code in self.recorded.close_codes[since:]:
+                return True
+            time.sleep(0.02)
+        return False
+
     def wait_closed_count(self, count: int, timeout_s: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
