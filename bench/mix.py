@@ -22,7 +22,7 @@ from pathlib import Path
 from gwbench import mix_traffic as traffic
 from gwbench import tools
 from gwbench.load import LoadSpec, measure
-from gwbench.mix_cases import GATEWAYS, cases, method_notes
+from gwbench.mix_cases import GATEWAYS, cases, chosen, method_notes
 from gwbench.mix_report import MixReport, mix_markdown, soak_markdown
 from gwbench.mix_soak import SoakSettings, run_soak
 from gwbench.mix_stand import Stand
@@ -49,6 +49,7 @@ class Settings:
     work_dir: Path
     quick: bool
     command: str
+    cases: tuple[str, ...] = ()  # only these (and what they are compared with); () every case
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, argv: list[str]) -> Settings:
@@ -66,6 +67,7 @@ class Settings:
             work_dir=args.work_dir,
             quick=quick,
             command="bench/mix.py " + " ".join(argv),
+            cases=tuple(key for key in (args.cases or "").split(",") if key),
         )
 
 
@@ -82,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         metavar="S",
         help="S seconds of warm-up per case instead of one pass through its sequence",
+    )
+    parser.add_argument(
+        "--cases",
+        metavar="KEYS",
+        help="only these cases, comma-separated (e.g. gw-zipf,gw-trace-0.01), with each one's "
+        "baseline and nginx row",
     )
     parser.add_argument("--chunk-users", type=int, help="soak: fresh users per wrk run (100,000)")
     parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (10)")
@@ -102,6 +110,8 @@ class Mix:
         self.files: dict[str, tuple[Path, Path]] = {}  # traffic -> (users file, sequence file)
         self.offsets: dict[str, int] = {}  # case -> where its next run starts in its sequence
         self.end_rss: dict[str, int] = {}
+        every = cases(settings.users)
+        self.cases = chosen(every, list(settings.cases)) if settings.cases else every
 
     def prepare_traffic(self) -> None:
         work, users = self.stand.mix_dir, self.settings.users
@@ -120,7 +130,10 @@ class Mix:
         stand.start_upstreams(self.tools.nginx)
         redis_url = stand.start_redis()
         sink = stand.start_sink()
-        for name, extra in GATEWAYS.items():
+        targets = {case.target for case in self.cases}
+        gateways = [name for name in GATEWAYS if name in targets]
+        for name in gateways:
+            extra = GATEWAYS[name]
             env = dict(extra)
             if name.startswith("gw-trace"):
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink.port}"
@@ -129,12 +142,12 @@ class Mix:
                 stand.failures[name] = "Redis not reachable"
                 continue
             stand.start_gateway(name, env, redis)
-        stand.await_gateways(list(GATEWAYS))
+        stand.await_gateways(gateways)
 
     def run(self) -> MixReport:
         self.prepare_traffic()
         self.start()
-        results = [CaseResult(case) for case in cases(self.settings.users)]
+        results = [CaseResult(case) for case in self.cases]
         for result in results:
             result.error = self.stand.failures.get(result.case.target)
         runnable = [r for r in results if r.error is None]
@@ -266,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     found = tools.ensure_tools()
     if args.soak:
         return soak(args, settings, found)
-    mix = Mix(settings, found)
+    try:
+        mix = Mix(settings, found)
+    except ValueError as exc:  # --cases naming no case
+        print(f"bench mix: {exc}", file=sys.stderr)
+        return 2
     try:
         report = mix.run()
     except KeyboardInterrupt:

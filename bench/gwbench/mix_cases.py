@@ -3,6 +3,7 @@ traffic, and how the report explains them."""
 
 from __future__ import annotations
 
+from gwbench.mix_report import BASELINES
 from gwbench.report import Case
 
 GATEWAYS: dict[str, dict[str, str]] = {
@@ -36,6 +37,25 @@ def cases(users: int) -> list[Case]:
         case("gw-trace-0.01", "gateway, tracing 1 % sampled", "zipf", "gw-trace-0.01"),
         case("gw-trace-1", "gateway, tracing 100 % sampled", "zipf", "gw-trace-1"),
     ]
+
+
+def chosen(every: list[Case], keys: list[str]) -> list[Case]:
+    """The cases ``keys`` name, with what each is compared with: its baseline (BASELINES, and
+    that one's in turn) and the nginx row of its traffic; in the usual order. A key that names
+    no case is refused, naming it."""
+    known = {case.key: case for case in every}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise ValueError(f"no such case: {', '.join(unknown)} (cases: {', '.join(known)})")
+    wanted: set[str] = set()
+    for key in keys:
+        while key and key not in wanted:
+            wanted.add(key)
+            case = known[key]
+            if not (case.reference or case.direct):
+                wanted.add(f"nginx-{case.path}")
+            key = BASELINES.get(key, "")
+    return [case for case in every if case.key in wanted]
 
 
 def method_notes() -> list[str]:
