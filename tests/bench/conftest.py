@@ -1,9 +1,12 @@
-"""What the benchmark smoke tests share: the tools the benchmark needs."""
+"""What the benchmark tests share: the tools the benchmark needs, and its modules."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,3 +23,24 @@ def bench_tools() -> None:
         ensure_tools()
     finally:
         sys.path.remove(str(BENCH))
+
+
+def bench_module(name: str) -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCH))
+    try:
+        # Imported by name: the bench's own modules are not type-checked with the tests.
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture
+def mix() -> Iterator[ModuleType]:
+    """``bench/mix.py``."""
+    yield from bench_module("mix")
+
+
+@pytest.fixture
+def mix_cases() -> Iterator[ModuleType]:
+    """``bench/gwbench/mix_cases.py``."""
+    yield from bench_module("gwbench.mix_cases")

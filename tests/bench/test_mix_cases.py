@@ -4,25 +4,9 @@ its report shows is measured in the same run. Pure: the case list only."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-@pytest.fixture
-def mix_cases() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        # Imported by name: the bench's own modules are not type-checked with the tests.
-        yield importlib.import_module("gwbench.mix_cases")
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def keys(mix_cases: ModuleType, chosen: list[str]) -> list[str]:

@@ -4,26 +4,11 @@ one pass"). Pure: the runs are stand-ins that advance the case's place in its se
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-@pytest.fixture
-def mix() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        # Imported by name: the bench's own modules are not type-checked with the tests.
-        yield importlib.import_module("mix")
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 class Case:
