@@ -3,7 +3,8 @@
 The headers it renders are already final: the data plane dropped the hop-by-hop fields and
 ``HeaderTrust`` decided the rest (the client's, filtered, and the gateway's own, already in wire
 form in ``Request.upstream_block``); only the instance's ``Host``, the remaining deadline, the
-body framing and the service-call signature (``signing.py``) are added here, per attempt.
+body framing, the service-call signature (``signing.py``) and, for a new trace that tracing does
+not sample, its ``traceparent`` (``Request.trace``) are added here, per attempt.
 """
 
 from __future__ import annotations
