@@ -3,6 +3,7 @@ to a real OTLP/HTTP collector stand-in, and the gateway's span as the upstream's
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -13,6 +14,8 @@ from support.collector import Collector, Span, dumps
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import mint
 from support.upstream import Reply
+
+from integration.test_access_log import access_lines
 
 TOKEN = mint()
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -167,6 +170,54 @@ def test_at_ratio_0_a_new_trace_is_propagated_and_a_sampled_client_still_decides
     finally:
         service_fleet.reset()
         collector.stop()
+
+
+def test_unsampled_requests_on_one_connection_each_send_their_own_trace_as_logged(
+    service_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Three draws' worth of new traces (64 each) and more, from 40 users on one keep-alive
+    connection: every upstream request carries exactly one ``traceparent``, its own trace id
+    (none reused across draws), flags 02, and the request's access log line names that same
+    trace id."""
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",  # nothing is sampled: never posted
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+        "RATE_LIMIT_MAX": "100000",
+    }
+    requests = 3 * 64 + 5
+    try:
+        with running_gateway(tmp_path, service_fleet.urls(), env=env) as gateway:
+            connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+            for n in range(requests):
+                token = mint(sub=f"user-{n % 40}")
+                connection.request(
+                    "GET", f"/api/v1/tickets/{n}", headers={"Authorization": f"Bearer {token}"}
+                )
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+            connection.close()
+            sent: dict[str, str] = {}
+            for request in service_fleet["ticket"].requests:
+                [line] = request.header_values("traceparent")
+                found = TRACEPARENT.fullmatch(line)
+                assert found is not None and found.group(3) == "02", line
+                sent[request.header("x-request-id") or ""] = found.group(1)
+            assert len(sent) == requests
+            assert len(set(sent.values())) == requests  # every trace its own
+            deadline = time.monotonic() + 10
+            while True:
+                logged = {
+                    line["request_id"]: line.get("trace_id")
+                    for line in access_lines(gateway)
+                    if line["request_id"] in sent
+                }
+                if len(logged) == requests or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert logged == sent
+    finally:
+        service_fleet.reset()
 
 
 def test_without_an_endpoint_nothing_is_traced_and_trace_headers_pass_unchanged(
