@@ -67,7 +67,7 @@ class Settings:
             work_dir=args.work_dir,
             quick=quick,
             command="bench/mix.py " + " ".join(argv),
-            cases=tuple(key for key in (args.cases or "").split(",") if key),
+            cases=tuple(key.strip() for key in (args.cases or "").split(",") if key.strip()),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -13,19 +14,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.fixture(scope="module")
-def bench_tools() -> None:
-    """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        from gwbench.tools import ensure_tools
-
-        ensure_tools()
-    finally:
-        sys.path.remove(str(BENCH))
-
-
+@contextmanager
 def bench_module(name: str) -> Iterator[ModuleType]:
+    """A module of ``bench/``, imported with ``bench/`` on the path while it is used."""
     sys.path.insert(0, str(BENCH))
     try:
         # Imported by name: the bench's own modules are not type-checked with the tests.
@@ -37,10 +28,19 @@ def bench_module(name: str) -> Iterator[ModuleType]:
 @pytest.fixture
 def mix() -> Iterator[ModuleType]:
     """``bench/mix.py``."""
-    yield from bench_module("mix")
+    with bench_module("mix") as module:
+        yield module
 
 
 @pytest.fixture
 def mix_cases() -> Iterator[ModuleType]:
     """``bench/gwbench/mix_cases.py``."""
-    yield from bench_module("gwbench.mix_cases")
+    with bench_module("gwbench.mix_cases") as module:
+        yield module
+
+
+@pytest.fixture(scope="module")
+def bench_tools() -> None:
+    """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
+    with bench_module("gwbench.tools") as tools:
+        tools.ensure_tools()
