@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from gwbench.procs import CoreMeter, RssSampler, pinned, tree_cpu_seconds
+from gwbench.procs import CoreMeter, RssSampler, pinned, tree_cpu_seconds, tree_cpu_split
 
 REPORT_LUA = r"""
 done = function(summary, latency, requests)
@@ -58,6 +58,8 @@ class Sample:
     wrk_cpu_share: float
     upstream_cpu_share: float
     other_cpu_share: float  # CPU used by anything else on the machine, in cores (noise)
+    # The kernel's part of cpu_us_per_request (system time): what the proxy's code does not set.
+    kernel_us_per_request: float | None = None
 
 
 def write_lua(work: Path) -> Path:
@@ -116,10 +118,12 @@ def measure(
     load_core: int | None,
 ) -> Sample:
     """Run wrk once; ``proxy`` is the process tree under test (empty for direct-to-upstream)."""
-    cpu0, up0, wrk0 = tree_cpu_seconds(proxy), tree_cpu_seconds(upstream), children_cpu_seconds()
+    (user0, system0), up0 = tree_cpu_split(proxy), tree_cpu_seconds(upstream)
+    wrk0 = children_cpu_seconds()
     with CoreMeter() as cores, RssSampler(proxy, 0.1) as rss:
         raw = run_wrk(wrk, lua, url, headers, spec)
-    cpu = tree_cpu_seconds(proxy) - cpu0
+    user, system = tree_cpu_split(proxy)
+    cpu, kernel = user - user0 + system - system0, system - system0
     up, wrk_cpu = tree_cpu_seconds(upstream) - up0, children_cpu_seconds() - wrk0
     ours = cpu + up + wrk_cpu
     wall = raw["duration_us"] / 1e6
@@ -134,6 +138,7 @@ def measure(
         errors=sum(kinds.values()),
         error_kinds=", ".join(f"{key} {count}" for key, count in kinds.items() if count),
         cpu_us_per_request=cpu * 1e6 / requests if proxy and requests else None,
+        kernel_us_per_request=kernel * 1e6 / requests if proxy and requests else None,
         peak_rss=rss.peak if proxy else None,
         proxy_core=core_busy(cores, proxy_core),
         load_core=core_busy(cores, load_core),

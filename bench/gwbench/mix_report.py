@@ -57,12 +57,18 @@ def cpu(result: CaseResult | None) -> float | None:
     return result.median(lambda s: s.cpu_us_per_request)
 
 
+def kernel(result: CaseResult | None) -> float | None:
+    if result is None or not result.ok:
+        return None
+    return result.median(lambda s: s.kernel_us_per_request)
+
+
 def mix_table(report: MixReport) -> list[str]:
     lines = [
-        "| case | traffic | req/s | p99 ms | CPU µs/req | nginx CPU µs/req | nginx ÷ gateway CPU "
-        "| x baseline CPU | RSS at end MiB | peak RSS MiB | core 0 busy | core 1 busy | wrk CPU "
-        "| other CPU | bottleneck | runs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| case | traffic | req/s | p99 ms | CPU µs/req | of it kernel | nginx CPU µs/req "
+        "| nginx ÷ gateway CPU | x baseline CPU | RSS at end MiB | peak RSS MiB | core 0 busy "
+        "| core 1 busy | wrk CPU | other CPU | bottleneck | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for result in report.cases:
         lines.append(mix_row(report, result))
@@ -72,7 +78,7 @@ def mix_table(report: MixReport) -> list[str]:
 def mix_row(report: MixReport, result: CaseResult) -> str:
     case = result.case
     if not result.ok:
-        return f"| {case.label} | {case.body} | failed: {one_line(result.error)} |" + " |" * 13
+        return f"| {case.label} | {case.body} | failed: {one_line(result.error)} |" + " |" * 14
     own = cpu(result)
     nginx = cpu(report.reference(case.body))
     baseline = BASELINES.get(case.key)
@@ -91,6 +97,7 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
         fmt(result.median(lambda s: s.rps)),
         fmt(result.median(lambda s: s.p99_ms), 2),
         fmt(own, 1),
+        fmt(kernel(result), 1),
         fmt(nginx, 1) if gateway else "-",
         fmt(ratio(nginx, own), 2) if gateway else "-",
         (fmt(ratio(own, base_cpu), 2) + f" ({baseline})") if baseline else "-",
@@ -128,6 +135,30 @@ def mix_targets(report: MixReport) -> list[tuple[str, str, bool | None]]:
     return rows
 
 
+def single_user_split(report: MixReport) -> list[str]:
+    """Where one user's CPU goes, the kernel's (system time) apart from the proxy's own code
+    (user time), for the gateway and nginx: what bounds the single-user ratio."""
+    gateway, nginx = report.find("gw-single"), report.find("nginx-single")
+    g_all, n_all, g_kernel, n_kernel = cpu(gateway), cpu(nginx), kernel(gateway), kernel(nginx)
+    if g_all is None or n_all is None or g_kernel is None or n_kernel is None:
+        return []
+    g_user, n_user = g_all - g_kernel, n_all - n_kernel
+    if g_user <= 0:
+        return []
+    # For nginx ÷ gateway ≥ 0.5 the gateway may spend twice nginx's CPU, kernel included.
+    allowed = 2 * n_all - g_kernel
+    return [
+        "| single user, CPU µs/request | all | kernel (system) | own code (user) |",
+        "|---|---:|---:|---:|",
+        f"| gateway | {g_all:.1f} | {g_kernel:.1f} | {g_user:.1f} |",
+        f"| nginx proxy_pass | {n_all:.1f} | {n_kernel:.1f} | {n_user:.1f} |",
+        "",
+        f"For nginx ÷ gateway ≥ 0.5 the gateway's own code may take at most 2 x {n_all:.1f} - "
+        f"{g_kernel:.1f} = {allowed:.1f} µs a request (its kernel part as in this run), "
+        f"{allowed / g_user:.2f}x the {g_user:.1f} µs it takes here.",
+    ]
+
+
 def targets_lines(rows: list[tuple[str, str, bool | None]]) -> list[str]:
     marks = {True: "met", False: "**missed**", None: "not measured"}
     lines = ["| target | measured | |", "|---|---:|---|"]
@@ -146,6 +177,9 @@ def mix_markdown(report: MixReport) -> str:
     parts += ["", "## Request mix", ""] + [f"- {share}" for share in report.shares]
     parts += ["", "## Production mix (medians)", "", *mix_table(report)]
     parts += ["", "## Targets (reported, not asserted)", "", *targets_lines(mix_targets(report))]
+    split = single_user_split(report)
+    if split:
+        parts += ["", "## One user's CPU: the kernel's and the proxy's own", "", *split]
     if report.notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(parts) + "\n"

@@ -60,12 +60,16 @@ def test_quick_mix_measures_every_case(bench_tools: None, tmp_path: Path) -> Non
     for row in rows:
         assert number(row[2]) > 0, row  # req/s
         assert "errors" not in row[-1], row
-    for row in rows[1:]:  # every proxy: its CPU per request and its RSS at the end
-        assert number(row[4]) > 0 and number(row[8]) > 0, row
+    for row in rows[1:]:  # every proxy: its CPU per request, the kernel's part, its RSS at the end
+        assert number(row[4]) > number(row[5]) > 0 and number(row[9]) > 0, row
     for row in rows[4:]:  # every gateway: nginx's CPU on the same traffic, and the ratio
-        assert number(row[5]) > 0 and number(row[6]) > 0, row
+        assert number(row[6]) > 0 and number(row[7]) > 0, row
     targets = table_rows(text, "Targets (reported, not asserted)")
     assert len(targets) == 6 and all(row[1] != "-" for row in targets), targets
+    split = table_rows(text, "One user's CPU: the kernel's and the proxy's own")
+    assert [row[0] for row in split] == ["gateway", "nginx proxy_pass"], split
+    for name, whole, kernel, own in split:  # the two parts add up to the whole (rounded)
+        assert abs(number(kernel) + number(own) - number(whole)) <= 0.11, name
     assert "OTLP sink received" in text
 
 
