@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tracing.py [--requests 20000] [--rounds 5] [--ratios 0,0.01,1]
     .venv/bin/python bench/tracing.py --instructions [--requests 2000] [--users 100000]   # valgrind
+    .venv/bin/python bench/tracing.py --paired [--pairs 60] [--round 3000] [--ratios 0,0.01]
 
 In process (the default): the gateway of the default configuration, as ``bench/chain.py``
 builds it (a pool that answers at once, no sockets), with tracing's server span outermost and
@@ -18,6 +19,16 @@ upstream over sockets), once per mode, with the gateway's environment pointing a
 the first export's one-time costs fall in both runs, at the latest in the flush at shutdown, and
 cancel out), and tracing off counted again at the end: how much two runs of the same code differ
 here (several thousand on a busy machine).
+
+``--paired``: for a busy machine, whose speed changes from one second to the next (runs of
+seconds differ by ±25 % there, far more than tracing at a low ratio costs). Every mode's gateway
+is built in one process, with a second "off" as a control, and they take turns: short rounds
+(``--round`` requests, tens of milliseconds), in a rotating order, ``--pairs`` times. Each round
+of a mode is divided by the "off" round of the same turn, so both saw nearly the same machine;
+the report gives each mode's median of those ratios and their quartiles, and the control's
+(about 1.00: the method's own error). CPU is the process's, every thread's; an export that runs
+during another mode's round is counted there, so keep the ratios low (the default 0,0.01: one
+request in a hundred recorded, its export a small part of its cost).
 """
 
 from __future__ import annotations
@@ -124,6 +135,79 @@ def modes(ratios: list[str], collector: str) -> list[tuple[str, dict[str, str]]]
     return chosen
 
 
+def paired_summary(
+    rounds: dict[str, list[float]], base: str
+) -> dict[str, tuple[float, float, float]]:
+    """Each mode's (median, first quartile, third quartile) of its rounds divided by ``base``'s
+    round of the same turn (``rounds``: each mode's CPU µs per request, one figure per turn)."""
+    summary = {}
+    for name, figures in rounds.items():
+        if name == base:
+            continue
+        ratios = [own / other for own, other in zip(figures, rounds[base], strict=True)]
+        q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+        summary[name] = (median, q1, q3)
+    return summary
+
+
+async def paired(
+    chosen: list[tuple[str, dict[str, str]]], per_round: int, pairs: int
+) -> dict[str, list[float]]:
+    """Each mode's CPU µs per request, one round per turn, the modes taking turns."""
+    loop = asyncio.get_running_loop()
+    gateways = {name: traced_gateway(loop, env) for name, env in chosen}
+    headers = [
+        (b"host", b"127.0.0.1:3000"),
+        (b"authorization", b"Bearer " + mint_token().encode()),
+        (b"accept", b"*/*"),
+    ]
+
+    async def round_of(target: Gateway, requests: int) -> float:
+        started = time.process_time()
+        for n in range(requests):
+            request = Request("GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000)
+            response = await target.handle(request)
+            if response.status != 200:
+                raise RuntimeError(f"unexpected status {response.status}")
+            if n % YIELD_EVERY == 0:
+                os.sched_yield()
+        return (time.process_time() - started) / requests * 1e6
+
+    for target in gateways.values():  # warm-up: caches, the first batch
+        await round_of(target, min(per_round * 2, 5000))
+    rounds: dict[str, list[float]] = {name: [] for name in gateways}
+    names = list(gateways)
+    for turn in range(pairs):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:  # nobody always first
+            rounds[name].append(await round_of(gateways[name], per_round))
+    for target in gateways.values():
+        if target.tracing is not None:
+            await target.tracing.close()
+    return rounds
+
+
+def paired_figures(args: argparse.Namespace, collector: str) -> None:
+    logging.getLogger().setLevel(logging.ERROR)
+    chosen = modes(args.ratios.split(","), collector)
+    chosen.insert(1, ("off (control)", {}))
+    chosen = [(name, {**environment(), **extra}) for name, extra in chosen]
+    rounds = asyncio.run(paired(chosen, args.round, args.pairs))
+    mode = "compiled" if compiled.ACTIVE else "interpreted"
+    print(
+        f"{args.pairs} turns of {args.round} requests per mode ({mode}); CPU µs per request, "
+        "median of the rounds; and each round over the 'off' round of its turn:",
+        file=sys.stderr,
+    )
+    summary = paired_summary(rounds, "off")
+    for name, figures in rounds.items():
+        shown = f"{name:>13}: {statistics.median(figures):6.2f} µs"
+        if name in summary:
+            median, q1, q3 = summary[name]
+            shown += f"  x off {median:.3f} (quartiles {q1:.3f} to {q3:.3f})"
+        print(shown, file=sys.stderr)
+
+
 def in_process_figures(args: argparse.Namespace, collector: str) -> None:
     logging.getLogger().setLevel(logging.ERROR)  # start-up's warnings about the configuration
     mode = "compiled" if compiled.ACTIVE else "interpreted"
@@ -191,11 +275,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ratios", default="0,0.01,1", help="sample ratios, comma-separated")
+    parser.add_argument(
+        "--ratios", help="sample ratios, comma-separated (0,0.01,1; --paired: 0,0.01)"
+    )
     parser.add_argument("--instructions", action="store_true", help="valgrind counts instead")
     parser.add_argument("--users", type=int, default=1, help="--instructions: distinct users")
     parser.add_argument("--distribution", choices=("zipf", "uniform"), default="zipf")
+    parser.add_argument("--paired", action="store_true", help="short rounds, modes in turn")
+    parser.add_argument("--pairs", type=int, default=60, help="--paired: turns")
+    parser.add_argument("--round", type=int, default=3000, help="--paired: requests per round")
     args = parser.parse_args()
+    args.ratios = args.ratios or ("0,0.01" if args.paired else "0,0.01,1")
     port = free_ports(1)[0]
     receiver = subprocess.Popen(
         [str(PYTHON), str(BENCH / "gwbench" / "origin.py"), "--port", str(port)]
@@ -205,6 +295,8 @@ def main() -> int:
         collector = f"http://127.0.0.1:{port}"
         if args.instructions:
             instruction_figures(args, collector)
+        elif args.paired:
+            paired_figures(args, collector)
         else:
             in_process_figures(args, collector)
     finally:

@@ -39,6 +39,13 @@ def mix_cases() -> Iterator[ModuleType]:
         yield module
 
 
+@pytest.fixture
+def tracing_bench() -> Iterator[ModuleType]:
+    """``bench/tracing.py``."""
+    with bench_module("tracing") as module:
+        yield module
+
+
 @pytest.fixture(scope="module")
 def bench_tools() -> None:
     """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
