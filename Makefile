@@ -11,11 +11,12 @@ SOURCES := $(shell find src/api_gateway -name '*.py' -not -path '*/_compiled/*')
 .PHONY: demo test lint bench compiled debian-tools prerequisites test-prerequisites venv clean dist
 
 # Debian's tools that tests and the benchmark use: promtool and prometheus (the alert rules, a
-# real scrape of /metrics), chromium (the status page, headless), wrk (load). Nothing happens when
+# real scrape of /metrics), chromium (the status page, headless), wrk (load), valgrind (the
+# instruction counts of bench/). Nothing happens when
 # they are all there; as root they are installed with apt-get; otherwise one line says what to
 # install, and the tests that need them skip, saying so.
-DEBIAN_PACKAGES := prometheus chromium wrk
-DEBIAN_COMMANDS := promtool prometheus chromium wrk
+DEBIAN_PACKAGES := prometheus chromium wrk valgrind
+DEBIAN_COMMANDS := promtool prometheus chromium wrk valgrind
 
 # What the set-up needs before anything is built, each named in one line with how to install it:
 # Python 3.11 (with venv), a C compiler and the Python headers (the compile).

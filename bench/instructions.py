@@ -20,7 +20,12 @@ most requests of the uniform draw are misses and the Zipf draw has a hot set.
 
 Runs the gateway under ``valgrind --tool=callgrind`` twice, once with a warm-up only and once
 with ``--requests`` more, and divides the difference by ``--requests``: start-up and warm-up
-cancel out. The same count for the same code and inputs, however busy the machine is, so it
+cancel out. Work the event loop's timers run is left out (``--toggle-collect`` on libuv's
+``uv__run_timers``; ``--timers`` counts it): it runs per second, not per request (the worker's
+metrics snapshot, the overload sampler, the sweeps), so under valgrind's slowdown it came to
+14-20 k a request, more the longer a run took, and it made most of the count's spread between
+runs of the same code. A request's own timers (its deadline) fire only when it runs late.
+The same count for the same code and inputs, however busy the machine is, so it
 is the figure to compare before and after a change to the request path (req/s is for the
 benchmark proper, ``bench/run``).
 """
@@ -92,6 +97,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--users", type=int, default=1, help="distinct users and addresses")
     parser.add_argument("--distribution", choices=("zipf", "uniform"), default="zipf")
+    parser.add_argument(
+        "--timers", action="store_true", help="count the loop's timers too (per-second work)"
+    )
     parser.add_argument(
         "--keep", metavar="DIR", help="keep callgrind's files here (callgrind_annotate reads them)"
     )
@@ -246,7 +254,7 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     out = work / f"callgrind.{requests}"
     # One file per process (%p): the supervisor's and its worker's (forked, so traced too).
     command = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
+        *callgrind(out, args.timers),
         str(PYTHON), str(GATEWAY), "serve", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     if args.post is not None:
@@ -273,6 +281,16 @@ def counted_run(args: argparse.Namespace, upstream: int, requests: int, work: Pa
     if not counts:
         raise RuntimeError(f"no callgrind summary in {out}.*")
     return max(counts)
+
+
+def callgrind(out: Path, timers: bool = False) -> list[str]:
+    """valgrind's command line: one file per process; without ``timers``, what the loop's timers
+    run is not counted (collection toggled off on entering ``uv__run_timers``, on on leaving)."""
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
+    if timers:
+        return command
+    # --toggle-collect also turns collection off at the start: turned on again after it.
+    return [*command, "--toggle-collect=uv__run_timers", "--collect-atstart=yes"]
 
 
 def unlimited_purchase() -> dict[str, object]:

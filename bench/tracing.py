@@ -244,6 +244,7 @@ def instruction_figures(args: argparse.Namespace, collector: str) -> None:
         signed=False,
         users=args.users,
         distribution=args.distribution,
+        timers=False,
     )
     upstream = free_ports(1)[0]
     origin = subprocess.Popen(

@@ -46,6 +46,13 @@ def tracing_bench() -> Iterator[ModuleType]:
         yield module
 
 
+@pytest.fixture
+def instructions_bench() -> Iterator[ModuleType]:
+    """``bench/instructions.py``."""
+    with bench_module("instructions") as module:
+        yield module
+
+
 @pytest.fixture(scope="module")
 def bench_tools() -> None:
     """Find nginx and wrk, or install them exactly as the benchmark does (apt-get, no prompts)."""
