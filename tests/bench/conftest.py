@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -25,32 +26,21 @@ def bench_module(name: str) -> Iterator[ModuleType]:
         sys.path.remove(str(BENCH))
 
 
-@pytest.fixture
-def mix() -> Iterator[ModuleType]:
-    """``bench/mix.py``."""
-    with bench_module("mix") as module:
-        yield module
+def module_fixture(name: str, module_name: str) -> Any:
+    """A fixture ``name`` that yields the bench module ``module_name``."""
+
+    def load() -> Iterator[ModuleType]:
+        with bench_module(module_name) as module:
+            yield module
+
+    load.__doc__ = f"``bench/{module_name.replace('.', '/')}.py``."
+    return pytest.fixture(name=name)(load)
 
 
-@pytest.fixture
-def mix_cases() -> Iterator[ModuleType]:
-    """``bench/gwbench/mix_cases.py``."""
-    with bench_module("gwbench.mix_cases") as module:
-        yield module
-
-
-@pytest.fixture
-def tracing_bench() -> Iterator[ModuleType]:
-    """``bench/tracing.py``."""
-    with bench_module("tracing") as module:
-        yield module
-
-
-@pytest.fixture
-def instructions_bench() -> Iterator[ModuleType]:
-    """``bench/instructions.py``."""
-    with bench_module("instructions") as module:
-        yield module
+mix = module_fixture("mix", "mix")
+mix_cases = module_fixture("mix_cases", "gwbench.mix_cases")
+tracing_bench = module_fixture("tracing_bench", "tracing")
+instructions_bench = module_fixture("instructions_bench", "instructions")
 
 
 @pytest.fixture(scope="module")
