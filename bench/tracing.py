@@ -87,36 +87,41 @@ def traced_gateway(loop: asyncio.AbstractEventLoop, env: dict[str, str]) -> Gate
     return built
 
 
-async def measure(env: dict[str, str], requests: int, rounds: int) -> tuple[float, list[float]]:
-    """(CPU µs per request over every round and the closing flush, each round's CPU µs)."""
-    loop = asyncio.get_running_loop()
-    target = traced_gateway(loop, env)
-    headers = [
+def request_headers() -> list[tuple[bytes, bytes]]:
+    return [
         (b"host", b"127.0.0.1:3000"),
         (b"authorization", b"Bearer " + mint_token().encode()),
         (b"accept", b"*/*"),
     ]
+
+
+async def send(target: Gateway, headers: list[tuple[bytes, bytes]], requests: int) -> float:
+    """``requests`` GETs through ``target``; the CPU µs they took each (every thread's)."""
     clock, cpu = time.perf_counter, time.process_time
-    for _ in range(min(requests, 2000)):  # warm-up: caches, the first batch
-        request = Request("GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000)
-        await target.handle(request)
-    figures = []
-    started_all = cpu()
-    for _ in range(rounds):
-        started = cpu()
-        for n in range(requests):
-            request = Request(
-                "GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000, start=clock()
-            )
-            response = await target.handle(request)
-            if response.status != 200:
-                raise RuntimeError(f"unexpected status {response.status}")
-            if n % YIELD_EVERY == 0:
-                os.sched_yield()  # the export thread may take the GIL, as at a server's I/O waits
-        figures.append((cpu() - started) / requests * 1e6)
+    started = cpu()
+    for n in range(requests):
+        request = Request(
+            "GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000, start=clock()
+        )
+        response = await target.handle(request)
+        if response.status != 200:
+            raise RuntimeError(f"unexpected status {response.status}")
+        if n % YIELD_EVERY == 0:
+            os.sched_yield()  # the export thread may take the GIL, as at a server's I/O waits
+    return (cpu() - started) / requests * 1e6
+
+
+async def measure(env: dict[str, str], requests: int, rounds: int) -> tuple[float, list[float]]:
+    """(CPU µs per request over every round and the closing flush, each round's CPU µs)."""
+    loop = asyncio.get_running_loop()
+    target = traced_gateway(loop, env)
+    headers = request_headers()
+    await send(target, headers, min(requests, 2000))  # warm-up: caches, the first batch
+    started_all = time.process_time()
+    figures = [await send(target, headers, requests) for _ in range(rounds)]
     if target.tracing is not None:
         await target.tracing.close()
-    total = (cpu() - started_all) / (requests * rounds) * 1e6
+    total = (time.process_time() - started_all) / (requests * rounds) * 1e6
     export = getattr(target.tracing, "export", None)  # the lean exporter's; the SDK counts none
     if export is not None and export.dropped:
         print(f"spans dropped (queue full): {export.dropped}", file=sys.stderr)
@@ -156,31 +161,15 @@ async def paired(
     """Each mode's CPU µs per request, one round per turn, the modes taking turns."""
     loop = asyncio.get_running_loop()
     gateways = {name: traced_gateway(loop, env) for name, env in chosen}
-    headers = [
-        (b"host", b"127.0.0.1:3000"),
-        (b"authorization", b"Bearer " + mint_token().encode()),
-        (b"accept", b"*/*"),
-    ]
-
-    async def round_of(target: Gateway, requests: int) -> float:
-        started = time.process_time()
-        for n in range(requests):
-            request = Request("GET", PATH, list(headers), b"", "127.0.0.1", server_port=3000)
-            response = await target.handle(request)
-            if response.status != 200:
-                raise RuntimeError(f"unexpected status {response.status}")
-            if n % YIELD_EVERY == 0:
-                os.sched_yield()
-        return (time.process_time() - started) / requests * 1e6
-
+    headers = request_headers()
     for target in gateways.values():  # warm-up: caches, the first batch
-        await round_of(target, min(per_round * 2, 5000))
+        await send(target, headers, min(per_round * 2, 5000))
     rounds: dict[str, list[float]] = {name: [] for name in gateways}
     names = list(gateways)
     for turn in range(pairs):
         shift = turn % len(names)
         for name in names[shift:] + names[:shift]:  # nobody always first
-            rounds[name].append(await round_of(gateways[name], per_round))
+            rounds[name].append(await send(gateways[name], headers, per_round))
     for target in gateways.values():
         if target.tracing is not None:
             await target.tracing.close()
