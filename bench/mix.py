@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 from gwbench import mix_traffic as traffic
-from gwbench import tools
-from gwbench.load import LoadSpec, measure
+from gwbench import tools, turns
+from gwbench.load import LoadSpec, Sample, measure, wrk_argv
 from gwbench.mix_cases import GATEWAYS, cases, chosen, method_notes
 from gwbench.mix_report import MixReport, mix_markdown, soak_markdown
 from gwbench.mix_soak import SoakSettings, run_soak
@@ -50,6 +51,7 @@ class Settings:
     quick: bool
     command: str
     cases: tuple[str, ...] = ()  # only these (and what they are compared with); () every case
+    turn_ms: float | None = None  # cases take turns of this length instead of runs one by one
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, argv: list[str]) -> Settings:
@@ -68,6 +70,7 @@ class Settings:
             quick=quick,
             command="bench/mix.py " + " ".join(argv),
             cases=tuple(key.strip() for key in (args.cases or "").split(",") if key.strip()),
+            turn_ms=args.turns,
         )
 
 
@@ -90,6 +93,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEYS",
         help="only these cases, comma-separated (e.g. gw-zipf,gw-trace-0.01), with each one's "
         "baseline and nginx row",
+    )
+    parser.add_argument(
+        "--turns",
+        type=float,
+        metavar="MS",
+        help="each repetition runs every case's wrk at once, taking turns of MS milliseconds "
+        "(for a host whose speed changes from second to second; no latencies)",
     )
     parser.add_argument("--chunk-users", type=int, help="soak: fresh users per wrk run (100,000)")
     parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (10)")
@@ -161,17 +171,15 @@ class Mix:
             for result in runnable:
                 self.warm_up(result)
         for rep in range(self.settings.reps):
+            if self.settings.turn_ms:
+                self.take_turns(runnable, rep)
+                for result in runnable:
+                    self.show(rep, result)
+                continue
             order = runnable[rep % len(runnable) :] + runnable[: rep % len(runnable)]
             for result in order:  # interleaved: every case once per repetition, rotating start
                 self.sample(result, self.settings.duration_s, keep=True)
-                last = result.samples[-1] if result.samples else None
-                shown = (
-                    f"{last.rps:>8,.0f} req/s {last.cpu_us_per_request or 0:6.1f} µs/req "
-                    f"errors {last.errors}"
-                    if last
-                    else f"failed: {(result.error or '')[:200]}"
-                )
-                self.log(f"rep {rep + 1}/{self.settings.reps} {result.case.key:17} {shown}")
+                self.show(rep, result)
         notes = [note for note in (disturbance_note(results), load_side_note(results)) if note]
         notes += self.stand.notes() + method_notes()
         return MixReport(
@@ -183,6 +191,64 @@ class Mix:
             end_rss=self.end_rss,
             shares=[traffic.describe_shares()],
         )
+
+    def show(self, rep: int, result: CaseResult) -> None:
+        last = result.samples[-1] if result.samples and result.error is None else None
+        shown = (
+            f"{last.rps:>8,.0f} req/s {last.cpu_us_per_request or 0:6.1f} µs/req "
+            f"errors {last.errors}"
+            if last
+            else f"failed: {(result.error or '')[:200]}"
+        )
+        self.log(f"rep {rep + 1}/{self.settings.reps} {result.case.key:17} {shown}")
+
+    def take_turns(self, results: list[CaseResult], rep: int) -> None:
+        """One repetition in turns (gwbench.turns): every case's wrk at once, one running at a
+        time, each case ``duration_s`` in all; the conductor sits on the load side's core."""
+        live = [result for result in results if result.error is None]
+        runners = [self.runner(result, len(live)) for result in live]
+        before = os.sched_getaffinity(0)
+        if self.settings.pin:
+            os.sched_setaffinity(0, {1})
+        try:
+            turns.run_block(
+                runners, self.settings.duration_s, (self.settings.turn_ms or 0) / 1000, rep
+            )
+        finally:
+            os.sched_setaffinity(0, before)
+        for result, runner in zip(live, runners, strict=True):
+            try:
+                sample = turns.runner_sample(runner)
+            except RuntimeError as exc:
+                result.error = str(exc)
+                continue
+            self.keep(result, sample, runner.proxy)
+
+    def runner(self, result: CaseResult, cases: int) -> turns.Runner:
+        case, stand = result.case, self.stand
+        target = stand.servers[case.target]
+        users, sequence = self.files[case.path]
+        offset = self.offsets.get(case.key, 0)
+        args = (str(users), str(stand.variants), str(sequence), str(offset))
+        # wrk's own clock is not what ends a turn-taking run (SIGINT does): room for every turn
+        longest = self.settings.duration_s * cases * 3 + 60
+        spec = LoadSpec(longest, self.settings.connections, 1, stand.layout.load_cpus, args)
+        url = f"http://127.0.0.1:{target.port}/"
+        return turns.Runner(
+            case.key,
+            wrk_argv(self.tools.wrk, stand.lua, url, [], spec),
+            [] if case.direct else target.snapshot_tree(),
+            stand.load_side(case.target),
+        )
+
+    def keep(self, result: CaseResult, sample: Sample, proxy: list[psutil.Process]) -> None:
+        self.offsets[result.case.key] = self.offsets.get(result.case.key, 0) + sample.requests
+        result.samples.append(sample)
+        if proxy:
+            self.end_rss[result.case.key] = tree_rss(proxy)
+        if sample.errors > max(10, sample.requests // 100):
+            result.error = f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests}"
+        trim_log(self.stand.servers[result.case.target])
 
     def warm_up(self, result: CaseResult) -> None:
         """Runs of ``warmup_s`` until the case has sent its whole sequence once (at most
@@ -225,11 +291,10 @@ class Mix:
         except (RuntimeError, OSError) as exc:
             result.error = str(exc)
             return
-        self.offsets[case.key] = offset + sample.requests  # the next run continues the sequence
-        if keep:
-            result.samples.append(sample)
-            if proxy:
-                self.end_rss[case.key] = tree_rss(proxy)
+        if keep:  # the next run continues the sequence (keep moves the offset)
+            self.keep(result, sample, proxy)
+            return
+        self.offsets[case.key] = offset + sample.requests
         if sample.errors > max(10, sample.requests // 100):
             result.error = f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests}"
         trim_log(target)

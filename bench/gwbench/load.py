@@ -68,9 +68,8 @@ def write_lua(work: Path) -> Path:
     return path
 
 
-def run_wrk(
-    wrk: str, lua: Path, url: str, headers: Sequence[str], spec: LoadSpec
-) -> dict[str, float]:
+def wrk_argv(wrk: str, lua: Path, url: str, headers: Sequence[str], spec: LoadSpec) -> list[str]:
+    """The pinned wrk command line for ``spec``."""
     argv = [
         wrk,
         f"-t{spec.threads}",
@@ -86,18 +85,29 @@ def run_wrk(
     argv.append(url)
     if spec.script_args:
         argv += ["--", *spec.script_args]
+    return pinned(argv, spec.cpus)
+
+
+def run_wrk(
+    wrk: str, lua: Path, url: str, headers: Sequence[str], spec: LoadSpec
+) -> dict[str, float]:
     done = subprocess.run(
-        pinned(argv, spec.cpus),
+        wrk_argv(wrk, lua, url, headers, spec),
         capture_output=True,
         text=True,
         timeout=spec.duration_s + 30,
         check=False,
     )
-    for line in done.stdout.splitlines():
+    return wrk_summary(done.returncode, done.stdout, done.stderr)
+
+
+def wrk_summary(returncode: int | None, stdout: str, stderr: str) -> dict[str, float]:
+    """The BENCHJSON line the report script prints at wrk's end."""
+    for line in stdout.splitlines():
         if line.startswith("BENCHJSON "):
             result: dict[str, float] = json.loads(line.removeprefix("BENCHJSON "))
             return result
-    raise RuntimeError(f"wrk failed (exit {done.returncode}): {done.stderr.strip() or done.stdout}")
+    raise RuntimeError(f"wrk failed (exit {returncode}): {stderr.strip() or stdout}")
 
 
 def children_cpu_seconds() -> float:

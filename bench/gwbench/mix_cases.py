@@ -9,6 +9,7 @@ from gwbench.report import Case
 GATEWAYS: dict[str, dict[str, str]] = {
     "gw-single": {},
     "gw-zipf": {},
+    "gw-zipf-control": {},
     "gw-uniform": {},
     "gw-redis-single": {},
     "gw-redis-uniform": {},
@@ -31,6 +32,7 @@ def cases(users: int) -> list[Case]:
         case("nginx-uniform", "nginx proxy_pass (reference)", "uniform", "nginx", reference=True),
         case("gw-single", "gateway, 1 worker", "single", "gw-single"),
         case("gw-zipf", "gateway, 1 worker", "zipf", "gw-zipf"),
+        case("gw-zipf-control", "control: gateway, 1 worker again", "zipf", "gw-zipf-control"),
         case("gw-uniform", "gateway, 1 worker", "uniform", "gw-uniform"),
         case("gw-redis-single", "gateway, Redis-backed limits", "single", "gw-redis-single"),
         case("gw-redis-uniform", "gateway, Redis-backed limits", "uniform", "gw-redis-uniform"),
@@ -73,6 +75,10 @@ def method_notes() -> list[str]:
         "Tracing rows run the Zipf traffic with OTEL_EXPORTER_OTLP_ENDPOINT at the bench's "
         "OTLP/HTTP sink (core 1, counted with the load side); 'tracing off' is the gateway "
         "Zipf row.",
+        "The control row is a second gateway process with the Zipf row's settings and traffic: "
+        "its ratio to the Zipf row is what the method reads where there is no difference. "
+        "x baseline CPU gives, in square brackets, the quartiles of the per-repetition ratios "
+        "(each repetition over its own baseline run).",
         "Redis-backed rows: REDIS_URL at the private redis-server on core 1 (limits, response "
         "cache, revocation checks in Redis); its CPU counts with the load side.",
     ]

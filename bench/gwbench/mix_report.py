@@ -3,6 +3,7 @@ traffic, ratios to each case's baseline, the issue's targets; and the soak's RSS
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 from gwbench.report import (
@@ -19,6 +20,7 @@ from gwbench.streaming import MiB
 # case key -> the case it is compared with (CPU µs/request), as the issue's targets pair them
 BASELINES = {
     "gw-zipf": "gw-single",
+    "gw-zipf-control": "gw-zipf",
     "gw-uniform": "gw-single",
     "gw-redis-uniform": "gw-redis-single",
     "gw-trace-0.01": "gw-zipf",
@@ -100,7 +102,9 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
         fmt(kernel(result), 1),
         fmt(nginx, 1) if gateway else "-",
         fmt(ratio(nginx, own), 2) if gateway else "-",
-        (fmt(ratio(own, base_cpu), 2) + f" ({baseline})") if baseline else "-",
+        (fmt(ratio(own, base_cpu), 2) + f" ({baseline}){paired_range(report, result, baseline)}")
+        if baseline
+        else "-",
         fmt(end / MiB if end else None, 1),
         fmt(peak / MiB if peak else None, 1),
         fmt(pct(result.median(lambda s: s.proxy_core)), 0, " %"),
@@ -111,6 +115,27 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
         runs,
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def paired_ratios(result: CaseResult, base: CaseResult | None) -> list[float]:
+    """CPU per request of each repetition over its baseline's in the same repetition (when both
+    have every repetition: the runs of one repetition ran in the same seconds)."""
+    if base is None or not base.ok or len(base.samples) != len(result.samples):
+        return []
+    pairs = zip(result.samples, base.samples, strict=True)
+    return [
+        a.cpu_us_per_request / b.cpu_us_per_request
+        for a, b in pairs
+        if a.cpu_us_per_request and b.cpu_us_per_request
+    ]
+
+
+def paired_range(report: MixReport, result: CaseResult, baseline: str) -> str:
+    ratios = sorted(paired_ratios(result, report.find(baseline)))
+    if len(ratios) < 4:
+        return ""
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return f" [{q1:.2f} to {q3:.2f}]"
 
 
 def mix_targets(report: MixReport) -> list[tuple[str, str, bool | None]]:

@@ -85,7 +85,7 @@ class Report:
 
 
 def fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
-    if value is None:
+    if value is None or value != value:  # None or NaN: not measured
         return "-"
     return f"{value:,.{digits}f}{suffix}"
 

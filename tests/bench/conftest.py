@@ -41,6 +41,7 @@ mix = module_fixture("mix", "mix")
 mix_cases = module_fixture("mix_cases", "gwbench.mix_cases")
 tracing_bench = module_fixture("tracing_bench", "tracing")
 instructions_bench = module_fixture("instructions_bench", "instructions")
+turns = module_fixture("turns", "gwbench.turns")
 
 
 @pytest.fixture(scope="module")
