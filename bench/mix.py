@@ -34,6 +34,9 @@ from gwbench.servers import ServerFailed
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WARM_UP_MAX_S = 60.0
+# Turns of 40 ms: a 12-case rotation takes about half a second, shorter than the host's swings
+# in speed; 200 ms turns read a control twice as far from 1.00 (bench/README.md, "Turns").
+TURN_MS = 40.0
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ class Settings:
         quick = args.quick
         return cls(
             users=args.users or (2000 if quick else 100_000),
-            reps=args.reps or (1 if quick else 5),
-            duration_s=args.duration or (1.0 if quick else 5.0),
+            reps=args.reps or (1 if quick else 7),
+            duration_s=args.duration or (1.0 if quick else 4.0),
             warmup_s=0.0 if quick else 5.0,
             warmup_fixed_s=args.warm_up,
             connections=args.connections,
@@ -70,7 +73,7 @@ class Settings:
             quick=quick,
             command="bench/mix.py " + " ".join(argv),
             cases=tuple(key.strip() for key in (args.cases or "").split(",") if key.strip()),
-            turn_ms=args.turns,
+            turn_ms=args.turns or None,
         )
 
 
@@ -79,8 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2,000 users, 1 run of 1 s per case")
     parser.add_argument("--soak", action="store_true", help="the 1,000,000-user RSS walk instead")
     parser.add_argument("--users", type=int, help="distinct users (100,000; soak: 1,000,000)")
-    parser.add_argument("--reps", type=int, help="interleaved repetitions per case (5)")
-    parser.add_argument("--duration", type=float, help="seconds per measured run (5)")
+    parser.add_argument("--reps", type=int, help="interleaved repetitions per case (7)")
+    parser.add_argument("--duration", type=float, help="seconds per case per repetition (4)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument(
         "--warm-up",
@@ -98,8 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--turns",
         type=float,
         metavar="MS",
-        help="each repetition runs every case's wrk at once, taking turns of MS milliseconds "
-        "(for a host whose speed changes from second to second; no latencies)",
+        default=TURN_MS,
+        help=f"each repetition starts every case's wrk at once and runs them one at a time in "
+        f"turns of MS milliseconds ({TURN_MS:.0f}); 0: each case's runs one after another",
     )
     parser.add_argument("--chunk-users", type=int, help="soak: fresh users per wrk run (100,000)")
     parser.add_argument("--chunk-s", type=float, help="soak: seconds per wrk run (10)")
@@ -295,6 +299,7 @@ class Mix:
             self.keep(result, sample, proxy)
             return
         self.offsets[case.key] = offset + sample.requests
+        result.warm.append(sample)
         if sample.errors > max(10, sample.requests // 100):
             result.error = f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests}"
         trim_log(target)
@@ -307,13 +312,25 @@ class Mix:
             f"client address (X-Forwarded-For from the trusted 127.0.0.1); Zipf s={traffic.ZIPF_S}"
             f" or uniform; {traffic.TENANTS} tenants",
             "load": f"wrk + bench/mix.lua, 1 thread, {s.connections} keep-alive connections, "
-            f"{s.duration_s:.0f} s per run, {s.reps} interleaved repetitions (medians shown), "
+            + self.describe_runs()
             + self.describe_warm_up(),
             "pinning": "proxy under test on core 0; wrk, upstream nginx, Redis and the OTLP sink "
             "on core 1"
             if s.pin
             else "off",
         }
+
+    def describe_runs(self) -> str:
+        s = self.settings
+        if s.turn_ms:
+            return (
+                f"{s.reps} repetitions (medians shown); in each, every case's wrk started at once "
+                f"and run one at a time in turns of {s.turn_ms:.0f} ms, {s.duration_s:.0f} s of "
+                "turns per case (bench/gwbench/turns.py). p99 is from the warm-up runs (one "
+                "case at a time, continuous load, each user's first requests among them): in "
+                "turns a request in flight waits for its wrk's next turn, "
+            )
+        return f"{s.duration_s:.0f} s per run, {s.reps} interleaved repetitions (medians shown), "
 
     def describe_warm_up(self) -> str:
         s = self.settings

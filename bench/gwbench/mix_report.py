@@ -97,7 +97,7 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
         case.label,
         case.body,
         fmt(result.median(lambda s: s.rps)),
-        fmt(result.median(lambda s: s.p99_ms), 2),
+        fmt(p99(result), 2),
         fmt(own, 1),
         fmt(kernel(result), 1),
         fmt(nginx, 1) if gateway else "-",
@@ -115,6 +115,16 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
         runs,
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def p99(result: CaseResult) -> float | None:
+    """The median p99 of the measured runs; in turns, where wrk's latencies include the time it
+    was stopped and are not kept (NaN), the median p99 of the case's warm-up runs instead."""
+    measured = [s.p99_ms for s in result.samples if s.p99_ms == s.p99_ms]
+    if measured or not result.samples:
+        return statistics.median(measured) if measured else None
+    warm = [s.p99_ms for s in result.warm]
+    return statistics.median(warm) if warm else None
 
 
 def paired_ratios(result: CaseResult, base: CaseResult | None) -> list[float]:

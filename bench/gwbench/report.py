@@ -32,6 +32,7 @@ class CaseResult:
     case: Case
     samples: list[Sample] = field(default_factory=list)
     error: str | None = None
+    warm: list[Sample] = field(default_factory=list)  # runs not measured (warm-up), if kept
 
     def median(self, pick: Callable[[Sample], float | int | None]) -> float | None:
         values = [value for value in map(pick, self.samples) if value is not None]
