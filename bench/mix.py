@@ -200,7 +200,7 @@ class Mix:
         last = result.samples[-1] if result.samples and result.error is None else None
         shown = (
             f"{last.rps:>8,.0f} req/s {last.cpu_us_per_request or 0:6.1f} µs/req "
-            f"errors {last.errors}"
+            f"errors {last.errors}" + (f" ({last.error_kinds})" if last.errors else "")
             if last
             else f"failed: {(result.error or '')[:200]}"
         )

@@ -19,6 +19,7 @@ wrk's latencies are not kept: a request in flight when its wrk stops waits for t
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -35,7 +36,7 @@ SETTLE_MAX_S = 0.25
 FIRST_TURN_MAX_S = 5.0
 FINISH_MAX_S = 30.0
 FINISH_POLL_S = 0.1
-FIRST_TURN_CPU_S = 0.002  # a wrk has started sending once its proxy used this much CPU
+LAUNCH_MAX_S = 10.0
 
 
 def runtime_ns(tree: Sequence[psutil.Process]) -> int:
@@ -108,6 +109,12 @@ class Runner:
             text=True,
         )
         self.wrk = psutil.Process(self.popen.pid)
+        # Until the shell has stopped itself, a turn's SIGCONT could come first and be lost.
+        deadline = time.monotonic() + LAUNCH_MAX_S
+        while self.wrk.status() != psutil.STATUS_STOPPED:
+            if time.monotonic() > deadline or self.popen.poll() is not None:
+                raise RuntimeError(f"{self.key}: wrk did not start ({self.argv[0]})")
+            time.sleep(0.001)
 
     def mark(self) -> tuple[float, ...]:
         user, system = user_system(self.proxy)
@@ -151,17 +158,29 @@ class Runner:
     def turn(self, length_s: float) -> None:
         before = self.mark()
         self.signal(signal.SIGCONT)
-        if not self.started:  # the first turn lasts until wrk has loaded its script and sends
+        if not self.started:
+            # wrk first loads its script and the users (half a second for 100,000): that is not
+            # load, so the turn's time counts from its first write to a socket
             deadline = time.monotonic() + FIRST_TURN_MAX_S
-            while time.monotonic() < deadline and self.popen and self.popen.poll() is None:
-                if not self.proxy or runtime_ns(self.proxy) - before[1] > FIRST_TURN_CPU_S * 1e9:
-                    break
-                time.sleep(0.005)
+            while self.written() == 0 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            before = (time.monotonic(), *before[1:])
             self.started = True
         time.sleep(length_s)
         self.signal(signal.SIGSTOP)
         self.settle()
         self.charge(before, self.mark())
+
+    def written(self) -> int:
+        """Bytes wrk has written so far (its requests; it writes nothing else until its end)."""
+        try:
+            with open(f"/proc/{self.popen.pid if self.popen else 0}/io", "rb") as io:
+                for line in io:
+                    if line.startswith(b"wchar:"):
+                        return int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        return 0
 
     def finish(self) -> None:
         """The last turn: wrk is told to stop (SIGINT), runs until it has printed its summary.
@@ -198,17 +217,21 @@ def run_block(
     runners: Sequence[Runner],
     active_s: float,
     turn_s: float,
-    first: int = 0,
+    seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> None:
-    """Every runner's wrk started stopped; turns of ``turn_s`` in rotation (from ``first``) until
-    each runner has had ``active_s`` seconds; then each one's last turn. The conductor itself
-    should sit on the load side's core."""
-    order = list(runners[first:]) + list(runners[:first])
+    """Every runner's wrk started stopped; rounds of turns of ``turn_s``, one per runner in an
+    order drawn anew each round, until each runner has had ``active_s`` seconds; then each
+    one's last turn. A new order each round: a turn starts on the caches its predecessor left
+    (the gateways share their code's pages), so no case always follows the same one. The
+    conductor itself should sit on the load side's core."""
+    order = list(runners)
+    shuffle = random.Random(seed).shuffle
     try:
         for runner in order:
             runner.launch()
         while any(runner.active_s < active_s for runner in order):
+            shuffle(order)
             for runner in order:
                 if runner.active_s < active_s and runner.popen and runner.popen.poll() is None:
                     runner.turn(turn_s)

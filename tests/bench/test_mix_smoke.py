@@ -24,6 +24,7 @@ MIX_ROWS = [
     ("nginx proxy_pass (reference)", "2k uniform"),
     ("gateway, 1 worker", "1 user"),
     ("gateway, 1 worker", "2k Zipf"),
+    ("control: gateway, 1 worker again", "2k Zipf"),
     ("gateway, 1 worker", "2k uniform"),
     ("gateway, Redis-backed limits", "1 user"),
     ("gateway, Redis-backed limits", "2k uniform"),
@@ -64,6 +65,9 @@ def test_quick_mix_measures_every_case(bench_tools: None, tmp_path: Path) -> Non
         assert number(row[4]) > number(row[5]) > 0 and number(row[9]) > 0, row
     for row in rows[4:]:  # every gateway: nginx's CPU on the same traffic, and the ratio
         assert number(row[6]) > 0 and number(row[7]) > 0, row
+    assert "in turns of 40 ms" in text  # the default: every case's wrk at once, in turns
+    control = rows[MIX_ROWS.index(("control: gateway, 1 worker again", "2k Zipf"))]
+    assert control[8].endswith("(gw-zipf)"), control  # compared with the row it repeats
     targets = table_rows(text, "Targets (reported, not asserted)")
     assert len(targets) == 6 and all(row[1] != "-" for row in targets), targets
     split = table_rows(text, "One user's CPU: the kernel's and the proxy's own")
@@ -71,6 +75,18 @@ def test_quick_mix_measures_every_case(bench_tools: None, tmp_path: Path) -> Non
     for name, whole, kernel, own in split:  # the two parts add up to the whole (rounded)
         assert abs(number(kernel) + number(own) - number(whole)) <= 0.11, name
     assert "OTLP sink received" in text
+
+
+@pytest.mark.timeout(120)
+def test_runs_one_after_another_measure_latency(bench_tools: None, tmp_path: Path) -> None:
+    # --turns 0: each case's runs one after another, so wrk's latencies are the proxy's
+    _, text = run_mix(tmp_path, "--turns", "0", "--cases", "gw-zipf")
+
+    assert "1 s per run" in text and "in turns" not in text
+    rows = table_rows(text, "Production mix (medians)")
+    assert [row[1] for row in rows] == ["1 user", "2k Zipf", "1 user", "2k Zipf"]
+    for row in rows:
+        assert number(row[3]) > 0 and number(row[4]) > 0, row  # p99 ms, CPU µs/req
 
 
 @pytest.mark.timeout(120)
