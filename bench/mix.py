@@ -37,6 +37,7 @@ WARM_UP_MAX_S = 60.0
 # Turns of 40 ms: a 12-case rotation takes about half a second, shorter than the host's swings
 # in speed; 200 ms turns read a control twice as far from 1.00 (bench/README.md, "Turns").
 TURN_MS = 40.0
+TURNS_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,11 @@ class Mix:
         args = (str(users), str(stand.variants), str(sequence), str(offset))
         # wrk's own clock is not what ends a turn-taking run (SIGINT does): room for every turn
         longest = self.settings.duration_s * cases * 3 + 60
-        spec = LoadSpec(longest, self.settings.connections, 1, stand.layout.load_cpus, args)
+        # A wrk waits for the others' turns with requests in flight: in the first round, while
+        # each of the others loads its users (about half a second each), for several seconds.
+        spec = LoadSpec(
+            longest, self.settings.connections, 1, stand.layout.load_cpus, args, TURNS_TIMEOUT_S
+        )
         url = f"http://127.0.0.1:{target.port}/"
         return turns.Runner(
             case.key,

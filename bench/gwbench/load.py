@@ -38,6 +38,7 @@ class LoadSpec:
     threads: int = 1
     cpus: str | None = "1"
     script_args: tuple[str, ...] = ()  # passed to the Lua script's init(args) after "--"
+    timeout_s: float = 5.0  # wrk's --timeout: an answer later than this counts as an error
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def wrk_argv(wrk: str, lua: Path, url: str, headers: Sequence[str], spec: LoadSp
         f"-c{spec.connections}",
         f"-d{max(spec.duration_s, 1):.0f}s",
         "--timeout",
-        "5s",
+        f"{spec.timeout_s:.0f}s",
         "-s",
         str(lua),
     ]
