@@ -2,7 +2,7 @@
 """Benchmark api-gateway against nginx on this machine, in one run.
 
     bench/run                 # full run (~7 min), writes bench/results/<date>-<time>.md,
-                              # then the production mix (bench/mix.py, ~10 min, <...>-mix.md)
+                              # then the production mix (bench/mix.py, ~12 min, <...>-mix.md)
     bench/run --quick         # smoke setting: 1 repetition of ~1 s per case, small streams
     bench/run --no-mix        # without the production mix
 

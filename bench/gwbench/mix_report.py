@@ -47,6 +47,9 @@ RATIO_TARGETS = (
 )
 
 
+PAIRED_AT_LEAST = 3  # repetitions for the median of per-repetition ratios (else medians' ratio)
+
+
 @dataclass
 class MixReport(Report):
     end_rss: dict[str, int] = field(default_factory=dict)  # case key -> tree RSS after its last run
@@ -84,7 +87,6 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
     own = cpu(result)
     nginx = cpu(report.reference(case.body))
     baseline = BASELINES.get(case.key)
-    base_cpu = cpu(report.find(baseline)) if baseline else None
     gateway = not (case.direct or case.reference)
     errors = sum(sample.errors for sample in result.samples)
     spread = result.spread
@@ -101,8 +103,11 @@ def mix_row(report: MixReport, result: CaseResult) -> str:
         fmt(own, 1),
         fmt(kernel(result), 1),
         fmt(nginx, 1) if gateway else "-",
-        fmt(ratio(nginx, own), 2) if gateway else "-",
-        (fmt(ratio(own, base_cpu), 2) + f" ({baseline}){paired_range(report, result, baseline)}")
+        fmt(cpu_ratio(report.reference(case.body), result), 2) if gateway else "-",
+        (
+            fmt(cpu_ratio(result, report.find(baseline)), 2)
+            + f" ({baseline}){paired_range(report, result, baseline)}"
+        )
         if baseline
         else "-",
         fmt(end / MiB if end else None, 1),
@@ -140,6 +145,19 @@ def paired_ratios(result: CaseResult, base: CaseResult | None) -> list[float]:
     ]
 
 
+def cpu_ratio(result: CaseResult | None, base: CaseResult | None) -> float | None:
+    """CPU per request of ``result`` over ``base``: the median of the per-repetition ratios when
+    both have every repetition (at least 3), else the ratio of their medians. Paired, a
+    repetition that ran on a slow host is compared with its own baseline, not with a median
+    taken from other seconds."""
+    if result is None or base is None or not result.ok or not base.ok:
+        return None
+    paired = paired_ratios(result, base)
+    if len(paired) >= PAIRED_AT_LEAST:
+        return statistics.median(paired)
+    return ratio(cpu(result), cpu(base))
+
+
 def paired_range(report: MixReport, result: CaseResult, baseline: str) -> str:
     ratios = sorted(paired_ratios(result, report.find(baseline)))
     if len(ratios) < 4:
@@ -151,14 +169,13 @@ def paired_range(report: MixReport, result: CaseResult, baseline: str) -> str:
 def mix_targets(report: MixReport) -> list[tuple[str, str, bool | None]]:
     rows: list[tuple[str, str, bool | None]] = []
     for label, key, base, limit in RATIO_TARGETS:
-        found = report.find(key)
-        a, b = cpu(found), cpu(report.find(base))
-        value = ratio(a, b)
-        shown = "-" if value is None else f"{value:.2f}x ({fmt(a, 1)} vs {fmt(b, 1)} µs)"
+        found, baseline = report.find(key), report.find(base)
+        a, b = cpu(found), cpu(baseline)
+        value = cpu_ratio(found, baseline)
+        shown = "-" if value is None else f"{value:.2f}x (medians {fmt(a, 1)} vs {fmt(b, 1)} µs)"
         name = label.format(traffic=found.case.body if found else "many users")
         rows.append((name, shown, None if value is None else value <= limit))
-    single, nginx = cpu(report.find("gw-single")), cpu(report.find("nginx-single"))
-    value = ratio(nginx, single)
+    value = cpu_ratio(report.find("nginx-single"), report.find("gw-single"))
     rows.insert(
         2,
         (

@@ -92,6 +92,7 @@ class Runner:
     upstream_s: float = 0.0
     wrk_s: float = 0.0
     machine_busy_s: float = 0.0
+    conductor_s: float = 0.0
     output: str = ""
     stderr: str = ""
     returncode: int | None = None
@@ -127,6 +128,7 @@ class Runner:
             sum(user_system(self.upstream)),
             sum(wrk),
             busy_seconds(),
+            time.process_time(),  # the conductor's own CPU: not the host's noise
         )
 
     def charge(self, before: tuple[float, ...], after: tuple[float, ...]) -> None:
@@ -139,6 +141,7 @@ class Runner:
         self.upstream_s += after[4] - before[4]
         self.wrk_s += after[5] - before[5]
         self.machine_busy_s += after[6] - before[6]
+        self.conductor_s += after[7] - before[7]
 
     def signal(self, signum: int) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -205,7 +208,7 @@ class Runner:
         self.settle()
         after = self.mark()
         # wrk has exited, so its CPU in this last turn (printing its summary) is not read
-        self.charge(before, (*after[:5], before[5], after[6]))
+        self.charge(before, (*after[:5], before[5], *after[6:]))
 
     def kill(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -254,7 +257,7 @@ def runner_sample(runner: Runner) -> Sample:
     cpu_s = runner.proxy_ns / 1e9
     ticks = runner.proxy_user_s + runner.proxy_system_s
     kernel_s = cpu_s * runner.proxy_system_s / ticks if ticks else 0.0
-    ours = cpu_s + runner.upstream_s + runner.wrk_s
+    ours = cpu_s + runner.upstream_s + runner.wrk_s + runner.conductor_s
     nan = float("nan")  # latencies are not measured in turns (see the module's docstring)
     return Sample(
         rps=requests / active if active else 0.0,

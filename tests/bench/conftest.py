@@ -42,6 +42,7 @@ mix_cases = module_fixture("mix_cases", "gwbench.mix_cases")
 tracing_bench = module_fixture("tracing_bench", "tracing")
 instructions_bench = module_fixture("instructions_bench", "instructions")
 turns = module_fixture("turns", "gwbench.turns")
+mix_report = module_fixture("mix_report", "gwbench.mix_report")
 
 
 @pytest.fixture(scope="module")

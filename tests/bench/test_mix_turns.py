@@ -8,10 +8,12 @@ each told to finish), never a speed."""
 from __future__ import annotations
 
 import itertools
+import statistics
 import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -66,3 +68,36 @@ def test_the_loads_take_turns_one_at_a_time(turns: ModuleType, tmp_path: Path) -
         own = [(first_start - 0.010, first_end), *rest]
         strays = [mark for mark in marks(path) if not any(a <= mark <= b for a, b in own)]
         assert strays == [], n
+
+
+def results(mix_report: ModuleType, cpus: dict[str, list[float]]) -> list[Any]:
+    """Case results with the given CPU µs per request in each repetition."""
+    found = []
+    for key, values in cpus.items():
+        case = sys.modules["gwbench.report"].Case(key, key, "100k Zipf", key, "zipf")
+        samples = [
+            SimpleNamespace(cpu_us_per_request=value, kernel_us_per_request=value / 3)
+            for value in values
+        ]
+        found.append(mix_report.CaseResult(case, samples))
+    return found
+
+
+def test_a_ratio_pairs_each_repetition_with_its_own_baseline(mix_report: ModuleType) -> None:
+    # The host was slow in the repetitions 2 and 3 for both cases alike. Three repetitions of
+    # five read 1.04; the ratio of the two medians (62.0 and 67.1, from different repetitions)
+    # reads 1.08.
+    base, traced = [60.0, 70.0, 72.0, 61.0, 62.0], [62.4, 72.8, 74.88, 67.1, 62.0]
+    off, on = results(mix_report, {"gw-zipf": base, "gw-trace-0.01": traced})
+
+    assert mix_report.cpu_ratio(on, off) == pytest.approx(1.04)
+    assert mix_report.ratio(mix_report.cpu(on), mix_report.cpu(off)) != pytest.approx(1.04)
+    # with fewer than three repetitions, or unequal ones, it falls back to the medians' ratio
+    few_off, few_on = results(mix_report, {"a": base[:2], "b": traced[:2]})
+    assert mix_report.cpu_ratio(few_on, few_off) == pytest.approx(
+        statistics.median(traced[:2]) / statistics.median(base[:2])
+    )
+    _, short = results(mix_report, {"a": base, "b": traced[:4]})
+    assert mix_report.cpu_ratio(short, off) == pytest.approx(
+        statistics.median(traced[:4]) / statistics.median(base)
+    )
