@@ -232,9 +232,26 @@ def mix_markdown(report: MixReport) -> str:
     split = single_user_split(report)
     if split:
         parts += ["", "## One user's CPU: the kernel's and the proxy's own", "", *split]
+    parts += ["", "## CPU µs per request in each repetition", "", *repetitions_table(report)]
     if report.notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(parts) + "\n"
+
+
+def repetitions_table(report: MixReport) -> list[str]:
+    """Every proxy row's CPU per request, repetition by repetition: what the medians and the
+    per-repetition ratios are taken from."""
+    rows = [r for r in report.cases if r.ok and not r.case.direct]
+    reps = max((len(r.samples) for r in rows), default=0)
+    lines = [
+        "| case | traffic | " + " | ".join(str(n + 1) for n in range(reps)) + " |",
+        "|---|---|" + "---:|" * reps,
+    ]
+    for result in rows:
+        cells = [fmt(sample.cpu_us_per_request, 1) for sample in result.samples]
+        cells += ["-"] * (reps - len(cells))
+        lines.append(f"| {result.case.label} | {result.case.body} | " + " | ".join(cells) + " |")
+    return lines
 
 
 @dataclass(frozen=True)

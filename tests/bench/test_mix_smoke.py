@@ -75,6 +75,10 @@ def test_quick_mix_measures_every_case(bench_tools: None, tmp_path: Path) -> Non
     for name, whole, kernel, own in split:  # the two parts add up to the whole (rounded)
         assert abs(number(kernel) + number(own) - number(whole)) <= 0.11, name
     assert "OTLP sink received" in text
+    reps = table_rows(text, "CPU µs per request in each repetition")
+    assert [(row[0], row[1]) for row in reps] == MIX_ROWS[1:]  # every proxy row, direct not
+    for row, each in zip(rows[1:], reps, strict=True):  # one repetition: it is the median
+        assert each[2] == row[4], (row, each)
 
 
 @pytest.mark.timeout(120)
