@@ -2,8 +2,8 @@
 
 A busy host changes speed from one second to the next (a neighbour's load, not ours), so two
 cases measured a few seconds apart differ by more than a target's margin. Here every case's
-wrk is its own process, stopped (SIGSTOP) but for its turn of tens of milliseconds; the turns
-rotate through the cases, so each case is measured in the same seconds as every other one, and
+wrk is its own process, stopped (SIGSTOP) but for its turn of tens of milliseconds; each round
+gives every case one turn, so each case is measured in the same seconds as every other one, and
 a slow second is shared out among them.
 
 Only the load generators are stopped, never a proxy: a stopped proxy would meet a backlog on
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from gwbench.load import Sample, wrk_summary
-from gwbench.procs import tree_rss
+from gwbench.procs import tree_cpu_split, tree_rss
 
 SETTLE_POLL_S = 0.0005
 SETTLE_MAX_S = 0.25
@@ -55,17 +55,6 @@ def runtime_ns(tree: Sequence[psutil.Process]) -> int:
             except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
                 continue
     return total
-
-
-def user_system(tree: Sequence[psutil.Process]) -> tuple[float, float]:
-    user = system = 0.0
-    for proc in tree:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        user, system = user + times.user, system + times.system
-    return user, system
 
 
 def busy_seconds() -> float:
@@ -118,14 +107,14 @@ class Runner:
             time.sleep(0.001)
 
     def mark(self) -> tuple[float, ...]:
-        user, system = user_system(self.proxy)
-        wrk = user_system([self.wrk]) if self.wrk else (0.0, 0.0)
+        user, system = tree_cpu_split(self.proxy)
+        wrk = tree_cpu_split([self.wrk]) if self.wrk else (0.0, 0.0)
         return (
             time.monotonic(),
             float(runtime_ns(self.proxy)),
             user,
             system,
-            sum(user_system(self.upstream)),
+            sum(tree_cpu_split(self.upstream)),
             sum(wrk),
             busy_seconds(),
             time.process_time(),  # the conductor's own CPU: not the host's noise
