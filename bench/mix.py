@@ -255,6 +255,10 @@ class Mix:
         result.samples.append(sample)
         if proxy:
             self.end_rss[result.case.key] = tree_rss(proxy)
+        self.check(result, sample)
+
+    def check(self, result: CaseResult, sample: Sample) -> None:
+        """More than 1 % errors (and at least 10) fails the case; the proxy's log is trimmed."""
         if sample.errors > max(10, sample.requests // 100):
             result.error = f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests}"
         trim_log(self.stand.servers[result.case.target])
@@ -305,9 +309,7 @@ class Mix:
             return
         self.offsets[case.key] = offset + sample.requests
         result.warm.append(sample)
-        if sample.errors > max(10, sample.requests // 100):
-            result.error = f"{sample.errors} errors ({sample.error_kinds}) in {sample.requests}"
-        trim_log(target)
+        self.check(result, sample)
 
     def describe_settings(self) -> dict[str, str]:
         s = self.settings

@@ -25,6 +25,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import psutil
 
@@ -63,6 +64,29 @@ def busy_seconds() -> float:
     return sum(sum(row) - row.idle - getattr(row, "iowait", 0.0) for row in rows)
 
 
+class Mark(NamedTuple):
+    """Counters read at a turn's start or end; their differences, summed, are what a runner's
+    turns used."""
+
+    wall_s: float
+    proxy_ns: float  # the proxy's threads' run time (schedstat)
+    proxy_user_s: float
+    proxy_system_s: float
+    upstream_s: float
+    wrk_s: float
+    machine_busy_s: float
+    conductor_s: float  # the bench's own CPU: not the host's noise
+
+    def minus(self, other: Mark) -> Mark:
+        return Mark(*(a - b for a, b in zip(self, other, strict=True)))
+
+    def plus(self, other: Mark) -> Mark:
+        return Mark(*(a + b for a, b in zip(self, other, strict=True)))
+
+
+NOTHING = Mark(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 @dataclass
 class Runner:
     """One case's wrk and what its turns used."""
@@ -73,15 +97,7 @@ class Runner:
     upstream: list[psutil.Process]
     popen: subprocess.Popen[str] | None = None
     wrk: psutil.Process | None = None
-    turns: int = 0
-    active_s: float = 0.0
-    proxy_ns: int = 0
-    proxy_user_s: float = 0.0
-    proxy_system_s: float = 0.0
-    upstream_s: float = 0.0
-    wrk_s: float = 0.0
-    machine_busy_s: float = 0.0
-    conductor_s: float = 0.0
+    spent: Mark = NOTHING  # summed over its turns; ``spent.wall_s`` is its share of time
     output: str = ""
     stderr: str = ""
     returncode: int | None = None
@@ -106,10 +122,14 @@ class Runner:
                 raise RuntimeError(f"{self.key}: wrk did not start ({self.argv[0]})")
             time.sleep(0.001)
 
-    def mark(self) -> tuple[float, ...]:
+    @property
+    def turns(self) -> int:
+        return len(self.windows)
+
+    def mark(self) -> Mark:
         user, system = tree_cpu_split(self.proxy)
         wrk = tree_cpu_split([self.wrk]) if self.wrk else (0.0, 0.0)
-        return (
+        return Mark(
             time.monotonic(),
             float(runtime_ns(self.proxy)),
             user,
@@ -117,20 +137,12 @@ class Runner:
             sum(tree_cpu_split(self.upstream)),
             sum(wrk),
             busy_seconds(),
-            time.process_time(),  # the conductor's own CPU: not the host's noise
+            time.process_time(),
         )
 
-    def charge(self, before: tuple[float, ...], after: tuple[float, ...]) -> None:
-        self.turns += 1
-        self.windows.append((before[0], after[0]))
-        self.active_s += after[0] - before[0]
-        self.proxy_ns += int(after[1] - before[1])
-        self.proxy_user_s += after[2] - before[2]
-        self.proxy_system_s += after[3] - before[3]
-        self.upstream_s += after[4] - before[4]
-        self.wrk_s += after[5] - before[5]
-        self.machine_busy_s += after[6] - before[6]
-        self.conductor_s += after[7] - before[7]
+    def charge(self, before: Mark, after: Mark) -> None:
+        self.windows.append((before.wall_s, after.wall_s))
+        self.spent = self.spent.plus(after.minus(before))
 
     def signal(self, signum: int) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -156,7 +168,7 @@ class Runner:
             deadline = time.monotonic() + FIRST_TURN_MAX_S
             while self.written() == 0 and time.monotonic() < deadline:
                 time.sleep(0.001)
-            before = (time.monotonic(), *before[1:])
+            before = before._replace(wall_s=time.monotonic())
             self.started = True
         time.sleep(length_s)
         self.signal(signal.SIGSTOP)
@@ -197,7 +209,7 @@ class Runner:
         self.settle()
         after = self.mark()
         # wrk has exited, so its CPU in this last turn (printing its summary) is not read
-        self.charge(before, (*after[:5], before[5], *after[6:]))
+        self.charge(before, after._replace(wrk_s=before.wrk_s))
 
     def kill(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
@@ -222,10 +234,10 @@ def run_block(
     try:
         for runner in order:
             runner.launch()
-        while any(runner.active_s < active_s for runner in order):
+        while any(runner.spent.wall_s < active_s for runner in order):
             shuffle(order)
             for runner in order:
-                if runner.active_s < active_s and runner.popen and runner.popen.poll() is None:
+                if runner.spent.wall_s < active_s and runner.popen and runner.popen.poll() is None:
                     runner.turn(turn_s)
             if all(runner.popen and runner.popen.poll() is not None for runner in order):
                 break
@@ -241,12 +253,13 @@ def run_block(
 def runner_sample(runner: Runner) -> Sample:
     """What one runner's turns in a block come to, as one run of the case."""
     raw = wrk_summary(runner.returncode, runner.output, runner.stderr)
-    requests, active = int(raw["requests"]), runner.active_s
+    used = runner.spent
+    requests, active = int(raw["requests"]), used.wall_s
     kinds = {key: int(raw[key]) for key in ("connect", "read", "write", "status", "timeout")}
-    cpu_s = runner.proxy_ns / 1e9
-    ticks = runner.proxy_user_s + runner.proxy_system_s
-    kernel_s = cpu_s * runner.proxy_system_s / ticks if ticks else 0.0
-    ours = cpu_s + runner.upstream_s + runner.wrk_s + runner.conductor_s
+    cpu_s = used.proxy_ns / 1e9
+    ticks = used.proxy_user_s + used.proxy_system_s
+    kernel_s = cpu_s * used.proxy_system_s / ticks if ticks else 0.0
+    ours = cpu_s + used.upstream_s + used.wrk_s + used.conductor_s
     nan = float("nan")  # latencies are not measured in turns (see the module's docstring)
     return Sample(
         rps=requests / active if active else 0.0,
@@ -260,8 +273,8 @@ def runner_sample(runner: Runner) -> Sample:
         kernel_us_per_request=kernel_s * 1e6 / requests if runner.proxy and requests else None,
         peak_rss=tree_rss(runner.proxy) if runner.proxy else None,
         proxy_core=cpu_s / active if runner.proxy and active else None,
-        load_core=(runner.upstream_s + runner.wrk_s) / active if active else None,
-        wrk_cpu_share=runner.wrk_s / active if active else 0.0,
-        upstream_cpu_share=runner.upstream_s / active if active else 0.0,
-        other_cpu_share=max(0.0, runner.machine_busy_s - ours) / active if active else 0.0,
+        load_core=(used.upstream_s + used.wrk_s) / active if active else None,
+        wrk_cpu_share=used.wrk_s / active if active else 0.0,
+        upstream_cpu_share=used.upstream_s / active if active else 0.0,
+        other_cpu_share=max(0.0, used.machine_busy_s - ours) / active if active else 0.0,
     )

@@ -53,7 +53,7 @@ def test_the_loads_take_turns_one_at_a_time(turns: ModuleType, tmp_path: Path) -
     turns.run_block(runners, ACTIVE_S, TURN_S, seed=1)
 
     for runner in runners:  # each one had its share, in many turns, and finished when told
-        assert runner.active_s >= ACTIVE_S, runner.key
+        assert runner.spent.wall_s >= ACTIVE_S, runner.key
         assert runner.turns >= ACTIVE_S / TURN_S, runner.key
         assert runner.returncode == 0 and runner.output.startswith("made "), runner.stderr
     windows = sorted((start, end, n) for n, r in enumerate(runners) for start, end in r.windows)
