@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tracing.py [--requests 20000] [--rounds 5] [--ratios 0,0.01,1]
     .venv/bin/python bench/tracing.py --instructions [--requests 2000] [--users 100000]   # valgrind
+        [--keep DIR]
     .venv/bin/python bench/tracing.py --paired [--pairs 60] [--round 3000] [--ratios 0,0.01]
 
 In process (the default): the gateway of the default configuration, as ``bench/chain.py``
@@ -250,9 +251,13 @@ def instruction_figures(args: argparse.Namespace, collector: str) -> None:
             for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"):
                 os.environ.pop(variable, None)
             os.environ.update(extra)
-            with tempfile.TemporaryDirectory() as work:
-                base = instructions.counted_run(options, upstream, 0, Path(work))
-                loaded = instructions.counted_run(options, upstream, args.requests, Path(work))
+            with tempfile.TemporaryDirectory() as temporary:
+                work = Path(temporary)
+                if args.keep:  # callgrind's files, a folder per mode
+                    work = Path(args.keep) / name.replace(" ", "-")
+                    work.mkdir(parents=True, exist_ok=True)
+                base = instructions.counted_run(options, upstream, 0, work)
+                loaded = instructions.counted_run(options, upstream, args.requests, work)
             print(f"{name:>11}: {(loaded - base) / args.requests:,.0f} instructions per request")
     finally:
         os.environ.clear()
@@ -270,6 +275,9 @@ def main() -> int:
     )
     parser.add_argument("--instructions", action="store_true", help="valgrind counts instead")
     parser.add_argument("--users", type=int, default=1, help="--instructions: distinct users")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="--instructions: keep callgrind's files, a folder per mode"
+    )
     parser.add_argument("--distribution", choices=("zipf", "uniform"), default="zipf")
     parser.add_argument("--paired", action="store_true", help="short rounds, modes in turn")
     parser.add_argument("--pairs", type=int, default=60, help="--paired: turns")

@@ -55,6 +55,7 @@ class Request:
         "start",
         "target",
         "trace",
+        "trace_fields",
         "trace_id",
         "upgrade",
         "upstream",
@@ -121,6 +122,9 @@ class Request:
         # calls it fans out into): its context, or for a new trace that is not sampled only its
         # ids in wire form, of which ``render_head`` makes the ``traceparent`` (Sampler.ids).
         self.trace: TraceContext | bytes | None = None
+        # Whether the head had a ``traceparent`` or ``tracestate`` field, as the reader noted
+        # while parsing it; None for a request it did not parse (tracing looks for itself).
+        self.trace_fields: bool | None = None
         # The client's User-Agent (b"" when none), kept by the pass that looks for its request id.
         self.user_agent = b""
         # The upstream call's deadline for this request in place of the route's (0: the

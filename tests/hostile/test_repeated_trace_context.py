@@ -71,3 +71,36 @@ def test_tracestate_lines_combine_into_one_list(
     assert (server.trace_id, server.parent_span_id) == (TRACE_B, CLIENT_SPAN)
     upstream = services["ticket"].only_request()
     assert upstream.header_values("tracestate") == ["first=1,second=2,third=3"]
+
+
+def test_trace_fields_count_in_any_case_and_each_head_on_a_connection_has_its_own(
+    traced: GatewayProcess, services: Fleet, collector: Collector
+) -> None:
+    """The reader notes a head's trace fields as it parses it, whatever their names' case: a
+    ``tracestate`` alone still makes the client's fields replaced, not passed on beside ours;
+    and the next head on the same connection, without them, starts a trace of its own."""
+    heads = [
+        ("caps-1", [("TraceParent", f"00-{TRACE_A}-{CLIENT_SPAN}-01"), ("TRACESTATE", "k=1")]),
+        ("caps-2", [("Tracestate", "lonely=1")]),
+        ("caps-3", []),
+    ]
+    with RawConnection(traced.port) as connection:
+        for request_id, lines in heads:
+            headers = [("Authorization", f"Bearer {TOKEN}"), ("X-Request-Id", request_id), *lines]
+            connection.send(build_request("GET", TARGET, headers))
+            assert connection.read_response().status == 200
+
+    upstream = services["ticket"].requests
+    assert [r.header("x-request-id") for r in upstream] == ["caps-1", "caps-2", "caps-3"]
+    traces = []
+    for request in upstream:
+        [line] = request.header_values("traceparent")
+        sent = TRACEPARENT.fullmatch(line)
+        assert sent is not None, line
+        traces.append(sent.group(1))
+    assert traces[0] == TRACE_A and upstream[0].header_values("tracestate") == ["k=1"]
+    assert len({*traces}) == 3
+    assert upstream[1].header_values("tracestate") == []  # replaced, with the client's trace
+    assert upstream[2].header_values("tracestate") == []
+    [server] = collector.wait_for(1, **{"gateway.request_id": "caps-1"})
+    assert (server.trace_id, server.parent_span_id) == (TRACE_A, CLIENT_SPAN)

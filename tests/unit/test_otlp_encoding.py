@@ -15,6 +15,7 @@ from api_gateway.config.observability import ObservabilityConfig
 from api_gateway.config.settings import Instance
 from api_gateway.observability.otlp import Encoder, varint
 from api_gateway.observability.spans import (
+    BYTES_PER_TRACE,
     CLIENT,
     IDS_PER_DRAW,
     SERVER,
@@ -130,6 +131,13 @@ def test_a_span_that_ended_in_an_exception_has_its_event() -> None:
     assert found["exception.escaped"] == "False"
 
 
+def first_of_draw(trace_id: int, span_id: int) -> int:
+    """The random bits of a draw of new traces whose first is ``trace_id`` and ``span_id``
+    (each trace's 8 unused bytes all ones, so that ids that stray into them show)."""
+    first = trace_id << 128 | span_id << 64 | (1 << 64) - 1
+    return first << (8 * BYTES_PER_TRACE * (IDS_PER_DRAW - 1))
+
+
 def upstream_instance() -> UpstreamInstance:
     """A real one: compiled, the attempt hook's annotations are checked (COMPILED.md §9)."""
     return UpstreamInstance(Instance("127.0.0.1", 8081))
@@ -145,7 +153,7 @@ def test_tracing_records_and_exports_a_sampled_request() -> None:
         return 200
 
     config = ObservabilityConfig(1.0, 1.0, "api-gateway", "http://127.0.0.1:4318/v1/traces")
-    bits = iter([((0xAB << 64 | 5) << 64 | 0x10) << (192 * (IDS_PER_DRAW - 1)), 0x20])
+    bits = iter([first_of_draw(0xAB << 64 | 5, 0x10), 0x20])
     tracing = Tracing(config, {"OTEL_BSP_SCHEDULE_DELAY": "60000"}, lambda n: next(bits), post)
     sent: list[list[tuple[bytes, bytes]]] = []
 
@@ -195,9 +203,7 @@ def test_an_unsampled_request_adds_a_traceparent_for_the_head_and_records_nothin
 
     config = ObservabilityConfig(1.0, 0.0, "api-gateway", "http://127.0.0.1:4318/v1/traces")
     trace_id = 0xCD << 64 | 7
-    tracing = Tracing(
-        config, {}, lambda n: (trace_id << 64 | 0x42) << (192 * (IDS_PER_DRAW - 1)), post
-    )
+    tracing = Tracing(config, {}, lambda n: first_of_draw(trace_id, 0x42), post)
     sent: list[bytes] = []
     client_headers = [(b"accept", b"*/*")]
 

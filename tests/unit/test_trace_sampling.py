@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from api_gateway.observability.spans import (
+    BYTES_PER_TRACE,
     IDS_PER_DRAW,
+    UNSAMPLED_END,
+    UNSAMPLED_START,
     Sampler,
-    add_unsampled_line,
     parent_ids,
     trace_headers,
     traceparent,
@@ -24,7 +26,7 @@ BOUND_HALF = 1 << 63
 
 
 class Bits:
-    """Random bits handed out in order: a new trace's ids (192 bits), or a span id (64)."""
+    """Random bits handed out in order: a draw of new traces' ids, or a span id (64 bits)."""
 
     def __init__(self, *values: int) -> None:
         self.values = list(values)
@@ -37,10 +39,12 @@ class Bits:
 
 def new_ids(trace_id: int, span_id: int, *more: tuple[int, int]) -> int:
     """A draw of ``IDS_PER_DRAW`` new traces' ids, of which the first are ``trace_id`` and
-    ``span_id`` (192 bits: the trace's id, then its server span's), then ``more``."""
-    draw = 0
+    ``span_id`` (``BYTES_PER_TRACE`` bytes each: the trace's id, its server span's, 8 unused,
+    here all ones so that a slice that strays into them shows), then ``more``."""
+    draw, per_trace = 0, 8 * BYTES_PER_TRACE
     for index, (trace, span) in enumerate(((trace_id, span_id), *more)):
-        draw |= (trace << 64 | span) << (192 * (IDS_PER_DRAW - 1 - index))
+        ids = trace << 128 | span << 64 | (1 << 64) - 1
+        draw |= ids << (per_trace * (IDS_PER_DRAW - 1 - index))
     return draw
 
 
@@ -55,7 +59,7 @@ def test_a_new_trace_is_kept_below_the_ratio_bound_of_its_low_64_bits() -> None:
     assert (context.sampled, context.flags, context.parent_id) == (True, 0x03, "")
     assert (context.trace_id, context.span_id) == (f"{trace_id:032x}", "0000000000001234")
     assert not context.carried
-    assert bits.asked == [192 * IDS_PER_DRAW]
+    assert bits.asked == [8 * BYTES_PER_TRACE * IDS_PER_DRAW]
 
     dropped = Sampler(0.01, Bits(new_ids(BOUND_1_PERCENT, 0x1234))).context([])
     assert (dropped.sampled, dropped.flags) == (False, 0x02)
@@ -96,7 +100,7 @@ def test_new_ids_are_drawn_ahead_in_order_and_drawn_again_when_used_up() -> None
     contexts = [sampler.context([]) for _ in range(IDS_PER_DRAW + 1)]
     got = [(int(c.trace_id, 16), int(c.span_id, 16)) for c in contexts]
     assert got == [*first, (0xAA, 0xBB)]
-    assert bits.asked == [192 * IDS_PER_DRAW] * 2  # one call per IDS_PER_DRAW new traces
+    assert bits.asked == [8 * BYTES_PER_TRACE * IDS_PER_DRAW] * 2  # one call a draw
 
 
 def test_each_new_trace_of_a_draw_has_its_decision_and_its_line() -> None:
@@ -112,9 +116,7 @@ def test_each_new_trace_of_a_draw_has_its_decision_and_its_line() -> None:
         assert sampler.trace_id(at) == f"{trace:032x}"
         # The header line an upstream head carries: the W3C field, flags 02 (random id, not
         # sampled), and nothing of the neighbours' ids.
-        parts: list[bytes] = []
-        add_unsampled_line(parts, sampler.ids(at))
-        line = b"".join(parts)
+        line = UNSAMPLED_START + sampler.ids(at) + UNSAMPLED_END  # render_head's pieces
         assert line == f"traceparent: 00-{trace:032x}-{span:016x}-02\r\n".encode()
         assert line == b"traceparent: " + traceparent(f"{trace:032x}", f"{span:016x}", 2) + b"\r\n"
 
@@ -122,7 +124,7 @@ def test_each_new_trace_of_a_draw_has_its_decision_and_its_line() -> None:
 def test_an_unsampled_request_asks_for_one_random_number() -> None:
     bits = Bits(new_ids(BOUND_HALF + 5, 9))
     context = Sampler(0.5, bits).context(headers(("accept", "*/*")))
-    assert not context.sampled and bits.asked == [192 * IDS_PER_DRAW]
+    assert not context.sampled and bits.asked == [8 * BYTES_PER_TRACE * IDS_PER_DRAW]
 
 
 def test_the_parents_sampled_flag_decides_whatever_the_ratio() -> None:

@@ -25,6 +25,11 @@ from api_gateway.types import Headers, Request
 if TYPE_CHECKING:
     from api_gateway.http.server import HttpConnection, ServerBounds
 
+# W3C trace context: the reader notes whether a head has either field (``Request.trace_fields``),
+# so that tracing need not look through every request's headers for them.
+TRACE_FIELDS: Final = frozenset({b"traceparent", b"tracestate"})
+NOTED: Final = REQUEST_FRAMING | TRACE_FIELDS
+
 # Method, spaces, version and CRLF of a request line: what it holds besides the URI.
 REQUEST_LINE_BYTES: Final = 32
 
@@ -55,6 +60,7 @@ class RequestReader:
         # Created only for a head with framing fields besides Host (most requests have none).
         self.framing: RequestFraming | None = None
         self.plain_connection = False
+        self.trace_fields = False
         self.hosts = 0
         self.header_bytes = 0
         self.header_count = 0
@@ -103,6 +109,7 @@ class RequestReader:
         self.headers = []
         self.framing = None
         self.plain_connection = False
+        self.trace_fields = False
         self.hosts = 0
         self.header_bytes = 0
         self.header_count = 0
@@ -128,10 +135,13 @@ class RequestReader:
             self.read_used += len(name) + len(value) + 3
             return
         name = lower_name(name)
-        if name not in REQUEST_FRAMING:
+        if name not in NOTED:
             self.headers.append((name, value))
         elif name == b"host":
             self.hosts += 1
+            self.headers.append((name, value))
+        elif name in TRACE_FIELDS:
+            self.trace_fields = True
             self.headers.append((name, value))
         elif name == b"connection" and value.lower() in PLAIN_CONNECTION:
             # llhttp applies it; it names no field, so no framing state is needed for it.
@@ -192,6 +202,7 @@ class RequestReader:
             perf_counter(),
         )
         request.keep_alive = keep_alive
+        request.trace_fields = self.trace_fields
         if framing is not None and framing.upgrade is not None:
             request.upgrade = framing.upgrade_kind()
         if framing is not None and (framing.encodings or content_length):

@@ -126,7 +126,10 @@ class Tracing:
     def server_span(self, request: Request, call_next: Handler) -> Awaitable[Response]:
         """The policy outside every other: the span covers the whole request."""
         sampler, headers = self.sampler, request.headers
-        if trace_headers(headers) is None:  # a new trace: most requests
+        carried = request.trace_fields  # noted by the reader as it parsed the head
+        if carried is None:  # a request it did not parse
+            carried = trace_headers(headers) is not None
+        if not carried:  # a new trace: most requests
             at = sampler.new_trace()
             if not sampler.sampled(at):
                 # Not sampled: the trace id for the log and the ids every attempt sends, in wire

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from api_gateway.http.framing import BODY_METHODS
 from api_gateway.http.wire import add_header_lines
-from api_gateway.observability.spans import add_unsampled_line
+from api_gateway.observability.spans import UNSAMPLED_END, UNSAMPLED_START
 from api_gateway.signing import Signer, is_json
 from api_gateway.types import Request
 
@@ -45,8 +45,10 @@ def render_head(
     ]
     add_header_lines(parts, request.headers)
     trace = request.trace
-    if isinstance(trace, bytes):  # a new trace not sampled: its ids (observability/tracing.py)
-        add_unsampled_line(parts, trace)
+    if isinstance(trace, bytes):  # a new trace not sampled: its ids (Sampler.ids)
+        parts.append(UNSAMPLED_START)
+        parts.append(trace)
+        parts.append(UNSAMPLED_END)
     add_header_lines(parts, request.upstream_headers)
     parts.append(request.upstream_block)
     parts.append(b"x-request-deadline-ms: %d\r\n" % deadline_ms)
