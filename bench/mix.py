@@ -23,7 +23,7 @@ import psutil
 from gwbench import mix_traffic as traffic
 from gwbench import tools, turns
 from gwbench.load import LoadSpec, Sample, measure, wrk_argv
-from gwbench.mix_cases import GATEWAYS, cases, chosen, method_notes
+from gwbench.mix_cases import GATEWAYS, ON_REQUEST, cases, chosen, method_notes
 from gwbench.mix_report import MixReport, mix_markdown, soak_markdown
 from gwbench.mix_soak import SoakSettings, run_soak
 from gwbench.mix_stand import Stand
@@ -54,7 +54,7 @@ class Settings:
     work_dir: Path
     quick: bool
     command: str
-    cases: tuple[str, ...] = ()  # only these (and what they are compared with); () every case
+    cases: tuple[str, ...] = ()  # only these (and what they are compared with); () the usual set
     turn_ms: float | None = None  # cases take turns of this length instead of runs one by one
 
     @classmethod
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cases",
         metavar="KEYS",
         help="only these cases, comma-separated (e.g. gw-zipf,gw-trace-0.01), with each one's "
-        "baseline and nginx row",
+        "baseline and nginx row; gw-trace-0 and gw-idle-thread run only when named",
     )
     parser.add_argument(
         "--turns",
@@ -126,7 +126,10 @@ class Mix:
         self.offsets: dict[str, int] = {}  # case -> where its next run starts in its sequence
         self.end_rss: dict[str, int] = {}
         every = cases(settings.users)
-        self.cases = chosen(every, list(settings.cases)) if settings.cases else every
+        if settings.cases:
+            self.cases = chosen(every, list(settings.cases))
+        else:
+            self.cases = [case for case in every if case.key not in ON_REQUEST]
 
     def prepare_traffic(self) -> None:
         work, users = self.stand.mix_dir, self.settings.users

@@ -3,8 +3,12 @@ traffic, and how the report explains them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gwbench.mix_report import BASELINES
 from gwbench.report import Case
+
+IDLE_THREAD = Path(__file__).resolve().parent / "idle_thread"
 
 GATEWAYS: dict[str, dict[str, str]] = {
     "gw-single": {},
@@ -15,7 +19,13 @@ GATEWAYS: dict[str, dict[str, str]] = {
     "gw-redis-uniform": {},
     "gw-trace-0.01": {"OTEL_TRACES_SAMPLER_ARG": "0.01"},
     "gw-trace-1": {"OTEL_TRACES_SAMPLER_ARG": "1.0"},
+    "gw-trace-0": {"OTEL_TRACES_SAMPLER_ARG": "0"},
+    "gw-idle-thread": {"PYTHONPATH": str(IDLE_THREAD)},
 }
+# Run only when named (--cases): what tracing at 1 % is made of. Ratio 0 is tracing without a
+# sampled request (and an export thread that never has work); the idle thread is a worker with
+# tracing off and one thread that waits forever (idle_thread/sitecustomize.py).
+ON_REQUEST: frozenset[str] = frozenset({"gw-trace-0", "gw-idle-thread"})
 
 
 def cases(users: int) -> list[Case]:
@@ -38,6 +48,8 @@ def cases(users: int) -> list[Case]:
         case("gw-redis-uniform", "gateway, Redis-backed limits", "uniform", "gw-redis-uniform"),
         case("gw-trace-0.01", "gateway, tracing 1 % sampled", "zipf", "gw-trace-0.01"),
         case("gw-trace-1", "gateway, tracing 100 % sampled", "zipf", "gw-trace-1"),
+        case("gw-trace-0", "gateway, tracing 0 % sampled", "zipf", "gw-trace-0"),
+        case("gw-idle-thread", "gateway, an idle thread", "zipf", "gw-idle-thread"),
     ]
 
 

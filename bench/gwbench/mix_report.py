@@ -25,6 +25,8 @@ BASELINES = {
     "gw-redis-uniform": "gw-redis-single",
     "gw-trace-0.01": "gw-zipf",
     "gw-trace-1": "gw-zipf",
+    "gw-trace-0": "gw-zipf",
+    "gw-idle-thread": "gw-zipf",
 }
 # (label, case, baseline, highest allowed ratio): CPU µs/request of case ÷ baseline
 # "{traffic}" is the case's traffic, e.g. "100k Zipf".
