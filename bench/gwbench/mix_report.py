@@ -161,11 +161,39 @@ def cpu_ratio(result: CaseResult | None, base: CaseResult | None) -> float | Non
 
 
 def paired_range(report: MixReport, result: CaseResult, baseline: str) -> str:
-    ratios = sorted(paired_ratios(result, report.find(baseline)))
+    return quartiles(paired_ratios(result, report.find(baseline)))
+
+
+def quartiles(ratios: list[float], digits: int = 2) -> str:
+    """ " [q1 to q3]" of ``ratios``, or "" when there are too few for quartiles."""
     if len(ratios) < 4:
         return ""
-    q1, _, q3 = statistics.quantiles(ratios, n=4)
-    return f" [{q1:.2f} to {q3:.2f}]"
+    q1, _, q3 = statistics.quantiles(sorted(ratios), n=4)
+    return f" [{q1:.{digits}f} to {q3:.{digits}f}]"
+
+
+def over_both_off(report: MixReport) -> list[str]:
+    """The rows compared with the Zipf row, over the mean of both processes with its settings
+    (the Zipf row and its control) repetition by repetition: two processes of the same settings
+    differ by 1-2 %, the mean of two by less. Empty without both, every repetition of each."""
+    zipf, control = report.find("gw-zipf"), report.find("gw-zipf-control")
+    if zipf is None or control is None or len(paired_ratios(control, zipf)) < PAIRED_AT_LEAST:
+        return []
+    pairs = zip(zipf.samples, control.samples, strict=True)
+    mean = [(a.cpu_us_per_request + b.cpu_us_per_request) / 2 for a, b in pairs]
+    lines = ["| case | traffic | x the mean of both |", "|---|---|---:|"]
+    for result in report.cases:
+        if BASELINES.get(result.case.key) != "gw-zipf" or not result.ok:
+            continue
+        if len(result.samples) != len(mean):
+            continue
+        pairs_of = zip(result.samples, mean, strict=True)
+        ratios = [s.cpu_us_per_request / m for s, m in pairs_of if s.cpu_us_per_request and m]
+        if not ratios:
+            continue
+        cell = f"{statistics.median(ratios):.3f}{quartiles(ratios, 3)}"
+        lines.append(f"| {result.case.label} | {result.case.body} | {cell} |")
+    return lines
 
 
 def mix_targets(report: MixReport) -> list[tuple[str, str, bool | None]]:
@@ -234,6 +262,10 @@ def mix_markdown(report: MixReport) -> str:
     split = single_user_split(report)
     if split:
         parts += ["", "## One user's CPU: the kernel's and the proxy's own", "", *split]
+    both = over_both_off(report)
+    if both:
+        title = "## Over both gateways of the Zipf row's settings (the Zipf row and its control)"
+        parts += ["", title, "", *both]
     parts += ["", "## CPU µs per request in each repetition", "", *repetitions_table(report)]
     if report.notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]

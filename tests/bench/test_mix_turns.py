@@ -101,3 +101,59 @@ def test_a_ratio_pairs_each_repetition_with_its_own_baseline(mix_report: ModuleT
     assert mix_report.cpu_ratio(short, off) == pytest.approx(
         statistics.median(traced[:4]) / statistics.median(base)
     )
+
+
+def sample(cpu_us: float) -> Any:
+    """One run's whole sample with ``cpu_us`` CPU µs per request (the rest plausible)."""
+    return sys.modules["gwbench.load"].Sample(
+        20_000.0,
+        80_000,
+        1.0,
+        4.0,
+        6.0,
+        0,
+        "",
+        cpu_us,
+        100 << 20,
+        0.9,
+        0.5,
+        0.3,
+        0.1,
+        0.0,
+        cpu_us / 4,
+    )
+
+
+def test_tracing_is_also_read_over_both_gateways_of_its_baselines_settings(
+    mix_report: ModuleType,
+) -> None:
+    # The Zipf row and its control differ by 2 % in every repetition; tracing is 3 % over their
+    # mean: the table reads 1.03 for it and 1.01 for the control (rows compared with the Zipf
+    # row), and has no row for one with another baseline.
+    zipf, control = [50.0, 60.0, 55.0, 70.0], [51.0, 61.2, 56.1, 71.4]
+    mean = [(a + b) / 2 for a, b in zip(zipf, control, strict=True)]
+    rows = results(
+        mix_report,
+        {
+            "gw-single": [40.0, 48.0, 44.0, 56.0],
+            "gw-zipf": zipf,
+            "gw-zipf-control": control,
+            "gw-trace-0.01": [1.03 * m for m in mean],
+        },
+    )
+    for row in rows:  # whole samples, as a run makes them, so that the report can be written
+        row.samples = [sample(cpu.cpu_us_per_request) for cpu in row.samples]
+    report = mix_report.MixReport("mix", {}, {}, rows)
+    lines = mix_report.over_both_off(report)
+    split = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    cells = {row[0]: row[2] for row in split}
+    assert set(cells) == {"gw-zipf-control", "gw-trace-0.01"}
+    assert cells["gw-trace-0.01"] == "1.030 [1.030 to 1.030]"
+    assert cells["gw-zipf-control"].startswith("1.010")
+    assert "Over both gateways" in mix_report.mix_markdown(report)
+    # without every repetition of the control, there is no such table
+    [few] = results(mix_report, {"gw-zipf-control": control[:2]})
+    few.samples = [sample(cpu) for cpu in control[:2]]
+    short = mix_report.MixReport("mix", {}, {}, [rows[0], rows[1], few, rows[3]])
+    assert mix_report.over_both_off(short) == []
+    assert "Over both gateways" not in mix_report.mix_markdown(short)
