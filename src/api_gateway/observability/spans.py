@@ -35,7 +35,7 @@ IDS_PER_DRAW: Final = 64  # new traces drawn from the generator at once (Sampler
 # A new trace's random bytes: its id (16), its server span's (8) and 8 unused, so that in the
 # drawn hex digits, a "-" every 16 bytes, "trace id-span id" is one slice (Sampler.draw).
 BYTES_PER_TRACE: Final = 32
-HEX_PER_TRACE: Final = 66  # 2 x (32 hex digits and a "-")
+HEX_PER_TRACE: Final = 2 * BYTES_PER_TRACE + 2  # its bytes' hex digits and two "-"
 UNSAMPLED_START: Final = b"traceparent: 00-"
 UNSAMPLED_END: Final = b"-02\r\n"
 # OTLP span kinds (opentelemetry.proto.trace.v1.Span.SpanKind).
