@@ -22,6 +22,8 @@ import pytest
 from support.gateway import Fleet, GatewayProcess, running_gateway
 from support.tokens import mint
 
+from api_gateway.operations import WRITE_EVERY_S
+
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_TIMEOUT_S = 60
 # Time the page's script gets (virtual time: no real waiting) to fetch /health and draw it.
@@ -83,17 +85,23 @@ def png_is_not_blank(path: Path) -> bool:
 
 
 def settled_health(gateway: GatewayProcess, workers: int, requests: int) -> dict[str, Any]:
-    """/health once every worker's state document holds its share of the traffic (each worker
-    writes its own about every second): the merged figures no longer move."""
+    """/health once the merged figures no longer move: every worker's state document holds its
+    share of the traffic, and a whole write period later (each worker writes its own every
+    ``WRITE_EVERY_S``) every route still counts the same. The traffic routes reaching their
+    counts is not enough: the readiness probe's ``/live`` may sit in a worker that served no
+    traffic and has not written since."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    seen: dict[str, int] | None = None
     while True:
         health: dict[str, Any] = gateway.admin_get("/health").json()
-        routes = health["routes"]
-        counted = [routes.get(route, {}).get("requests", 0) for route in TRAFFIC_ROUTES]
-        if len(health["workers"]) == workers and counted == [requests] * len(TRAFFIC_ROUTES):
-            return health
+        counts = {route: figures["requests"] for route, figures in health["routes"].items()}
+        traffic = [counts.get(route, 0) for route in TRAFFIC_ROUTES]
+        if len(health["workers"]) == workers and traffic == [requests] * len(TRAFFIC_ROUTES):
+            if counts == seen:
+                return health
+            seen = counts
         assert time.monotonic() < deadline, health
-        time.sleep(0.2)
+        time.sleep(WRITE_EVERY_S + 0.2 if seen is not None else 0.2)
 
 
 def test_the_status_page_shows_what_health_says(service_fleet: Fleet, tmp_path: Path) -> None:
