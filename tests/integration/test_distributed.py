@@ -141,6 +141,7 @@ def test_redis_frozen_stopped_and_restarted_under_load(
         fallbacks = metric(gateway, "gateway_ratelimit_fallback_decisions_total")
         outages = metric(gateway, "gateway_ratelimit_store_outages_total")
         after = [gateway.get("/api/v1/search/q", headers=watched).status for _ in range(LIMIT + 1)]
+        fallbacks_after = metric(gateway, "gateway_ratelimit_fallback_decisions_total")
 
     assert frozen == [200] * LIMIT + [429]  # from memory while Redis is frozen
     assert len(answers) > 20
@@ -148,3 +149,4 @@ def test_redis_frozen_stopped_and_restarted_under_load(
     assert max(seconds for _, seconds in answers) < ANSWER_BOUND_S
     assert fallbacks > LIMIT and outages == 2
     assert after == [200] * LIMIT + [429]  # a fresh Redis: the limit through it again
+    assert fallbacks_after == fallbacks  # decided by Redis, none from memory
