@@ -51,13 +51,18 @@ asyncio.run(main())
 """
 
 
-def free_port() -> int:
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: bound together, so the kernel cannot give one twice."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 async def wait_port(port: int, timeout_s: float = 60.0) -> None:
@@ -109,7 +114,7 @@ def token() -> str:
 
 def start(args: argparse.Namespace, work: Path) -> tuple[list[subprocess.Popen[bytes]], int, int]:
     """The echo upstream and one gateway worker in front of it, as processes of their own."""
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port, gateway_port = free_ports(2)
     config = {
         "routes": {"/queue": {"websocket_max_per_user": args.idle + 10}},
         "server": {"max_websockets": args.idle + 10},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import signal
@@ -15,13 +16,20 @@ from pathlib import Path
 
 import psutil
 
+_handed_out: collections.deque[int] = collections.deque(maxlen=1024)
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release),
+    never one of the last handed out: the process it is for binds it later, and until then
+    the kernel may give the same port to the next bind to port 0."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.append(port)
+            return port
 
 
 def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
