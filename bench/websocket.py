@@ -26,6 +26,7 @@ from pathlib import Path
 import jwt
 import psutil
 import yaml
+from gwbench.servers import free_ports
 from websockets.asyncio.client import ClientConnection, connect
 
 BENCH = Path(__file__).resolve().parent
@@ -49,20 +50,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports: bound together, so the kernel cannot give one twice."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 async def wait_port(port: int, timeout_s: float = 60.0) -> None:
